@@ -1,0 +1,340 @@
+//! What a build produces: [`Artifact`]s keyed by their path under `generated/`, each
+//! host's apply plan, and `manifest.json`.
+//!
+//! The manifest and the plans are data the host agent reads, so they are written with
+//! serde (not templates) and their shape is versioned by `format`. The sha256 entries
+//! catch accidental drift and corruption; authenticity comes from signed commits, which
+//! the agent verifies separately.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of the manifest and plan formats.
+pub const FORMAT: u32 = 1;
+
+/// Name of the manifest at the root of `generated/`.
+pub const MANIFEST: &str = "manifest.json";
+
+/// A path under `generated/`: relative, `/`-separated, no `.`/`..`/empty segments.
+pub fn check_rel_path(p: &str) -> Result<(), String> {
+    if p.is_empty() || p.starts_with('/') || p.ends_with('/') {
+        return Err(format!("`{p}` is not a relative file path"));
+    }
+    for seg in p.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." || seg.contains('\\') || seg.contains('\0') {
+            return Err(format!("`{p}` has an unsafe segment `{seg}`"));
+        }
+    }
+    Ok(())
+}
+
+/// What the agent does with a host file, from a fixed vocabulary built into the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Apply {
+    /// Absolute path on the host.
+    pub target: String,
+    /// Native validation to run on the staged file (`nginx`, `haproxy`, …); none yet.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub validate: Option<String>,
+    /// systemd unit to reload after the swap.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reload: Option<String>,
+    /// systemd unit to restart after the swap (when a reload is not enough).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub restart: Option<String>,
+}
+
+/// Everything about a generated file except its bytes.
+#[derive(Debug, Clone)]
+pub struct ArtifactMeta {
+    /// Path under `generated/`.
+    pub path: String,
+    /// Artifact family that produced it (`docs`, `base`, …).
+    pub family: &'static str,
+    /// Mode on the host (or in the tree for docs).
+    pub mode: u32,
+    /// `user:group` on the host.
+    pub owner: String,
+    /// Host that applies it, if any.
+    pub host: Option<String>,
+    /// Site files it was compiled from, sorted.
+    pub sources: Vec<String>,
+    /// How the host applies it.
+    pub apply: Option<Apply>,
+}
+
+impl ArtifactMeta {
+    /// A cluster-wide file (docs, manifests) readable by everyone.
+    pub fn shared(family: &'static str, path: String, sources: Vec<String>) -> Self {
+        ArtifactMeta {
+            path,
+            family,
+            mode: 0o644,
+            owner: "root:root".into(),
+            host: None,
+            sources,
+            apply: None,
+        }
+    }
+
+    /// A file that `host` installs at the absolute path `target`.
+    pub fn host_file(
+        family: &'static str,
+        host: &str,
+        target: &str,
+        mode: u32,
+        owner: &str,
+        sources: Vec<String>,
+    ) -> Self {
+        ArtifactMeta {
+            path: format!("hosts/{host}/root{target}"),
+            family,
+            mode,
+            owner: owner.into(),
+            host: Some(host.into()),
+            sources,
+            apply: Some(Apply {
+                target: target.into(),
+                validate: None,
+                reload: None,
+                restart: None,
+            }),
+        }
+    }
+}
+
+/// A generated file.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// The bytes, `\n` line ends, final newline.
+    pub bytes: Vec<u8>,
+    /// What it is.
+    pub meta: ArtifactMeta,
+}
+
+impl Artifact {
+    /// Lowercase hex sha256 of the bytes.
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.bytes)
+    }
+}
+
+/// Lowercase hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    base16ct::lower::encode_string(&Sha256::digest(bytes))
+}
+
+/// Every artifact of a build, by path: the order in which everything is written,
+/// compared and listed.
+pub type ArtifactSet = BTreeMap<String, Artifact>;
+
+/// One entry of `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Path under `generated/`.
+    pub path: String,
+    /// sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Octal mode, e.g. `0644`.
+    pub mode: String,
+    /// `user:group`.
+    pub owner: String,
+    /// Host that applies it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub host: Option<String>,
+    /// Family that produced it.
+    pub family: String,
+    /// Site files it came from.
+    pub sources: Vec<String>,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub format: u32,
+    /// What the hashes mean.
+    pub note: String,
+    /// Every generated file except the manifest itself, sorted by path.
+    pub files: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// The manifest of a set of artifacts.
+    pub fn of(set: &ArtifactSet) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            note: "written by `medianest build`; do not edit. sha256 values catch drift and corruption; authenticity comes from signed commits".into(),
+            files: set
+                .values()
+                .map(|a| ManifestEntry {
+                    path: a.meta.path.clone(),
+                    sha256: a.sha256(),
+                    size: a.bytes.len() as u64,
+                    mode: format!("{:04o}", a.meta.mode),
+                    owner: a.meta.owner.clone(),
+                    host: a.meta.host.clone(),
+                    family: a.meta.family.to_string(),
+                    sources: a.meta.sources.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One file in a host's `plan.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanFile {
+    /// Absolute path on the host.
+    pub target: String,
+    /// Path of the content, relative to the host's folder (`root/etc/hosts`).
+    pub source: String,
+    /// sha256 of the content.
+    pub sha256: String,
+    /// Octal mode.
+    pub mode: String,
+    /// `user:group`.
+    pub owner: String,
+    /// Validation, reload and restart actions.
+    #[serde(flatten)]
+    pub actions: PlanActions,
+}
+
+/// Actions of a plan entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanActions {
+    /// Native validation.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub validate: Option<String>,
+    /// Unit to reload.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reload: Option<String>,
+    /// Unit to restart.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub restart: Option<String>,
+}
+
+/// `hosts/<host>/plan.json`: what the agent on that host applies and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPlan {
+    /// Format version.
+    pub format: u32,
+    /// Host name.
+    pub host: String,
+    /// Files, sorted by target path.
+    pub files: Vec<PlanFile>,
+    /// Units to reload after the swap, sorted and unique.
+    pub reload: Vec<String>,
+    /// Units to restart after the swap, sorted and unique.
+    pub restart: Vec<String>,
+}
+
+/// Builds the apply plan of every host from the host files in `set`; `hosts` lists all
+/// hosts so that a host with no files still gets an (empty) plan.
+pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Artifact> {
+    let mut out = Vec::new();
+    for (host, sources) in hosts {
+        let mut files: Vec<PlanFile> = set
+            .values()
+            .filter(|a| a.meta.host.as_deref() == Some(host))
+            .filter_map(|a| {
+                let apply = a.meta.apply.as_ref()?;
+                Some(PlanFile {
+                    target: apply.target.clone(),
+                    source: a
+                        .meta
+                        .path
+                        .trim_start_matches(&format!("hosts/{host}/"))
+                        .to_string(),
+                    sha256: a.sha256(),
+                    mode: format!("{:04o}", a.meta.mode),
+                    owner: a.meta.owner.clone(),
+                    actions: PlanActions {
+                        validate: apply.validate.clone(),
+                        reload: apply.reload.clone(),
+                        restart: apply.restart.clone(),
+                    },
+                })
+            })
+            .collect();
+        files.sort_by(|a, b| a.target.cmp(&b.target));
+        let mut reload: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.actions.reload.clone())
+            .collect();
+        reload.sort();
+        reload.dedup();
+        let mut restart: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.actions.restart.clone())
+            .collect();
+        restart.sort();
+        restart.dedup();
+        let plan = HostPlan {
+            format: FORMAT,
+            host: host.clone(),
+            files,
+            reload,
+            restart,
+        };
+        let mut bytes = serde_json::to_vec_pretty(&plan).expect("plans always serialize");
+        bytes.push(b'\n');
+        let mut meta =
+            ArtifactMeta::shared("plan", format!("hosts/{host}/plan.json"), sources.clone());
+        meta.host = Some(host.clone());
+        out.push(Artifact { bytes, meta });
+    }
+    out
+}
+
+/// The bytes of `manifest.json` for a set.
+pub fn manifest_bytes(set: &ArtifactSet) -> Vec<u8> {
+    let mut bytes =
+        serde_json::to_vec_pretty(&Manifest::of(set)).expect("manifests always serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rel_paths_stay_inside() {
+        assert!(check_rel_path("hosts/db1/root/etc/hosts").is_ok());
+        for bad in ["", "/etc/x", "a/../b", "a//b", "./a", "a/", "a\\b"] {
+            assert!(check_rel_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plans_list_host_files_sorted() {
+        let mut set = ArtifactSet::new();
+        for target in ["/etc/b", "/etc/a"] {
+            let meta = ArtifactMeta::host_file("base", "h1", target, 0o644, "root:root", vec![]);
+            set.insert(
+                meta.path.clone(),
+                Artifact {
+                    bytes: b"x\n".to_vec(),
+                    meta,
+                },
+            );
+        }
+        let plans = host_plans(&set, &[("h1".into(), vec![]), ("h2".into(), vec![])]);
+        let p: HostPlan = serde_json::from_slice(&plans[0].bytes).unwrap();
+        assert_eq!(
+            p.files
+                .iter()
+                .map(|f| f.target.as_str())
+                .collect::<Vec<_>>(),
+            ["/etc/a", "/etc/b"]
+        );
+        assert_eq!(p.files[0].source, "root/etc/a");
+        let p2: HostPlan = serde_json::from_slice(&plans[1].bytes).unwrap();
+        assert!(p2.files.is_empty());
+    }
+}

@@ -1,0 +1,192 @@
+//! The command line: argument definitions and the thin commands over [`crate::ops`].
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::diag::{ColorOut, PlainOut, WriteColorish};
+use crate::ops::{self, Paths};
+
+/// Exit codes: part of the interface, documented in `--help` and tested.
+pub mod exit {
+    /// Success: built, or `check` found no drift.
+    pub const OK: i32 = 0;
+    /// The site has errors, or `check` found drift.
+    pub const FAILED: i32 = 1;
+    /// Usage or I/O error.
+    pub const ERROR: i32 = 2;
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success (`check`: generated/ is up to date)
+  1    the site has errors, or `check` found a difference
+  2    usage error, or a file could not be read or written
+  101  a bug in medianest (please report it)";
+
+/// medianest: a GitOps compiler for homelabs.
+///
+/// Compiles the site inventory in `site/` (TOML) and the templates into every file the
+/// homelab runs on, under `generated/`.
+#[derive(Debug, Parser)]
+#[command(name = "medianest", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// Run as if started in <DIR> (the repository root).
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    pub dir: Option<PathBuf>,
+    /// Site directory [default: <DIR>/site].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub site: Option<PathBuf>,
+    /// Template overrides [default: <DIR>/templates].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub templates: Option<PathBuf>,
+    /// Output directory [default: <DIR>/generated].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub out: Option<PathBuf>,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print every file written.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// When to use colour.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    pub color: Color,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Color {
+    /// When stderr is a terminal.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile the site and write generated/ (only files that changed).
+    #[command(after_help = EXIT_CODES)]
+    Build,
+    /// Compile in memory and compare with generated/; fail on any difference.
+    #[command(after_help = EXIT_CODES)]
+    Check,
+}
+
+impl Cli {
+    fn paths(&self) -> Paths {
+        let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        let mut p = Paths::under(&root);
+        let rel = |x: &PathBuf| {
+            if x.is_absolute() {
+                x.clone()
+            } else {
+                root.join(x)
+            }
+        };
+        if let Some(s) = &self.site {
+            p.site = rel(s);
+        }
+        if let Some(t) = &self.templates {
+            p.templates = rel(t);
+        }
+        if let Some(o) = &self.out {
+            p.out = rel(o);
+        }
+        p
+    }
+
+    fn stderr(&self) -> Box<dyn WriteColorish> {
+        use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+        let color = match self.color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        };
+        if color {
+            Box::new(ColorOut(StandardStream::stderr(ColorChoice::Always)))
+        } else {
+            Box::new(PlainOut(std::io::stderr()))
+        }
+    }
+}
+
+/// Runs the parsed command line and returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    let paths = cli.paths();
+    let mut err = cli.stderr();
+    if cli.dir.as_ref().is_some_and(|d| !d.is_dir()) {
+        let _ = writeln!(
+            err.writer(),
+            "error: `{}` is not a directory",
+            cli.dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        );
+        return exit::ERROR;
+    }
+    let out_name = paths.display(&paths.out);
+    let result = match cli.command {
+        Command::Build => ops::build(&paths).map(|(compiled, report)| {
+            if compiled.failed() || !compiled.diags.is_empty() {
+                let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
+            }
+            let Some(report) = report else { return exit::FAILED };
+            if !cli.quiet {
+                if cli.verbose {
+                    for p in &report.written {
+                        let _ = writeln!(err.writer(), "   wrote {out_name}/{p}");
+                    }
+                    for p in &report.removed {
+                        let _ = writeln!(err.writer(), " removed {out_name}/{p}");
+                    }
+                }
+                for p in &report.unknown {
+                    let _ = writeln!(err.writer(), "warning: `{out_name}/{p}` was not made by medianest; `check` will fail until it is removed");
+                }
+                let _ = writeln!(
+                    err.writer(),
+                    "built {} files into `{out_name}`: {} written, {} unchanged, {} removed in {} ms",
+                    compiled.artifacts.len() + 1,
+                    report.written.len(),
+                    report.unchanged,
+                    report.removed.len(),
+                    compiled.elapsed.as_millis()
+                );
+            }
+            exit::OK
+        }),
+        Command::Check => ops::check(&paths).map(|(compiled, drift)| {
+            if compiled.failed() || !compiled.diags.is_empty() {
+                let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
+            }
+            let Some(drift) = drift else { return exit::FAILED };
+            if drift.is_clean() {
+                if !cli.quiet {
+                    let _ = writeln!(err.writer(), "`{out_name}` is up to date ({} files)", compiled.artifacts.len() + 1);
+                }
+                exit::OK
+            } else {
+                print!("{}", ops::render_drift(&drift, &out_name));
+                exit::FAILED
+            }
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(err.writer(), "error: {e:#}");
+            exit::ERROR
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Stage 4, **lower**: the [`Site`] → one [`RenderJob`] per file, family by family.
+//!
+//! An artifact family (docs, base, and later haproxy, nginx, pfsense, compose, postgres,
+//! prometheus, bootstrap, dns, …) is one module here plus one folder under `templates/`.
+//! It reads the resolved site, builds typed, documented template contexts (never raw
+//! TOML) and says where each file goes, with what mode, owner and apply actions. Adding
+//! a family means adding a module and a line to [`FAMILIES`]; no other family changes.
+
+pub mod base;
+pub mod docs;
+
+use std::collections::BTreeSet;
+
+use minijinja::Value;
+use serde::Serialize;
+
+use crate::diag::Loc;
+use crate::model::Site;
+use crate::render::RenderJob;
+
+/// One artifact family.
+pub trait Family: Sync {
+    /// Short name, recorded in the manifest.
+    fn name(&self) -> &'static str;
+    /// Adds this family's render jobs for the site.
+    fn lower(&self, site: &Site, out: &mut Lowering);
+}
+
+/// Every family, in the order their jobs are planned (output order is by path anyway).
+pub const FAMILIES: &[&dyn Family] = &[&docs::Docs, &base::Base];
+
+/// The jobs being collected from the families.
+#[derive(Default)]
+pub struct Lowering {
+    /// Jobs so far.
+    pub jobs: Vec<RenderJob>,
+}
+
+impl Lowering {
+    /// Adds a job rendering `template` with `context`.
+    pub fn add(
+        &mut self,
+        template: &'static str,
+        context: &impl Serialize,
+        meta: crate::artifact::ArtifactMeta,
+        origin: Option<Loc>,
+    ) {
+        self.jobs.push(RenderJob {
+            template,
+            context: Value::from(minijinja::value::Serde(context)),
+            meta,
+            origin,
+        });
+    }
+}
+
+/// Lowers the site through every family.
+pub fn lower(site: &Site) -> Vec<RenderJob> {
+    let mut l = Lowering::default();
+    for f in FAMILIES {
+        f.lower(site, &mut l);
+    }
+    l.jobs
+}
+
+/// The sorted, unique names of the site files that the locations come from.
+pub fn sources_of<'a>(site: &Site, locs: impl IntoIterator<Item = &'a Loc>) -> Vec<String> {
+    let set: BTreeSet<&str> = locs
+        .into_iter()
+        .filter_map(|l| site.files.get(l.file).map(String::as_str))
+        .collect();
+    set.into_iter().map(str::to_string).collect()
+}

@@ -1,0 +1,48 @@
+//! # medianest — a GitOps compiler for homelabs
+//!
+//! One git repository describes a homelab in TOML (`site/`); `medianest build` compiles
+//! it, deterministically, into every file the homelab runs on (`generated/`).
+//!
+//! ## The pipeline
+//!
+//! | stage | module | input → output |
+//! | --- | --- | --- |
+//! | load | [`load`] (`src/load/`) | `site/**/*.toml` → [`load::RawSite`] (schema types in [`load::schema`], spans kept, unknown keys reported) |
+//! | resolve | [`resolve`] | [`load::RawSite`] → [`model::Site`]: typed values ([`model::values`]), names → ids, `[defaults]` and kind defaults ([`model::kinds`]) applied |
+//! | verify | [`verify`] | [`model::Site`] → diagnostics: addressing, placement, ports, hardening, secrets, exposure, flows vs guard-rails, backups vs RPO |
+//! | lower | [`families`] | [`model::Site`] → [`render::RenderJob`]s, one module per artifact family ([`families::docs`], [`families::base`], …) with typed template contexts |
+//! | render | [`render`] | jobs → [`artifact::Artifact`]s, in parallel (rayon, ordered collect), strict minijinja with per-format escaping ([`render::escape`]) |
+//! | emit | [`emit`] | [`artifact::ArtifactSet`] → `generated/` (write only what changed, remove stale files) or a [`emit::Drift`] for `check` |
+//!
+//! Around it: [`diag`] (diagnostics with `file:line:col`, source line and hint, all
+//! reported in one run, sorted), [`artifact`] (manifest and per-host apply plans),
+//! [`ops`] (the operations behind the commands: `compile`, `build`, `check`) and
+//! [`cli`] (clap definitions, thin).
+//!
+//! ## Rules that hold everywhere
+//!
+//! - `generated/` is a pure function of `site/`, the templates and the medianest version:
+//!   no timestamps, no absolute paths, no hash-map order; entities are sorted by name,
+//!   artifacts by path; rendering in parallel never decides order.
+//! - Every site value is typed at load time; a value that could inject a directive into a
+//!   config (newline, `;`, `{`, `}`, quotes, `#`, `$`, backtick, backslash) is rejected, and
+//!   templates escape per output format on top of that.
+//! - No secret values: secrets are names; a literal that looks like one is an error.
+//! - Nothing is written when the site has an error; never a panic on any input.
+//!
+//! Exit codes (see `medianest --help`): 0 ok, 1 site errors or drift, 2 usage/IO error,
+//! 101 a bug.
+
+#![warn(missing_docs)]
+
+pub mod artifact;
+pub mod cli;
+pub mod diag;
+pub mod emit;
+pub mod families;
+pub mod load;
+pub mod model;
+pub mod ops;
+pub mod render;
+pub mod resolve;
+pub mod verify;

@@ -1,0 +1,357 @@
+//! The TOML schema of a site file, field for field.
+//!
+//! These types mirror what an operator writes and nothing more: every scalar is kept as
+//! a [`Spanned`] raw value so that [`crate::resolve`] can type it (address, CIDR, port,
+//! duration, …) and point at the exact bytes when it is wrong. Keeping the typing out of
+//! serde lets one run report *every* bad value in a file instead of stopping at the
+//! first one. Unknown keys are found by [`crate::load`] against these field lists.
+//!
+//! Every site file may hold any of the top-level tables; names are the keys of tables,
+//! so the same entity defined in two files is a duplicate-name error, not a merge.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A string with its byte span in the source file.
+pub type Str = Spanned<String>;
+/// A map from entity name (with the span of the key) to its definition.
+pub type Named<T> = IndexMap<Str, T>;
+
+/// An integer or a string, for values such as ports (`4000` or `"udp/53"`) and versions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrStr {
+    /// A TOML integer.
+    Int(i64),
+    /// A TOML string.
+    Str(String),
+}
+
+/// One file under `site/`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFile {
+    /// Site-wide settings (exactly one file defines it).
+    pub site: Option<Spanned<RawSiteSettings>>,
+    /// Recovery targets (exactly one file defines it).
+    pub recovery: Option<Spanned<RawRecovery>>,
+    /// The one place where defaults live.
+    pub defaults: Option<Spanned<RawDefaults>>,
+    /// VLANs / security zones.
+    #[serde(default)]
+    pub zones: Named<RawZone>,
+    /// Docker networks (bridge or overlay).
+    #[serde(default)]
+    pub docker_networks: Named<RawDockerNetwork>,
+    /// Machines: hypervisors, VMs, firewalls, physical hosts.
+    #[serde(default)]
+    pub hosts: Named<RawHost>,
+    /// Services: containers and built-in kinds.
+    #[serde(default)]
+    pub services: Named<RawService>,
+    /// Allowed traffic (default deny).
+    #[serde(default)]
+    pub flows: Vec<Spanned<RawFlow>>,
+    /// Forbidden zone pairs that no flow may open.
+    #[serde(default)]
+    pub guardrails: Vec<Spanned<RawGuardrail>>,
+    /// Backup policies.
+    #[serde(default)]
+    pub backups: Named<RawBackup>,
+}
+
+/// `[site]`
+#[derive(Debug, Deserialize)]
+pub struct RawSiteSettings {
+    /// Short identifier of the site.
+    pub name: Option<Str>,
+    /// Internal DNS domain (e.g. `medianest.lan`).
+    pub domain: Option<Str>,
+    /// Public DNS domain for exposed services.
+    pub public_domain: Option<Str>,
+    /// One-line description for the docs.
+    pub description: Option<Str>,
+}
+
+/// `[recovery]`
+#[derive(Debug, Deserialize)]
+pub struct RawRecovery {
+    /// Recovery time objective (e.g. `"4h"`).
+    pub rto: Option<Str>,
+    /// Recovery point objective (e.g. `"1h"`).
+    pub rpo: Option<Str>,
+}
+
+/// `[defaults]`: every default that the model applies, in one place.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDefaults {
+    /// Container hardening defaults.
+    pub container: Option<Spanned<RawContainerDefaults>>,
+    /// Health-check timing defaults.
+    pub health: Option<Spanned<RawHealthTiming>>,
+    /// Resource limits for services that declare none.
+    pub resources: Option<Spanned<RawResources>>,
+    /// Backup retention when a policy declares none.
+    pub backup_retention: Option<Str>,
+}
+
+/// `[defaults.container]`
+#[derive(Debug, Deserialize)]
+pub struct RawContainerDefaults {
+    /// Restart policy (`unless-stopped`, `on-failure`, `always`, `no`).
+    pub restart: Option<Str>,
+    /// Default pids limit.
+    pub pids_limit: Option<Spanned<i64>>,
+    /// Default size of each tmpfs mount (e.g. `"64m"`).
+    pub tmpfs_size: Option<Str>,
+}
+
+/// Health-check timing, used in `[defaults.health]` and per service.
+#[derive(Debug, Deserialize)]
+pub struct RawHealthTiming {
+    /// Time between checks.
+    pub interval: Option<Str>,
+    /// Time a check may take.
+    pub timeout: Option<Str>,
+    /// Failures before unhealthy.
+    pub retries: Option<Spanned<i64>>,
+    /// Grace period after start.
+    pub start_period: Option<Str>,
+}
+
+/// `[zones.<name>]`
+#[derive(Debug, Deserialize)]
+pub struct RawZone {
+    /// 802.1Q VLAN id (1–4094).
+    pub vlan: Option<Spanned<i64>>,
+    /// Network of the zone, e.g. `"10.0.3.0/24"`.
+    pub cidr: Option<Str>,
+    /// Gateway address (inside `cidr`).
+    pub gateway: Option<Str>,
+    /// What lives here.
+    pub description: Option<Str>,
+}
+
+/// `[docker_networks.<name>]`
+#[derive(Debug, Deserialize)]
+pub struct RawDockerNetwork {
+    /// Subnet, e.g. `"172.25.0.0/24"`.
+    pub cidr: Option<Str>,
+    /// Gateway address inside the subnet.
+    pub gateway: Option<Str>,
+    /// No route to the outside world.
+    pub internal: Option<Spanned<bool>>,
+    /// `bridge` or `overlay`.
+    pub driver: Option<Str>,
+    /// Encrypt overlay traffic.
+    pub encrypted: Option<Spanned<bool>>,
+    /// What it is for.
+    pub description: Option<Str>,
+}
+
+/// `[hosts.<name>]`
+#[derive(Debug, Deserialize)]
+pub struct RawHost {
+    /// `hypervisor`, `vm`, `firewall` or `physical`.
+    pub kind: Option<Str>,
+    /// The hypervisor a VM runs on.
+    pub on: Option<Str>,
+    /// Operating system, e.g. `debian-12`.
+    pub os: Option<Str>,
+    /// Roles from a fixed vocabulary (`docker`, `swarm-manager`, …).
+    #[serde(default)]
+    pub roles: Vec<Str>,
+    /// Network interfaces.
+    #[serde(default)]
+    pub interfaces: Vec<Spanned<RawInterface>>,
+    /// Sizing of a VM or machine.
+    pub resources: Option<Spanned<RawHostResources>>,
+    /// What it does.
+    pub description: Option<Str>,
+}
+
+/// One entry of `hosts.<name>.interfaces`.
+#[derive(Debug, Deserialize)]
+pub struct RawInterface {
+    /// Zone the interface sits in.
+    pub zone: Option<Str>,
+    /// Address in the zone's CIDR.
+    pub address: Option<Str>,
+    /// OS name of the interface (e.g. `eth0`, `vtnet1`).
+    pub name: Option<Str>,
+}
+
+/// `hosts.<name>.resources`
+#[derive(Debug, Deserialize)]
+pub struct RawHostResources {
+    /// Virtual or physical CPU cores.
+    pub cpus: Option<Spanned<i64>>,
+    /// Memory, e.g. `"8g"`.
+    pub memory: Option<Str>,
+    /// Root disk, e.g. `"50g"`.
+    pub disk: Option<Str>,
+}
+
+/// `[services.<name>]`
+#[derive(Debug, Deserialize)]
+pub struct RawService {
+    /// `container` (default when `image` is set) or a built-in kind.
+    pub kind: Option<Str>,
+    /// Container image with a pinned tag or digest.
+    pub image: Option<Str>,
+    /// Hosts the service runs on.
+    #[serde(default)]
+    pub hosts: Vec<Str>,
+    /// For replicated kinds (postgres): the host that holds the primary.
+    pub primary: Option<Str>,
+    /// Swarm replica count for container services.
+    pub replicas: Option<Spanned<i64>>,
+    /// Version of a built-in kind (e.g. postgres `16`).
+    pub version: Option<Spanned<IntOrStr>>,
+    /// Named ports: `{ http = 4000, dns = "udp/53" }`.
+    #[serde(default)]
+    pub ports: Named<Spanned<IntOrStr>>,
+    /// Docker network attachments with static addresses: `{ internal = "172.25.0.20" }`.
+    #[serde(default)]
+    pub networks: Named<Str>,
+    /// Container user `uid:gid`.
+    pub user: Option<Str>,
+    /// Health check.
+    pub health: Option<Spanned<RawHealth>>,
+    /// Limits and reservations.
+    pub resources: Option<Spanned<RawResources>>,
+    /// Secret names (never values).
+    #[serde(default)]
+    pub secrets: Vec<Str>,
+    /// Non-secret environment variables.
+    #[serde(default)]
+    pub env: Named<Str>,
+    /// Named volumes and their mount points: `{ uploads = "/app/uploads" }`.
+    #[serde(default)]
+    pub volumes: Named<Str>,
+    /// Writable tmpfs mounts on a read-only root.
+    #[serde(default)]
+    pub tmpfs: Vec<Str>,
+    /// Public exposure through the edge.
+    #[serde(default)]
+    pub expose: Vec<Spanned<RawExpose>>,
+    /// Services that must be healthy first.
+    #[serde(default)]
+    pub depends_on: Vec<Str>,
+    /// Capabilities added back after `cap_drop = ["ALL"]` (needs an exception).
+    #[serde(default)]
+    pub cap_add: Vec<Str>,
+    /// Read-only root filesystem (default true; `false` needs an exception).
+    pub read_only: Option<Spanned<bool>>,
+    /// Whether the service holds data that must be backed up.
+    pub stateful: Option<Spanned<bool>>,
+    /// Written reasons for each relaxation of the hardening defaults.
+    #[serde(default)]
+    pub exceptions: Named<Str>,
+    /// What it does.
+    pub description: Option<Str>,
+}
+
+/// `services.<name>.health`
+#[derive(Debug, Deserialize)]
+pub struct RawHealth {
+    /// HTTP path to GET, e.g. `"/api/health"`.
+    pub http: Option<Str>,
+    /// Named port to check (defaults to the service's first port).
+    pub port: Option<Str>,
+    /// Plain TCP connect check (`true`).
+    pub tcp: Option<Spanned<bool>>,
+    /// Command run inside the container (argv, no shell).
+    pub exec: Option<Spanned<Vec<Str>>>,
+    /// Expected HTTP status (default 200).
+    pub status: Option<Spanned<i64>>,
+    /// Time between checks.
+    pub interval: Option<Str>,
+    /// Time a check may take.
+    pub timeout: Option<Str>,
+    /// Failures before unhealthy.
+    pub retries: Option<Spanned<i64>>,
+    /// Grace period after start.
+    pub start_period: Option<Str>,
+}
+
+/// Resource limits and reservations.
+#[derive(Debug, Deserialize)]
+pub struct RawResources {
+    /// CPU limit.
+    pub cpus: Option<Spanned<f64>>,
+    /// Memory limit.
+    pub memory: Option<Str>,
+    /// CPU reservation.
+    pub reserve_cpus: Option<Spanned<f64>>,
+    /// Memory reservation.
+    pub reserve_memory: Option<Str>,
+    /// Max processes.
+    pub pids: Option<Spanned<i64>>,
+}
+
+/// One entry of `services.<name>.expose`.
+#[derive(Debug, Deserialize)]
+pub struct RawExpose {
+    /// Public DNS name.
+    pub hostname: Option<Str>,
+    /// URL path prefix (default `/`).
+    pub path: Option<Str>,
+    /// Named port of the service (default: first port).
+    pub port: Option<Str>,
+    /// Pass WebSocket upgrades.
+    pub websocket: Option<Spanned<bool>>,
+    /// ModSecurity mode: `off`, `detect` or `block`.
+    pub waf: Option<Str>,
+}
+
+/// One `[[flows]]` entry.
+#[derive(Debug, Deserialize)]
+pub struct RawFlow {
+    /// `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
+    pub from: Option<Str>,
+    /// `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
+    pub to: Option<Str>,
+    /// Ports: `"tcp/5432"`, `"udp/53"`, `5432` (tcp), or a named port of the target service.
+    #[serde(default)]
+    pub ports: Vec<Spanned<IntOrStr>>,
+    /// Why this traffic is needed.
+    pub why: Option<Str>,
+}
+
+/// One `[[guardrails]]` entry.
+#[derive(Debug, Deserialize)]
+pub struct RawGuardrail {
+    /// The forbidden pair.
+    pub deny: Option<Spanned<RawDenyPair>>,
+    /// Why it must never be allowed.
+    pub why: Option<Str>,
+}
+
+/// `guardrails.deny`
+#[derive(Debug, Deserialize)]
+pub struct RawDenyPair {
+    /// `zone:<name>` or `internet`.
+    pub from: Option<Str>,
+    /// `zone:<name>` or `internet`.
+    pub to: Option<Str>,
+}
+
+/// `[backups.<name>]`
+#[derive(Debug, Deserialize)]
+pub struct RawBackup {
+    /// Service whose data is backed up.
+    pub service: Option<Str>,
+    /// Method: `pg-basebackup`, `pg-dump`, `redis-rdb`, `restic`, `zfs-snapshot`, `minio-mirror`.
+    pub method: Option<Str>,
+    /// How often a full backup runs, e.g. `"24h"`.
+    pub every: Option<Str>,
+    /// Continuous archiving between full backups (e.g. PostgreSQL WAL).
+    pub continuous: Option<Spanned<bool>>,
+    /// Where backups go: `service:<name>` or `host:<name>`.
+    pub target: Option<Str>,
+    /// How long backups are kept (default `[defaults] backup_retention`).
+    pub retention: Option<Str>,
+    /// Run a restore test after each backup.
+    pub verify_restore: Option<Spanned<bool>>,
+}

@@ -1,0 +1,642 @@
+//! The resolved site: typed, cross-referenced, defaults applied.
+//!
+//! [`Site`] is what every later stage reads. Entities live in vectors sorted by name and
+//! refer to each other by typed index ([`ZoneId`], [`HostId`], …), so a reference can
+//! never dangle once `resolve` has succeeded. Every entity and every field a check may
+//! complain about keeps its source location ([`Loc`]).
+
+pub mod kinds;
+pub mod values;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::diag::Loc;
+pub use kinds::{HostKind, Role, ServiceKind};
+use values::{Duration, Image, PortSpec, Size};
+
+/// A value and where it was written.
+#[derive(Debug, Clone)]
+pub struct At<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub loc: Loc,
+}
+
+macro_rules! id_type {
+    ($($(#[$m:meta])* $name:ident),*) => {$(
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub usize);
+    )*};
+}
+id_type!(
+    /// Index into [`Site::zones`].
+    ZoneId,
+    /// Index into [`Site::docker_networks`].
+    NetId,
+    /// Index into [`Site::hosts`].
+    HostId,
+    /// Index into [`Site::services`].
+    ServiceId
+);
+
+/// The whole site.
+#[derive(Debug, Default)]
+pub struct Site {
+    /// `[site]`.
+    pub settings: SiteSettings,
+    /// `[recovery]`.
+    pub recovery: Recovery,
+    /// `[defaults]`, with built-in values where the site sets none.
+    pub defaults: Defaults,
+    /// Zones, sorted by name.
+    pub zones: Vec<Zone>,
+    /// Docker networks, sorted by name.
+    pub docker_networks: Vec<DockerNetwork>,
+    /// Hosts, sorted by name.
+    pub hosts: Vec<Host>,
+    /// Services, sorted by name.
+    pub services: Vec<Service>,
+    /// Flows, in file order then declaration order.
+    pub flows: Vec<Flow>,
+    /// Guard-rails, in file order then declaration order.
+    pub guardrails: Vec<Guardrail>,
+    /// Backup policies, sorted by name.
+    pub backups: Vec<Backup>,
+    /// Repository-relative names of the site files, sorted.
+    pub files: Vec<String>,
+}
+
+impl Site {
+    /// A zone by id.
+    pub fn zone(&self, id: ZoneId) -> &Zone {
+        &self.zones[id.0]
+    }
+    /// A host by id.
+    pub fn host(&self, id: HostId) -> &Host {
+        &self.hosts[id.0]
+    }
+    /// A service by id.
+    pub fn service(&self, id: ServiceId) -> &Service {
+        &self.services[id.0]
+    }
+    /// A docker network by id.
+    pub fn network(&self, id: NetId) -> &DockerNetwork {
+        &self.docker_networks[id.0]
+    }
+
+    /// Zones a host has an interface in, sorted and unique.
+    pub fn host_zones(&self, h: HostId) -> Vec<ZoneId> {
+        let mut z: Vec<ZoneId> = self
+            .host(h)
+            .interfaces
+            .iter()
+            .map(|i| i.zone.value)
+            .collect();
+        z.sort();
+        z.dedup();
+        z
+    }
+
+    /// Zones a service runs in (the zones of its hosts), sorted and unique.
+    pub fn service_zones(&self, s: ServiceId) -> Vec<ZoneId> {
+        let mut z: Vec<ZoneId> = self
+            .service(s)
+            .hosts
+            .iter()
+            .flat_map(|h| self.host_zones(h.value))
+            .collect();
+        z.sort();
+        z.dedup();
+        z
+    }
+
+    /// Services that run on a host, sorted by name.
+    pub fn services_on(&self, h: HostId) -> Vec<ServiceId> {
+        (0..self.services.len())
+            .map(ServiceId)
+            .filter(|s| self.service(*s).hosts.iter().any(|x| x.value == h))
+            .collect()
+    }
+
+    /// The name of an endpoint, as written in the site (`service:postgres`).
+    pub fn endpoint_name(&self, e: &Endpoint) -> String {
+        match e {
+            Endpoint::Service(s) => format!("service:{}", self.service(*s).name),
+            Endpoint::Host(h) => format!("host:{}", self.host(*h).name),
+            Endpoint::Zone(z) => format!("zone:{}", self.zone(*z).name),
+            Endpoint::Internet => "internet".to_string(),
+        }
+    }
+
+    /// Zones an endpoint lies in; `None` stands for the internet.
+    pub fn endpoint_zones(&self, e: &Endpoint) -> Vec<Option<ZoneId>> {
+        match e {
+            Endpoint::Service(s) => self.service_zones(*s).into_iter().map(Some).collect(),
+            Endpoint::Host(h) => self.host_zones(*h).into_iter().map(Some).collect(),
+            Endpoint::Zone(z) => vec![Some(*z)],
+            Endpoint::Internet => vec![None],
+        }
+    }
+}
+
+/// `[site]`.
+#[derive(Debug, Default)]
+pub struct SiteSettings {
+    /// Site identifier.
+    pub name: String,
+    /// Internal DNS domain.
+    pub domain: String,
+    /// Public DNS domain.
+    pub public_domain: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Where `[site]` is defined.
+    pub loc: Option<Loc>,
+}
+
+/// `[recovery]`.
+#[derive(Debug)]
+pub struct Recovery {
+    /// Recovery time objective.
+    pub rto: At<Duration>,
+    /// Recovery point objective.
+    pub rpo: At<Duration>,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        let nowhere = Loc::new(0, 0..0);
+        Recovery {
+            rto: At {
+                value: Duration(4 * 3600),
+                loc: nowhere.clone(),
+            },
+            rpo: At {
+                value: Duration(3600),
+                loc: nowhere,
+            },
+        }
+    }
+}
+
+/// `[defaults]` after merging the site's values over the built-in ones.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Container restart policy.
+    pub restart: String,
+    /// Container pids limit.
+    pub pids_limit: u32,
+    /// Size of each tmpfs mount.
+    pub tmpfs_size: Size,
+    /// Health-check interval.
+    pub health_interval: Duration,
+    /// Health-check timeout.
+    pub health_timeout: Duration,
+    /// Health-check retries.
+    pub health_retries: u32,
+    /// Health-check start period.
+    pub health_start_period: Duration,
+    /// Resources of services that declare none.
+    pub resources: Resources,
+    /// Backup retention.
+    pub backup_retention: Duration,
+}
+
+impl Default for Defaults {
+    /// The built-in defaults, documented in README.md.
+    fn default() -> Self {
+        Defaults {
+            restart: "unless-stopped".into(),
+            pids_limit: 100,
+            tmpfs_size: Size(64 << 20),
+            health_interval: Duration(30),
+            health_timeout: Duration(5),
+            health_retries: 3,
+            health_start_period: Duration(30),
+            resources: Resources {
+                cpus: 0.5,
+                memory: Size(256 << 20),
+                reserve_cpus: 0.1,
+                reserve_memory: Size(64 << 20),
+                pids: 100,
+            },
+            backup_retention: Duration(30 * 86400),
+        }
+    }
+}
+
+/// A VLAN / security zone.
+#[derive(Debug)]
+pub struct Zone {
+    /// Name.
+    pub name: String,
+    /// Where it is defined.
+    pub loc: Loc,
+    /// VLAN id (`None` only when the site has an error there).
+    pub vlan: Option<At<u16>>,
+    /// Network (`None` only when the site has an error there).
+    pub cidr: Option<At<IpNet>>,
+    /// Gateway address.
+    pub gateway: Option<At<IpAddr>>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// Docker network driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetDriver {
+    /// Single-host bridge.
+    Bridge,
+    /// Swarm overlay.
+    Overlay,
+}
+
+/// A docker network.
+#[derive(Debug)]
+pub struct DockerNetwork {
+    /// Name.
+    pub name: String,
+    /// Where it is defined.
+    pub loc: Loc,
+    /// Subnet (`None` only when the site has an error there).
+    pub cidr: Option<At<IpNet>>,
+    /// Gateway.
+    pub gateway: Option<At<IpAddr>>,
+    /// No outside route.
+    pub internal: bool,
+    /// Driver.
+    pub driver: NetDriver,
+    /// Encrypted overlay.
+    pub encrypted: bool,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// A machine.
+#[derive(Debug)]
+pub struct Host {
+    /// Name.
+    pub name: String,
+    /// Where it is defined.
+    pub loc: Loc,
+    /// Hypervisor, VM, firewall or physical.
+    pub kind: At<HostKind>,
+    /// The hypervisor of a VM.
+    pub on: Option<At<HostId>>,
+    /// Operating system.
+    pub os: Option<String>,
+    /// Roles.
+    pub roles: Vec<At<Role>>,
+    /// Interfaces.
+    pub interfaces: Vec<Interface>,
+    /// Sizing.
+    pub resources: Option<HostResources>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+impl Host {
+    /// The first interface's address, used as the host's main address.
+    pub fn primary_address(&self) -> Option<IpAddr> {
+        self.interfaces.first().map(|i| i.address.value)
+    }
+    /// Whether the host has a role.
+    pub fn has_role(&self, r: Role) -> bool {
+        self.roles.iter().any(|x| x.value == r)
+    }
+}
+
+/// A host's network interface.
+#[derive(Debug)]
+pub struct Interface {
+    /// Zone.
+    pub zone: At<ZoneId>,
+    /// Address.
+    pub address: At<IpAddr>,
+    /// OS interface name.
+    pub name: Option<String>,
+}
+
+/// Sizing of a machine.
+#[derive(Debug, Clone)]
+pub struct HostResources {
+    /// Cores.
+    pub cpus: Option<u32>,
+    /// Memory.
+    pub memory: Option<Size>,
+    /// Disk.
+    pub disk: Option<Size>,
+}
+
+/// A named port of a service.
+#[derive(Debug, Clone)]
+pub struct Port {
+    /// Name (`http`, `postgres`, …).
+    pub name: String,
+    /// Protocol and number.
+    pub spec: PortSpec,
+    /// Where it is declared; `None` when it comes from the kind's defaults.
+    pub loc: Option<Loc>,
+}
+
+/// How a service is checked for health.
+#[derive(Debug, Clone)]
+pub enum HealthCheck {
+    /// HTTP GET on a path of a named port.
+    Http {
+        /// Path.
+        path: String,
+        /// Port name.
+        port: String,
+        /// Expected status.
+        status: u16,
+    },
+    /// TCP connect to a named port.
+    Tcp {
+        /// Port name.
+        port: String,
+    },
+    /// A command (argv) run in the container.
+    Exec(Vec<String>),
+}
+
+/// A health check with its timing.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// What to check.
+    pub check: HealthCheck,
+    /// Interval.
+    pub interval: Duration,
+    /// Timeout.
+    pub timeout: Duration,
+    /// Retries.
+    pub retries: u32,
+    /// Start period.
+    pub start_period: Duration,
+    /// Where declared; `None` when derived from the kind.
+    pub loc: Option<Loc>,
+}
+
+/// Limits and reservations.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    /// CPU limit.
+    pub cpus: f64,
+    /// Memory limit.
+    pub memory: Size,
+    /// CPU reservation.
+    pub reserve_cpus: f64,
+    /// Memory reservation.
+    pub reserve_memory: Size,
+    /// Pids limit.
+    pub pids: u32,
+}
+
+/// ModSecurity mode of an exposure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WafMode {
+    /// No WAF.
+    Off,
+    /// Log only.
+    Detect,
+    /// Block matches.
+    Block,
+}
+
+/// A public exposure.
+#[derive(Debug, Clone)]
+pub struct Expose {
+    /// Public hostname.
+    pub hostname: At<String>,
+    /// Path prefix.
+    pub path: At<String>,
+    /// Port name.
+    pub port: At<String>,
+    /// WebSocket upgrades.
+    pub websocket: bool,
+    /// WAF mode.
+    pub waf: WafMode,
+    /// Where declared.
+    pub loc: Loc,
+}
+
+/// A named volume mounted into a container.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// Volume name.
+    pub name: String,
+    /// Mount point.
+    pub target: String,
+    /// Where declared.
+    pub loc: Loc,
+}
+
+/// A relaxation of the hardening defaults, with its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExceptionKind {
+    /// `cap_add` is not empty.
+    CapAdd,
+    /// `read_only = false`.
+    ReadOnly,
+    /// The container runs as root.
+    RootUser,
+    /// No health check.
+    Health,
+}
+
+impl ExceptionKind {
+    /// All kinds with their key names.
+    pub const ALL: &[(&str, ExceptionKind)] = &[
+        ("cap_add", ExceptionKind::CapAdd),
+        ("read_only", ExceptionKind::ReadOnly),
+        ("root_user", ExceptionKind::RootUser),
+        ("health", ExceptionKind::Health),
+    ];
+    /// The key name.
+    pub fn key(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+/// A written exception.
+#[derive(Debug, Clone)]
+pub struct Exception {
+    /// Which default it relaxes.
+    pub kind: ExceptionKind,
+    /// Why.
+    pub reason: At<String>,
+}
+
+/// A service.
+#[derive(Debug)]
+pub struct Service {
+    /// Name.
+    pub name: String,
+    /// Where it is defined.
+    pub loc: Loc,
+    /// Kind.
+    pub kind: At<ServiceKind>,
+    /// Container image.
+    pub image: Option<At<Image>>,
+    /// Hosts it runs on, in declared order.
+    pub hosts: Vec<At<HostId>>,
+    /// Primary host of a replicated kind.
+    pub primary: Option<At<HostId>>,
+    /// Swarm replicas.
+    pub replicas: u32,
+    /// Version of a built-in kind.
+    pub version: Option<String>,
+    /// Named ports (declared, or the kind's defaults).
+    pub ports: Vec<Port>,
+    /// Docker network attachments.
+    pub networks: Vec<(NetId, At<IpAddr>)>,
+    /// Container user.
+    pub user: Option<At<String>>,
+    /// Health check.
+    pub health: Option<Health>,
+    /// Resources (declared or `[defaults]`).
+    pub resources: Resources,
+    /// Secret names.
+    pub secrets: Vec<At<String>>,
+    /// Environment.
+    pub env: Vec<(At<String>, At<String>)>,
+    /// Volumes.
+    pub volumes: Vec<Volume>,
+    /// tmpfs mounts.
+    pub tmpfs: Vec<At<String>>,
+    /// Public exposures.
+    pub expose: Vec<Expose>,
+    /// Dependencies.
+    pub depends_on: Vec<At<ServiceId>>,
+    /// Added capabilities.
+    pub cap_add: Vec<At<String>>,
+    /// Read-only root.
+    pub read_only: At<bool>,
+    /// Holds data that must be backed up.
+    pub stateful: bool,
+    /// Written exceptions.
+    pub exceptions: Vec<Exception>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+impl Service {
+    /// A named port.
+    pub fn port(&self, name: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+    /// The exception of a kind, if written.
+    pub fn exception(&self, k: ExceptionKind) -> Option<&Exception> {
+        self.exceptions.iter().find(|e| e.kind == k)
+    }
+}
+
+/// One end of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Endpoint {
+    /// All hosts of a service.
+    Service(ServiceId),
+    /// A host.
+    Host(HostId),
+    /// A whole zone.
+    Zone(ZoneId),
+    /// Anything outside the site.
+    Internet,
+}
+
+/// Allowed traffic.
+#[derive(Debug)]
+pub struct Flow {
+    /// Source.
+    pub from: At<Endpoint>,
+    /// Destination.
+    pub to: At<Endpoint>,
+    /// Ports.
+    pub ports: Vec<At<PortSpec>>,
+    /// Reason.
+    pub why: String,
+    /// Where declared.
+    pub loc: Loc,
+}
+
+/// A forbidden zone pair; `None` is the internet.
+#[derive(Debug)]
+pub struct Guardrail {
+    /// Source zone.
+    pub from: Option<ZoneId>,
+    /// Destination zone.
+    pub to: Option<ZoneId>,
+    /// Reason.
+    pub why: String,
+    /// Where declared.
+    pub loc: Loc,
+}
+
+/// How a backup is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupMethod {
+    /// `pg_basebackup`.
+    PgBasebackup,
+    /// `pg_dump`.
+    PgDump,
+    /// Redis RDB snapshot copy.
+    RedisRdb,
+    /// restic of the service's volumes.
+    Restic,
+    /// ZFS snapshot and send.
+    ZfsSnapshot,
+    /// `mc mirror` of buckets.
+    MinioMirror,
+}
+
+impl BackupMethod {
+    /// All methods with their names.
+    pub const ALL: &[(&str, BackupMethod)] = &[
+        ("pg-basebackup", BackupMethod::PgBasebackup),
+        ("pg-dump", BackupMethod::PgDump),
+        ("redis-rdb", BackupMethod::RedisRdb),
+        ("restic", BackupMethod::Restic),
+        ("zfs-snapshot", BackupMethod::ZfsSnapshot),
+        ("minio-mirror", BackupMethod::MinioMirror),
+    ];
+    /// The name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+/// A backup policy.
+#[derive(Debug)]
+pub struct Backup {
+    /// Name.
+    pub name: String,
+    /// Where defined.
+    pub loc: Loc,
+    /// Service backed up.
+    pub service: At<ServiceId>,
+    /// Method.
+    pub method: BackupMethod,
+    /// Full-backup interval.
+    pub every: At<Duration>,
+    /// Continuous archiving.
+    pub continuous: bool,
+    /// Destination.
+    pub target: At<Endpoint>,
+    /// Retention.
+    pub retention: Duration,
+    /// Restore test.
+    pub verify_restore: bool,
+}

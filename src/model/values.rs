@@ -1,0 +1,633 @@
+//! Typed scalar values and their parsers.
+//!
+//! Everything a template can print passes through one of these parsers at load time, so
+//! a value that could inject a directive into a config (a newline, `;`, `{`, `}`, a
+//! quote, `#`, `$`, a backtick or a backslash) never reaches the renderer. Each parser
+//! returns a [`ValueError`] with the message and the fix, which `resolve` turns into a
+//! diagnostic at the value's span.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+/// Why a value was rejected, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueError {
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: String,
+}
+
+fn err<T>(message: impl Into<String>, help: impl Into<String>) -> Result<T, ValueError> {
+    Err(ValueError {
+        message: message.into(),
+        help: help.into(),
+    })
+}
+
+/// Characters that could start a new directive, comment or interpolation in some
+/// target format, and are therefore never accepted in site values.
+pub const FORBIDDEN_CHARS: &[char] = &[';', '{', '}', '"', '\'', '#', '`', '$', '\\'];
+
+/// Free text (descriptions, `why`): one line, printable, none of [`FORBIDDEN_CHARS`].
+pub fn text(s: &str) -> Result<String, ValueError> {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return err(
+            format!("text contains the control character {c:?}"),
+            "keep descriptions on one line without tabs or control characters",
+        );
+    }
+    if let Some(c) = s.chars().find(|c| FORBIDDEN_CHARS.contains(c)) {
+        return err(
+            format!("text contains `{c}`, which could inject a directive into a generated config"),
+            "rephrase without ; { } quotes # $ ` or backslashes",
+        );
+    }
+    if s.len() > 200 {
+        return err(
+            "text is longer than 200 characters",
+            "keep it to one short sentence",
+        );
+    }
+    Ok(s.to_string())
+}
+
+/// What an identifier may be used for; each use has its own character set.
+#[derive(Debug, Clone, Copy)]
+pub enum NameKind {
+    /// Hosts and services: DNS labels (`[a-z][a-z0-9-]*`, at most 63).
+    Label,
+    /// Zones, networks, backups, ports, volumes: `[a-z][a-z0-9_-]*`.
+    Ident,
+    /// Secrets: `[a-z][a-z0-9_]*`.
+    Secret,
+    /// Environment variables: `[A-Z_][A-Z0-9_]*`.
+    Env,
+}
+
+/// An identifier of the given kind.
+pub fn name(s: &str, kind: NameKind) -> Result<String, ValueError> {
+    let (ok_first, ok_rest, rule): (fn(char) -> bool, fn(char) -> bool, &str) = match kind {
+        NameKind::Label => (
+            |c| c.is_ascii_lowercase(),
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
+            "lowercase letters, digits and `-`, starting with a letter (it becomes a DNS name)",
+        ),
+        NameKind::Ident => (
+            |c| c.is_ascii_lowercase(),
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
+            "lowercase letters, digits, `-` and `_`, starting with a letter",
+        ),
+        NameKind::Secret => (
+            |c| c.is_ascii_lowercase(),
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
+            "lowercase letters, digits and `_`, starting with a letter",
+        ),
+        NameKind::Env => (
+            |c| c.is_ascii_uppercase() || c == '_',
+            |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_',
+            "uppercase letters, digits and `_`",
+        ),
+    };
+    let mut chars = s.chars();
+    let valid = match chars.next() {
+        Some(c) => ok_first(c) && chars.all(ok_rest),
+        None => false,
+    };
+    if !valid || s.len() > 63 || s.ends_with('-') {
+        return err(
+            format!("`{}` is not a valid name", printable(s)),
+            format!("use {rule}, at most 63 characters"),
+        );
+    }
+    Ok(s.to_string())
+}
+
+/// A value shown inside a message: control characters escaped, length capped.
+pub fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(60).flat_map(|c| c.escape_debug()).collect();
+    if s.chars().count() > 60 {
+        out.push('…');
+    }
+    out.replace('`', "'")
+}
+
+/// A DNS name such as `media.example.org`.
+pub fn dns_name(s: &str) -> Result<String, ValueError> {
+    let bad = || {
+        err(
+            format!("`{}` is not a valid DNS name", printable(s)),
+            "use lowercase labels of letters, digits and `-` separated by dots, e.g. `media.example.org`",
+        )
+    };
+    if s.is_empty() || s.len() > 253 {
+        return bad();
+    }
+    for label in s.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return bad();
+        }
+    }
+    Ok(s.to_string())
+}
+
+/// An IP address.
+pub fn address(s: &str) -> Result<IpAddr, ValueError> {
+    IpAddr::from_str(s).or_else(|_| {
+        err(
+            format!("`{}` is not an IP address", printable(s)),
+            if s.contains('/') {
+                "write the address without a prefix length, e.g. `10.0.3.11`"
+            } else {
+                "write an address such as `10.0.3.11`"
+            },
+        )
+    })
+}
+
+/// A network in CIDR notation with no host bits set.
+pub fn cidr(s: &str) -> Result<IpNet, ValueError> {
+    let net = IpNet::from_str(s).or_else(|_| {
+        err(
+            format!("`{}` is not a network in CIDR notation", printable(s)),
+            "write it as `10.0.3.0/24`",
+        )
+    })?;
+    if net != net.trunc() {
+        return err(
+            format!("`{s}` has host bits set"),
+            format!(
+                "did you mean `{}`? a network address has all host bits zero",
+                net.trunc()
+            ),
+        );
+    }
+    Ok(net)
+}
+
+/// A duration in whole seconds, written `30s`, `5m`, `4h`, `30d` or `2w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(pub u64);
+
+impl Duration {
+    /// Parses `30s`, `5m`, `4h`, `30d`, `2w`.
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        let help = "write a whole number and a unit: `30s`, `5m`, `4h`, `30d` or `2w`";
+        let Some(unit) = s.chars().last() else {
+            return err("empty duration", help);
+        };
+        let num: u64 = match s[..s.len() - unit.len_utf8()].parse() {
+            Ok(n) => n,
+            Err(_) => return err(format!("`{}` is not a duration", printable(s)), help),
+        };
+        let mult = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 604800,
+            _ => {
+                return err(
+                    format!("`{}` has an unknown duration unit", printable(s)),
+                    help,
+                );
+            }
+        };
+        if num == 0 {
+            return err("a duration must be greater than zero", help);
+        }
+        num.checked_mul(mult)
+            .map(Duration)
+            .ok_or_else(|| ValueError {
+                message: format!("`{s}` is too long"),
+                help: help.into(),
+            })
+    }
+}
+
+impl fmt::Display for Duration {
+    /// The largest unit that divides the value exactly: 7200 → `2h`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, secs) in [("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)] {
+            if self.0 % secs == 0 {
+                return write!(f, "{}{unit}", self.0 / secs);
+            }
+        }
+        write!(f, "{}s", self.0)
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A size in bytes, written `64m`, `1g` (binary units k, m, g, t).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Size(pub u64);
+
+impl Size {
+    /// Parses `512k`, `64m`, `1g`, `2t` (case-insensitive unit, optional `b`).
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        let help = "write a whole number and a unit: `512k`, `64m`, `1g` or `2t`";
+        let lower = s.to_ascii_lowercase();
+        let t = lower.strip_suffix('b').unwrap_or(&lower);
+        let Some(unit) = t.chars().last() else {
+            return err("empty size", help);
+        };
+        let mult: u64 = match unit {
+            'k' => 1 << 10,
+            'm' => 1 << 20,
+            'g' => 1 << 30,
+            't' => 1 << 40,
+            _ => return err(format!("`{}` has no size unit", printable(s)), help),
+        };
+        let num: u64 = t[..t.len() - 1]
+            .parse()
+            .or_else(|_| err(format!("`{}` is not a size", printable(s)), help))?;
+        if num == 0 {
+            return err("a size must be greater than zero", help);
+        }
+        num.checked_mul(mult).map(Size).ok_or_else(|| ValueError {
+            message: format!("`{s}` is too large"),
+            help: help.into(),
+        })
+    }
+
+    /// Mebibytes, rounded down.
+    pub fn mib(&self) -> u64 {
+        self.0 >> 20
+    }
+}
+
+impl fmt::Display for Size {
+    /// The largest unit that divides the value exactly: 1073741824 → `1g`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, shift) in [("t", 40), ("g", 30), ("m", 20), ("k", 10)] {
+            if self.0 % (1u64 << shift) == 0 {
+                return write!(f, "{}{unit}", self.0 >> shift);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// A protocol and port number, written `tcp/5432` (or just `5432` for TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortSpec {
+    /// Protocol.
+    pub proto: Proto,
+    /// Port number, 1–65535.
+    pub port: u16,
+}
+
+impl PortSpec {
+    /// A number (TCP) or `tcp/N` / `udp/N`.
+    pub fn parse_int(n: i64) -> Result<Self, ValueError> {
+        match u16::try_from(n) {
+            Ok(p) if p > 0 => Ok(PortSpec {
+                proto: Proto::Tcp,
+                port: p,
+            }),
+            _ => err(
+                format!("port {n} is out of range"),
+                "use a port from 1 to 65535",
+            ),
+        }
+    }
+
+    /// `tcp/N` or `udp/N`; `None` when `s` has no protocol prefix (it may be a port name).
+    pub fn parse_str(s: &str) -> Option<Result<Self, ValueError>> {
+        let (proto, num) = s.split_once('/')?;
+        let proto = match proto {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            _ => {
+                return Some(err(
+                    format!("unknown protocol `{}`", printable(proto)),
+                    "use `tcp/N` or `udp/N`",
+                ));
+            }
+        };
+        Some(match num.parse::<i64>() {
+            Ok(n) => PortSpec::parse_int(n).map(|p| PortSpec { proto, ..p }),
+            Err(_) => err(
+                format!("`{}` is not a port number", printable(num)),
+                "use `tcp/N` or `udp/N` with N from 1 to 65535",
+            ),
+        })
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.proto, self.port)
+    }
+}
+
+impl Serialize for PortSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A container image reference with a pinned tag or digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Image {
+    /// Registry and repository, e.g. `ghcr.io/medianest/backend`.
+    pub repository: String,
+    /// Tag, e.g. `1.4.2`.
+    pub tag: Option<String>,
+    /// Digest, e.g. `sha256:…`.
+    pub digest: Option<String>,
+}
+
+impl Image {
+    /// Parses `repo[:tag][@sha256:hex]` and requires a pin other than `latest`.
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        let bad = || {
+            err(
+                format!("`{}` is not a valid image reference", printable(s)),
+                "write `registry/repository:tag`, e.g. `ghcr.io/medianest/backend:1.4.2`",
+            )
+        };
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => {
+                let ok = d
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+                if !ok {
+                    return err(
+                        format!("`{}` has an invalid digest", printable(s)),
+                        "a digest is `sha256:` followed by 64 hex digits",
+                    );
+                }
+                (r, Some(d.to_string()))
+            }
+            None => (s, None),
+        };
+        let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (repository, tag) = match rest[slash..].rfind(':') {
+            Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..])),
+            None => (rest, None),
+        };
+        let repo_ok = !repository.is_empty()
+            && repository.split('/').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-:".contains(c))
+            });
+        if !repo_ok {
+            return bad();
+        }
+        if let Some(t) = tag {
+            let ok = !t.is_empty()
+                && t.len() <= 128
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !ok {
+                return bad();
+            }
+        }
+        match (tag, &digest) {
+            (None, None) => err(
+                format!(
+                    "image `{}` has no tag, so it silently means `latest`",
+                    printable(s)
+                ),
+                format!("pin a version, e.g. `{repository}:1.2.3`, or a digest `@sha256:…`"),
+            ),
+            (Some("latest"), None) => err(
+                format!(
+                    "image `{}` is pinned to `latest`, which changes under you",
+                    printable(s)
+                ),
+                format!("pin a version, e.g. `{repository}:1.2.3`, or a digest `@sha256:…`"),
+            ),
+            _ => Ok(Image {
+                repository: repository.to_string(),
+                tag: tag.map(str::to_string),
+                digest,
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An absolute path (container mount point, HTTP path): `/` followed by
+/// `[A-Za-z0-9._~/-]`, no `..` segment.
+pub fn abs_path(s: &str) -> Result<String, ValueError> {
+    let ok = s.starts_with('/')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._~/-".contains(c))
+        && !s.split('/').any(|seg| seg == "..")
+        && s.len() <= 200;
+    if !ok {
+        return err(
+            format!("`{}` is not a clean absolute path", printable(s)),
+            "start with `/` and use letters, digits, `.`, `_`, `~`, `-` and `/` only (no spaces, `..` or `;`)",
+        );
+    }
+    Ok(s.to_string())
+}
+
+/// A container user: `uid`, `uid:gid` or a user name.
+pub fn user(s: &str) -> Result<String, ValueError> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && (p.chars().all(|c| c.is_ascii_digit())
+                || (p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                    && p.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
+                    })))
+    };
+    let ok = match s.split_once(':') {
+        Some((u, g)) => part_ok(u) && part_ok(g),
+        None => part_ok(s),
+    };
+    if !ok {
+        return err(
+            format!("`{}` is not a user", printable(s)),
+            "write `uid:gid` such as `1001:1001`",
+        );
+    }
+    Ok(s.to_string())
+}
+
+/// Whether a container user is root.
+pub fn is_root_user(u: &str) -> bool {
+    let first = u.split(':').next().unwrap_or(u);
+    first == "0" || first == "root"
+}
+
+/// A word of a command line (health `exec`): printable, no spaces or shell metacharacters.
+pub fn word(s: &str) -> Result<String, ValueError> {
+    let ok = !s.is_empty()
+        && s.len() <= 200
+        && s.chars().all(|c| {
+            c.is_ascii_graphic() && !FORBIDDEN_CHARS.contains(&c) && !"|&<>()*?![]".contains(c)
+        });
+    if !ok {
+        return err(
+            format!("`{}` is not a plain command-line word", printable(s)),
+            "commands run without a shell: one word per list item, no spaces or shell metacharacters",
+        );
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print_canonically() {
+        assert_eq!(Duration::parse("4h").unwrap().0, 14400);
+        assert_eq!(Duration::parse("90m").unwrap().to_string(), "90m");
+        assert_eq!(Duration::parse("120m").unwrap().to_string(), "2h");
+        assert!(Duration::parse("4").is_err());
+        assert!(Duration::parse("h").is_err());
+        assert!(Duration::parse("0s").is_err());
+        assert!(Duration::parse("99999999999999999w").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_and_print_canonically() {
+        assert_eq!(Size::parse("1g").unwrap().0, 1 << 30);
+        assert_eq!(Size::parse("1024M").unwrap().to_string(), "1g");
+        assert_eq!(Size::parse("512mb").unwrap().mib(), 512);
+        assert!(Size::parse("12").is_err());
+        assert!(Size::parse("-1g").is_err());
+    }
+
+    #[test]
+    fn cidrs_reject_host_bits() {
+        assert!(cidr("10.0.3.0/24").is_ok());
+        let e = cidr("10.0.3.5/24").unwrap_err();
+        assert!(e.help.contains("10.0.3.0/24"), "{e:?}");
+        assert!(cidr("10.0.3.0").is_err());
+    }
+
+    #[test]
+    fn images_must_be_pinned() {
+        assert_eq!(
+            Image::parse("ghcr.io/medianest/backend:1.4.2")
+                .unwrap()
+                .tag
+                .as_deref(),
+            Some("1.4.2")
+        );
+        assert!(Image::parse("localhost:5000/app:1.0").is_ok());
+        assert!(
+            Image::parse("redis")
+                .unwrap_err()
+                .message
+                .contains("no tag")
+        );
+        assert!(
+            Image::parse("redis:latest")
+                .unwrap_err()
+                .message
+                .contains("latest")
+        );
+        assert!(Image::parse("localhost:5000/app").is_err());
+        let digest = format!("redis@sha256:{}", "a".repeat(64));
+        assert!(Image::parse(&digest).is_ok());
+        assert!(Image::parse("Redis:7").is_err());
+        assert!(Image::parse("redis:7;rm").is_err());
+    }
+
+    #[test]
+    fn text_rejects_injection_characters() {
+        for bad in [
+            "a\nb", "a;b", "a{b", "a}b", "a\"b", "a'b", "a#b", "a$b", "a`b", "a\\b",
+        ] {
+            assert!(text(bad).is_err(), "{bad:?}");
+        }
+        assert!(text("application database (primary), via PgBouncer").is_ok());
+    }
+
+    #[test]
+    fn names_follow_their_kind() {
+        assert!(name("db1", NameKind::Label).is_ok());
+        assert!(name("db_1", NameKind::Label).is_err());
+        assert!(name("postgres_password", NameKind::Secret).is_ok());
+        assert!(name("NODE_ENV", NameKind::Env).is_ok());
+        assert!(name("node_env", NameKind::Env).is_err());
+        assert!(name("", NameKind::Ident).is_err());
+        assert!(name("a-", NameKind::Ident).is_err());
+    }
+
+    #[test]
+    fn ports_parse() {
+        assert_eq!(
+            PortSpec::parse_str("udp/53").unwrap().unwrap().to_string(),
+            "udp/53"
+        );
+        assert!(PortSpec::parse_str("tcp/70000").unwrap().is_err());
+        assert!(PortSpec::parse_str("http").is_none());
+        assert!(PortSpec::parse_int(0).is_err());
+    }
+
+    #[test]
+    fn paths_and_words_are_clean() {
+        assert!(abs_path("/api/health").is_ok());
+        assert!(abs_path("/a b").is_err());
+        assert!(abs_path("/a/../b").is_err());
+        assert!(abs_path("relative").is_err());
+        assert!(word("pg_isready").is_ok());
+        assert!(word("a;b").is_err());
+        assert!(user("1001:1001").is_ok());
+        assert!(is_root_user("0:0") && is_root_user("root"));
+    }
+}

@@ -1,0 +1,222 @@
+//! Operations behind the commands: [`compile`] runs the pipeline in memory; [`build`]
+//! writes the result; [`check`] compares it with what is on disk. The CLI is a thin
+//! layer over these, and tests call them directly.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::artifact::{Artifact, ArtifactSet, check_rel_path, host_plans};
+use crate::diag::{Diagnostic, Diagnostics, SourceMap};
+use crate::emit::{self, Drift, WriteReport};
+use crate::{families, load, render, resolve, verify};
+
+/// Where the inputs and the output are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Repository root; other paths are shown relative to it.
+    pub root: PathBuf,
+    /// The site directory (`site/`).
+    pub site: PathBuf,
+    /// Template overrides (`templates/`).
+    pub templates: PathBuf,
+    /// The output directory (`generated/`).
+    pub out: PathBuf,
+}
+
+impl Paths {
+    /// The default layout under `root`.
+    pub fn under(root: &Path) -> Paths {
+        Paths {
+            root: root.to_path_buf(),
+            site: root.join("site"),
+            templates: root.join("templates"),
+            out: root.join("generated"),
+        }
+    }
+
+    /// How a path is shown in messages: relative to the root when under it.
+    pub fn display(&self, p: &Path) -> String {
+        let shown = p
+            .strip_prefix(&self.root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .replace('\\', "/");
+        if shown.is_empty() { ".".into() } else { shown }
+    }
+}
+
+/// The result of running the pipeline in memory.
+pub struct Compiled {
+    /// Every generated file (without the manifest), by path.
+    pub artifacts: ArtifactSet,
+    /// Every text diagnostics can point into.
+    pub sources: SourceMap,
+    /// Errors and warnings.
+    pub diags: Diagnostics,
+    /// Time spent compiling.
+    pub elapsed: Duration,
+}
+
+impl Compiled {
+    /// Whether the site had errors (then `artifacts` is empty).
+    pub fn failed(&self) -> bool {
+        self.diags.has_errors()
+    }
+}
+
+/// load → resolve → verify → lower → render, in memory. Artifacts are empty when any
+/// stage reported an error; diagnostics hold everything that was found.
+pub fn compile(paths: &Paths) -> Compiled {
+    let start = Instant::now();
+    let mut sources = SourceMap::default();
+    let mut diags = Diagnostics::default();
+
+    let raw = load::load_site(
+        &paths.site,
+        &paths.display(&paths.site),
+        &mut sources,
+        &mut diags,
+    );
+    let file_names: Vec<String> = (0..raw_file_count(&sources))
+        .map(|i| sources.name(i).to_string())
+        .collect();
+    let site = resolve::resolve(&raw, &file_names, &mut diags);
+    verify::verify(&site, &mut diags);
+    let templates = render::Templates::load(
+        Some(&paths.templates),
+        &paths.display(&paths.templates),
+        &mut sources,
+        &mut diags,
+    );
+
+    let mut artifacts = ArtifactSet::new();
+    if !diags.has_errors() {
+        let jobs = families::lower(&site);
+        let rendered = templates.render_all(jobs, &mut diags);
+        let hosts: Vec<(String, Vec<String>)> = site
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), families::sources_of(&site, [&h.loc])))
+            .collect();
+        collect(&mut artifacts, rendered, &mut diags);
+        let plans = host_plans(&artifacts, &hosts);
+        collect(&mut artifacts, plans, &mut diags);
+    }
+    if diags.has_errors() {
+        artifacts.clear();
+    }
+    Compiled {
+        artifacts,
+        sources,
+        diags,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Site files are registered first, so their ids are `0..n`.
+fn raw_file_count(sources: &SourceMap) -> usize {
+    sources.len()
+}
+
+fn collect(set: &mut ArtifactSet, items: Vec<Artifact>, diags: &mut Diagnostics) {
+    for a in items {
+        if let Err(e) = check_rel_path(&a.meta.path) {
+            diags.push(
+                Diagnostic::error_nowhere(
+                    "bad-output-path",
+                    format!("an artifact would be written outside `generated/`: {e}"),
+                )
+                .help("this is a bug in an artifact family; please report it"),
+            );
+            continue;
+        }
+        if set.contains_key(&a.meta.path) {
+            diags.push(
+                Diagnostic::error_nowhere(
+                    "output-collision",
+                    format!(
+                        "two artifacts would be written to `generated/{}`",
+                        a.meta.path
+                    ),
+                )
+                .help("this is a bug in an artifact family; please report it"),
+            );
+            continue;
+        }
+        set.insert(a.meta.path.clone(), a);
+    }
+}
+
+/// Compiles and writes `generated/`. Returns the compile result and, when it succeeded,
+/// what was written.
+pub fn build(paths: &Paths) -> Result<(Compiled, Option<WriteReport>)> {
+    let compiled = compile(paths);
+    if compiled.failed() {
+        return Ok((compiled, None));
+    }
+    let report = emit::write_tree(&compiled.artifacts, &paths.out)?;
+    Ok((compiled, Some(report)))
+}
+
+/// Compiles in memory and compares with `generated/`.
+pub fn check(paths: &Paths) -> Result<(Compiled, Option<Drift>)> {
+    let compiled = compile(paths);
+    if compiled.failed() {
+        return Ok((compiled, None));
+    }
+    let drift = emit::compare(&compiled.artifacts, &paths.out)?;
+    Ok((compiled, Some(drift)))
+}
+
+/// A human report of drift: one line per file, unified diffs for changed text files, and
+/// the fix.
+pub fn render_drift(drift: &Drift, out_name: &str) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let total = drift.changed.len() + drift.missing.len() + drift.extra.len();
+    let _ = writeln!(
+        s,
+        "error: `{out_name}` is not what the site compiles to ({total} file{} differ{})",
+        crate::diag::plural(total),
+        if total == 1 { "s" } else { "" }
+    );
+    for (p, _, _) in &drift.changed {
+        let _ = writeln!(s, "  changed  {out_name}/{p}");
+    }
+    for p in &drift.missing {
+        let _ = writeln!(s, "  missing  {out_name}/{p}");
+    }
+    for p in &drift.extra {
+        let _ = writeln!(s, "  extra    {out_name}/{p}");
+    }
+    for (p, expected, actual) in &drift.changed {
+        let (Ok(e), Ok(a)) = (std::str::from_utf8(expected), std::str::from_utf8(actual)) else {
+            let _ = writeln!(s, "\nbinary file {out_name}/{p} differs");
+            continue;
+        };
+        let diff = similar::TextDiff::configure()
+            .timeout(Duration::from_secs(2))
+            .diff_lines(a, e);
+        let _ = write!(
+            s,
+            "\n{}",
+            diff.unified_diff().context_radius(3).header(
+                &format!("{out_name}/{p} (on disk)"),
+                &format!("{out_name}/{p} (compiled)")
+            )
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nhelp: run `medianest build` and commit `{out_name}/`; files under `{out_name}/` are never edited by hand"
+    );
+    if !drift.extra.is_empty() {
+        let _ = writeln!(
+            s,
+            "help: files that no build makes (`extra`) are removed with `git rm`"
+        );
+    }
+    s
+}

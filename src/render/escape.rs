@@ -1,0 +1,123 @@
+//! Escaping per output format, chosen by the template's file extension.
+//!
+//! minijinja's defaults are wrong for us (HTML escaping for `.xml`, JSON for `.yaml`,
+//! nothing for `.sh`), so every format is mapped explicitly here. Line-oriented configs
+//! (`.cfg`, `.conf`) have no general escaping syntax; they rely on the model having
+//! rejected every dangerous character at load time.
+
+use std::borrow::Cow;
+
+use minijinja::AutoEscape;
+
+/// The escaping of a template, from its name without the final `.j2`.
+pub fn auto_escape_for(name: &str) -> AutoEscape {
+    let name = name.strip_suffix(".j2").unwrap_or(name);
+    match name.rsplit('.').next().unwrap_or("") {
+        "yaml" | "yml" => AutoEscape::Custom(Cow::Borrowed("yaml")),
+        "xml" | "svg" => AutoEscape::Custom(Cow::Borrowed("xml")),
+        "sh" => AutoEscape::Custom(Cow::Borrowed("sh")),
+        "md" => AutoEscape::Custom(Cow::Borrowed("md")),
+        "html" | "htm" => AutoEscape::Html,
+        "json" => AutoEscape::Custom(Cow::Borrowed("json")),
+        _ => AutoEscape::None,
+    }
+}
+
+/// A YAML scalar: a JSON string literal is a valid double-quoted YAML scalar, and it
+/// avoids YAML 1.1 surprises (`no`, `on`, `0755`).
+pub fn yaml(s: &str) -> String {
+    serde_json::to_string(s).expect("a string always serializes")
+}
+
+/// XML character data or attribute value.
+pub fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One POSIX shell word: bare when it is made of safe characters, single-quoted otherwise.
+pub fn sh(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
+    if safe {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Markdown inline text: characters that would start markup are backslash-escaped.
+pub fn md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\`*|<>[]".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Applies a custom escape by name.
+pub fn apply(kind: &str, s: &str) -> Option<String> {
+    Some(match kind {
+        "yaml" => yaml(s),
+        "xml" => xml(s),
+        "sh" => sh(s),
+        "md" => md(s),
+        "json" => yaml(s),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_escaping_by_extension() {
+        assert_eq!(
+            auto_escape_for("compose/stack.yml.j2"),
+            AutoEscape::Custom("yaml".into())
+        );
+        assert_eq!(
+            auto_escape_for("pfsense/config.xml.j2"),
+            AutoEscape::Custom("xml".into())
+        );
+        assert_eq!(
+            auto_escape_for("bootstrap/bootstrap.sh.j2"),
+            AutoEscape::Custom("sh".into())
+        );
+        assert_eq!(auto_escape_for("haproxy/haproxy.cfg.j2"), AutoEscape::None);
+    }
+
+    #[test]
+    fn shell_words_round_trip_through_sh() {
+        for s in ["plain", "two words", "it's", "$(rm -rf /)", "a\"b", ""] {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), s, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn xml_and_yaml_and_md_escape() {
+        assert_eq!(xml("a<b&'c\""), "a&lt;b&amp;&apos;c&quot;");
+        assert_eq!(yaml("no"), "\"no\"");
+        assert_eq!(md("a|b<c>"), "a\\|b\\<c\\>");
+    }
+}

@@ -68,15 +68,7 @@ pub struct ArtifactMeta {
 impl ArtifactMeta {
     /// A cluster-wide file (docs, manifests) readable by everyone.
     pub fn shared(family: &'static str, path: String, sources: Vec<String>) -> Self {
-        ArtifactMeta {
-            path,
-            family,
-            mode: 0o644,
-            owner: "root:root".into(),
-            host: None,
-            sources,
-            apply: None,
-        }
+        ArtifactMeta { path, family, mode: 0o644, owner: "root:root".into(), host: None, sources, apply: None }
     }
 
     /// A file that `host` installs at the absolute path `target`.
@@ -95,12 +87,7 @@ impl ArtifactMeta {
             owner: owner.into(),
             host: Some(host.into()),
             sources,
-            apply: Some(Apply {
-                target: target.into(),
-                validate: None,
-                reload: None,
-                restart: None,
-            }),
+            apply: Some(Apply { target: target.into(), validate: None, reload: None, restart: None }),
         }
     }
 }
@@ -245,11 +232,7 @@ pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Art
                 let apply = a.meta.apply.as_ref()?;
                 Some(PlanFile {
                     target: apply.target.clone(),
-                    source: a
-                        .meta
-                        .path
-                        .trim_start_matches(&format!("hosts/{host}/"))
-                        .to_string(),
+                    source: a.meta.path.trim_start_matches(&format!("hosts/{host}/")).to_string(),
                     sha256: a.sha256(),
                     mode: format!("{:04o}", a.meta.mode),
                     owner: a.meta.owner.clone(),
@@ -262,29 +245,16 @@ pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Art
             })
             .collect();
         files.sort_by(|a, b| a.target.cmp(&b.target));
-        let mut reload: Vec<String> = files
-            .iter()
-            .filter_map(|f| f.actions.reload.clone())
-            .collect();
+        let mut reload: Vec<String> = files.iter().filter_map(|f| f.actions.reload.clone()).collect();
         reload.sort();
         reload.dedup();
-        let mut restart: Vec<String> = files
-            .iter()
-            .filter_map(|f| f.actions.restart.clone())
-            .collect();
+        let mut restart: Vec<String> = files.iter().filter_map(|f| f.actions.restart.clone()).collect();
         restart.sort();
         restart.dedup();
-        let plan = HostPlan {
-            format: FORMAT,
-            host: host.clone(),
-            files,
-            reload,
-            restart,
-        };
+        let plan = HostPlan { format: FORMAT, host: host.clone(), files, reload, restart };
         let mut bytes = serde_json::to_vec_pretty(&plan).expect("plans always serialize");
         bytes.push(b'\n');
-        let mut meta =
-            ArtifactMeta::shared("plan", format!("hosts/{host}/plan.json"), sources.clone());
+        let mut meta = ArtifactMeta::shared("plan", format!("hosts/{host}/plan.json"), sources.clone());
         meta.host = Some(host.clone());
         out.push(Artifact { bytes, meta });
     }
@@ -293,8 +263,7 @@ pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Art
 
 /// The bytes of `manifest.json` for a set.
 pub fn manifest_bytes(set: &ArtifactSet) -> Vec<u8> {
-    let mut bytes =
-        serde_json::to_vec_pretty(&Manifest::of(set)).expect("manifests always serialize");
+    let mut bytes = serde_json::to_vec_pretty(&Manifest::of(set)).expect("manifests always serialize");
     bytes.push(b'\n');
     bytes
 }
@@ -316,23 +285,11 @@ mod tests {
         let mut set = ArtifactSet::new();
         for target in ["/etc/b", "/etc/a"] {
             let meta = ArtifactMeta::host_file("base", "h1", target, 0o644, "root:root", vec![]);
-            set.insert(
-                meta.path.clone(),
-                Artifact {
-                    bytes: b"x\n".to_vec(),
-                    meta,
-                },
-            );
+            set.insert(meta.path.clone(), Artifact { bytes: b"x\n".to_vec(), meta });
         }
         let plans = host_plans(&set, &[("h1".into(), vec![]), ("h2".into(), vec![])]);
         let p: HostPlan = serde_json::from_slice(&plans[0].bytes).unwrap();
-        assert_eq!(
-            p.files
-                .iter()
-                .map(|f| f.target.as_str())
-                .collect::<Vec<_>>(),
-            ["/etc/a", "/etc/b"]
-        );
+        assert_eq!(p.files.iter().map(|f| f.target.as_str()).collect::<Vec<_>>(), ["/etc/a", "/etc/b"]);
         assert_eq!(p.files[0].source, "root/etc/a");
         let p2: HostPlan = serde_json::from_slice(&plans[1].bytes).unwrap();
         assert!(p2.files.is_empty());

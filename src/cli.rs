@@ -85,11 +85,7 @@ impl Cli {
         let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
         let mut p = Paths::under(&root);
         let rel = |x: &PathBuf| {
-            if x.is_absolute() {
-                x.clone()
-            } else {
-                root.join(x)
-            }
+            if x.is_absolute() { x.clone() } else { root.join(x) }
         };
         if let Some(s) = &self.site {
             p.site = rel(s);
@@ -108,9 +104,7 @@ impl Cli {
         let color = match self.color {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => {
-                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-            }
+            Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         };
         if color {
             Box::new(ColorOut(StandardStream::stderr(ColorChoice::Always)))
@@ -128,10 +122,7 @@ pub fn run(cli: Cli) -> i32 {
         let _ = writeln!(
             err.writer(),
             "error: `{}` is not a directory",
-            cli.dir
-                .as_ref()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default()
+            cli.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default()
         );
         return exit::ERROR;
     }
@@ -152,7 +143,10 @@ pub fn run(cli: Cli) -> i32 {
                     }
                 }
                 for p in &report.unknown {
-                    let _ = writeln!(err.writer(), "warning: `{out_name}/{p}` was not made by medianest; `check` will fail until it is removed");
+                    let _ = writeln!(
+                        err.writer(),
+                        "warning: `{out_name}/{p}` was not made by medianest; `check` will fail until it is removed"
+                    );
                 }
                 let _ = writeln!(
                     err.writer(),
@@ -173,7 +167,8 @@ pub fn run(cli: Cli) -> i32 {
             let Some(drift) = drift else { return exit::FAILED };
             if drift.is_clean() {
                 if !cli.quiet {
-                    let _ = writeln!(err.writer(), "`{out_name}` is up to date ({} files)", compiled.artifacts.len() + 1);
+                    let _ =
+                        writeln!(err.writer(), "`{out_name}` is up to date ({} files)", compiled.artifacts.len() + 1);
                 }
                 exit::OK
             } else {

@@ -47,10 +47,7 @@ impl SourceMap {
 
     /// The text of a file.
     pub fn text(&self, id: FileId) -> &str {
-        self.files
-            .get(id)
-            .map(|f| f.source().as_str())
-            .unwrap_or("")
+        self.files.get(id).map(|f| f.source().as_str()).unwrap_or("")
     }
 
     /// 1-based line and column of a byte offset.
@@ -59,12 +56,7 @@ impl SourceMap {
         let offset = offset.min(text.len());
         let before = &text[..floor_char_boundary(text, offset)];
         let line = before.matches('\n').count() + 1;
-        let col = before
-            .rsplit('\n')
-            .next()
-            .map(|l| l.chars().count())
-            .unwrap_or(0)
-            + 1;
+        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
         (line, col)
     }
 }
@@ -171,20 +163,10 @@ impl Diagnostic {
 
     fn sort_key(&self, sources: &SourceMap) -> (String, usize, Severity, &'static str, String) {
         match &self.primary {
-            Some((loc, _)) => (
-                sources.name(loc.file).to_string(),
-                loc.span.start,
-                self.severity,
-                self.code,
-                self.message.clone(),
-            ),
-            None => (
-                String::new(),
-                0,
-                self.severity,
-                self.code,
-                self.message.clone(),
-            ),
+            Some((loc, _)) => {
+                (sources.name(loc.file).to_string(), loc.span.start, self.severity, self.code, self.message.clone())
+            }
+            None => (String::new(), 0, self.severity, self.code, self.message.clone()),
         }
     }
 }
@@ -208,10 +190,7 @@ impl Diagnostics {
 
     /// Number of errors.
     pub fn error_count(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.items.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     /// Number of warnings.
@@ -234,10 +213,7 @@ impl Diagnostics {
 
     /// Renders every diagnostic, then a one-line summary, to `out`.
     pub fn emit(&self, sources: &SourceMap, out: &mut dyn WriteColorish) -> std::io::Result<()> {
-        let config = term::Config {
-            chars: term::Chars::ascii(),
-            ..term::Config::default()
-        };
+        let config = term::Config { chars: term::Chars::ascii(), ..term::Config::default() };
         for d in self.sorted(sources) {
             let cs = to_codespan(d);
             out.emit(&config, &sources.files, &cs)?;
@@ -248,18 +224,10 @@ impl Diagnostics {
                 out.writer(),
                 "error: the site has {e} error{}{}; nothing was written",
                 plural(e),
-                if w > 0 {
-                    format!(" and {w} warning{}", plural(w))
-                } else {
-                    String::new()
-                }
+                if w > 0 { format!(" and {w} warning{}", plural(w)) } else { String::new() }
             )?;
         } else if w > 0 {
-            writeln!(
-                out.writer(),
-                "warning: the site has {w} warning{}",
-                plural(w)
-            )?;
+            writeln!(out.writer(), "warning: the site has {w} warning{}", plural(w))?;
         }
         Ok(())
     }
@@ -267,8 +235,7 @@ impl Diagnostics {
     /// Renders everything to a plain string (no colour), as tests and `--color never` see it.
     pub fn render_plain(&self, sources: &SourceMap) -> String {
         let mut buf = PlainOut(Vec::new());
-        self.emit(sources, &mut buf)
-            .expect("writing to memory cannot fail");
+        self.emit(sources, &mut buf).expect("writing to memory cannot fail");
         String::from_utf8_lossy(&buf.0).into_owned()
     }
 }
@@ -347,10 +314,7 @@ impl WriteColorish for ColorOut {
 }
 
 /// The closest candidate to `name`, for "did you mean `…`?" hints.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(name, c);
@@ -377,10 +341,7 @@ mod tests {
     #[test]
     fn suggests_the_closest_name() {
         assert_eq!(did_you_mean("db3", ["db1", "db2", "cache1"]), Some("db1"));
-        assert_eq!(
-            did_you_mean("postgress", ["postgres", "redis"]),
-            Some("postgres")
-        );
+        assert_eq!(did_you_mean("postgress", ["postgres", "redis"]), Some("postgres"));
         assert_eq!(did_you_mean("zzz", ["postgres", "redis"]), None);
     }
 

@@ -36,10 +36,8 @@ pub fn write_tree(set: &ArtifactSet, out: &Path) -> Result<WriteReport> {
     fs::create_dir_all(out).with_context(|| format!("failed to create `{}`", out.display()))?;
     let previous = read_manifest(out);
 
-    let mut files: Vec<(&str, &[u8], bool)> = set
-        .values()
-        .map(|a| (a.meta.path.as_str(), a.bytes.as_slice(), false))
-        .collect();
+    let mut files: Vec<(&str, &[u8], bool)> =
+        set.values().map(|a| (a.meta.path.as_str(), a.bytes.as_slice(), false)).collect();
     let manifest = manifest_bytes(set);
     files.push((MANIFEST, &manifest, false));
     for (rel, bytes, _) in &files {
@@ -62,8 +60,7 @@ pub fn write_tree(set: &ArtifactSet, out: &Path) -> Result<WriteReport> {
             let path = out.join(&entry.path);
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_file() => {
-                    fs::remove_file(&path)
-                        .with_context(|| format!("failed to remove stale `{}`", path.display()))?;
+                    fs::remove_file(&path).with_context(|| format!("failed to remove stale `{}`", path.display()))?;
                     report.removed.push(entry.path.clone());
                     remove_empty_parents(out, &path);
                 }
@@ -89,10 +86,7 @@ fn refuse_symlink(path: &Path) -> Result<()> {
     if let Ok(m) = fs::symlink_metadata(path)
         && m.file_type().is_symlink()
     {
-        bail!(
-            "`{}` is a symlink; medianest writes only into a real directory",
-            path.display()
-        );
+        bail!("`{}` is a symlink; medianest writes only into a real directory", path.display());
     }
     Ok(())
 }
@@ -100,23 +94,19 @@ fn refuse_symlink(path: &Path) -> Result<()> {
 /// Creates the parents of `path` below `root`, refusing symlinked directories.
 fn ensure_parent(root: &Path, path: &Path) -> Result<()> {
     let parent = path.parent().context("a file always has a parent")?;
-    let rel = parent
-        .strip_prefix(root)
-        .context("artifact path escaped the output directory")?;
+    let rel = parent.strip_prefix(root).context("artifact path escaped the output directory")?;
     let mut cur = root.to_path_buf();
     for comp in rel.components() {
         cur.push(comp);
         match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => bail!(
-                "`{}` is a symlink; refusing to write through it",
-                cur.display()
-            ),
+            Ok(m) if m.file_type().is_symlink() => {
+                bail!("`{}` is a symlink; refusing to write through it", cur.display())
+            }
             Ok(m) if !m.is_dir() => {
                 bail!("`{}` is in the way of a generated directory", cur.display())
             }
             Ok(_) => {}
-            Err(_) => fs::create_dir(&cur)
-                .with_context(|| format!("failed to create `{}`", cur.display()))?,
+            Err(_) => fs::create_dir(&cur).with_context(|| format!("failed to create `{}`", cur.display()))?,
         }
     }
     Ok(())
@@ -125,13 +115,9 @@ fn ensure_parent(root: &Path, path: &Path) -> Result<()> {
 /// Writes `bytes` to `path` unless it already holds exactly them. Returns whether it wrote.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => bail!(
-            "`{}` is a symlink; refusing to write through it",
-            path.display()
-        ),
+        Ok(m) if m.file_type().is_symlink() => bail!("`{}` is a symlink; refusing to write through it", path.display()),
         Ok(m) if m.is_file() && m.len() == bytes.len() as u64 => {
-            let old =
-                fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+            let old = fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
             if old == bytes {
                 return Ok(false);
             }
@@ -141,10 +127,8 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     let dir = path.parent().context("a file always has a parent")?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("failed to create a temporary file in `{}`", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("failed to replace `{}`", path.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("failed to write `{}`", path.display()))?;
+    tmp.persist(path).with_context(|| format!("failed to replace `{}`", path.display()))?;
     Ok(true)
 }
 
@@ -165,10 +149,7 @@ pub fn list_tree(root: &Path) -> Result<Vec<String>> {
     if !root.exists() {
         return Ok(out);
     }
-    for entry in walkdir::WalkDir::new(root)
-        .sort_by_file_name()
-        .follow_links(false)
-    {
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name().follow_links(false) {
         let entry = entry.with_context(|| format!("failed to walk `{}`", root.display()))?;
         if entry.file_type().is_dir() {
             continue;
@@ -199,10 +180,8 @@ impl Drift {
 
 /// Compares `set` (plus its manifest) with the tree under `out`.
 pub fn compare(set: &ArtifactSet, out: &Path) -> Result<Drift> {
-    let mut expected: BTreeMap<&str, &[u8]> = set
-        .values()
-        .map(|a| (a.meta.path.as_str(), a.bytes.as_slice()))
-        .collect();
+    let mut expected: BTreeMap<&str, &[u8]> =
+        set.values().map(|a| (a.meta.path.as_str(), a.bytes.as_slice())).collect();
     let manifest = manifest_bytes(set);
     expected.insert(MANIFEST, &manifest);
     let on_disk = list_tree(out)?;
@@ -219,9 +198,7 @@ pub fn compare(set: &ArtifactSet, out: &Path) -> Result<Drift> {
             _ => fs::read(&path).with_context(|| format!("failed to read `{}`", path.display()))?,
         };
         if actual != *bytes {
-            drift
-                .changed
-                .push((rel.to_string(), bytes.to_vec(), actual));
+            drift.changed.push((rel.to_string(), bytes.to_vec(), actual));
         }
     }
     for rel in on_disk {
@@ -266,10 +243,7 @@ mod tests {
         assert_eq!(r.written, ["docs/a.md", "manifest.json"]);
         assert_eq!(r.removed, ["docs/b.md"]);
         assert_eq!(r.unknown, ["hand.txt"]);
-        assert!(
-            out.join("hand.txt").exists(),
-            "files no build made are left alone"
-        );
+        assert!(out.join("hand.txt").exists(), "files no build made are left alone");
     }
 
     #[test]

@@ -38,11 +38,7 @@ impl Paths {
 
     /// How a path is shown in messages: relative to the root when under it.
     pub fn display(&self, p: &Path) -> String {
-        let shown = p
-            .strip_prefix(&self.root)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .replace('\\', "/");
+        let shown = p.strip_prefix(&self.root).unwrap_or(p).to_string_lossy().replace('\\', "/");
         if shown.is_empty() { ".".into() } else { shown }
     }
 }
@@ -73,33 +69,29 @@ pub fn compile(paths: &Paths) -> Compiled {
     let mut sources = SourceMap::default();
     let mut diags = Diagnostics::default();
 
-    let raw = load::load_site(
-        &paths.site,
-        &paths.display(&paths.site),
-        &mut sources,
-        &mut diags,
-    );
-    let file_names: Vec<String> = (0..raw_file_count(&sources))
-        .map(|i| sources.name(i).to_string())
+    let site_display = paths.display(&paths.site);
+    let raw = load::load_site(&paths.site, &site_display, &mut sources, &mut diags);
+    // The manifest names site files as `site/<path>` whatever `--site` was, so that the
+    // output does not depend on where the site was read from.
+    let file_names: Vec<String> = (0..sources.len())
+        .map(|i| {
+            format!(
+                "site/{}",
+                sources.name(i).strip_prefix(&site_display).unwrap_or(sources.name(i)).trim_start_matches('/')
+            )
+        })
         .collect();
     let site = resolve::resolve(&raw, &file_names, &mut diags);
     verify::verify(&site, &mut diags);
-    let templates = render::Templates::load(
-        Some(&paths.templates),
-        &paths.display(&paths.templates),
-        &mut sources,
-        &mut diags,
-    );
+    let templates =
+        render::Templates::load(Some(&paths.templates), &paths.display(&paths.templates), &mut sources, &mut diags);
 
     let mut artifacts = ArtifactSet::new();
     if !diags.has_errors() {
         let jobs = families::lower(&site);
         let rendered = templates.render_all(jobs, &mut diags);
-        let hosts: Vec<(String, Vec<String>)> = site
-            .hosts
-            .iter()
-            .map(|h| (h.name.clone(), families::sources_of(&site, [&h.loc])))
-            .collect();
+        let hosts: Vec<(String, Vec<String>)> =
+            site.hosts.iter().map(|h| (h.name.clone(), families::sources_of(&site, [&h.loc]))).collect();
         collect(&mut artifacts, rendered, &mut diags);
         let plans = host_plans(&artifacts, &hosts);
         collect(&mut artifacts, plans, &mut diags);
@@ -107,17 +99,7 @@ pub fn compile(paths: &Paths) -> Compiled {
     if diags.has_errors() {
         artifacts.clear();
     }
-    Compiled {
-        artifacts,
-        sources,
-        diags,
-        elapsed: start.elapsed(),
-    }
-}
-
-/// Site files are registered first, so their ids are `0..n`.
-fn raw_file_count(sources: &SourceMap) -> usize {
-    sources.len()
+    Compiled { artifacts, sources, diags, elapsed: start.elapsed() }
 }
 
 fn collect(set: &mut ArtifactSet, items: Vec<Artifact>, diags: &mut Diagnostics) {
@@ -136,10 +118,7 @@ fn collect(set: &mut ArtifactSet, items: Vec<Artifact>, diags: &mut Diagnostics)
             diags.push(
                 Diagnostic::error_nowhere(
                     "output-collision",
-                    format!(
-                        "two artifacts would be written to `generated/{}`",
-                        a.meta.path
-                    ),
+                    format!("two artifacts would be written to `generated/{}`", a.meta.path),
                 )
                 .help("this is a bug in an artifact family; please report it"),
             );
@@ -196,16 +175,13 @@ pub fn render_drift(drift: &Drift, out_name: &str) -> String {
             let _ = writeln!(s, "\nbinary file {out_name}/{p} differs");
             continue;
         };
-        let diff = similar::TextDiff::configure()
-            .timeout(Duration::from_secs(2))
-            .diff_lines(a, e);
+        let diff = similar::TextDiff::configure().timeout(Duration::from_secs(2)).diff_lines(a, e);
         let _ = write!(
             s,
             "\n{}",
-            diff.unified_diff().context_radius(3).header(
-                &format!("{out_name}/{p} (on disk)"),
-                &format!("{out_name}/{p} (compiled)")
-            )
+            diff.unified_diff()
+                .context_radius(3)
+                .header(&format!("{out_name}/{p} (on disk)"), &format!("{out_name}/{p} (compiled)"))
         );
     }
     let _ = writeln!(
@@ -213,10 +189,7 @@ pub fn render_drift(drift: &Drift, out_name: &str) -> String {
         "\nhelp: run `medianest build` and commit `{out_name}/`; files under `{out_name}/` are never edited by hand"
     );
     if !drift.extra.is_empty() {
-        let _ = writeln!(
-            s,
-            "help: files that no build makes (`extra`) are removed with `git rm`"
-        );
+        let _ = writeln!(s, "help: files that no build makes (`extra`) are removed with `git rm`");
     }
     s
 }

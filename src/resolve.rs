@@ -19,74 +19,43 @@ use crate::model::*;
 /// Builds the typed site. Returns it even when there were errors, for `verify` to use.
 pub fn resolve(raw: &RawSite, file_names: &[String], diags: &mut Diagnostics) -> Site {
     let index = Index::build(raw, diags);
-    let mut site = Site {
-        files: file_names.to_vec(),
-        ..Site::default()
-    };
+    let mut site = Site { files: file_names.to_vec(), ..Site::default() };
 
     singletons(raw, &index, &mut site, diags);
 
     for (name, (file, loc, z)) in &index.zones {
-        let mut cx = Cx {
-            file: *file,
-            index: &index,
-            diags,
-        };
+        let mut cx = Cx { file: *file, index: &index, diags };
         site.zones.push(cx.zone(name, loc.clone(), z));
     }
     for (name, (file, loc, n)) in &index.networks {
-        let mut cx = Cx {
-            file: *file,
-            index: &index,
-            diags,
-        };
+        let mut cx = Cx { file: *file, index: &index, diags };
         site.docker_networks.push(cx.network(name, loc.clone(), n));
     }
     for (name, (file, loc, h)) in &index.hosts {
-        let mut cx = Cx {
-            file: *file,
-            index: &index,
-            diags,
-        };
+        let mut cx = Cx { file: *file, index: &index, diags };
         site.hosts.push(cx.host(name, loc.clone(), h));
     }
     for (name, (file, loc, s)) in &index.services {
-        let mut cx = Cx {
-            file: *file,
-            index: &index,
-            diags,
-        };
+        let mut cx = Cx { file: *file, index: &index, diags };
         let svc = cx.service(name, loc.clone(), s, &site.defaults);
         site.services.push(svc);
     }
     for (file, parsed) in &raw.files {
         for f in &parsed.flows {
-            let mut cx = Cx {
-                file: *file,
-                index: &index,
-                diags,
-            };
+            let mut cx = Cx { file: *file, index: &index, diags };
             if let Some(flow) = cx.flow(f, &site) {
                 site.flows.push(flow);
             }
         }
         for g in &parsed.guardrails {
-            let mut cx = Cx {
-                file: *file,
-                index: &index,
-                diags,
-            };
+            let mut cx = Cx { file: *file, index: &index, diags };
             if let Some(rail) = cx.guardrail(g) {
                 site.guardrails.push(rail);
             }
         }
     }
     for (name, (file, loc, b)) in &index.backups {
-        let mut cx = Cx {
-            file: *file,
-            index: &index,
-            diags,
-        };
+        let mut cx = Cx { file: *file, index: &index, diags };
         if let Some(backup) = cx.backup(name, loc.clone(), b, &site.defaults) {
             site.backups.push(backup);
         }
@@ -119,16 +88,18 @@ impl<'a> Index<'a> {
                 for (key, value) in get(parsed) {
                     let loc = Loc::new(*file, key.span());
                     if let Err(e) = values::name(key.get_ref(), kind) {
-                        diags.push(
-                            Diagnostic::error("bad-name", e.message, loc.clone()).help(e.help),
-                        );
+                        diags.push(Diagnostic::error("bad-name", e.message, loc.clone()).help(e.help));
                     }
                     if let Some((_, first, _)) = out.get(key.get_ref()) {
                         diags.push(
-                            Diagnostic::error("duplicate-name", format!("`{}` is defined twice in `{table}`", key.get_ref()), loc)
-                                .label("second definition")
-                                .also(first.clone(), "first defined here")
-                                .help("names are unique per table; rename one or merge the two definitions"),
+                            Diagnostic::error(
+                                "duplicate-name",
+                                format!("`{}` is defined twice in `{table}`", key.get_ref()),
+                                loc,
+                            )
+                            .label("second definition")
+                            .also(first.clone(), "first defined here")
+                            .help("names are unique per table; rename one or merge the two definitions"),
                         );
                         continue;
                     }
@@ -139,13 +110,7 @@ impl<'a> Index<'a> {
         }
         Index {
             zones: collect(raw, "zones", NameKind::Ident, |f| &f.zones, diags),
-            networks: collect(
-                raw,
-                "docker_networks",
-                NameKind::Ident,
-                |f| &f.docker_networks,
-                diags,
-            ),
+            networks: collect(raw, "docker_networks", NameKind::Ident, |f| &f.docker_networks, diags),
             hosts: collect(raw, "hosts", NameKind::Label, |f| &f.hosts, diags),
             services: collect(raw, "services", NameKind::Label, |f| &f.services, diags),
             backups: collect(raw, "backups", NameKind::Ident, |f| &f.backups, diags),
@@ -197,11 +162,8 @@ fn singletons(raw: &RawSite, index: &Index, site: &mut Site, diags: &mut Diagnos
                 .and_then(|v| cx.value(v, values::dns_name))
                 .map(|a| a.value)
                 .unwrap_or_default();
-            site.settings.public_domain = s
-                .public_domain
-                .as_ref()
-                .and_then(|v| cx.value(v, values::dns_name))
-                .map(|a| a.value);
+            site.settings.public_domain =
+                s.public_domain.as_ref().and_then(|v| cx.value(v, values::dns_name)).map(|a| a.value);
             site.settings.description = cx.opt_text(&s.description);
         }
         None if !nothing_loaded => diags.push(
@@ -275,16 +237,11 @@ impl Cx<'_, '_> {
     }
 
     fn bad(&mut self, loc: Loc, e: ValueError) {
-        self.diags
-            .push(Diagnostic::error("bad-value", e.message, loc).help(e.help));
+        self.diags.push(Diagnostic::error("bad-value", e.message, loc).help(e.help));
     }
 
     /// Types a string value; reports and returns `None` when it is invalid.
-    fn value<T>(
-        &mut self,
-        v: &Str,
-        parse: impl Fn(&str) -> Result<T, ValueError>,
-    ) -> Option<At<T>> {
+    fn value<T>(&mut self, v: &Str, parse: impl Fn(&str) -> Result<T, ValueError>) -> Option<At<T>> {
         let loc = self.loc(v.span());
         match parse(v.get_ref()) {
             Ok(value) => Some(At { value, loc }),
@@ -295,42 +252,22 @@ impl Cx<'_, '_> {
         }
     }
 
-    fn required<'v, T>(
-        &mut self,
-        v: &'v Option<T>,
-        at: &Loc,
-        key: &str,
-        table: &str,
-    ) -> Option<&'v T> {
+    fn required<'v, T>(&mut self, v: &'v Option<T>, at: &Loc, key: &str, table: &str) -> Option<&'v T> {
         if v.is_none() {
             self.diags.push(
-                Diagnostic::error(
-                    "missing-key",
-                    format!("`{table}` has no `{key}`"),
-                    at.clone(),
-                )
-                .label(format!("`{key}` is required here"))
-                .help(format!(
-                    "add `{key} = ...`; see the site reference in README.md"
-                )),
+                Diagnostic::error("missing-key", format!("`{table}` has no `{key}`"), at.clone())
+                    .label(format!("`{key}` is required here"))
+                    .help(format!("add `{key} = ...`; see the site reference in README.md")),
             );
         }
         v.as_ref()
     }
 
     fn opt_text(&mut self, v: &Option<Str>) -> Option<String> {
-        v.as_ref()
-            .and_then(|v| self.value(v, values::text))
-            .map(|a| a.value)
+        v.as_ref().and_then(|v| self.value(v, values::text)).map(|a| a.value)
     }
 
-    fn int<T: TryFrom<i64>>(
-        &mut self,
-        v: &Spanned<i64>,
-        min: i64,
-        max: i64,
-        what: &str,
-    ) -> Option<At<T>> {
+    fn int<T: TryFrom<i64>>(&mut self, v: &Spanned<i64>, min: i64, max: i64, what: &str) -> Option<At<T>> {
         let loc = self.loc(v.span());
         let n = *v.get_ref();
         if n < min || n > max {
@@ -370,14 +307,9 @@ impl Cx<'_, '_> {
                 let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
                 let help = match did_you_mean(v.get_ref(), names.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!(
-                        "use one of {}",
-                        names
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    None => {
+                        format!("use one of {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                    }
                 };
                 self.diags.push(
                     Diagnostic::error(
@@ -403,19 +335,14 @@ impl Cx<'_, '_> {
         if let Some(i) = keys.iter().position(|k| *k == name) {
             return Some(i);
         }
-        let mut d = Diagnostic::error(
-            "unknown-reference",
-            format!("unknown {} `{}`", to.what(), values::printable(name)),
-            loc,
-        )
-        .label(format!("no such {}", to.what()));
+        let mut d =
+            Diagnostic::error("unknown-reference", format!("unknown {} `{}`", to.what(), values::printable(name)), loc)
+                .label(format!("no such {}", to.what()));
         d = match did_you_mean(name, keys.iter().copied()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
-            None if keys.is_empty() => d.help(format!(
-                "define it under `[{}.{}]`",
-                to.table(),
-                values::printable(name)
-            )),
+            None if keys.is_empty() => {
+                d.help(format!("define it under `[{}.{}]`", to.table(), values::printable(name)))
+            }
             None => d.help(format!(
                 "{}s are defined under `[{}.<name>]`; known: {}",
                 to.what(),
@@ -429,8 +356,7 @@ impl Cx<'_, '_> {
 
     fn reference_str(&mut self, to: RefTo, v: &Str) -> Option<At<usize>> {
         let loc = self.loc(v.span());
-        self.reference(to, v.get_ref(), loc.clone())
-            .map(|value| At { value, loc })
+        self.reference(to, v.get_ref(), loc.clone()).map(|value| At { value, loc })
     }
 
     /// Parses `service:x`, `host:x`, `zone:x` or `internet`.
@@ -438,22 +364,13 @@ impl Cx<'_, '_> {
         let loc = self.loc(v.span());
         let s = v.get_ref().as_str();
         if s == "internet" && allowed.contains(&"internet") {
-            return Some(At {
-                value: Endpoint::Internet,
-                loc,
-            });
+            return Some(At { value: Endpoint::Internet, loc });
         }
         let parsed = s.split_once(':').filter(|(k, _)| allowed.contains(k));
         let Some((kind, name)) = parsed else {
             let forms: Vec<String> = allowed
                 .iter()
-                .map(|k| {
-                    if *k == "internet" {
-                        "`internet`".to_string()
-                    } else {
-                        format!("`{k}:<name>`")
-                    }
-                })
+                .map(|k| if *k == "internet" { "`internet`".to_string() } else { format!("`{k}:<name>`") })
                 .collect();
             let mut help = format!("write {}", forms.join(" or "));
             if allowed.contains(&"service") && self.index.services.contains_key(s) {
@@ -464,20 +381,14 @@ impl Cx<'_, '_> {
                 help = format!("did you mean `host:{s}`?");
             }
             self.diags.push(
-                Diagnostic::error(
-                    "bad-endpoint",
-                    format!("`{}` is not an endpoint", values::printable(s)),
-                    loc,
-                )
-                .help(help),
+                Diagnostic::error("bad-endpoint", format!("`{}` is not an endpoint", values::printable(s)), loc)
+                    .help(help),
             );
             return None;
         };
         let name_loc = Loc::new(self.file, v.span().start + kind.len() + 2..v.span().end - 1);
         let value = match kind {
-            "service" => {
-                Endpoint::Service(ServiceId(self.reference(RefTo::Service, name, name_loc)?))
-            }
+            "service" => Endpoint::Service(ServiceId(self.reference(RefTo::Service, name, name_loc)?)),
             "host" => Endpoint::Host(HostId(self.reference(RefTo::Host, name, name_loc)?)),
             _ => Endpoint::Zone(ZoneId(self.reference(RefTo::Zone, name, name_loc)?)),
         };
@@ -489,28 +400,15 @@ impl Cx<'_, '_> {
         if let Some(c) = &d.container {
             let c = c.get_ref();
             if let Some(r) = &c.restart {
-                let all = [
-                    ("unless-stopped", ()),
-                    ("on-failure", ()),
-                    ("always", ()),
-                    ("no", ()),
-                ];
+                let all = [("unless-stopped", ()), ("on-failure", ()), ("always", ()), ("no", ())];
                 if self.vocabulary(r, "restart policy", &all).is_some() {
                     out.restart = r.get_ref().clone();
                 }
             }
-            if let Some(v) = c
-                .pids_limit
-                .as_ref()
-                .and_then(|v| self.int(v, 1, 1 << 22, "pids limit"))
-            {
+            if let Some(v) = c.pids_limit.as_ref().and_then(|v| self.int(v, 1, 1 << 22, "pids limit")) {
                 out.pids_limit = v.value;
             }
-            if let Some(v) = c
-                .tmpfs_size
-                .as_ref()
-                .and_then(|v| self.value(v, Size::parse))
-            {
+            if let Some(v) = c.tmpfs_size.as_ref().and_then(|v| self.value(v, Size::parse)) {
                 out.tmpfs_size = v.value;
             }
         }
@@ -530,11 +428,7 @@ impl Cx<'_, '_> {
         if let Some(r) = &d.resources {
             out.resources = self.resources(r.get_ref(), &out.resources);
         }
-        if let Some(v) = d
-            .backup_retention
-            .as_ref()
-            .and_then(|v| self.value(v, Duration::parse))
-        {
+        if let Some(v) = d.backup_retention.as_ref().and_then(|v| self.value(v, Duration::parse)) {
             out.backup_retention = v.value;
         }
         out
@@ -552,22 +446,13 @@ impl Cx<'_, '_> {
         r: &mut u32,
         s: &mut Duration,
     ) {
-        if let Some(v) = interval
-            .as_ref()
-            .and_then(|v| self.value(v, Duration::parse))
-        {
+        if let Some(v) = interval.as_ref().and_then(|v| self.value(v, Duration::parse)) {
             *i = v.value;
         }
-        if let Some(v) = timeout
-            .as_ref()
-            .and_then(|v| self.value(v, Duration::parse))
-        {
+        if let Some(v) = timeout.as_ref().and_then(|v| self.value(v, Duration::parse)) {
             *t = v.value;
         }
-        if let Some(v) = retries
-            .as_ref()
-            .and_then(|v| self.int(v, 1, 100, "retries"))
-        {
+        if let Some(v) = retries.as_ref().and_then(|v| self.int(v, 1, 100, "retries")) {
             *r = v.value;
         }
         if let Some(v) = start.as_ref().and_then(|v| self.value(v, Duration::parse)) {
@@ -586,18 +471,10 @@ impl Cx<'_, '_> {
         if let Some(v) = r.memory.as_ref().and_then(|v| self.value(v, Size::parse)) {
             out.memory = v.value;
         }
-        if let Some(v) = r
-            .reserve_memory
-            .as_ref()
-            .and_then(|v| self.value(v, Size::parse))
-        {
+        if let Some(v) = r.reserve_memory.as_ref().and_then(|v| self.value(v, Size::parse)) {
             out.reserve_memory = v.value;
         }
-        if let Some(v) = r
-            .pids
-            .as_ref()
-            .and_then(|v| self.int(v, 1, 1 << 22, "pids limit"))
-        {
+        if let Some(v) = r.pids.as_ref().and_then(|v| self.int(v, 1, 1 << 22, "pids limit")) {
             out.pids = v.value;
         }
         out
@@ -605,20 +482,13 @@ impl Cx<'_, '_> {
 
     fn zone(&mut self, name: &str, loc: Loc, z: &RawZone) -> Zone {
         let t = format!("[zones.{name}]");
-        let vlan = self
-            .required(&z.vlan, &loc, "vlan", &t)
-            .and_then(|v| self.int(v, 1, 4094, "VLAN id"));
-        let cidr = self
-            .required(&z.cidr, &loc, "cidr", &t)
-            .and_then(|v| self.value(v, values::cidr));
+        let vlan = self.required(&z.vlan, &loc, "vlan", &t).and_then(|v| self.int(v, 1, 4094, "VLAN id"));
+        let cidr = self.required(&z.cidr, &loc, "cidr", &t).and_then(|v| self.value(v, values::cidr));
         Zone {
             name: name.to_string(),
             vlan,
             cidr,
-            gateway: z
-                .gateway
-                .as_ref()
-                .and_then(|v| self.value(v, values::address)),
+            gateway: z.gateway.as_ref().and_then(|v| self.value(v, values::address)),
             description: self.opt_text(&z.description),
             loc,
         }
@@ -626,31 +496,19 @@ impl Cx<'_, '_> {
 
     fn network(&mut self, name: &str, loc: Loc, n: &RawDockerNetwork) -> DockerNetwork {
         let t = format!("[docker_networks.{name}]");
-        let cidr = self
-            .required(&n.cidr, &loc, "cidr", &t)
-            .and_then(|v| self.value(v, values::cidr));
+        let cidr = self.required(&n.cidr, &loc, "cidr", &t).and_then(|v| self.value(v, values::cidr));
         let driver = n
             .driver
             .as_ref()
             .and_then(|v| {
-                self.vocabulary(
-                    v,
-                    "network driver",
-                    &[
-                        ("bridge", NetDriver::Bridge),
-                        ("overlay", NetDriver::Overlay),
-                    ],
-                )
+                self.vocabulary(v, "network driver", &[("bridge", NetDriver::Bridge), ("overlay", NetDriver::Overlay)])
             })
             .map(|a| a.value)
             .unwrap_or(NetDriver::Bridge);
         DockerNetwork {
             name: name.to_string(),
             cidr,
-            gateway: n
-                .gateway
-                .as_ref()
-                .and_then(|v| self.value(v, values::address)),
+            gateway: n.gateway.as_ref().and_then(|v| self.value(v, values::address)),
             internal: n.internal.as_ref().map(|b| *b.get_ref()).unwrap_or(false),
             driver,
             encrypted: n.encrypted.as_ref().map(|b| *b.get_ref()).unwrap_or(false),
@@ -664,51 +522,29 @@ impl Cx<'_, '_> {
         let kind = self
             .required(&h.kind, &loc, "kind", &t)
             .and_then(|v| self.vocabulary(v, "host kind", HostKind::ALL))
-            .unwrap_or(At {
-                value: HostKind::Physical,
-                loc: loc.clone(),
-            });
+            .unwrap_or(At { value: HostKind::Physical, loc: loc.clone() });
         let on =
             h.on.as_ref()
                 .and_then(|v| self.reference_str(RefTo::Host, v))
-                .map(|a| At {
-                    value: HostId(a.value),
-                    loc: a.loc,
-                });
+                .map(|a| At { value: HostId(a.value), loc: a.loc });
         let os =
             h.os.as_ref()
-                .and_then(|v| {
-                    self.value(v, |s| {
-                        values::name(s, NameKind::Ident).or_else(|_| values::dns_name(s))
-                    })
-                })
+                .and_then(|v| self.value(v, |s| values::name(s, NameKind::Ident).or_else(|_| values::dns_name(s))))
                 .map(|a| a.value);
-        let roles = h
-            .roles
-            .iter()
-            .filter_map(|r| self.vocabulary(r, "host role", Role::ALL))
-            .collect();
+        let roles = h.roles.iter().filter_map(|r| self.vocabulary(r, "host role", Role::ALL)).collect();
         let mut interfaces = Vec::new();
         for i in &h.interfaces {
             let iloc = self.loc(i.span());
             let i = i.get_ref();
-            let zone = self
-                .required(&i.zone, &iloc, "zone", "interface")
-                .and_then(|v| self.reference_str(RefTo::Zone, v));
-            let address = self
-                .required(&i.address, &iloc, "address", "interface")
-                .and_then(|v| self.value(v, values::address));
-            let iname = i
-                .name
-                .as_ref()
-                .and_then(|v| self.value(v, |s| values::name(s, NameKind::Ident)))
-                .map(|a| a.value);
+            let zone =
+                self.required(&i.zone, &iloc, "zone", "interface").and_then(|v| self.reference_str(RefTo::Zone, v));
+            let address =
+                self.required(&i.address, &iloc, "address", "interface").and_then(|v| self.value(v, values::address));
+            let iname =
+                i.name.as_ref().and_then(|v| self.value(v, |s| values::name(s, NameKind::Ident))).map(|a| a.value);
             if let (Some(zone), Some(address)) = (zone, address) {
                 interfaces.push(Interface {
-                    zone: At {
-                        value: ZoneId(zone.value),
-                        loc: zone.loc,
-                    },
+                    zone: At { value: ZoneId(zone.value), loc: zone.loc },
                     address,
                     name: iname,
                 });
@@ -717,21 +553,9 @@ impl Cx<'_, '_> {
         let resources = h.resources.as_ref().map(|r| {
             let r = r.get_ref();
             HostResources {
-                cpus: r
-                    .cpus
-                    .as_ref()
-                    .and_then(|v| self.int(v, 1, 4096, "CPU count"))
-                    .map(|a| a.value),
-                memory: r
-                    .memory
-                    .as_ref()
-                    .and_then(|v| self.value(v, Size::parse))
-                    .map(|a| a.value),
-                disk: r
-                    .disk
-                    .as_ref()
-                    .and_then(|v| self.value(v, Size::parse))
-                    .map(|a| a.value),
+                cpus: r.cpus.as_ref().and_then(|v| self.int(v, 1, 4096, "CPU count")).map(|a| a.value),
+                memory: r.memory.as_ref().and_then(|v| self.value(v, Size::parse)).map(|a| a.value),
+                disk: r.disk.as_ref().and_then(|v| self.value(v, Size::parse)).map(|a| a.value),
             }
         });
         Host {
@@ -743,48 +567,43 @@ impl Cx<'_, '_> {
             interfaces,
             resources,
             description: self.opt_text(&h.description),
+            interfaces_declared: !h.interfaces.is_empty(),
             loc,
         }
     }
 
     fn service(&mut self, name: &str, loc: Loc, s: &RawService, defaults: &Defaults) -> Service {
+        let kind_written = s.kind.is_some();
         let kind = match &s.kind {
             Some(k) => {
-                let all: Vec<(&str, ServiceKind)> =
-                    kinds::KINDS.iter().map(|k| (k.name, k.kind)).collect();
+                let all: Vec<(&str, ServiceKind)> = kinds::KINDS.iter().map(|k| (k.name, k.kind)).collect();
                 self.vocabulary(k, "service kind", &all)
             }
             None => None,
-        }
-        .unwrap_or(At {
-            value: ServiceKind::Container,
-            loc: loc.clone(),
-        });
+        };
+        let kind_known = kind.is_some() || !kind_written;
+        let kind = kind.unwrap_or(At { value: ServiceKind::Container, loc: loc.clone() });
         let info = kind.value.info();
         let image = s.image.as_ref().and_then(|v| self.value(v, Image::parse));
+        if s.image.is_none() && info.container && kind_known {
+            self.diags.push(
+                Diagnostic::error("missing-key", format!("container service `{name}` has no image"), loc.clone())
+                    .help("add `image = \"registry/repository:tag\"` with a pinned tag"),
+            );
+        }
         let hosts: Vec<At<HostId>> = s
             .hosts
             .iter()
             .filter_map(|h| self.reference_str(RefTo::Host, h))
-            .map(|a| At {
-                value: HostId(a.value),
-                loc: a.loc,
-            })
+            .map(|a| At { value: HostId(a.value), loc: a.loc })
             .collect();
         let primary = s
             .primary
             .as_ref()
             .and_then(|v| self.reference_str(RefTo::Host, v))
-            .map(|a| At {
-                value: HostId(a.value),
-                loc: a.loc,
-            });
-        let replicas = s
-            .replicas
-            .as_ref()
-            .and_then(|v| self.int(v, 1, 1000, "replica count"))
-            .map(|a| a.value)
-            .unwrap_or(1);
+            .map(|a| At { value: HostId(a.value), loc: a.loc });
+        let replicas =
+            s.replicas.as_ref().and_then(|v| self.int(v, 1, 1000, "replica count")).map(|a| a.value).unwrap_or(1);
         let version = s.version.as_ref().and_then(|v| {
             let text = match v.get_ref() {
                 IntOrStr::Int(n) => n.to_string(),
@@ -793,9 +612,7 @@ impl Cx<'_, '_> {
             let loc = self.loc(v.span());
             let ok = !text.is_empty()
                 && text.len() <= 32
-                && text
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+                && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
             if !ok {
                 self.bad(
                     loc,
@@ -810,19 +627,17 @@ impl Cx<'_, '_> {
         });
 
         let mut ports = Vec::new();
+        let mut port_errors = false;
         if s.ports.is_empty() {
             for (n, spec) in kind.value.default_ports() {
-                ports.push(Port {
-                    name: n,
-                    spec,
-                    loc: None,
-                });
+                ports.push(Port { name: n, spec, loc: None });
             }
         }
         for (pname, pval) in &s.ports {
             let ploc = self.loc(pname.span());
             if let Err(e) = values::name(pname.get_ref(), NameKind::Ident) {
                 self.bad(ploc.clone(), e);
+                port_errors = true;
                 continue;
             }
             let vloc = self.loc(pval.span());
@@ -841,7 +656,10 @@ impl Cx<'_, '_> {
                     spec,
                     loc: Some(Loc::new(self.file, ploc.span.start..vloc.span.end)),
                 }),
-                Err(e) => self.bad(vloc, e),
+                Err(e) => {
+                    self.bad(vloc, e);
+                    port_errors = true;
+                }
             }
         }
 
@@ -856,24 +674,17 @@ impl Cx<'_, '_> {
         }
 
         let user = s.user.as_ref().and_then(|v| self.value(v, values::user));
-        let health = self.health(s, &ports, defaults, kind.value);
+        let health = self.health(s, &ports, port_errors, defaults, kind.value);
         let resources = match &s.resources {
             Some(r) => self.resources(r.get_ref(), &defaults.resources),
             None => defaults.resources.clone(),
         };
-        let secrets = s
-            .secrets
-            .iter()
-            .filter_map(|v| self.value(v, |x| values::name(x, NameKind::Secret)))
-            .collect();
+        let secrets = s.secrets.iter().filter_map(|v| self.value(v, |x| values::name(x, NameKind::Secret))).collect();
         let mut env = Vec::new();
         for (k, v) in &s.env {
             let kloc = self.loc(k.span());
             let key = match values::name(k.get_ref(), NameKind::Env) {
-                Ok(key) => At {
-                    value: key,
-                    loc: kloc,
-                },
+                Ok(key) => At { value: key, loc: kloc },
                 Err(e) => {
                     self.bad(kloc, e);
                     continue;
@@ -890,41 +701,23 @@ impl Cx<'_, '_> {
                 self.bad(vloc.clone(), e);
             }
             if let Some(t) = self.value(target, values::abs_path) {
-                volumes.push(Volume {
-                    name: vname.get_ref().clone(),
-                    target: t.value,
-                    loc: vloc,
-                });
+                volumes.push(Volume { name: vname.get_ref().clone(), target: t.value, loc: vloc });
             }
         }
-        let tmpfs = s
-            .tmpfs
-            .iter()
-            .filter_map(|v| self.value(v, values::abs_path))
-            .collect();
+        let tmpfs = s.tmpfs.iter().filter_map(|v| self.value(v, values::abs_path)).collect();
         let mut expose = Vec::new();
         for e in &s.expose {
             let eloc = self.loc(e.span());
             let e = e.get_ref();
-            let hostname = self
-                .required(&e.hostname, &eloc, "hostname", "expose")
-                .and_then(|v| self.value(v, values::dns_name));
+            let hostname =
+                self.required(&e.hostname, &eloc, "hostname", "expose").and_then(|v| self.value(v, values::dns_name));
             let path = match &e.path {
                 Some(p) => self.value(p, values::abs_path),
-                None => Some(At {
-                    value: "/".to_string(),
-                    loc: eloc.clone(),
-                }),
+                None => Some(At { value: "/".to_string(), loc: eloc.clone() }),
             };
             let port = match &e.port {
-                Some(p) => Some(At {
-                    value: p.get_ref().clone(),
-                    loc: self.loc(p.span()),
-                }),
-                None => ports.first().map(|p| At {
-                    value: p.name.clone(),
-                    loc: eloc.clone(),
-                }),
+                Some(p) => Some(At { value: p.get_ref().clone(), loc: self.loc(p.span()) }),
+                None => ports.first().map(|p| At { value: p.name.clone(), loc: eloc.clone() }),
             };
             let port = match port {
                 Some(p) => Some(p),
@@ -947,11 +740,7 @@ impl Cx<'_, '_> {
                     self.vocabulary(
                         v,
                         "WAF mode",
-                        &[
-                            ("off", WafMode::Off),
-                            ("detect", WafMode::Detect),
-                            ("block", WafMode::Block),
-                        ],
+                        &[("off", WafMode::Off), ("detect", WafMode::Detect), ("block", WafMode::Block)],
                     )
                 })
                 .map(|a| a.value)
@@ -971,10 +760,7 @@ impl Cx<'_, '_> {
             .depends_on
             .iter()
             .filter_map(|d| self.reference_str(RefTo::Service, d))
-            .map(|a| At {
-                value: ServiceId(a.value),
-                loc: a.loc,
-            })
+            .map(|a| At { value: ServiceId(a.value), loc: a.loc })
             .collect();
         let cap_add = s
             .cap_add
@@ -982,19 +768,20 @@ impl Cx<'_, '_> {
             .filter_map(|v| {
                 self.value(v, |c| {
                     let ok = !c.is_empty() && c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_');
-                    if ok { Ok(c.to_string()) } else { Err(ValueError { message: format!("`{}` is not a capability", values::printable(c)), help: "write it as in capabilities(7) without `CAP_`, e.g. `NET_BIND_SERVICE`".into() }) }
+                    if ok {
+                        Ok(c.to_string())
+                    } else {
+                        Err(ValueError {
+                            message: format!("`{}` is not a capability", values::printable(c)),
+                            help: "write it as in capabilities(7) without `CAP_`, e.g. `NET_BIND_SERVICE`".into(),
+                        })
+                    }
                 })
             })
             .collect();
         let read_only = match &s.read_only {
-            Some(b) => At {
-                value: *b.get_ref(),
-                loc: self.loc(b.span()),
-            },
-            None => At {
-                value: true,
-                loc: loc.clone(),
-            },
+            Some(b) => At { value: *b.get_ref(), loc: self.loc(b.span()) },
+            None => At { value: true, loc: loc.clone() },
         };
         let stateful = match &s.stateful {
             Some(b) => *b.get_ref(),
@@ -1006,10 +793,7 @@ impl Cx<'_, '_> {
             match ExceptionKind::ALL.iter().find(|(n, _)| n == k.get_ref()) {
                 Some((_, kind)) => {
                     if let Some(r) = self.value(reason, values::text) {
-                        exceptions.push(Exception {
-                            kind: *kind,
-                            reason: r,
-                        });
+                        exceptions.push(Exception { kind: *kind, reason: r });
                     }
                 }
                 None => {
@@ -1056,6 +840,7 @@ impl Cx<'_, '_> {
             stateful,
             exceptions,
             description: self.opt_text(&s.description),
+            declared: Declared { kind_known, health: s.health.is_some(), hosts: !s.hosts.is_empty() },
             loc,
         }
     }
@@ -1064,6 +849,7 @@ impl Cx<'_, '_> {
         &mut self,
         s: &RawService,
         ports: &[Port],
+        port_errors: bool,
         defaults: &Defaults,
         kind: ServiceKind,
     ) -> Option<Health> {
@@ -1080,9 +866,7 @@ impl Cx<'_, '_> {
             if kind.info().container {
                 return None;
             }
-            h.check = HealthCheck::Tcp {
-                port: ports.first()?.name.clone(),
-            };
+            h.check = HealthCheck::Tcp { port: ports.first()?.name.clone() };
             return Some(h);
         };
         let hloc = self.loc(raw.span());
@@ -1107,17 +891,12 @@ impl Cx<'_, '_> {
                     let names: Vec<&str> = ports.iter().map(|x| x.name.as_str()).collect();
                     let mut d = Diagnostic::error(
                         "unknown-port",
-                        format!(
-                            "the service has no port named `{}`",
-                            values::printable(p.get_ref())
-                        ),
+                        format!("the service has no port named `{}`", values::printable(p.get_ref())),
                         ploc,
                     );
                     d = match did_you_mean(p.get_ref(), names.iter().copied()) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
-                        None if names.is_empty() => {
-                            d.help("declare it in `ports`, e.g. `ports = { http = 8080 }`")
-                        }
+                        None if names.is_empty() => d.help("declare it in `ports`, e.g. `ports = { http = 8080 }`"),
                         None => d.help(format!("its ports are {}", shortlist(&names))),
                     };
                     self.diags.push(d);
@@ -1126,10 +905,9 @@ impl Cx<'_, '_> {
             }
             None => ports.first().map(|p| p.name.clone()),
         };
-        let forms = [r.http.is_some(), r.tcp.is_some(), r.exec.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        // A port that failed to parse was reported already; do not report it as missing.
+        let port = if port.is_none() && port_errors { return None } else { port };
+        let forms = [r.http.is_some(), r.tcp.is_some(), r.exec.is_some()].iter().filter(|b| **b).count();
         if forms != 1 {
             self.diags.push(
                 Diagnostic::error(
@@ -1147,23 +925,13 @@ impl Cx<'_, '_> {
                 Some(st) => self.int(st, 100, 599, "HTTP status")?.value,
                 None => 200,
             };
-            HealthCheck::Http {
-                path,
-                port: port.or_else(|| self.no_port(&hloc))?,
-                status,
-            }
+            HealthCheck::Http { path, port: port.or_else(|| self.no_port(&hloc))?, status }
         } else if r.tcp.is_some() {
-            HealthCheck::Tcp {
-                port: port.or_else(|| self.no_port(&hloc))?,
-            }
+            HealthCheck::Tcp { port: port.or_else(|| self.no_port(&hloc))? }
         } else {
             let argv = r.exec.as_ref()?;
-            let words: Vec<String> = argv
-                .get_ref()
-                .iter()
-                .filter_map(|w| self.value(w, values::word))
-                .map(|a| a.value)
-                .collect();
+            let words: Vec<String> =
+                argv.get_ref().iter().filter_map(|w| self.value(w, values::word)).map(|a| a.value).collect();
             if words.len() != argv.get_ref().len() {
                 return None;
             }
@@ -1173,8 +941,7 @@ impl Cx<'_, '_> {
                     loc,
                     ValueError {
                         message: "empty health command".into(),
-                        help: "write the command as a list, e.g. `exec = [\"pg_isready\", \"-q\"]`"
-                            .into(),
+                        help: "write the command as a list, e.g. `exec = [\"pg_isready\", \"-q\"]`".into(),
                     },
                 );
                 return None;
@@ -1200,15 +967,9 @@ impl Cx<'_, '_> {
         let loc = self.loc(f.span());
         let f = f.get_ref();
         let all = ["service", "host", "zone", "internet"];
-        let from = self
-            .required(&f.from, &loc, "from", "[[flows]]")
-            .and_then(|v| self.endpoint(v, &all));
-        let to = self
-            .required(&f.to, &loc, "to", "[[flows]]")
-            .and_then(|v| self.endpoint(v, &all));
-        let why = self
-            .required(&f.why, &loc, "why", "[[flows]]")
-            .and_then(|v| self.value(v, values::text));
+        let from = self.required(&f.from, &loc, "from", "[[flows]]").and_then(|v| self.endpoint(v, &all));
+        let to = self.required(&f.to, &loc, "to", "[[flows]]").and_then(|v| self.endpoint(v, &all));
+        let why = self.required(&f.why, &loc, "why", "[[flows]]").and_then(|v| self.value(v, values::text));
         if let Some(w) = &why
             && w.value.trim().is_empty()
         {
@@ -1235,37 +996,39 @@ impl Cx<'_, '_> {
                         Some(Endpoint::Service(id)) => match site.service(id).port(s) {
                             Some(port) => Ok(port.spec),
                             None => Err(ValueError {
-                                message: format!("service `{}` has no port named `{}`", site.service(id).name, values::printable(s)),
-                                help: format!("its ports are {}", shortlist(&site.service(id).ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>())),
+                                message: format!(
+                                    "service `{}` has no port named `{}`",
+                                    site.service(id).name,
+                                    values::printable(s)
+                                ),
+                                help: format!(
+                                    "its ports are {}",
+                                    shortlist(
+                                        &site.service(id).ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>()
+                                    )
+                                ),
                             }),
                         },
-                        _ => Err(ValueError { message: format!("`{}` is not a port", values::printable(s)), help: "write `tcp/N`, `udp/N` or a number; port names only work when `to` is a service".into() }),
+                        _ => Err(ValueError {
+                            message: format!("`{}` is not a port", values::printable(s)),
+                            help: "write `tcp/N`, `udp/N` or a number; port names only work when `to` is a service"
+                                .into(),
+                        }),
                     },
                 },
             };
             match spec {
-                Ok(spec) => ports.push(At {
-                    value: spec,
-                    loc: ploc,
-                }),
+                Ok(spec) => ports.push(At { value: spec, loc: ploc }),
                 Err(e) => self.bad(ploc, e),
             }
         }
-        Some(Flow {
-            from: from?,
-            to: to?,
-            ports,
-            why: why?.value,
-            loc,
-        })
+        Some(Flow { from: from?, to: to?, ports, why: why?.value, loc })
     }
 
     fn guardrail(&mut self, g: &Spanned<RawGuardrail>) -> Option<Guardrail> {
         let loc = self.loc(g.span());
         let g = g.get_ref();
-        let why = self
-            .required(&g.why, &loc, "why", "[[guardrails]]")
-            .and_then(|v| self.value(v, values::text));
+        let why = self.required(&g.why, &loc, "why", "[[guardrails]]").and_then(|v| self.value(v, values::text));
         let deny = self.required(&g.deny, &loc, "deny", "[[guardrails]]")?;
         let dloc = self.loc(deny.span());
         let deny = deny.get_ref();
@@ -1278,34 +1041,18 @@ impl Cx<'_, '_> {
         };
         let from = zone_of(self, &deny.from, "from");
         let to = zone_of(self, &deny.to, "to");
-        Some(Guardrail {
-            from: from?,
-            to: to?,
-            why: why?.value,
-            loc,
-        })
+        Some(Guardrail { from: from?, to: to?, why: why?.value, loc })
     }
 
-    fn backup(
-        &mut self,
-        name: &str,
-        loc: Loc,
-        b: &RawBackup,
-        defaults: &Defaults,
-    ) -> Option<Backup> {
+    fn backup(&mut self, name: &str, loc: Loc, b: &RawBackup, defaults: &Defaults) -> Option<Backup> {
         let t = format!("[backups.{name}]");
-        let service = self
-            .required(&b.service, &loc, "service", &t)
-            .and_then(|v| self.reference_str(RefTo::Service, v));
+        let service =
+            self.required(&b.service, &loc, "service", &t).and_then(|v| self.reference_str(RefTo::Service, v));
         let method = self
             .required(&b.method, &loc, "method", &t)
             .and_then(|v| self.vocabulary(v, "backup method", BackupMethod::ALL));
-        let every = self
-            .required(&b.every, &loc, "every", &t)
-            .and_then(|v| self.value(v, Duration::parse));
-        let target = self
-            .required(&b.target, &loc, "target", &t)
-            .and_then(|v| self.endpoint(v, &["service", "host"]));
+        let every = self.required(&b.every, &loc, "every", &t).and_then(|v| self.value(v, Duration::parse));
+        let target = self.required(&b.target, &loc, "target", &t).and_then(|v| self.endpoint(v, &["service", "host"]));
         let retention = b
             .retention
             .as_ref()
@@ -1314,10 +1061,7 @@ impl Cx<'_, '_> {
             .unwrap_or(defaults.backup_retention);
         Some(Backup {
             name: name.to_string(),
-            service: service.map(|a| At {
-                value: ServiceId(a.value),
-                loc: a.loc,
-            })?,
+            service: service.map(|a| At { value: ServiceId(a.value), loc: a.loc })?,
             method: method?.value,
             every: every?,
             continuous: b.continuous.as_ref().is_some_and(|c| *c.get_ref()),

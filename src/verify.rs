@@ -34,20 +34,10 @@ fn addressing(site: &Site, diags: &mut Diagnostics) {
             diags.push(
                 Diagnostic::error(
                     "duplicate-vlan",
-                    format!(
-                        "VLAN {} is used by zones `{}` and `{}`",
-                        v.value, first.name, z.name
-                    ),
+                    format!("VLAN {} is used by zones `{}` and `{}`", v.value, first.name, z.name),
                     v.loc.clone(),
                 )
-                .also(
-                    first
-                        .vlan
-                        .as_ref()
-                        .map(|x| x.loc.clone())
-                        .unwrap_or(first.loc.clone()),
-                    "first used here",
-                )
+                .also(first.vlan.as_ref().map(|x| x.loc.clone()).unwrap_or(first.loc.clone()), "first used here")
                 .help("give each zone its own VLAN id"),
             );
         } else {
@@ -84,26 +74,12 @@ fn addressing(site: &Site, diags: &mut Diagnostics) {
     // Gateways lie inside their networks.
     for z in &site.zones {
         if let (Some(c), Some(g)) = (&z.cidr, &z.gateway) {
-            inside(
-                diags,
-                &g.value,
-                &g.loc,
-                c,
-                &format!("zone `{}`", z.name),
-                "gateway",
-            );
+            inside(diags, &g.value, &g.loc, c, &format!("zone `{}`", z.name), "gateway");
         }
     }
     for n in &site.docker_networks {
         if let (Some(c), Some(g)) = (&n.cidr, &n.gateway) {
-            inside(
-                diags,
-                &g.value,
-                &g.loc,
-                c,
-                &format!("docker network `{}`", n.name),
-                "gateway",
-            );
+            inside(diags, &g.value, &g.loc, c, &format!("docker network `{}`", n.name), "gateway");
         }
     }
     // Host addresses: inside their zone, unique, not the gateway (unless the host is the firewall).
@@ -112,14 +88,7 @@ fn addressing(site: &Site, diags: &mut Diagnostics) {
         for i in &h.interfaces {
             let z = site.zone(i.zone.value);
             if let Some(c) = &z.cidr
-                && !inside(
-                    diags,
-                    &i.address.value,
-                    &i.address.loc,
-                    c,
-                    &format!("zone `{}`", z.name),
-                    "address",
-                )
+                && !inside(diags, &i.address.value, &i.address.loc, c, &format!("zone `{}`", z.name), "address")
             {
                 continue;
             }
@@ -134,19 +103,15 @@ fn addressing(site: &Site, diags: &mut Diagnostics) {
                         i.address.loc.clone(),
                     )
                     .also(g.loc.clone(), "the zone's gateway")
-                    .help(
-                        "only the firewall host may hold the gateway address; pick a free address",
-                    ),
+                    .help("only the firewall host may hold the gateway address; pick a free address"),
                 );
+                continue;
             }
             if let Some((other, loc)) = seen.get(&i.address.value) {
                 diags.push(
                     Diagnostic::error(
                         "duplicate-address",
-                        format!(
-                            "address `{}` is used by `{other}` and `{}`",
-                            i.address.value, h.name
-                        ),
+                        format!("address `{}` is used by `{other}` and `{}`", i.address.value, h.name),
                         i.address.loc.clone(),
                     )
                     .also((*loc).clone(), format!("already used by `{other}`"))
@@ -163,14 +128,7 @@ fn addressing(site: &Site, diags: &mut Diagnostics) {
         for (net, addr) in &s.networks {
             let n = site.network(*net);
             if let Some(c) = &n.cidr
-                && !inside(
-                    diags,
-                    &addr.value,
-                    &addr.loc,
-                    c,
-                    &format!("docker network `{}`", n.name),
-                    "address",
-                )
+                && !inside(diags, &addr.value, &addr.loc, c, &format!("docker network `{}`", n.name), "address")
             {
                 continue;
             }
@@ -178,10 +136,7 @@ fn addressing(site: &Site, diags: &mut Diagnostics) {
                 diags.push(
                     Diagnostic::error(
                         "duplicate-address",
-                        format!(
-                            "`{}` is the gateway of docker network `{}`",
-                            addr.value, n.name
-                        ),
+                        format!("`{}` is the gateway of docker network `{}`", addr.value, n.name),
                         addr.loc.clone(),
                     )
                     .help("pick a free address in the network"),
@@ -208,26 +163,13 @@ fn addressing(site: &Site, diags: &mut Diagnostics) {
 }
 
 /// Reports `addr` outside `net`; returns whether it is inside.
-fn inside(
-    diags: &mut Diagnostics,
-    addr: &IpAddr,
-    loc: &Loc,
-    net: &At<ipnet::IpNet>,
-    owner: &str,
-    what: &str,
-) -> bool {
+fn inside(diags: &mut Diagnostics, addr: &IpAddr, loc: &Loc, net: &At<ipnet::IpNet>, owner: &str, what: &str) -> bool {
     let n = net.value;
     if !n.contains(addr) {
         diags.push(
-            Diagnostic::error(
-                "address-outside-zone",
-                format!("{what} `{addr}` is outside {owner} ({n})"),
-                loc.clone(),
-            )
-            .also(net.loc.clone(), format!("{owner} is {n}"))
-            .help(format!(
-                "use an address in {n}, or move it to the zone that holds `{addr}`"
-            )),
+            Diagnostic::error("address-outside-zone", format!("{what} `{addr}` is outside {owner} ({n})"), loc.clone())
+                .also(net.loc.clone(), format!("{owner} is {n}"))
+                .help(format!("use an address in {n}, or move it to the zone that holds `{addr}`")),
         );
         return false;
     }
@@ -279,25 +221,17 @@ fn hosts(site: &Site, diags: &mut Diagnostics) {
             (_, Some(on)) => diags.push(
                 Diagnostic::error(
                     "bad-placement",
-                    format!(
-                        "`{}` is a {} and cannot run on another host",
-                        h.name,
-                        h.kind.value.name()
-                    ),
+                    format!("`{}` is a {} and cannot run on another host", h.name, h.kind.value.name()),
                     on.loc.clone(),
                 )
                 .help("remove `on`, or set `kind = \"vm\"`"),
             ),
             _ => {}
         }
-        if h.interfaces.is_empty() {
+        if h.interfaces.is_empty() && !h.interfaces_declared {
             diags.push(
-                Diagnostic::error(
-                    "missing-key",
-                    format!("host `{}` has no interfaces", h.name),
-                    h.loc.clone(),
-                )
-                .help("add `interfaces = [{ zone = \"<zone>\", address = \"<address>\" }]`"),
+                Diagnostic::error("missing-key", format!("host `{}` has no interfaces", h.name), h.loc.clone())
+                    .help("add `interfaces = [{ zone = \"<zone>\", address = \"<address>\" }]`"),
             );
         }
         let mut zones = BTreeSet::new();
@@ -306,11 +240,7 @@ fn hosts(site: &Site, diags: &mut Diagnostics) {
                 diags.push(
                     Diagnostic::error(
                         "duplicate-interface",
-                        format!(
-                            "host `{}` has two interfaces in zone `{}`",
-                            h.name,
-                            site.zone(i.zone.value).name
-                        ),
+                        format!("host `{}` has two interfaces in zone `{}`", h.name, site.zone(i.zone.value).name),
                         i.zone.loc.clone(),
                     )
                     .help("one interface per zone is enough; remove one"),
@@ -323,14 +253,13 @@ fn hosts(site: &Site, diags: &mut Diagnostics) {
 fn services(site: &Site, diags: &mut Diagnostics) {
     for (sid, s) in site.services.iter().enumerate() {
         let info = s.kind.value.info();
-        if s.hosts.is_empty() {
+        if !s.declared.kind_known {
+            continue;
+        }
+        if s.hosts.is_empty() && !s.declared.hosts {
             diags.push(
-                Diagnostic::error(
-                    "missing-key",
-                    format!("service `{}` runs on no host", s.name),
-                    s.loc.clone(),
-                )
-                .help("add `hosts = [\"<host>\"]`"),
+                Diagnostic::error("missing-key", format!("service `{}` runs on no host", s.name), s.loc.clone())
+                    .help("add `hosts = [\"<host>\"]`"),
             );
         }
         let mut seen = BTreeSet::new();
@@ -349,18 +278,14 @@ fn services(site: &Site, diags: &mut Diagnostics) {
             let on_firewall = host.kind.value == HostKind::Firewall;
             if on_firewall != (s.kind.value == ServiceKind::Pfsense) {
                 let msg = if on_firewall {
-                    format!(
-                        "service `{}` cannot run on the firewall `{}`",
-                        s.name, host.name
-                    )
+                    format!("service `{}` cannot run on the firewall `{}`", s.name, host.name)
                 } else {
-                    format!(
-                        "pfsense runs only on firewall hosts, and `{}` is a {}",
-                        host.name,
-                        host.kind.value.name()
-                    )
+                    format!("pfsense runs only on firewall hosts, and `{}` is a {}", host.name, host.kind.value.name())
                 };
-                diags.push(Diagnostic::error("bad-placement", msg, h.loc.clone()).help("firewall hosts run only the `pfsense` kind; place other services on Linux hosts"));
+                diags.push(
+                    Diagnostic::error("bad-placement", msg, h.loc.clone())
+                        .help("firewall hosts run only the `pfsense` kind; place other services on Linux hosts"),
+                );
             }
             if info.container
                 && !host.has_role(Role::Docker)
@@ -382,52 +307,29 @@ fn services(site: &Site, diags: &mut Diagnostics) {
             }
         }
         match (&s.image, info.container) {
-            (None, true) => diags.push(
-                Diagnostic::error(
-                    "missing-key",
-                    format!("container service `{}` has no image", s.name),
-                    s.loc.clone(),
-                )
-                .help("add `image = \"registry/repository:tag\"` with a pinned tag"),
-            ),
             (Some(img), false) => diags.push(
                 Diagnostic::error(
                     "bad-value",
-                    format!(
-                        "`{}` services run natively from the Debian package, not from an image",
-                        info.name
-                    ),
+                    format!("`{}` services run natively from the Debian package, not from an image", info.name),
                     img.loc.clone(),
                 )
-                .help(format!(
-                    "remove `image`, or use `kind = \"container\"` to run `{}` in a container",
-                    img.value
-                )),
+                .help(format!("remove `image`, or use `kind = \"container\"` to run `{}` in a container", img.value)),
             ),
             _ => {}
         }
         match (&s.primary, s.kind.value) {
-            (Some(p), ServiceKind::Postgres) if !s.hosts.iter().any(|h| h.value == p.value) => {
-                diags.push(
-                    Diagnostic::error(
-                        "bad-placement",
-                        format!(
-                            "primary `{}` is not one of the hosts of `{}`",
-                            site.host(p.value).name,
-                            s.name
-                        ),
-                        p.loc.clone(),
-                    )
-                    .help("the primary must be listed in `hosts`"),
+            (Some(p), ServiceKind::Postgres) if !s.hosts.iter().any(|h| h.value == p.value) => diags.push(
+                Diagnostic::error(
+                    "bad-placement",
+                    format!("primary `{}` is not one of the hosts of `{}`", site.host(p.value).name, s.name),
+                    p.loc.clone(),
                 )
-            }
+                .help("the primary must be listed in `hosts`"),
+            ),
             (Some(p), k) if k != ServiceKind::Postgres => diags.push(
                 Diagnostic::error(
                     "bad-value",
-                    format!(
-                        "`primary` only applies to postgres, and `{}` is a `{}` service",
-                        s.name, info.name
-                    ),
+                    format!("`primary` only applies to postgres, and `{}` is a `{}` service", s.name, info.name),
                     p.loc.clone(),
                 )
                 .help("remove `primary`"),
@@ -435,11 +337,7 @@ fn services(site: &Site, diags: &mut Diagnostics) {
             (None, ServiceKind::Postgres) if s.hosts.len() > 1 => diags.push(
                 Diagnostic::error(
                     "missing-key",
-                    format!(
-                        "postgres service `{}` runs on {} hosts but names no primary",
-                        s.name,
-                        s.hosts.len()
-                    ),
+                    format!("postgres service `{}` runs on {} hosts but names no primary", s.name, s.hosts.len()),
                     s.loc.clone(),
                 )
                 .help("add `primary = \"<host>\"`; the other hosts become streaming replicas"),
@@ -450,10 +348,7 @@ fn services(site: &Site, diags: &mut Diagnostics) {
             diags.push(
                 Diagnostic::error(
                     "bad-value",
-                    format!(
-                        "`replicas` applies to containers, and `{}` is a native `{}` service",
-                        s.name, info.name
-                    ),
+                    format!("`replicas` applies to containers, and `{}` is a native `{}` service", s.name, info.name),
                     s.loc.clone(),
                 )
                 .help("list more hosts in `hosts` instead"),
@@ -463,10 +358,7 @@ fn services(site: &Site, diags: &mut Diagnostics) {
             diags.push(
                 Diagnostic::error(
                     "bad-value",
-                    format!(
-                        "native service `{}` cannot attach to docker networks",
-                        s.name
-                    ),
+                    format!("native service `{}` cannot attach to docker networks", s.name),
                     s.loc.clone(),
                 )
                 .help("remove `networks`"),
@@ -505,13 +397,7 @@ fn services(site: &Site, diags: &mut Diagnostics) {
 
 fn dependency_cycles(site: &Site, diags: &mut Diagnostics) {
     // Depth-first search; report each cycle once, at the edge that closes it.
-    fn visit(
-        site: &Site,
-        s: ServiceId,
-        state: &mut Vec<u8>,
-        stack: &mut Vec<ServiceId>,
-        diags: &mut Diagnostics,
-    ) {
+    fn visit(site: &Site, s: ServiceId, state: &mut Vec<u8>, stack: &mut Vec<ServiceId>, diags: &mut Diagnostics) {
         state[s.0] = 1;
         stack.push(s);
         for d in &site.service(s).depends_on {
@@ -523,18 +409,12 @@ fn dependency_cycles(site: &Site, diags: &mut Diagnostics) {
                 0 => visit(site, t, state, stack, diags),
                 1 => {
                     let start = stack.iter().position(|x| *x == t).unwrap_or(0);
-                    let mut names: Vec<&str> = stack[start..]
-                        .iter()
-                        .map(|x| site.service(*x).name.as_str())
-                        .collect();
+                    let mut names: Vec<&str> = stack[start..].iter().map(|x| site.service(*x).name.as_str()).collect();
                     names.push(&site.service(t).name);
                     diags.push(
                         Diagnostic::error(
                             "dependency-cycle",
-                            format!(
-                                "services depend on each other in a cycle: {}",
-                                names.join(" → ")
-                            ),
+                            format!("services depend on each other in a cycle: {}", names.join(" → ")),
                             d.loc.clone(),
                         )
                         .help("break the cycle: nothing could ever start first"),
@@ -568,10 +448,7 @@ fn port_clashes(site: &Site, diags: &mut Diagnostics) {
                     let loc = p.loc.clone().unwrap_or(s.loc.clone());
                     let mut d = Diagnostic::error(
                         "port-clash",
-                        format!(
-                            "services `{other}` and `{}` both listen on {} on host `{}`",
-                            s.name, p.spec, h.name
-                        ),
+                        format!("services `{other}` and `{}` both listen on {} on host `{}`", s.name, p.spec, h.name),
                         loc,
                     )
                     .label(format!("`{}` port `{}`", s.name, p.name));
@@ -592,7 +469,7 @@ mod values_key {
 }
 
 fn hardening(site: &Site, diags: &mut Diagnostics) {
-    for s in &site.services {
+    for s in site.services.iter().filter(|s| s.declared.kind_known) {
         let mut needed = BTreeSet::new();
         if s.kind.value.info().container {
             match &s.user {
@@ -608,8 +485,14 @@ fn hardening(site: &Site, diags: &mut Diagnostics) {
                     needed.insert(ExceptionKind::RootUser);
                     if s.exception(ExceptionKind::RootUser).is_none() {
                         diags.push(
-                            Diagnostic::error("hardening-exception", format!("container `{}` runs as root", s.name), u.loc.clone())
-                                .help("use a non-root `user`, or write why root is needed: `exceptions.root_user = \"...\"`"),
+                            Diagnostic::error(
+                                "hardening-exception",
+                                format!("container `{}` runs as root", s.name),
+                                u.loc.clone(),
+                            )
+                            .help(
+                                "use a non-root `user`, or write why root is needed: `exceptions.root_user = \"...\"`",
+                            ),
                         );
                     }
                 }
@@ -624,7 +507,7 @@ fn hardening(site: &Site, diags: &mut Diagnostics) {
                     );
                 }
             }
-            if s.health.is_none() {
+            if s.health.is_none() && !s.declared.health {
                 needed.insert(ExceptionKind::Health);
                 if s.exception(ExceptionKind::Health).is_none() {
                     diags.push(
@@ -641,11 +524,7 @@ fn hardening(site: &Site, diags: &mut Diagnostics) {
                 diags.push(
                     Diagnostic::error(
                         "hardening-exception",
-                        format!(
-                            "service `{}` adds capabilities ({}) without a reason",
-                            s.name,
-                            caps.join(", ")
-                        ),
+                        format!("service `{}` adds capabilities ({}) without a reason", s.name, caps.join(", ")),
                         first.loc.clone(),
                     )
                     .help("write why they are needed: `exceptions.cap_add = \"...\"`"),
@@ -657,11 +536,7 @@ fn hardening(site: &Site, diags: &mut Diagnostics) {
                 diags.push(
                     Diagnostic::error(
                         "hardening-exception",
-                        format!(
-                            "hardening exception `{}` of `{}` has no reason",
-                            e.kind.key(),
-                            s.name
-                        ),
+                        format!("hardening exception `{}` of `{}` has no reason", e.kind.key(), s.name),
                         e.reason.loc.clone(),
                     )
                     .help("write the reason a reviewer needs to accept it"),
@@ -670,11 +545,7 @@ fn hardening(site: &Site, diags: &mut Diagnostics) {
                 diags.push(
                     Diagnostic::error(
                         "unused-exception",
-                        format!(
-                            "exception `{}` of `{}` relaxes nothing",
-                            e.kind.key(),
-                            s.name
-                        ),
+                        format!("exception `{}` of `{}` relaxes nothing", e.kind.key(), s.name),
                         e.reason.loc.clone(),
                     )
                     .help("remove it: the service already keeps this default")
@@ -686,18 +557,8 @@ fn hardening(site: &Site, diags: &mut Diagnostics) {
 }
 
 /// Prefixes of well-known credential formats.
-const SECRET_VALUE_PREFIXES: &[&str] = &[
-    "-----BEGIN",
-    "ghp_",
-    "gho_",
-    "github_pat_",
-    "glpat-",
-    "xoxb-",
-    "xoxp-",
-    "AKIA",
-    "sk_live_",
-    "sk-",
-];
+const SECRET_VALUE_PREFIXES: &[&str] =
+    &["-----BEGIN", "ghp_", "gho_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA", "sk_live_", "sk-"];
 
 /// Whether a value looks like a credential rather than configuration.
 pub fn looks_like_secret_value(v: &str) -> bool {
@@ -726,8 +587,12 @@ fn secrets(site: &Site, diags: &mut Diagnostics) {
                 );
             } else if looks_like_secret_value(&v.value) {
                 diags.push(
-                    Diagnostic::error("secret-value", format!("the value of `{}` looks like a credential", k.value), v.loc.clone())
-                        .help("never write credentials in the site; provision them as secrets and refer to them by name"),
+                    Diagnostic::error(
+                        "secret-value",
+                        format!("the value of `{}` looks like a credential", k.value),
+                        v.loc.clone(),
+                    )
+                    .help("never write credentials in the site; provision them as secrets and refer to them by name"),
                 );
             }
             if is_ref {
@@ -736,10 +601,7 @@ fn secrets(site: &Site, diags: &mut Diagnostics) {
                     diags.push(
                         Diagnostic::error(
                             "unknown-reference",
-                            format!(
-                                "`{}` reads secret `{name}`, which `{}` does not list",
-                                k.value, s.name
-                            ),
+                            format!("`{}` reads secret `{name}`, which `{}` does not list", k.value, s.name),
                             v.loc.clone(),
                         )
                         .help(format!("add `\"{name}\"` to `secrets`")),
@@ -774,10 +636,7 @@ fn exposure(site: &Site, diags: &mut Diagnostics) {
                 diags.push(
                     Diagnostic::error(
                         "duplicate-route",
-                        format!(
-                            "`{}{}` is exposed by both `{other}` and `{}`",
-                            e.hostname.value, e.path.value, s.name
-                        ),
+                        format!("`{}{}` is exposed by both `{other}` and `{}`", e.hostname.value, e.path.value, s.name),
                         e.path.loc.clone(),
                     )
                     .also((*loc).clone(), format!("exposed by `{other}` here"))
@@ -796,18 +655,11 @@ fn flows(site: &Site, diags: &mut Diagnostics) {
             let svc = site.service(to);
             for p in &f.ports {
                 if !svc.ports.iter().any(|x| x.spec == p.value) {
-                    let offered: Vec<String> = svc
-                        .ports
-                        .iter()
-                        .map(|x| format!("{} ({})", x.spec, x.name))
-                        .collect();
+                    let offered: Vec<String> = svc.ports.iter().map(|x| format!("{} ({})", x.spec, x.name)).collect();
                     diags.push(
                         Diagnostic::error(
                             "flow-port-not-served",
-                            format!(
-                                "flow to `{}` on {} but the service does not listen there",
-                                svc.name, p.value
-                            ),
+                            format!("flow to `{}` on {} but the service does not listen there", svc.name, p.value),
                             p.loc.clone(),
                         )
                         .help(if offered.is_empty() {
@@ -821,12 +673,8 @@ fn flows(site: &Site, diags: &mut Diagnostics) {
         }
         if f.from.value == f.to.value && !matches!(f.from.value, Endpoint::Service(_)) {
             diags.push(
-                Diagnostic::error(
-                    "bad-endpoint",
-                    "a flow from an endpoint to itself says nothing",
-                    f.to.loc.clone(),
-                )
-                .help("traffic inside a zone or host needs no flow"),
+                Diagnostic::error("bad-endpoint", "a flow from an endpoint to itself says nothing", f.to.loc.clone())
+                    .help("traffic inside a zone or host needs no flow"),
             );
         }
         let from_zones = site.endpoint_zones(&f.from.value);
@@ -835,8 +683,7 @@ fn flows(site: &Site, diags: &mut Diagnostics) {
             let hit = from_zones.contains(&g.from) && to_zones.contains(&g.to);
             if hit {
                 let zname = |z: Option<ZoneId>| {
-                    z.map(|z| format!("zone `{}`", site.zone(z).name))
-                        .unwrap_or_else(|| "the internet".into())
+                    z.map(|z| format!("zone `{}`", site.zone(z).name)).unwrap_or_else(|| "the internet".into())
                 };
                 diags.push(
                     Diagnostic::error(
@@ -848,8 +695,9 @@ fn flows(site: &Site, diags: &mut Diagnostics) {
                             zname(g.from),
                             zname(g.to)
                         ),
-                        f.loc.clone(),
+                        f.to.loc.clone(),
                     )
+                    .label("this destination is in a forbidden zone")
                     .also(g.loc.clone(), format!("guard-rail: {}", g.why))
                     .help("route the traffic through an allowed tier (e.g. via the application zone), or change the guard-rail in review"),
                 );
@@ -865,10 +713,7 @@ fn backups(site: &Site, diags: &mut Diagnostics) {
             diags.push(
                 Diagnostic::error(
                     "rpo-violation",
-                    format!(
-                        "backup `{}` runs every {}, but the site's RPO is {}",
-                        b.name, b.every.value, rpo.value
-                    ),
+                    format!("backup `{}` runs every {}, but the site's RPO is {}", b.name, b.every.value, rpo.value),
                     b.every.loc.clone(),
                 )
                 .also(rpo.loc.clone(), "recovery point objective")
@@ -880,9 +725,7 @@ fn backups(site: &Site, diags: &mut Diagnostics) {
         }
         let svc = site.service(b.service.value);
         let fits = match b.method {
-            BackupMethod::PgBasebackup | BackupMethod::PgDump => {
-                svc.kind.value == ServiceKind::Postgres
-            }
+            BackupMethod::PgBasebackup | BackupMethod::PgDump => svc.kind.value == ServiceKind::Postgres,
             BackupMethod::RedisRdb => svc.kind.value == ServiceKind::Redis,
             BackupMethod::MinioMirror => svc.kind.value == ServiceKind::Minio,
             BackupMethod::Restic | BackupMethod::ZfsSnapshot => true,
@@ -914,8 +757,12 @@ fn backups(site: &Site, diags: &mut Diagnostics) {
         }
         if b.continuous && svc.kind.value != ServiceKind::Postgres {
             diags.push(
-                Diagnostic::error("bad-value", format!("continuous archiving is WAL archiving and needs a postgres service, not `{}`", svc.name), b.loc.clone())
-                    .help("remove `continuous`, and run the backup at least as often as the RPO"),
+                Diagnostic::error(
+                    "bad-value",
+                    format!("continuous archiving is WAL archiving and needs a postgres service, not `{}`", svc.name),
+                    b.loc.clone(),
+                )
+                .help("remove `continuous`, and run the backup at least as often as the RPO"),
             );
         }
     }
@@ -938,9 +785,7 @@ mod tests {
 
     #[test]
     fn recognises_credentials() {
-        assert!(looks_like_secret_value(
-            "postgres://app:hunter2@db:5432/app"
-        ));
+        assert!(looks_like_secret_value("postgres://app:hunter2@db:5432/app"));
         assert!(looks_like_secret_value("ghp_abcdef"));
         assert!(!looks_like_secret_value("postgres://app@db:5432/app"));
         assert!(!looks_like_secret_value("production"));

@@ -59,18 +59,8 @@ impl Family for Base {
                 fqdn: format!("{}.{}", h.name, site.settings.domain),
                 address: String::new(),
             };
-            let ctx = HostsFileContext {
-                host,
-                entries: entries.clone(),
-            };
-            let meta = ArtifactMeta::host_file(
-                self.name(),
-                &h.name,
-                "/etc/hosts",
-                0o644,
-                "root:root",
-                sources.clone(),
-            );
+            let ctx = HostsFileContext { host, entries: entries.clone() };
+            let meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/hosts", 0o644, "root:root", sources.clone());
             out.add("base/hosts.j2", &ctx, meta, Some(h.loc.clone()));
         }
     }

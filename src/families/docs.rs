@@ -217,21 +217,9 @@ pub fn inventory(site: &Site) -> InventoryContext {
         .iter()
         .map(|z| ZoneView {
             name: z.name.clone(),
-            vlan: z
-                .vlan
-                .as_ref()
-                .map(|v| v.value.to_string())
-                .unwrap_or_default(),
-            cidr: z
-                .cidr
-                .as_ref()
-                .map(|c| c.value.to_string())
-                .unwrap_or_default(),
-            gateway: z
-                .gateway
-                .as_ref()
-                .map(|g| g.value.to_string())
-                .unwrap_or_default(),
+            vlan: z.vlan.as_ref().map(|v| v.value.to_string()).unwrap_or_default(),
+            cidr: z.cidr.as_ref().map(|c| c.value.to_string()).unwrap_or_default(),
+            gateway: z.gateway.as_ref().map(|g| g.value.to_string()).unwrap_or_default(),
             description: opt(&z.description),
         })
         .collect();
@@ -241,11 +229,7 @@ pub fn inventory(site: &Site) -> InventoryContext {
         .enumerate()
         .map(|(i, n)| NetworkView {
             name: n.name.clone(),
-            cidr: n
-                .cidr
-                .as_ref()
-                .map(|c| c.value.to_string())
-                .unwrap_or_default(),
+            cidr: n.cidr.as_ref().map(|c| c.value.to_string()).unwrap_or_default(),
             driver: match n.driver {
                 crate::model::NetDriver::Bridge => "bridge".into(),
                 crate::model::NetDriver::Overlay => {
@@ -261,10 +245,7 @@ pub fn inventory(site: &Site) -> InventoryContext {
                 .services
                 .iter()
                 .flat_map(|s| {
-                    s.networks
-                        .iter()
-                        .filter(|(id, _)| id.0 == i)
-                        .map(move |(_, a)| format!("{} {}", s.name, a.value))
+                    s.networks.iter().filter(|(id, _)| id.0 == i).map(move |(_, a)| format!("{} {}", s.name, a.value))
                 })
                 .collect(),
         })
@@ -276,11 +257,7 @@ pub fn inventory(site: &Site) -> InventoryContext {
         .map(|(i, h)| HostView {
             name: h.name.clone(),
             kind: h.kind.value.name().into(),
-            on: h
-                .on
-                .as_ref()
-                .map(|o| site.host(o.value).name.clone())
-                .unwrap_or_default(),
+            on: h.on.as_ref().map(|o| site.host(o.value).name.clone()).unwrap_or_default(),
             os: opt(&h.os),
             roles: h.roles.iter().map(|r| r.value.name().to_string()).collect(),
             addresses: h
@@ -300,23 +277,10 @@ pub fn inventory(site: &Site) -> InventoryContext {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let mut hosts: Vec<String> = s
-                .hosts
-                .iter()
-                .map(|h| site.host(h.value).name.clone())
-                .collect();
+            let mut hosts: Vec<String> = s.hosts.iter().map(|h| site.host(h.value).name.clone()).collect();
             if let Some(p) = &s.primary {
                 let pn = &site.host(p.value).name;
-                hosts = hosts
-                    .into_iter()
-                    .map(|h| {
-                        if &h == pn {
-                            format!("{h} (primary)")
-                        } else {
-                            h
-                        }
-                    })
-                    .collect();
+                hosts = hosts.into_iter().map(|h| if &h == pn { format!("{h} (primary)") } else { h }).collect();
             }
             if s.replicas > 1 {
                 hosts.push(format!("{} replicas", s.replicas));
@@ -325,24 +289,11 @@ pub fn inventory(site: &Site) -> InventoryContext {
             ServiceView {
                 name: s.name.clone(),
                 kind: s.kind.value.info().name.into(),
-                image: s
-                    .image
-                    .as_ref()
-                    .map(|i| i.value.to_string())
-                    .unwrap_or_else(|| {
-                        s.kind
-                            .value
-                            .info()
-                            .package
-                            .map(|p| format!("native ({p})"))
-                            .unwrap_or_else(|| "appliance".into())
-                    }),
+                image: s.image.as_ref().map(|i| i.value.to_string()).unwrap_or_else(|| {
+                    s.kind.value.info().package.map(|p| format!("native ({p})")).unwrap_or_else(|| "appliance".into())
+                }),
                 hosts,
-                ports: s
-                    .ports
-                    .iter()
-                    .map(|p| format!("{} {}", p.name, p.spec))
-                    .collect(),
+                ports: s.ports.iter().map(|p| format!("{} {}", p.name, p.spec)).collect(),
                 health: match s.health.as_ref().map(|h| &h.check) {
                     Some(HealthCheck::Http { path, port, .. }) => format!("GET {path} on {port}"),
                     Some(HealthCheck::Tcp { port }) => format!("TCP connect to {port}"),
@@ -350,10 +301,7 @@ pub fn inventory(site: &Site) -> InventoryContext {
                     None => "none".into(),
                 },
                 resources: if s.kind.value.info().container {
-                    format!(
-                        "{} CPUs / {} (reserved {} / {})",
-                        r.cpus, r.memory, r.reserve_cpus, r.reserve_memory
-                    )
+                    format!("{} CPUs / {} (reserved {} / {})", r.cpus, r.memory, r.reserve_cpus, r.reserve_memory)
                 } else {
                     "host".into()
                 },
@@ -361,20 +309,12 @@ pub fn inventory(site: &Site) -> InventoryContext {
                     .expose
                     .iter()
                     .map(|e| {
-                        format!(
-                            "https://{}{} ({}, WAF {:?})",
-                            e.hostname.value, e.path.value, e.port.value, e.waf
-                        )
-                        .to_lowercase()
+                        format!("https://{}{} ({}, WAF {:?})", e.hostname.value, e.path.value, e.port.value, e.waf)
+                            .to_lowercase()
                     })
                     .collect(),
                 secrets: s.secrets.iter().map(|x| x.value.clone()).collect(),
-                backups: site
-                    .backups
-                    .iter()
-                    .filter(|b| b.service.value.0 == i)
-                    .map(|b| b.name.clone())
-                    .collect(),
+                backups: site.backups.iter().filter(|b| b.service.value.0 == i).map(|b| b.name.clone()).collect(),
                 description: opt(&s.description),
             }
         })
@@ -389,18 +329,12 @@ pub fn inventory(site: &Site) -> InventoryContext {
             why: f.why.clone(),
         })
         .collect();
-    let zone_ep = |z: Option<crate::model::ZoneId>| {
-        site.endpoint_name(&z.map(Endpoint::Zone).unwrap_or(Endpoint::Internet))
-    };
+    let zone_ep =
+        |z: Option<crate::model::ZoneId>| site.endpoint_name(&z.map(Endpoint::Zone).unwrap_or(Endpoint::Internet));
     let guardrails = site
         .guardrails
         .iter()
-        .map(|g| FlowView {
-            from: zone_ep(g.from),
-            to: zone_ep(g.to),
-            ports: vec![],
-            why: g.why.clone(),
-        })
+        .map(|g| FlowView { from: zone_ep(g.from), to: zone_ep(g.to), ports: vec![], why: g.why.clone() })
         .collect();
     let backups = site
         .backups
@@ -409,11 +343,7 @@ pub fn inventory(site: &Site) -> InventoryContext {
             name: b.name.clone(),
             service: site.service(b.service.value).name.clone(),
             method: b.method.name().into(),
-            every: if b.continuous {
-                format!("{} + continuous", b.every.value)
-            } else {
-                b.every.value.to_string()
-            },
+            every: if b.continuous { format!("{} + continuous", b.every.value) } else { b.every.value.to_string() },
             target: site.endpoint_name(&b.target.value),
             retention: b.retention.to_string(),
             verify_restore: b.verify_restore,

@@ -45,12 +45,7 @@ impl Lowering {
         meta: crate::artifact::ArtifactMeta,
         origin: Option<Loc>,
     ) {
-        self.jobs.push(RenderJob {
-            template,
-            context: Value::from(minijinja::value::Serde(context)),
-            meta,
-            origin,
-        });
+        self.jobs.push(RenderJob { template, context: Value::from(minijinja::value::Serde(context)), meta, origin });
     }
 }
 
@@ -65,9 +60,6 @@ pub fn lower(site: &Site) -> Vec<RenderJob> {
 
 /// The sorted, unique names of the site files that the locations come from.
 pub fn sources_of<'a>(site: &Site, locs: impl IntoIterator<Item = &'a Loc>) -> Vec<String> {
-    let set: BTreeSet<&str> = locs
-        .into_iter()
-        .filter_map(|l| site.files.get(l.file).map(String::as_str))
-        .collect();
+    let set: BTreeSet<&str> = locs.into_iter().filter_map(|l| site.files.get(l.file).map(String::as_str)).collect();
     set.into_iter().map(str::to_string).collect()
 }

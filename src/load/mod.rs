@@ -25,66 +25,43 @@ pub struct RawSite {
 
 /// Reads every `*.toml` under `site_dir`. `display_prefix` is how the directory is named
 /// in diagnostics (`site`), so messages show repository-relative paths.
-pub fn load_site(
-    site_dir: &Path,
-    display_prefix: &str,
-    sources: &mut SourceMap,
-    diags: &mut Diagnostics,
-) -> RawSite {
+pub fn load_site(site_dir: &Path, display_prefix: &str, sources: &mut SourceMap, diags: &mut Diagnostics) -> RawSite {
     let mut raw = RawSite::default();
     if !site_dir.is_dir() {
         diags.push(
-            Diagnostic::error_nowhere(
-                "no-site",
-                format!("site directory `{display_prefix}` does not exist"),
-            )
-            .help("run medianest from the repository root, or pass `-C <repo>` or `--site <dir>`"),
+            Diagnostic::error_nowhere("no-site", format!("site directory `{display_prefix}` does not exist"))
+                .help("run medianest from the repository root, or pass `-C <repo>` or `--site <dir>`"),
         );
         return raw;
     }
     let mut paths = Vec::new();
-    for entry in walkdir::WalkDir::new(site_dir)
-        .sort_by_file_name()
-        .follow_links(false)
-    {
+    for entry in walkdir::WalkDir::new(site_dir).sort_by_file_name().follow_links(false) {
         match entry {
-            Ok(e)
-                if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "toml") =>
-            {
+            Ok(e) if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "toml") => {
                 paths.push(e.into_path())
             }
             Ok(_) => {}
-            Err(err) => diags.push(Diagnostic::error_nowhere(
-                "io",
-                format!("failed to walk `{display_prefix}`: {err}"),
-            )),
+            Err(err) => {
+                diags.push(Diagnostic::error_nowhere("io", format!("failed to walk `{display_prefix}`: {err}")))
+            }
         }
     }
     for path in paths {
         let rel = path.strip_prefix(site_dir).unwrap_or(&path);
-        let name = format!(
-            "{display_prefix}/{}",
-            rel.to_string_lossy().replace('\\', "/")
-        );
+        let name = format!("{display_prefix}/{}", rel.to_string_lossy().replace('\\', "/"));
         let text = match std::fs::read(&path) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(t) => t,
                 Err(_) => {
                     diags.push(
-                        Diagnostic::error_nowhere(
-                            "not-utf8",
-                            format!("`{name}` is not valid UTF-8"),
-                        )
-                        .help("save the file as UTF-8"),
+                        Diagnostic::error_nowhere("not-utf8", format!("`{name}` is not valid UTF-8"))
+                            .help("save the file as UTF-8"),
                     );
                     continue;
                 }
             },
             Err(err) => {
-                diags.push(Diagnostic::error_nowhere(
-                    "io",
-                    format!("failed to read `{name}`: {err}"),
-                ));
+                diags.push(Diagnostic::error_nowhere("io", format!("failed to read `{name}`: {err}")));
                 continue;
             }
         };
@@ -126,12 +103,8 @@ pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Option<R
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             diags.push(
-                Diagnostic::error(
-                    "wrong-type",
-                    first_line(e.message()).to_string(),
-                    Loc::new(file, span),
-                )
-                .help("check the value's type against the site reference in README.md"),
+                Diagnostic::error("wrong-type", first_line(e.message()).to_string(), Loc::new(file, span))
+                    .help("check the value's type against the site reference in README.md"),
             );
             None
         }
@@ -139,11 +112,7 @@ pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Option<R
 }
 
 /// Collects `(path, key span)` of every key that the schema does not know.
-fn find_unknown_keys(
-    table: &DeTable,
-    path: &mut Vec<String>,
-    out: &mut Vec<(Vec<String>, std::ops::Range<usize>)>,
-) {
+fn find_unknown_keys(table: &DeTable, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, std::ops::Range<usize>)>) {
     let known = known_fields(path);
     let is_struct = !known.is_empty();
     for (k, v) in table.iter() {
@@ -159,11 +128,7 @@ fn find_unknown_keys(
     }
 }
 
-fn walk_value(
-    v: &DeValue,
-    path: &mut Vec<String>,
-    out: &mut Vec<(Vec<String>, std::ops::Range<usize>)>,
-) {
+fn walk_value(v: &DeValue, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, std::ops::Range<usize>)>) {
     match v {
         DeValue::Table(t) => find_unknown_keys(t, path, out),
         DeValue::Array(items) => {
@@ -181,34 +146,24 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s).trim_end_matches('.')
 }
 
-fn report_unknown_key(
-    file: FileId,
-    path: &[String],
-    span: std::ops::Range<usize>,
-    diags: &mut Diagnostics,
-) {
+fn report_unknown_key(file: FileId, path: &[String], span: std::ops::Range<usize>, diags: &mut Diagnostics) {
     let Some((key, parents)) = path.split_last() else {
         return;
     };
     let known = known_fields(parents);
-    let mut d = Diagnostic::error(
-        "unknown-key",
-        format!("unknown key `{key}`{}", where_(parents)),
-        Loc::new(file, span),
-    )
-    .label("not a key medianest knows");
+    let mut d =
+        Diagnostic::error("unknown-key", format!("unknown key `{key}`{}", where_(parents)), Loc::new(file, span))
+            .label("not a key medianest knows");
     if looks_like_secret_name(key) {
-        d = d.help("secret values never go in the site: name the secret in `secrets = [\"...\"]` and provision it on the host");
+        d = d.help(
+            "secret values never go in the site: name the secret in `secrets = [\"...\"]` and provision it on the host",
+        );
     } else if let Some(s) = did_you_mean(key, known.iter().copied()) {
         d = d.help(format!("did you mean `{s}`?"));
     } else if !known.is_empty() {
         d = d.help(format!(
             "known keys here: {}",
-            known
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
         ));
     }
     diags.push(d);
@@ -232,18 +187,9 @@ fn where_(parents: &[String]) -> String {
 /// Names that suggest someone is about to write a secret into the site.
 pub fn looks_like_secret_name(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "private_key",
-        "credential",
-    ]
-    .iter()
-    .any(|w| k.contains(w))
+    ["password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "credential"]
+        .iter()
+        .any(|w| k.contains(w))
         || k.ends_with("_key")
         || k == "key"
 }
@@ -257,10 +203,7 @@ fn known_fields(parents: &[String]) -> &'static [&'static str] {
             if s.starts_with('#') {
                 "#"
             } else if i == 1
-                && matches!(
-                    parents[0].as_str(),
-                    "zones" | "docker_networks" | "hosts" | "services" | "backups"
-                )
+                && matches!(parents[0].as_str(), "zones" | "docker_networks" | "hosts" | "services" | "backups")
             {
                 "*"
             } else {
@@ -352,10 +295,7 @@ mod tests {
         assert!(r.is_some());
         assert!(out.contains("unknown key `kindd` in `hosts.db1`"), "{out}");
         assert!(out.contains("did you mean `kind`?"), "{out}");
-        assert!(
-            out.contains("unknown key `adress` in `hosts.db1.interfaces[0]`"),
-            "{out}"
-        );
+        assert!(out.contains("unknown key `adress` in `hosts.db1.interfaces[0]`"), "{out}");
         assert!(out.contains("did you mean `address`?"), "{out}");
         assert!(out.contains("site/t.toml:3:30"), "{out}");
         assert!(out.contains("secret values never go in the site"), "{out}");

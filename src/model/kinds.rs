@@ -28,11 +28,7 @@ impl HostKind {
     ];
     /// The name as written in the site.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        Self::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
     }
     /// Whether medianest manages the host's files (Linux hosts; pfSense gets its
     /// `config.xml` through its own family).
@@ -70,11 +66,7 @@ impl Role {
     ];
     /// The name as written in the site.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        Self::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
     }
 }
 
@@ -254,10 +246,7 @@ pub const KINDS: &[KindInfo] = &[
 impl ServiceKind {
     /// What the kind implies.
     pub fn info(self) -> &'static KindInfo {
-        KINDS
-            .iter()
-            .find(|k| k.kind == self)
-            .expect("every kind is in KINDS")
+        KINDS.iter().find(|k| k.kind == self).expect("every kind is in KINDS")
     }
     /// Looks a kind up by name.
     pub fn from_name(name: &str) -> Option<ServiceKind> {
@@ -268,15 +257,7 @@ impl ServiceKind {
         self.info()
             .ports
             .iter()
-            .map(|(n, proto, port)| {
-                (
-                    n.to_string(),
-                    PortSpec {
-                        proto: *proto,
-                        port: *port,
-                    },
-                )
-            })
+            .map(|(n, proto, port)| (n.to_string(), PortSpec { proto: *proto, port: *port }))
             .collect()
     }
 }

@@ -90,12 +90,7 @@ impl Site {
 
     /// Zones a host has an interface in, sorted and unique.
     pub fn host_zones(&self, h: HostId) -> Vec<ZoneId> {
-        let mut z: Vec<ZoneId> = self
-            .host(h)
-            .interfaces
-            .iter()
-            .map(|i| i.zone.value)
-            .collect();
+        let mut z: Vec<ZoneId> = self.host(h).interfaces.iter().map(|i| i.zone.value).collect();
         z.sort();
         z.dedup();
         z
@@ -103,12 +98,7 @@ impl Site {
 
     /// Zones a service runs in (the zones of its hosts), sorted and unique.
     pub fn service_zones(&self, s: ServiceId) -> Vec<ZoneId> {
-        let mut z: Vec<ZoneId> = self
-            .service(s)
-            .hosts
-            .iter()
-            .flat_map(|h| self.host_zones(h.value))
-            .collect();
+        let mut z: Vec<ZoneId> = self.service(s).hosts.iter().flat_map(|h| self.host_zones(h.value)).collect();
         z.sort();
         z.dedup();
         z
@@ -171,14 +161,8 @@ impl Default for Recovery {
     fn default() -> Self {
         let nowhere = Loc::new(0, 0..0);
         Recovery {
-            rto: At {
-                value: Duration(4 * 3600),
-                loc: nowhere.clone(),
-            },
-            rpo: At {
-                value: Duration(3600),
-                loc: nowhere,
-            },
+            rto: At { value: Duration(4 * 3600), loc: nowhere.clone() },
+            rpo: At { value: Duration(3600), loc: nowhere },
         }
     }
 }
@@ -297,6 +281,8 @@ pub struct Host {
     pub resources: Option<HostResources>,
     /// Description.
     pub description: Option<String>,
+    /// `interfaces` was written (even if an entry failed to resolve).
+    pub interfaces_declared: bool,
 }
 
 impl Host {
@@ -459,11 +445,7 @@ impl ExceptionKind {
     ];
     /// The key name.
     pub fn key(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        Self::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
     }
 }
 
@@ -527,6 +509,20 @@ pub struct Service {
     pub exceptions: Vec<Exception>,
     /// Description.
     pub description: Option<String>,
+    /// What the site wrote, where a value may have failed to resolve: checks that would
+    /// only repeat an error already reported look here first.
+    pub declared: Declared,
+}
+
+/// Which optional parts of an entity the site wrote (even if they failed to resolve).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Declared {
+    /// The kind resolved (an unknown kind skips kind-specific checks).
+    pub kind_known: bool,
+    /// `health` was written.
+    pub health: bool,
+    /// `hosts` was not empty.
+    pub hosts: bool,
 }
 
 impl Service {
@@ -610,11 +606,7 @@ impl BackupMethod {
     ];
     /// The name.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        Self::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
     }
 }
 

@@ -23,10 +23,7 @@ pub struct ValueError {
 }
 
 fn err<T>(message: impl Into<String>, help: impl Into<String>) -> Result<T, ValueError> {
-    Err(ValueError {
-        message: message.into(),
-        help: help.into(),
-    })
+    Err(ValueError { message: message.into(), help: help.into() })
 }
 
 /// Characters that could start a new directive, comment or interpolation in some
@@ -48,10 +45,7 @@ pub fn text(s: &str) -> Result<String, ValueError> {
         );
     }
     if s.len() > 200 {
-        return err(
-            "text is longer than 200 characters",
-            "keep it to one short sentence",
-        );
+        return err("text is longer than 200 characters", "keep it to one short sentence");
     }
     Ok(s.to_string())
 }
@@ -99,10 +93,7 @@ pub fn name(s: &str, kind: NameKind) -> Result<String, ValueError> {
         None => false,
     };
     if !valid || s.len() > 63 || s.ends_with('-') {
-        return err(
-            format!("`{}` is not a valid name", printable(s)),
-            format!("use {rule}, at most 63 characters"),
-        );
+        return err(format!("`{}` is not a valid name", printable(s)), format!("use {rule}, at most 63 characters"));
     }
     Ok(s.to_string())
 }
@@ -132,9 +123,7 @@ pub fn dns_name(s: &str) -> Result<String, ValueError> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !ok {
             return bad();
         }
@@ -159,18 +148,12 @@ pub fn address(s: &str) -> Result<IpAddr, ValueError> {
 /// A network in CIDR notation with no host bits set.
 pub fn cidr(s: &str) -> Result<IpNet, ValueError> {
     let net = IpNet::from_str(s).or_else(|_| {
-        err(
-            format!("`{}` is not a network in CIDR notation", printable(s)),
-            "write it as `10.0.3.0/24`",
-        )
+        err(format!("`{}` is not a network in CIDR notation", printable(s)), "write it as `10.0.3.0/24`")
     })?;
     if net != net.trunc() {
         return err(
             format!("`{s}` has host bits set"),
-            format!(
-                "did you mean `{}`? a network address has all host bits zero",
-                net.trunc()
-            ),
+            format!("did you mean `{}`? a network address has all host bits zero", net.trunc()),
         );
     }
     Ok(net)
@@ -198,10 +181,7 @@ impl Duration {
             'd' => 86400,
             'w' => 604800,
             _ => {
-                return err(
-                    format!("`{}` has an unknown duration unit", printable(s)),
-                    help,
-                );
+                return err(format!("`{}` has an unknown duration unit", printable(s)), help);
             }
         };
         if num == 0 {
@@ -209,10 +189,7 @@ impl Duration {
         }
         num.checked_mul(mult)
             .map(Duration)
-            .ok_or_else(|| ValueError {
-                message: format!("`{s}` is too long"),
-                help: help.into(),
-            })
+            .ok_or_else(|| ValueError { message: format!("`{s}` is too long"), help: help.into() })
     }
 }
 
@@ -254,16 +231,13 @@ impl Size {
             't' => 1 << 40,
             _ => return err(format!("`{}` has no size unit", printable(s)), help),
         };
-        let num: u64 = t[..t.len() - 1]
-            .parse()
-            .or_else(|_| err(format!("`{}` is not a size", printable(s)), help))?;
+        let num: u64 = t[..t.len() - 1].parse().or_else(|_| err(format!("`{}` is not a size", printable(s)), help))?;
         if num == 0 {
             return err("a size must be greater than zero", help);
         }
-        num.checked_mul(mult).map(Size).ok_or_else(|| ValueError {
-            message: format!("`{s}` is too large"),
-            help: help.into(),
-        })
+        num.checked_mul(mult)
+            .map(Size)
+            .ok_or_else(|| ValueError { message: format!("`{s}` is too large"), help: help.into() })
     }
 
     /// Mebibytes, rounded down.
@@ -322,14 +296,8 @@ impl PortSpec {
     /// A number (TCP) or `tcp/N` / `udp/N`.
     pub fn parse_int(n: i64) -> Result<Self, ValueError> {
         match u16::try_from(n) {
-            Ok(p) if p > 0 => Ok(PortSpec {
-                proto: Proto::Tcp,
-                port: p,
-            }),
-            _ => err(
-                format!("port {n} is out of range"),
-                "use a port from 1 to 65535",
-            ),
+            Ok(p) if p > 0 => Ok(PortSpec { proto: Proto::Tcp, port: p }),
+            _ => err(format!("port {n} is out of range"), "use a port from 1 to 65535"),
         }
     }
 
@@ -340,10 +308,7 @@ impl PortSpec {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
             _ => {
-                return Some(err(
-                    format!("unknown protocol `{}`", printable(proto)),
-                    "use `tcp/N` or `udp/N`",
-                ));
+                return Some(err(format!("unknown protocol `{}`", printable(proto)), "use `tcp/N` or `udp/N`"));
             }
         };
         Some(match num.parse::<i64>() {
@@ -411,42 +376,28 @@ impl Image {
         let repo_ok = !repository.is_empty()
             && repository.split('/').all(|part| {
                 !part.is_empty()
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-:".contains(c))
+                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-:".contains(c))
             });
         if !repo_ok {
             return bad();
         }
         if let Some(t) = tag {
-            let ok = !t.is_empty()
-                && t.len() <= 128
-                && t.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            let ok =
+                !t.is_empty() && t.len() <= 128 && t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
             if !ok {
                 return bad();
             }
         }
         match (tag, &digest) {
             (None, None) => err(
-                format!(
-                    "image `{}` has no tag, so it silently means `latest`",
-                    printable(s)
-                ),
+                format!("image `{}` has no tag, so it silently means `latest`", printable(s)),
                 format!("pin a version, e.g. `{repository}:1.2.3`, or a digest `@sha256:…`"),
             ),
             (Some("latest"), None) => err(
-                format!(
-                    "image `{}` is pinned to `latest`, which changes under you",
-                    printable(s)
-                ),
+                format!("image `{}` is pinned to `latest`, which changes under you", printable(s)),
                 format!("pin a version, e.g. `{repository}:1.2.3`, or a digest `@sha256:…`"),
             ),
-            _ => Ok(Image {
-                repository: repository.to_string(),
-                tag: tag.map(str::to_string),
-                digest,
-            }),
+            _ => Ok(Image { repository: repository.to_string(), tag: tag.map(str::to_string), digest }),
         }
     }
 }
@@ -468,8 +419,7 @@ impl fmt::Display for Image {
 /// `[A-Za-z0-9._~/-]`, no `..` segment.
 pub fn abs_path(s: &str) -> Result<String, ValueError> {
     let ok = s.starts_with('/')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._~/-".contains(c))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "._~/-".contains(c))
         && !s.split('/').any(|seg| seg == "..")
         && s.len() <= 200;
     if !ok {
@@ -487,19 +437,14 @@ pub fn user(s: &str) -> Result<String, ValueError> {
         !p.is_empty()
             && (p.chars().all(|c| c.is_ascii_digit())
                 || (p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                    && p.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
-                    })))
+                    && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')))
     };
     let ok = match s.split_once(':') {
         Some((u, g)) => part_ok(u) && part_ok(g),
         None => part_ok(s),
     };
     if !ok {
-        return err(
-            format!("`{}` is not a user", printable(s)),
-            "write `uid:gid` such as `1001:1001`",
-        );
+        return err(format!("`{}` is not a user", printable(s)), "write `uid:gid` such as `1001:1001`");
     }
     Ok(s.to_string())
 }
@@ -514,9 +459,7 @@ pub fn is_root_user(u: &str) -> bool {
 pub fn word(s: &str) -> Result<String, ValueError> {
     let ok = !s.is_empty()
         && s.len() <= 200
-        && s.chars().all(|c| {
-            c.is_ascii_graphic() && !FORBIDDEN_CHARS.contains(&c) && !"|&<>()*?![]".contains(c)
-        });
+        && s.chars().all(|c| c.is_ascii_graphic() && !FORBIDDEN_CHARS.contains(&c) && !"|&<>()*?![]".contains(c));
     if !ok {
         return err(
             format!("`{}` is not a plain command-line word", printable(s)),
@@ -560,26 +503,10 @@ mod tests {
 
     #[test]
     fn images_must_be_pinned() {
-        assert_eq!(
-            Image::parse("ghcr.io/medianest/backend:1.4.2")
-                .unwrap()
-                .tag
-                .as_deref(),
-            Some("1.4.2")
-        );
+        assert_eq!(Image::parse("ghcr.io/medianest/backend:1.4.2").unwrap().tag.as_deref(), Some("1.4.2"));
         assert!(Image::parse("localhost:5000/app:1.0").is_ok());
-        assert!(
-            Image::parse("redis")
-                .unwrap_err()
-                .message
-                .contains("no tag")
-        );
-        assert!(
-            Image::parse("redis:latest")
-                .unwrap_err()
-                .message
-                .contains("latest")
-        );
+        assert!(Image::parse("redis").unwrap_err().message.contains("no tag"));
+        assert!(Image::parse("redis:latest").unwrap_err().message.contains("latest"));
         assert!(Image::parse("localhost:5000/app").is_err());
         let digest = format!("redis@sha256:{}", "a".repeat(64));
         assert!(Image::parse(&digest).is_ok());
@@ -589,9 +516,7 @@ mod tests {
 
     #[test]
     fn text_rejects_injection_characters() {
-        for bad in [
-            "a\nb", "a;b", "a{b", "a}b", "a\"b", "a'b", "a#b", "a$b", "a`b", "a\\b",
-        ] {
+        for bad in ["a\nb", "a;b", "a{b", "a}b", "a\"b", "a'b", "a#b", "a$b", "a`b", "a\\b"] {
             assert!(text(bad).is_err(), "{bad:?}");
         }
         assert!(text("application database (primary), via PgBouncer").is_ok());
@@ -610,10 +535,7 @@ mod tests {
 
     #[test]
     fn ports_parse() {
-        assert_eq!(
-            PortSpec::parse_str("udp/53").unwrap().unwrap().to_string(),
-            "udp/53"
-        );
+        assert_eq!(PortSpec::parse_str("udp/53").unwrap().unwrap().to_string(), "udp/53");
         assert!(PortSpec::parse_str("tcp/70000").unwrap().is_err());
         assert!(PortSpec::parse_str("http").is_none());
         assert!(PortSpec::parse_int(0).is_err());

@@ -47,14 +47,8 @@ pub fn xml(s: &str) -> String {
 
 /// One POSIX shell word: bare when it is made of safe characters, single-quoted otherwise.
 pub fn sh(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
-    if safe {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
+    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
+    if safe { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
 }
 
 /// Markdown inline text: characters that would start markup are backslash-escaped.
@@ -87,29 +81,17 @@ mod tests {
 
     #[test]
     fn picks_escaping_by_extension() {
-        assert_eq!(
-            auto_escape_for("compose/stack.yml.j2"),
-            AutoEscape::Custom("yaml".into())
-        );
-        assert_eq!(
-            auto_escape_for("pfsense/config.xml.j2"),
-            AutoEscape::Custom("xml".into())
-        );
-        assert_eq!(
-            auto_escape_for("bootstrap/bootstrap.sh.j2"),
-            AutoEscape::Custom("sh".into())
-        );
+        assert_eq!(auto_escape_for("compose/stack.yml.j2"), AutoEscape::Custom("yaml".into()));
+        assert_eq!(auto_escape_for("pfsense/config.xml.j2"), AutoEscape::Custom("xml".into()));
+        assert_eq!(auto_escape_for("bootstrap/bootstrap.sh.j2"), AutoEscape::Custom("sh".into()));
         assert_eq!(auto_escape_for("haproxy/haproxy.cfg.j2"), AutoEscape::None);
     }
 
     #[test]
     fn shell_words_round_trip_through_sh() {
         for s in ["plain", "two words", "it's", "$(rm -rf /)", "a\"b", ""] {
-            let out = std::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(format!("printf %s {}", sh(s)))
-                .output()
-                .unwrap();
+            let out =
+                std::process::Command::new("/bin/sh").arg("-c").arg(format!("printf %s {}", sh(s))).output().unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), s, "{s:?}");
         }
     }

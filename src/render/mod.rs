@@ -68,46 +68,29 @@ impl Templates {
     ) -> Templates {
         let mut texts: BTreeMap<String, (TemplateOrigin, String)> = BTreeMap::new();
         for (name, text) in builtin_templates() {
-            texts.insert(
-                name.to_string(),
-                (TemplateOrigin::Builtin, text.to_string()),
-            );
-            texts.insert(
-                format!("builtin/{name}"),
-                (TemplateOrigin::Builtin, text.to_string()),
-            );
+            texts.insert(name.to_string(), (TemplateOrigin::Builtin, text.to_string()));
+            texts.insert(format!("builtin/{name}"), (TemplateOrigin::Builtin, text.to_string()));
         }
         if let Some(dir) = override_dir.filter(|d| d.is_dir()) {
             for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
                 let entry = match entry {
                     Ok(e) => e,
                     Err(e) => {
-                        diags.push(Diagnostic::error_nowhere(
-                            "io",
-                            format!("failed to walk `{display}`: {e}"),
-                        ));
+                        diags.push(Diagnostic::error_nowhere("io", format!("failed to walk `{display}`: {e}")));
                         continue;
                     }
                 };
-                if !entry.file_type().is_file()
-                    || entry.path().extension().is_none_or(|x| x != "j2")
-                {
+                if !entry.file_type().is_file() || entry.path().extension().is_none_or(|x| x != "j2") {
                     continue;
                 }
-                let rel = entry
-                    .path()
-                    .strip_prefix(dir)
-                    .unwrap_or(entry.path())
-                    .to_string_lossy()
-                    .replace('\\', "/");
+                let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path()).to_string_lossy().replace('\\', "/");
                 match std::fs::read_to_string(entry.path()) {
                     Ok(t) => {
                         texts.insert(rel, (TemplateOrigin::Site, t));
                     }
-                    Err(e) => diags.push(Diagnostic::error_nowhere(
-                        "io",
-                        format!("failed to read `{display}/{rel}`: {e}"),
-                    )),
+                    Err(e) => {
+                        diags.push(Diagnostic::error_nowhere("io", format!("failed to read `{display}/{rel}`: {e}")))
+                    }
                 }
             }
         }
@@ -145,8 +128,7 @@ impl Templates {
 
     /// Renders every job in parallel; the output keeps the jobs' order.
     pub fn render_all(&self, jobs: Vec<RenderJob>, diags: &mut Diagnostics) -> Vec<Artifact> {
-        let results: Vec<Result<Artifact, Diagnostic>> =
-            jobs.into_par_iter().map(|job| self.render(job)).collect();
+        let results: Vec<Result<Artifact, Diagnostic>> = jobs.into_par_iter().map(|job| self.render(job)).collect();
         let mut out = Vec::with_capacity(results.len());
         for r in results {
             match r {
@@ -158,25 +140,15 @@ impl Templates {
     }
 
     fn render(&self, job: RenderJob) -> Result<Artifact, Diagnostic> {
-        let (origin, file) = self
-            .files
-            .get(job.template)
-            .copied()
-            .unwrap_or((TemplateOrigin::Builtin, 0));
+        let (origin, file) = self.files.get(job.template).copied().unwrap_or((TemplateOrigin::Builtin, 0));
         let what = format!("failed to render `generated/{}`", job.meta.path);
-        let rendered = self
-            .env
-            .get_template(job.template)
-            .and_then(|t| t.render(&job.context));
+        let rendered = self.env.get_template(job.template).and_then(|t| t.render(&job.context));
         match rendered {
             Ok(mut text) => {
                 if !text.ends_with('\n') {
                     text.push('\n');
                 }
-                Ok(Artifact {
-                    bytes: text.into_bytes(),
-                    meta: job.meta,
-                })
+                Ok(Artifact { bytes: text.into_bytes(), meta: job.meta })
             }
             Err(e) => {
                 let mut d = template_diagnostic(&e, file, origin, &what);
@@ -226,32 +198,20 @@ fn environment(texts: Arc<BTreeMap<String, String>>) -> Environment<'static> {
     env.set_auto_escape_callback(escape::auto_escape_for);
     env.set_formatter(format_value);
     for kind in ["yaml", "xml", "sh", "md"] {
-        env.add_filter(kind, move |v: String| {
-            Value::from_safe_string(escape::apply(kind, &v).unwrap_or(v))
-        });
+        env.add_filter(kind, move |v: String| Value::from_safe_string(escape::apply(kind, &v).unwrap_or(v)));
     }
     env
 }
 
 /// Prints values the way config files expect: `true`/`false`, never `None`, and never a
 /// Python-style list.
-fn format_value(
-    out: &mut minijinja::Output,
-    state: &mut minijinja::State,
-    value: &Value,
-) -> Result<(), Error> {
+fn format_value(out: &mut minijinja::Output, state: &mut minijinja::State, value: &Value) -> Result<(), Error> {
     match value.kind() {
         ValueKind::Undefined => {
-            return Err(Error::new(
-                ErrorKind::UndefinedError,
-                "an undefined value was printed",
-            ));
+            return Err(Error::new(ErrorKind::UndefinedError, "an undefined value was printed"));
         }
         ValueKind::None => {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                "`none` was printed; guard it with `{% if %}`",
-            ));
+            return Err(Error::new(ErrorKind::InvalidOperation, "`none` was printed; guard it with `{% if %}`"));
         }
         ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
             return Err(Error::new(
@@ -266,9 +226,7 @@ fn format_value(
         }
         // Numbers need no escaping in any format, and YAML must see them as numbers.
         ValueKind::Number => {
-            return out
-                .write_str(&value.to_string())
-                .map_err(|_| Error::new(ErrorKind::WriteFailure, "write failed"));
+            return out.write_str(&value.to_string()).map_err(|_| Error::new(ErrorKind::WriteFailure, "write failed"));
         }
         _ => {}
     }
@@ -276,11 +234,9 @@ fn format_value(
         && !value.is_safe()
     {
         let s = value.to_string();
-        let escaped = escape::apply(kind, &s)
-            .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "unknown escaping"))?;
-        return out
-            .write_str(&escaped)
-            .map_err(|_| Error::new(ErrorKind::WriteFailure, "write failed"));
+        let escaped =
+            escape::apply(kind, &s).ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "unknown escaping"))?;
+        return out.write_str(&escaped).map_err(|_| Error::new(ErrorKind::WriteFailure, "write failed"));
     }
     if let AutoEscape::Custom(_) = state.auto_escape() {
         return out
@@ -327,53 +283,27 @@ mod tests {
     fn escapes_by_extension() {
         let ctx = minijinja::context! { x => "a b'c" };
         assert_eq!(
-            env_with("a.sh.j2", "echo {{ x }}")
-                .get_template("a.sh.j2")
-                .unwrap()
-                .render(&ctx)
-                .unwrap(),
+            env_with("a.sh.j2", "echo {{ x }}").get_template("a.sh.j2").unwrap().render(&ctx).unwrap(),
             "echo 'a b'\\''c'"
         );
         assert_eq!(
-            env_with("a.yml.j2", "k: {{ x }}")
-                .get_template("a.yml.j2")
-                .unwrap()
-                .render(&ctx)
-                .unwrap(),
+            env_with("a.yml.j2", "k: {{ x }}").get_template("a.yml.j2").unwrap().render(&ctx).unwrap(),
             "k: \"a b'c\""
         );
         assert_eq!(
-            env_with("a.xml.j2", "<k>{{ x }}</k>")
-                .get_template("a.xml.j2")
-                .unwrap()
-                .render(&ctx)
-                .unwrap(),
+            env_with("a.xml.j2", "<k>{{ x }}</k>").get_template("a.xml.j2").unwrap().render(&ctx).unwrap(),
             "<k>a b&apos;c</k>"
         );
         assert_eq!(
-            env_with("a.md.j2", "{{ x|sh }}")
-                .get_template("a.md.j2")
-                .unwrap()
-                .render(&ctx)
-                .unwrap(),
+            env_with("a.md.j2", "{{ x|sh }}").get_template("a.md.j2").unwrap().render(&ctx).unwrap(),
             "'a b'\\''c'"
         );
-        assert_eq!(
-            env_with("a.yml.j2", "k: {{ 3 }}")
-                .get_template("a.yml.j2")
-                .unwrap()
-                .render(())
-                .unwrap(),
-            "k: 3"
-        );
+        assert_eq!(env_with("a.yml.j2", "k: {{ 3 }}").get_template("a.yml.j2").unwrap().render(()).unwrap(), "k: 3");
     }
 
     #[test]
     fn keeps_the_trailing_newline() {
         let env = env_with("a.conf.j2", "x\n");
-        assert_eq!(
-            env.get_template("a.conf.j2").unwrap().render(()).unwrap(),
-            "x\n"
-        );
+        assert_eq!(env.get_template("a.conf.j2").unwrap().render(()).unwrap(), "x\n");
     }
 }

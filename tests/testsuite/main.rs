@@ -1,0 +1,10 @@
+//! The integration suite: one test binary, one module per area (see tests/README.md).
+
+mod support;
+
+mod cli;
+mod determinism;
+mod golden;
+mod invalid;
+mod properties;
+mod reference;

@@ -306,17 +306,14 @@ fn services(site: &Site, diags: &mut Diagnostics) {
                 );
             }
         }
-        match (&s.image, info.container) {
-            (Some(img), false) => diags.push(
-                Diagnostic::error(
-                    "bad-value",
-                    format!("`{}` services run natively from the Debian package, not from an image", info.name),
-                    img.loc.clone(),
-                )
-                .help(format!("remove `image`, or use `kind = \"container\"` to run `{}` in a container", img.value)),
-            ),
-            _ => {}
-        }
+        if let (Some(img), false) = (&s.image, info.container) { diags.push(
+            Diagnostic::error(
+                "bad-value",
+                format!("`{}` services run natively from the Debian package, not from an image", info.name),
+                img.loc.clone(),
+            )
+            .help(format!("remove `image`, or use `kind = \"container\"` to run `{}` in a container", img.value)),
+        ) }
         match (&s.primary, s.kind.value) {
             (Some(p), ServiceKind::Postgres) if !s.hosts.iter().any(|h| h.value == p.value) => diags.push(
                 Diagnostic::error(

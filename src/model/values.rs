@@ -65,7 +65,8 @@ pub enum NameKind {
 
 /// An identifier of the given kind.
 pub fn name(s: &str, kind: NameKind) -> Result<String, ValueError> {
-    let (ok_first, ok_rest, rule): (fn(char) -> bool, fn(char) -> bool, &str) = match kind {
+    type CharRule = fn(char) -> bool;
+    let (ok_first, ok_rest, rule): (CharRule, CharRule, &str) = match kind {
         NameKind::Label => (
             |c| c.is_ascii_lowercase(),
             |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
@@ -197,7 +198,7 @@ impl fmt::Display for Duration {
     /// The largest unit that divides the value exactly: 7200 → `2h`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, secs) in [("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)] {
-            if self.0 % secs == 0 {
+            if self.0.is_multiple_of(secs) {
                 return write!(f, "{}{unit}", self.0 / secs);
             }
         }
@@ -250,7 +251,7 @@ impl fmt::Display for Size {
     /// The largest unit that divides the value exactly: 1073741824 → `1g`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, shift) in [("t", 40), ("g", 30), ("m", 20), ("k", 10)] {
-            if self.0 % (1u64 << shift) == 0 {
+            if self.0.is_multiple_of(1u64 << shift) {
                 return write!(f, "{}{unit}", self.0 >> shift);
             }
         }

@@ -128,18 +128,18 @@ impl Templates {
 
     /// Renders every job in parallel; the output keeps the jobs' order.
     pub fn render_all(&self, jobs: Vec<RenderJob>, diags: &mut Diagnostics) -> Vec<Artifact> {
-        let results: Vec<Result<Artifact, Diagnostic>> = jobs.into_par_iter().map(|job| self.render(job)).collect();
+        let results: Vec<Result<Artifact, Box<Diagnostic>>> = jobs.into_par_iter().map(|job| self.render(job)).collect();
         let mut out = Vec::with_capacity(results.len());
         for r in results {
             match r {
                 Ok(a) => out.push(a),
-                Err(d) => diags.push(d),
+                Err(d) => diags.push(*d),
             }
         }
         out
     }
 
-    fn render(&self, job: RenderJob) -> Result<Artifact, Diagnostic> {
+    fn render(&self, job: RenderJob) -> Result<Artifact, Box<Diagnostic>> {
         let (origin, file) = self.files.get(job.template).copied().unwrap_or((TemplateOrigin::Builtin, 0));
         let what = format!("failed to render `generated/{}`", job.meta.path);
         let rendered = self.env.get_template(job.template).and_then(|t| t.render(&job.context));
@@ -155,7 +155,7 @@ impl Templates {
                 if let Some(o) = job.origin {
                     d = d.also(o, "rendered for this entity");
                 }
-                Err(d)
+                Err(Box::new(d))
             }
         }
     }

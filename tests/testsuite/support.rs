@@ -130,7 +130,7 @@ pub fn compare_tree(actual: &BTreeMap<String, Vec<u8>>, expected_dir: &Path) -> 
             None => problems.push(format!("missing: {rel}")),
             Some(a) if a != bytes => problems.push(format!(
                 "changed: {rel}\n{}",
-                similar::TextDiff::from_lines(&String::from_utf8_lossy(bytes), &String::from_utf8_lossy(a))
+                similar::TextDiff::from_lines(String::from_utf8_lossy(bytes), String::from_utf8_lossy(a))
                     .unified_diff()
                     .header("expected", "actual")
             )),

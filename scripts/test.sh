@@ -1,7 +1,7 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need, then runs
 # every check. CI runs exactly this (see .ci/run); so should you before pushing.
-set -eu
+set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
@@ -27,8 +27,17 @@ cargo fmt --all -- --check
 echo "== shell scripts"
 shellcheck scripts/*.sh .ci/run
 
-echo "== cargo test"
-cargo test --locked --all-targets
-
 echo "== medianest check on the reference site (release build)"
 cargo run --locked --release --quiet -- check
+
+echo "== cargo test"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --locked --all-targets 2>&1 | tee "$log" || status=$?
+# One closing line for the whole suite, summed over the test binaries.
+passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
+failed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) failed.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
+[ "$passed" -gt 0 ] || status=1
+echo "tests: $passed passed, $failed failed"
+exit "$status"

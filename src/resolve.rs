@@ -866,7 +866,13 @@ impl Cx<'_, '_> {
             if kind.info().container {
                 return None;
             }
-            h.check = HealthCheck::Tcp { port: ports.first()?.name.clone() };
+            // A TCP connect says nothing about a UDP-only service, and an appliance is
+            // watched by its own means.
+            if kind == ServiceKind::Pfsense {
+                return None;
+            }
+            let tcp = ports.iter().find(|p| p.spec.proto == values::Proto::Tcp)?;
+            h.check = HealthCheck::Tcp { port: tcp.name.clone() };
             return Some(h);
         };
         let hloc = self.loc(raw.span());

@@ -351,6 +351,21 @@ fn services(site: &Site, diags: &mut Diagnostics) {
                 .help("list more hosts in `hosts` instead"),
             );
         }
+        for (net, addr) in &s.networks {
+            let n = site.network(*net);
+            if n.driver == NetDriver::Overlay {
+                diags.push(
+                    Diagnostic::error("bad-value", format!("docker network `{}` is an overlay, and Swarm assigns overlay addresses itself", n.name), addr.loc.clone())
+                        .also(n.loc.clone(), "network defined here")
+                        .help("remove the address, or use a `bridge` network (one per host) for static addresses"),
+                );
+            } else if s.replicas > 1 {
+                diags.push(
+                    Diagnostic::error("bad-value", format!("`{}` runs {} replicas, which cannot share one static address", s.name, s.replicas), addr.loc.clone())
+                        .help("run one container per host (list the hosts instead of `replicas`), or drop the static address"),
+                );
+            }
+        }
         if !s.networks.is_empty() && !info.container {
             diags.push(
                 Diagnostic::error(
@@ -674,14 +689,24 @@ fn flows(site: &Site, diags: &mut Diagnostics) {
                     .help("traffic inside a zone or host needs no flow"),
             );
         }
-        let from_zones = site.endpoint_zones(&f.from.value);
-        let to_zones = site.endpoint_zones(&f.to.value);
+        // The zone pairs this flow crosses: for each pair of machines that share no zone,
+        // every zone of the source against every zone of the destination.
+        let mut crossings: BTreeSet<(Option<ZoneId>, Option<ZoneId>)> = BTreeSet::new();
+        for a in site.endpoint_zone_sets(&f.from.value) {
+            for b in site.endpoint_zone_sets(&f.to.value) {
+                if a.iter().any(|z| b.contains(z)) {
+                    continue;
+                }
+                for za in &a {
+                    for zb in &b {
+                        crossings.insert((*za, *zb));
+                    }
+                }
+            }
+        }
         for g in &site.guardrails {
-            let hit = from_zones.contains(&g.from) && to_zones.contains(&g.to);
-            if hit {
-                let zname = |z: Option<ZoneId>| {
-                    z.map(|z| format!("zone `{}`", site.zone(z).name)).unwrap_or_else(|| "the internet".into())
-                };
+            if crossings.contains(&(g.from, g.to)) {
+                let zname = |z: Option<ZoneId>| z.map(|z| format!("zone `{}`", site.zone(z).name)).unwrap_or_else(|| "the internet".into());
                 diags.push(
                     Diagnostic::error(
                         "guardrail-violation",

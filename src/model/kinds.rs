@@ -237,9 +237,9 @@ pub const KINDS: &[KindInfo] = &[
         kind: ServiceKind::Pfsense,
         container: false,
         stateful: false,
-        ports: &[],
+        ports: &[("dns", Udp, 53), ("dns-tcp", Tcp, 53)],
         package: None,
-        summary: "pfSense firewall rules from the flows",
+        summary: "pfSense firewall rules from the flows, and its Unbound resolver",
     },
 ];
 

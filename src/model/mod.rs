@@ -122,13 +122,16 @@ impl Site {
         }
     }
 
-    /// Zones an endpoint lies in; `None` stands for the internet.
-    pub fn endpoint_zones(&self, e: &Endpoint) -> Vec<Option<ZoneId>> {
+    /// The zones of each machine behind an endpoint (one set per host of a service; a
+    /// zone is its own set; `None` stands for the internet). Traffic between two machines
+    /// that share a zone stays on that VLAN and crosses no zone boundary.
+    pub fn endpoint_zone_sets(&self, e: &Endpoint) -> Vec<Vec<Option<ZoneId>>> {
+        let of_host = |h: HostId| self.host_zones(h).into_iter().map(Some).collect::<Vec<_>>();
         match e {
-            Endpoint::Service(s) => self.service_zones(*s).into_iter().map(Some).collect(),
-            Endpoint::Host(h) => self.host_zones(*h).into_iter().map(Some).collect(),
-            Endpoint::Zone(z) => vec![Some(*z)],
-            Endpoint::Internet => vec![None],
+            Endpoint::Service(s) => self.service(*s).hosts.iter().map(|h| of_host(h.value)).collect(),
+            Endpoint::Host(h) => vec![of_host(*h)],
+            Endpoint::Zone(z) => vec![vec![Some(*z)]],
+            Endpoint::Internet => vec![vec![None]],
         }
     }
 }

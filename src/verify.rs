@@ -306,14 +306,16 @@ fn services(site: &Site, diags: &mut Diagnostics) {
                 );
             }
         }
-        if let (Some(img), false) = (&s.image, info.container) { diags.push(
-            Diagnostic::error(
-                "bad-value",
-                format!("`{}` services run natively from the Debian package, not from an image", info.name),
-                img.loc.clone(),
+        if let (Some(img), false) = (&s.image, info.container) {
+            diags.push(
+                Diagnostic::error(
+                    "bad-value",
+                    format!("`{}` services run natively from the Debian package, not from an image", info.name),
+                    img.loc.clone(),
+                )
+                .help(format!("remove `image`, or use `kind = \"container\"` to run `{}` in a container", img.value)),
             )
-            .help(format!("remove `image`, or use `kind = \"container\"` to run `{}` in a container", img.value)),
-        ) }
+        }
         match (&s.primary, s.kind.value) {
             (Some(p), ServiceKind::Postgres) if !s.hosts.iter().any(|h| h.value == p.value) => diags.push(
                 Diagnostic::error(
@@ -355,14 +357,27 @@ fn services(site: &Site, diags: &mut Diagnostics) {
             let n = site.network(*net);
             if n.driver == NetDriver::Overlay {
                 diags.push(
-                    Diagnostic::error("bad-value", format!("docker network `{}` is an overlay, and Swarm assigns overlay addresses itself", n.name), addr.loc.clone())
-                        .also(n.loc.clone(), "network defined here")
-                        .help("remove the address, or use a `bridge` network (one per host) for static addresses"),
+                    Diagnostic::error(
+                        "bad-value",
+                        format!(
+                            "docker network `{}` is an overlay, and Swarm assigns overlay addresses itself",
+                            n.name
+                        ),
+                        addr.loc.clone(),
+                    )
+                    .also(n.loc.clone(), "network defined here")
+                    .help("remove the address, or use a `bridge` network (one per host) for static addresses"),
                 );
             } else if s.replicas > 1 {
                 diags.push(
-                    Diagnostic::error("bad-value", format!("`{}` runs {} replicas, which cannot share one static address", s.name, s.replicas), addr.loc.clone())
-                        .help("run one container per host (list the hosts instead of `replicas`), or drop the static address"),
+                    Diagnostic::error(
+                        "bad-value",
+                        format!("`{}` runs {} replicas, which cannot share one static address", s.name, s.replicas),
+                        addr.loc.clone(),
+                    )
+                    .help(
+                        "run one container per host (list the hosts instead of `replicas`), or drop the static address",
+                    ),
                 );
             }
         }
@@ -706,7 +721,9 @@ fn flows(site: &Site, diags: &mut Diagnostics) {
         }
         for g in &site.guardrails {
             if crossings.contains(&(g.from, g.to)) {
-                let zname = |z: Option<ZoneId>| z.map(|z| format!("zone `{}`", site.zone(z).name)).unwrap_or_else(|| "the internet".into());
+                let zname = |z: Option<ZoneId>| {
+                    z.map(|z| format!("zone `{}`", site.zone(z).name)).unwrap_or_else(|| "the internet".into())
+                };
                 diags.push(
                     Diagnostic::error(
                         "guardrail-violation",

@@ -128,7 +128,8 @@ impl Templates {
 
     /// Renders every job in parallel; the output keeps the jobs' order.
     pub fn render_all(&self, jobs: Vec<RenderJob>, diags: &mut Diagnostics) -> Vec<Artifact> {
-        let results: Vec<Result<Artifact, Box<Diagnostic>>> = jobs.into_par_iter().map(|job| self.render(job)).collect();
+        let results: Vec<Result<Artifact, Box<Diagnostic>>> =
+            jobs.into_par_iter().map(|job| self.render(job)).collect();
         let mut out = Vec::with_capacity(results.len());
         for r in results {
             match r {

@@ -63,12 +63,43 @@ pub struct ArtifactMeta {
     pub sources: Vec<String>,
     /// How the host applies it.
     pub apply: Option<Apply>,
+    /// Template it was rendered from (set by the renderer; empty for data files).
+    pub template: String,
+    /// Site entities whose names appear in it, for `explain`.
+    pub traces: Vec<Trace>,
+}
+
+/// A site entity that a generated file mentions by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    /// What it is: `host`, `service`, `zone`, …
+    pub what: &'static str,
+    /// Its name as it appears in the output.
+    pub name: String,
+    /// Where it is defined.
+    pub loc: crate::diag::Loc,
 }
 
 impl ArtifactMeta {
+    /// Adds traces (builder style).
+    pub fn traced(mut self, traces: Vec<Trace>) -> Self {
+        self.traces = traces;
+        self
+    }
+
     /// A cluster-wide file (docs, manifests) readable by everyone.
     pub fn shared(family: &'static str, path: String, sources: Vec<String>) -> Self {
-        ArtifactMeta { path, family, mode: 0o644, owner: "root:root".into(), host: None, sources, apply: None }
+        ArtifactMeta {
+            path,
+            family,
+            mode: 0o644,
+            owner: "root:root".into(),
+            host: None,
+            sources,
+            apply: None,
+            template: String::new(),
+            traces: Vec::new(),
+        }
     }
 
     /// A file that `host` installs at the absolute path `target`.
@@ -88,6 +119,8 @@ impl ArtifactMeta {
             host: Some(host.into()),
             sources,
             apply: Some(Apply { target: target.into(), validate: None, reload: None, restart: None }),
+            template: String::new(),
+            traces: Vec::new(),
         }
     }
 }

@@ -77,8 +77,57 @@ pub enum Command {
     Build,
     /// Compile in memory and compare with generated/; fail on any difference.
     #[command(after_help = EXIT_CODES)]
-    Check,
+    Check {
+        /// Also fail when generated/ has changes that are not committed (CI).
+        #[arg(long)]
+        committed: bool,
+    },
+    /// Show what the working site changes against a git revision: per host, per file,
+    /// and what it means (flows, services, exposures, images, ...).
+    #[command(after_help = DIFF_EXIT_CODES)]
+    Diff {
+        /// Revision to compare with (any rev-spec: HEAD, main, HEAD~1, a commit).
+        #[arg(default_value = "HEAD", conflicts_with = "worktree")]
+        base: String,
+        /// Compare with the working generated/ instead of a revision.
+        #[arg(long)]
+        worktree: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Summary and per-file line counts only, no diffs.
+        #[arg(long)]
+        stat: bool,
+        /// Exit with 1 when there are changes, like `git diff --exit-code`.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Say where a generated file, or one of its lines, comes from.
+    #[command(after_help = EXIT_CODES)]
+    Explain {
+        /// A path under generated/, optionally with `:<line>`.
+        #[arg(value_name = "PATH[:LINE]")]
+        target: String,
+    },
 }
+
+/// Output format of `diff`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// For terminals.
+    Text,
+    /// For a pull-request comment.
+    Markdown,
+    /// For programs (stable, versioned).
+    Json,
+}
+
+const DIFF_EXIT_CODES: &str = "\
+Exit codes:
+  0    success (with --exit-code: no changes)
+  1    the site has errors (with --exit-code: there are changes)
+  2    usage error, git or I/O error
+  101  a bug in medianest (please report it)";
 
 impl Cli {
     fn paths(&self) -> Paths {
@@ -160,22 +209,64 @@ pub fn run(cli: Cli) -> i32 {
             }
             exit::OK
         }),
-        Command::Check => ops::check(&paths).map(|(compiled, drift)| {
-            if compiled.failed() || !compiled.diags.is_empty() {
+        Command::Check { committed } => ops::check(&paths).and_then(|(compiled, drift)| {
+            if !compiled.diags.is_empty() {
                 let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
             }
-            let Some(drift) = drift else { return exit::FAILED };
-            if drift.is_clean() {
-                if !cli.quiet {
-                    let _ =
-                        writeln!(err.writer(), "`{out_name}` is up to date ({} files)", compiled.artifacts.len() + 1);
-                }
-                exit::OK
-            } else {
+            let Some(drift) = drift else { return Ok(exit::FAILED) };
+            if !drift.is_clean() {
                 print!("{}", ops::render_drift(&drift, &out_name));
-                exit::FAILED
+                return Ok(exit::FAILED);
             }
+            if committed {
+                let dirty = ops::diff::uncommitted(&paths)?;
+                if !dirty.is_empty() {
+                    println!("error: `{out_name}` is up to date but not committed ({} file(s)):", dirty.len());
+                    for d in &dirty {
+                        println!("  {:<10} {}", d.state, d.path);
+                    }
+                    println!(
+                        "help: run `git add {out_name} && git commit`; CI and the hosts only see what is committed"
+                    );
+                    return Ok(exit::FAILED);
+                }
+            }
+            if !cli.quiet {
+                let what = if committed { "up to date and committed" } else { "up to date" };
+                let _ = writeln!(err.writer(), "`{out_name}` is {what} ({} files)", compiled.artifacts.len() + 1);
+            }
+            Ok(exit::OK)
         }),
+        Command::Diff { ref base, worktree, format, stat, exit_code } => {
+            let base = if worktree { ops::diff::Base::Worktree } else { ops::diff::Base::Rev(base.clone()) };
+            ops::diff::diff(&paths, &base).map(|(compiled, review)| {
+                if !compiled.diags.is_empty() {
+                    let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
+                }
+                let Some(review) = review else { return exit::FAILED };
+                let style = crate::review::format::Style { stat };
+                let text = match format {
+                    Format::Text => crate::review::format::text(&review, style),
+                    Format::Markdown => crate::review::format::markdown(&review, style),
+                    Format::Json => crate::review::format::json(&review, style),
+                };
+                print!("{text}");
+                if exit_code && !review.is_empty() { exit::FAILED } else { exit::OK }
+            })
+        }
+        Command::Explain { ref target } => {
+            let compiled = ops::compile(&paths);
+            if compiled.failed() {
+                let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
+                return exit::FAILED;
+            }
+            ops::explain::parse_target(target, &out_name)
+                .and_then(|(path, line)| ops::explain::explain(&compiled, &path, line, &out_name))
+                .map(|text| {
+                    print!("{text}");
+                    exit::OK
+                })
+        }
     };
     match result {
         Ok(code) => code,

@@ -60,7 +60,8 @@ impl Family for Base {
                 address: String::new(),
             };
             let ctx = HostsFileContext { host, entries: entries.clone() };
-            let meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/hosts", 0o644, "root:root", sources.clone());
+            let meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/hosts", 0o644, "root:root", sources.clone())
+                .traced(super::host_traces(site));
             out.add("base/hosts.j2", &ctx, meta, Some(h.loc.clone()));
         }
     }

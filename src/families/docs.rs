@@ -172,7 +172,8 @@ impl Family for Docs {
         out.add(
             "docs/inventory.md.j2",
             &ctx,
-            ArtifactMeta::shared(self.name(), "docs/inventory.md".into(), site.files.clone()),
+            ArtifactMeta::shared(self.name(), "docs/inventory.md".into(), site.files.clone())
+                .traced(super::all_traces(site)),
             None,
         );
     }

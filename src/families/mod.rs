@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use minijinja::Value;
 use serde::Serialize;
 
+use crate::artifact::Trace;
 use crate::diag::Loc;
 use crate::model::Site;
 use crate::render::RenderJob;
@@ -24,6 +25,11 @@ pub trait Family: Sync {
     fn name(&self) -> &'static str;
     /// Adds this family's render jobs for the site.
     fn lower(&self, site: &Site, out: &mut Lowering);
+    /// Lines this family adds to the semantic summary of `medianest diff` (e.g. firewall
+    /// rules opened), computed from the two models. Most families add none.
+    fn review(&self, _base: &Site, _head: &Site) -> Vec<crate::review::semantic::Change> {
+        Vec::new()
+    }
 }
 
 /// Every family, in the order their jobs are planned (output order is by path anyway).
@@ -56,6 +62,26 @@ pub fn lower(site: &Site) -> Vec<RenderJob> {
         f.lower(site, &mut l);
     }
     l.jobs
+}
+
+/// Traces for every named entity of the site (for `explain`).
+pub fn all_traces(site: &Site) -> Vec<Trace> {
+    let mut t = Vec::new();
+    t.extend(site.zones.iter().map(|z| Trace { what: "zone", name: z.name.clone(), loc: z.loc.clone() }));
+    t.extend(site.docker_networks.iter().map(|n| Trace {
+        what: "docker network",
+        name: n.name.clone(),
+        loc: n.loc.clone(),
+    }));
+    t.extend(host_traces(site));
+    t.extend(site.services.iter().map(|s| Trace { what: "service", name: s.name.clone(), loc: s.loc.clone() }));
+    t.extend(site.backups.iter().map(|b| Trace { what: "backup", name: b.name.clone(), loc: b.loc.clone() }));
+    t
+}
+
+/// Traces for every host.
+pub fn host_traces(site: &Site) -> Vec<Trace> {
+    site.hosts.iter().map(|h| Trace { what: "host", name: h.name.clone(), loc: h.loc.clone() }).collect()
 }
 
 /// The sorted, unique names of the site files that the locations come from.

@@ -46,22 +46,39 @@ pub fn load_site(site_dir: &Path, display_prefix: &str, sources: &mut SourceMap,
             }
         }
     }
+    let mut files = Vec::new();
     for path in paths {
-        let rel = path.strip_prefix(site_dir).unwrap_or(&path);
-        let name = format!("{display_prefix}/{}", rel.to_string_lossy().replace('\\', "/"));
-        let text = match std::fs::read(&path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(t) => t,
-                Err(_) => {
-                    diags.push(
-                        Diagnostic::error_nowhere("not-utf8", format!("`{name}` is not valid UTF-8"))
-                            .help("save the file as UTF-8"),
-                    );
-                    continue;
-                }
-            },
+        let rel = path.strip_prefix(site_dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+        match std::fs::read(&path) {
+            Ok(bytes) => files.push((rel, bytes)),
             Err(err) => {
-                diags.push(Diagnostic::error_nowhere("io", format!("failed to read `{name}`: {err}")));
+                diags.push(Diagnostic::error_nowhere("io", format!("failed to read `{display_prefix}/{rel}`: {err}")))
+            }
+        }
+    }
+    raw.files = load_files(files, display_prefix, sources, diags).files;
+    raw
+}
+
+/// Parses site files given as `(path relative to the site directory, bytes)`, e.g. read
+/// from a git tree. They are registered as `<display_prefix>/<path>`, in sorted order.
+pub fn load_files(
+    mut files: Vec<(String, Vec<u8>)>,
+    display_prefix: &str,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+) -> RawSite {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut raw = RawSite::default();
+    for (rel, bytes) in files {
+        let name = format!("{display_prefix}/{rel}");
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                diags.push(
+                    Diagnostic::error_nowhere("not-utf8", format!("`{name}` is not valid UTF-8"))
+                        .help("save the file as UTF-8"),
+                );
                 continue;
             }
         };

@@ -85,6 +85,9 @@ impl Templates {
                 }
                 let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path()).to_string_lossy().replace('\\', "/");
                 match std::fs::read_to_string(entry.path()) {
+                    // A copy identical to the built-in one (as in medianest's own repository,
+                    // whose `templates/` is the built-in set) is not an override.
+                    Ok(t) if builtin_templates().iter().any(|(n, b)| *n == rel && *b == t) => {}
                     Ok(t) => {
                         texts.insert(rel, (TemplateOrigin::Site, t));
                     }
@@ -149,7 +152,9 @@ impl Templates {
                 if !text.ends_with('\n') {
                     text.push('\n');
                 }
-                Ok(Artifact { bytes: text.into_bytes(), meta: job.meta })
+                let mut meta = job.meta;
+                meta.template = job.template.to_string();
+                Ok(Artifact { bytes: text.into_bytes(), meta })
             }
             Err(e) => {
                 let mut d = template_diagnostic(&e, file, origin, &what);

@@ -1,6 +1,10 @@
 //! Operations behind the commands: [`compile`] runs the pipeline in memory; [`build`]
 //! writes the result; [`check`] compares it with what is on disk. The CLI is a thin
-//! layer over these, and tests call them directly.
+//! layer over these, and tests call them directly. [`diff`] holds the git-backed review
+//! operations and [`explain`] the provenance of generated files.
+
+pub mod diff;
+pub mod explain;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,6 +14,7 @@ use anyhow::Result;
 use crate::artifact::{Artifact, ArtifactSet, check_rel_path, host_plans};
 use crate::diag::{Diagnostic, Diagnostics, SourceMap};
 use crate::emit::{self, Drift, WriteReport};
+use crate::model::Site;
 use crate::{families, load, render, resolve, verify};
 
 /// Where the inputs and the output are.
@@ -47,6 +52,10 @@ impl Paths {
 pub struct Compiled {
     /// Every generated file (without the manifest), by path.
     pub artifacts: ArtifactSet,
+    /// The resolved site.
+    pub site: Site,
+    /// The templates used (built-in and overrides).
+    pub templates: render::Templates,
     /// Every text diagnostics can point into.
     pub sources: SourceMap,
     /// Errors and warnings.
@@ -62,27 +71,47 @@ impl Compiled {
     }
 }
 
+/// A site loaded, resolved and verified (no rendering).
+pub struct Analysis {
+    /// The resolved site (partial when there were errors).
+    pub site: Site,
+    /// Every text diagnostics can point into.
+    pub sources: SourceMap,
+    /// Errors and warnings.
+    pub diags: Diagnostics,
+}
+
+/// load → resolve → verify of the site files in `raw`, registered under `display`.
+fn analyze(raw: load::RawSite, display: &str, sources: SourceMap, mut diags: Diagnostics) -> Analysis {
+    // The manifest names site files as `site/<path>` whatever `--site` was, so that the
+    // output does not depend on where the site was read from.
+    let file_names: Vec<String> = (0..sources.len())
+        .map(|i| {
+            format!("site/{}", sources.name(i).strip_prefix(display).unwrap_or(sources.name(i)).trim_start_matches('/'))
+        })
+        .collect();
+    let site = resolve::resolve(&raw, &file_names, &mut diags);
+    verify::verify(&site, &mut diags);
+    Analysis { site, sources, diags }
+}
+
+/// Analyzes site files given as `(path relative to site/, bytes)`, e.g. from a git tree.
+pub fn analyze_files(files: Vec<(String, Vec<u8>)>, display: &str) -> Analysis {
+    let mut sources = SourceMap::default();
+    let mut diags = Diagnostics::default();
+    let raw = load::load_files(files, display, &mut sources, &mut diags);
+    analyze(raw, display, sources, diags)
+}
+
 /// load → resolve → verify → lower → render, in memory. Artifacts are empty when any
 /// stage reported an error; diagnostics hold everything that was found.
 pub fn compile(paths: &Paths) -> Compiled {
     let start = Instant::now();
     let mut sources = SourceMap::default();
     let mut diags = Diagnostics::default();
-
     let site_display = paths.display(&paths.site);
     let raw = load::load_site(&paths.site, &site_display, &mut sources, &mut diags);
-    // The manifest names site files as `site/<path>` whatever `--site` was, so that the
-    // output does not depend on where the site was read from.
-    let file_names: Vec<String> = (0..sources.len())
-        .map(|i| {
-            format!(
-                "site/{}",
-                sources.name(i).strip_prefix(&site_display).unwrap_or(sources.name(i)).trim_start_matches('/')
-            )
-        })
-        .collect();
-    let site = resolve::resolve(&raw, &file_names, &mut diags);
-    verify::verify(&site, &mut diags);
+    let Analysis { site, mut sources, mut diags } = analyze(raw, &site_display, sources, diags);
     let templates =
         render::Templates::load(Some(&paths.templates), &paths.display(&paths.templates), &mut sources, &mut diags);
 
@@ -99,7 +128,7 @@ pub fn compile(paths: &Paths) -> Compiled {
     if diags.has_errors() {
         artifacts.clear();
     }
-    Compiled { artifacts, sources, diags, elapsed: start.elapsed() }
+    Compiled { artifacts, site, templates, sources, diags, elapsed: start.elapsed() }
 }
 
 fn collect(set: &mut ArtifactSet, items: Vec<Artifact>, diags: &mut Diagnostics) {

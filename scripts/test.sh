@@ -25,10 +25,10 @@ echo "== formatting"
 cargo fmt --all -- --check
 
 echo "== shell scripts"
-shellcheck scripts/*.sh .ci/run
+shellcheck scripts/*.sh scripts/ci/*.sh .ci/run
 
-echo "== medianest check on the reference site (release build)"
-cargo run --locked --release --quiet -- check
+echo "== medianest check --committed on the reference site (release build)"
+cargo run --locked --release --quiet -- check --committed
 
 echo "== cargo test"
 log=$(mktemp)

@@ -232,6 +232,46 @@ pub fn json(r: &Review, style: Style) -> String {
 mod tests {
     use super::*;
 
+    use crate::review::{FileChange, FileChangeKind, HostSummary, Review};
+
+    fn review(diff: &str) -> Review {
+        let mut hosts = std::collections::BTreeMap::new();
+        hosts.insert("app1".to_string(), HostSummary { changed: 1, ..HostSummary::default() });
+        Review {
+            format: 1,
+            base: "HEAD".into(),
+            base_commit: Some("abc".into()),
+            hosts,
+            semantic: vec![],
+            files: vec![FileChange {
+                path: "hosts/app1/root/etc/x.md".into(),
+                change: FileChangeKind::Changed,
+                host: Some("app1".into()),
+                family: "docs".into(),
+                added_lines: 1,
+                removed_lines: 1,
+                diff: diff.into(),
+            }],
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn markdown_fences_survive_backticks_in_content() {
+        let md = markdown(&review("-a ``` b\n+a ```` c\n"), Style::default());
+        assert!(md.contains("`````diff\n"), "{md}");
+        assert!(md.contains("\n`````\n"), "{md}");
+    }
+
+    #[test]
+    fn markdown_is_cut_to_the_limit_with_a_note() {
+        let big = "+x\n".repeat(5000);
+        let md = markdown_limited(&review(&big), Style::default(), 2000);
+        assert!(md.len() < 2000, "{}", md.len());
+        assert!(md.contains("1 file diff(s) were left out"), "{md}");
+        assert!(md.contains("| app1 | 1 changed |"), "the summary is never cut: {md}");
+    }
+
     #[test]
     fn fences_outgrow_backtick_runs() {
         assert_eq!(fence("plain"), "```");

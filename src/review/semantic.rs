@@ -174,6 +174,9 @@ pub fn compare(base: &Site, head: &Site) -> Vec<Change> {
                 d
             }
             "host" => f.get("addresses").cloned().into_iter().collect(),
+            "exposure" => {
+                ["port", "waf", "websocket"].iter().filter_map(|k| Some(format!("{k} {}", f.get(*k)?))).collect()
+            }
             _ => Vec::new(),
         }
     };

@@ -8,3 +8,4 @@ mod golden;
 mod invalid;
 mod properties;
 mod reference;
+mod review;

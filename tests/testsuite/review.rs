@@ -1,0 +1,223 @@
+//! The review workflow over real git repositories made in temp dirs: `diff` against a
+//! revision (golden text, Markdown and JSON for a flow added, a service exposed, an image
+//! bumped, a replica added), `diff` with no previous `generated/` or an older layout,
+//! `check --committed`, and `explain` on every file of the reference site.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::*;
+
+/// Runs git with a fixed identity and dates, so commit ids are the same on every run.
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", "-c", "core.autocrlf=false"])
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "medianest tests")
+        .env("GIT_AUTHOR_EMAIL", "tests@medianest.invalid")
+        .env("GIT_COMMITTER_NAME", "medianest tests")
+        .env("GIT_COMMITTER_EMAIL", "tests@medianest.invalid")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn commit_all(repo: &Repo, message: &str) {
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", message]);
+}
+
+const WORKER: &str = r#"[services.worker]
+image = "ghcr.io/lab/worker:1.0.0"
+hosts = ["app1"]
+replicas = 1
+user = "1001:1001"
+ports = { http = 9000 }
+health = { http = "/health" }
+"#;
+
+/// A repository at a committed, built base; the head edits are applied but not committed.
+fn edited_repo() -> Repo {
+    let repo = Repo::base();
+    git(repo.path(), &["init", "-q"]);
+    repo.write("site/worker.toml", WORKER);
+    assert!(repo.run(&["build"]).status.success());
+    commit_all(&repo, "base");
+    // A flow added, a service exposed, an image bumped, a replica added.
+    repo.write(
+        "site/worker.toml",
+        &(WORKER.replace("replicas = 1", "replicas = 2")
+            + "expose = [{ hostname = \"jobs.lab.example.org\", waf = \"detect\" }]\n\n[[flows]]\nfrom = \"service:worker\"\nto = \"service:db\"\nports = [\"postgres\"]\nwhy = \"job results\"\n"),
+    );
+    let services = std::fs::read_to_string(repo.path().join("site/services.toml")).unwrap();
+    repo.write("site/services.toml", &services.replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.2.0"));
+    repo
+}
+
+#[test]
+fn diff_reports_the_meaning_of_a_change_in_three_formats() {
+    let repo = edited_repo();
+    for (format, file) in [("text", "diff.txt"), ("markdown", "diff.md"), ("json", "diff.json")] {
+        let out = repo.run(&["diff", "--format", format]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        if let Some(d) = compare_text(&text, &suite("review").join(file)) {
+            panic!("{d}");
+        }
+    }
+    let text = stdout(&repo.run(&["diff"]));
+    for needle in [
+        "flow added: service:worker → service:db tcp/5432 (job results)",
+        "exposure added: https://jobs.lab.example.org/ → worker",
+        "service changed: web (image: ghcr.io/lab/web:2.1.0 → ghcr.io/lab/web:2.2.0)",
+        "service changed: worker (replicas: 1 → 2)",
+        "M generated/docs/inventory.md",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&stdout(&repo.run(&["diff", "--format", "json"]))).unwrap();
+    assert_eq!(json["format"], 1);
+    assert!(
+        json["files"].as_array().unwrap().iter().any(|f| f["path"] == "docs/inventory.md" && f["change"] == "changed")
+    );
+}
+
+#[test]
+fn diff_exit_code_and_stat() {
+    let repo = edited_repo();
+    assert_eq!(repo.run(&["diff", "--exit-code", "--stat"]).status.code(), Some(1));
+    let stat = stdout(&repo.run(&["diff", "--stat"]));
+    assert!(!stat.contains("@@"), "--stat prints no hunks:\n{stat}");
+    assert!(repo.run(&["build"]).status.success());
+    commit_all(&repo, "head");
+    let out = repo.run(&["diff", "--exit-code"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("no changes"));
+    // The previous commit is still reachable by rev-spec.
+    let out = repo.run(&["diff", "HEAD~1", "--exit-code"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(repo.run(&["diff", "no-such-rev"]).status.code(), Some(2));
+}
+
+#[test]
+fn diff_against_a_commit_without_generated_or_with_an_older_layout() {
+    let repo = Repo::base();
+    git(repo.path(), &["init", "-q"]);
+    commit_all(&repo, "site only");
+    let text = stdout(&repo.run(&["diff"]));
+    assert!(text.contains("`generated/` does not exist at `HEAD` (first build?)"), "{text}");
+    assert!(text.contains("A generated/manifest.json"), "{text}");
+
+    assert!(repo.run(&["build"]).status.success());
+    repo.write("generated/legacy/haproxy.cfg", "old layout\n");
+    commit_all(&repo, "built, with a file of an older layout");
+    std::fs::remove_dir_all(repo.path().join("generated/legacy")).unwrap();
+    let text = stdout(&repo.run(&["diff"]));
+    assert!(text.contains("D generated/legacy/haproxy.cfg"), "{text}");
+    assert!(text.contains("an older layout"), "{text}");
+}
+
+#[test]
+fn check_committed_red_and_green() {
+    let repo = Repo::base();
+    git(repo.path(), &["init", "-q"]);
+    assert!(repo.run(&["build"]).status.success());
+    // Fresh but never added: untracked.
+    let out = repo.run(&["check", "--committed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("untracked  generated/manifest.json"), "{}", stdout(&out));
+    // Fresh and committed.
+    commit_all(&repo, "built");
+    let out = repo.run(&["check", "--committed"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("up to date and committed"));
+    // Fresh but not committed.
+    let services = std::fs::read_to_string(repo.path().join("site/services.toml")).unwrap();
+    repo.write("site/services.toml", &services.replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.2.0"));
+    assert!(repo.run(&["build"]).status.success());
+    let out = repo.run(&["check", "--committed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("modified   generated/docs/inventory.md"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("git add generated && git commit"));
+    // Stale: the site changed and nothing was built.
+    commit_all(&repo, "bump");
+    repo.write("site/services.toml", &services.replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.3.0"));
+    let out = repo.run(&["check", "--committed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("changed  generated/docs/inventory.md"), "{}", stdout(&out));
+    // An untracked extra file, with a fresh tree otherwise.
+    repo.write("site/services.toml", &services.replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.2.0"));
+    repo.write("generated/stray.txt", "x\n");
+    let out = repo.run(&["check", "--committed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("extra    generated/stray.txt"), "{}", stdout(&out));
+}
+
+#[test]
+fn explain_answers_for_every_generated_file_of_the_reference_site() {
+    let root = repo_root();
+    let compiled = medianest::ops::compile(&medianest::ops::Paths::under(&root));
+    assert!(!compiled.failed());
+    let files = medianest::emit::list_tree(&root.join("generated")).unwrap();
+    assert!(files.len() > 10);
+    for f in &files {
+        let text = medianest::ops::explain::explain(&compiled, f, None, "generated")
+            .unwrap_or_else(|e| panic!("explain {f}: {e}"));
+        assert!(text.starts_with(&format!("generated/{f}\n")), "{text}");
+        if f != "manifest.json" {
+            assert!(text.contains("family:"), "{text}");
+            assert!(text.contains("from:      site/"), "{text}");
+        }
+    }
+    // A line is traced to the entity it names.
+    let out = medianest(&root, &["explain", "generated/hosts/app1/root/etc/hosts:12"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("template:  base/hosts.j2 (built-in"), "{text}");
+    assert!(text.contains("host `db1`, defined at site/hosts/data.toml:"), "{text}");
+    // Unknown files and lines are usage errors.
+    assert_eq!(medianest(&root, &["explain", "generated/nope.conf"]).status.code(), Some(2));
+    assert_eq!(medianest(&root, &["explain", "generated/hosts/app1/root/etc/hosts:9999"]).status.code(), Some(2));
+}
+
+#[test]
+fn the_ci_recipe_checks_and_writes_the_review_comment() {
+    let repo = Repo::base();
+    git(repo.path(), &["init", "-q"]);
+    assert!(repo.run(&["build"]).status.success());
+    commit_all(&repo, "main");
+    git(repo.path(), &["checkout", "-q", "-b", "feature"]);
+    let services = std::fs::read_to_string(repo.path().join("site/services.toml")).unwrap();
+    repo.write("site/services.toml", &services.replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.2.0"));
+    let script = repo_root().join("scripts/ci/medianest-ci.sh");
+    let run = || {
+        Command::new("sh")
+            .arg(&script)
+            .args(["main", "comment.md"])
+            .current_dir(repo.path())
+            .env("MEDIANEST", env!("CARGO_BIN_EXE_medianest"))
+            .output()
+            .unwrap()
+    };
+    // Not built: the check fails and says what to run.
+    let out = run();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("run `medianest build` and commit `generated/`"), "{}", stdout(&out));
+    // Built and committed: the comment is written.
+    assert!(repo.run(&["build"]).status.success());
+    commit_all(&repo, "bump web");
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let comment = std::fs::read_to_string(repo.path().join("comment.md")).unwrap();
+    assert!(comment.starts_with("### medianest diff against `"), "{comment}");
+    assert!(
+        comment.contains("service changed: web (image: ghcr.io/lab/web:2.1.0 → ghcr.io/lab/web:2.2.0)"),
+        "{comment}"
+    );
+    assert!(comment.contains("<details>"), "{comment}");
+}

@@ -5,9 +5,14 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use. Each artifact family adds the real tool that validates
-# its output here (nginx, haproxy, promtool, ...).
-DEBIAN_PACKAGES="shellcheck"
+# Debian packages the tests use: each artifact family adds the real tool that checks or
+# runs its output here.
+#   the ShellCheck linter       the project's shell scripts
+#   haproxy, nginx, libnginx-mod-http-modsecurity, modsecurity-crs, keepalived
+#                               the edge tier: native config checks and the loopback run
+#   openssl, curl, python3      test certificates, requests, the trivial backend
+#   iproute2, util-linux        private network namespaces for address-bound checks
+DEBIAN_PACKAGES="shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do
@@ -17,8 +22,18 @@ if [ -n "$missing" ]; then
     echo "== installing Debian packages:$missing"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
+    # Installing a server package must not start it: the tests start their own.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" > /dev/null
+        $SUDO chmod +x "$policy"
+        created_policy=1
+        trap '$SUDO rm -f "$policy"' EXIT
+    fi
     # shellcheck disable=SC2086 # word splitting of the package list is intended
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+    if [ -n "$created_policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
 fi
 
 echo "== formatting"

@@ -60,6 +60,12 @@ pub fn resolve(raw: &RawSite, file_names: &[String], diags: &mut Diagnostics) ->
             site.backups.push(backup);
         }
     }
+    for (name, (file, loc, c)) in &index.certificates {
+        let mut cx = Cx { file: *file, index: &index, diags };
+        if let Some(cert) = cx.certificate(name, loc.clone(), c) {
+            site.certificates.push(cert);
+        }
+    }
     site
 }
 
@@ -72,6 +78,7 @@ struct Index<'a> {
     hosts: BTreeMap<String, Entry<'a, RawHost>>,
     services: BTreeMap<String, Entry<'a, RawService>>,
     backups: BTreeMap<String, Entry<'a, RawBackup>>,
+    certificates: BTreeMap<String, Entry<'a, RawCertificate>>,
 }
 
 impl<'a> Index<'a> {
@@ -114,6 +121,7 @@ impl<'a> Index<'a> {
             hosts: collect(raw, "hosts", NameKind::Label, |f| &f.hosts, diags),
             services: collect(raw, "services", NameKind::Label, |f| &f.services, diags),
             backups: collect(raw, "backups", NameKind::Ident, |f| &f.backups, diags),
+            certificates: collect(raw, "certificates", NameKind::Ident, |f| &f.certificates, diags),
         }
     }
 }
@@ -745,13 +753,58 @@ impl Cx<'_, '_> {
                 })
                 .map(|a| a.value)
                 .unwrap_or(WafMode::Block);
-            if let (Some(hostname), Some(path), Some(port)) = (hostname, path, port) {
+            let tls = e.tls.as_ref().map(|t| At { value: t.get_ref().clone(), loc: self.loc(t.span()) });
+            if let Some(t) = &tls
+                && !self.index.certificates.contains_key(&t.value)
+            {
+                let names: Vec<&str> = self.index.certificates.keys().map(String::as_str).collect();
+                let d = Diagnostic::error(
+                    "unknown-reference",
+                    format!("unknown certificate `{}`", values::printable(&t.value)),
+                    t.loc.clone(),
+                )
+                .label("no such certificate");
+                let d = match did_you_mean(&t.value, names.iter().copied()) {
+                    Some(x) => d.help(format!("did you mean `{x}`?")),
+                    None => d.help(format!(
+                        "declare it: `[certificates.{}]` with `domains` and `file`",
+                        values::printable(&t.value)
+                    )),
+                };
+                self.diags.push(d);
+            }
+            let rate_limit = e.rate_limit.as_ref().and_then(|r| {
+                let rloc = self.loc(r.span());
+                let r = r.get_ref();
+                let rate =
+                    self.required(&r.rate, &rloc, "rate", "rate_limit").and_then(|v| self.value(v, parse_rate))?;
+                let burst = match &r.burst {
+                    Some(b) => self.int(b, 0, 100_000, "burst")?.value,
+                    None => 0,
+                };
+                Some(RateLimit { rate: rate.value, burst })
+            });
+            let max_body = match &e.max_body {
+                Some(v) => self.value(v, Size::parse).map(|a| a.value),
+                None => Some(Size(1 << 20)),
+            };
+            let waf_exclusions: Vec<u32> = e
+                .waf_exclusions
+                .iter()
+                .filter_map(|id| self.int::<u32>(id, 1, 9_999_999, "rule id"))
+                .map(|a| a.value)
+                .collect();
+            if let (Some(hostname), Some(path), Some(port), Some(max_body)) = (hostname, path, port, max_body) {
                 expose.push(Expose {
                     hostname,
                     path,
                     port,
                     websocket: e.websocket.as_ref().is_some_and(|b| *b.get_ref()),
                     waf,
+                    tls,
+                    rate_limit,
+                    max_body,
+                    waf_exclusions,
                     loc: eloc,
                 });
             }
@@ -839,6 +892,29 @@ impl Cx<'_, '_> {
             read_only,
             stateful,
             exceptions,
+            balance: s
+                .balance
+                .as_ref()
+                .and_then(|v| {
+                    self.vocabulary(
+                        v,
+                        "balance algorithm",
+                        &[
+                            ("roundrobin", Balance::Roundrobin),
+                            ("leastconn", Balance::Leastconn),
+                            ("source", Balance::Source),
+                        ],
+                    )
+                })
+                .map(|a| a.value)
+                .unwrap_or(Balance::Roundrobin),
+            vip: s.vip.as_ref().and_then(|v| self.value(v, values::address)),
+            vrid: s
+                .vrid
+                .as_ref()
+                .and_then(|v| self.int::<u8>(v, 1, 255, "VRRP router id"))
+                .map(|a| a.value)
+                .unwrap_or(51),
             description: self.opt_text(&s.description),
             declared: Declared { kind_known, health: s.health.is_some(), hosts: !s.hosts.is_empty() },
             loc,
@@ -1050,6 +1126,31 @@ impl Cx<'_, '_> {
         Some(Guardrail { from: from?, to: to?, why: why?.value, loc })
     }
 
+    fn certificate(&mut self, name: &str, loc: Loc, c: &RawCertificate) -> Option<Certificate> {
+        let t = format!("[certificates.{name}]");
+        if c.domains.is_empty() {
+            self.diags.push(
+                Diagnostic::error("missing-key", format!("certificate `{name}` covers no domain"), loc.clone())
+                    .help("add `domains = [\"media.example.org\"]`"),
+            );
+        }
+        let domains = c
+            .domains
+            .iter()
+            .filter_map(|d| {
+                self.value(d, |x| values::dns_name(x.strip_prefix("*.").unwrap_or(x)).map(|_| x.to_string()))
+            })
+            .collect();
+        let file = self.required(&c.file, &loc, "file", &t).and_then(|v| self.value(v, values::abs_path))?;
+        Some(Certificate {
+            name: name.to_string(),
+            loc,
+            domains,
+            file: file.value,
+            acme: c.acme.as_ref().is_some_and(|b| *b.get_ref()),
+        })
+    }
+
     fn backup(&mut self, name: &str, loc: Loc, b: &RawBackup, defaults: &Defaults) -> Option<Backup> {
         let t = format!("[backups.{name}]");
         let service =
@@ -1077,6 +1178,25 @@ impl Cx<'_, '_> {
             loc,
         })
     }
+}
+
+/// `<n>r/s` or `<n>r/m`.
+fn parse_rate(s: &str) -> Result<Rate, ValueError> {
+    let bad = || ValueError {
+        message: format!("`{}` is not a request rate", values::printable(s)),
+        help: "write requests per second or minute, e.g. `10r/s` or `100r/m`".into(),
+    };
+    let (n, per) = s.split_once("r/").ok_or_else(bad)?;
+    let count: u32 = n.parse().map_err(|_| bad())?;
+    let per_seconds = match per {
+        "s" => 1,
+        "m" => 60,
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Err(bad());
+    }
+    Ok(Rate { count, per_seconds })
 }
 
 /// Up to eight names in backticks, for hints.

@@ -23,6 +23,9 @@ pub fn verify(site: &Site, diags: &mut Diagnostics) {
     exposure(site, diags);
     flows(site, diags);
     backups(site, diags);
+    for family in crate::families::FAMILIES {
+        family.verify(site, diags);
+    }
 }
 
 fn addressing(site: &Site, diags: &mut Diagnostics) {

@@ -8,6 +8,10 @@
 
 pub mod base;
 pub mod docs;
+pub mod edge;
+pub mod haproxy;
+pub mod keepalived;
+pub mod nginx;
 
 use std::collections::BTreeSet;
 
@@ -25,6 +29,9 @@ pub trait Family: Sync {
     fn name(&self) -> &'static str;
     /// Adds this family's render jobs for the site.
     fn lower(&self, site: &Site, out: &mut Lowering);
+    /// Checks that only this family's output needs (certificates for the edge, flows a
+    /// proxy relies on, …), run in the verify stage with all the others.
+    fn verify(&self, _site: &Site, _diags: &mut crate::diag::Diagnostics) {}
     /// Lines this family adds to the semantic summary of `medianest diff` (e.g. firewall
     /// rules opened), computed from the two models. Most families add none.
     fn review(&self, _base: &Site, _head: &Site) -> Vec<crate::review::semantic::Change> {
@@ -33,7 +40,8 @@ pub trait Family: Sync {
 }
 
 /// Every family, in the order their jobs are planned (output order is by path anyway).
-pub const FAMILIES: &[&dyn Family] = &[&docs::Docs, &base::Base];
+pub const FAMILIES: &[&dyn Family] =
+    &[&docs::Docs, &base::Base, &haproxy::Haproxy, &keepalived::Keepalived, &nginx::Nginx];
 
 /// The jobs being collected from the families.
 #[derive(Default)]

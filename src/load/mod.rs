@@ -220,7 +220,10 @@ fn known_fields(parents: &[String]) -> &'static [&'static str] {
             if s.starts_with('#') {
                 "#"
             } else if i == 1
-                && matches!(parents[0].as_str(), "zones" | "docker_networks" | "hosts" | "services" | "backups")
+                && matches!(
+                    parents[0].as_str(),
+                    "zones" | "docker_networks" | "hosts" | "services" | "backups" | "certificates"
+                )
             {
                 "*"
             } else {
@@ -244,6 +247,8 @@ fn known_fields(parents: &[String]) -> &'static [&'static str] {
         ["services", "*"] => fields_of::<RawService>(),
         ["services", "*", "health"] => fields_of::<RawHealth>(),
         ["services", "*", "expose", "#"] => fields_of::<RawExpose>(),
+        ["services", "*", "expose", "#", "rate_limit"] => fields_of::<RawRateLimit>(),
+        ["certificates", "*"] => fields_of::<RawCertificate>(),
         ["flows", "#"] => fields_of::<RawFlow>(),
         ["guardrails", "#"] => fields_of::<RawGuardrail>(),
         ["guardrails", "#", "deny"] => fields_of::<RawDenyPair>(),

@@ -58,6 +58,22 @@ pub struct RawFile {
     /// Backup policies.
     #[serde(default)]
     pub backups: Named<RawBackup>,
+    /// TLS certificates the edge serves (referenced by path, never generated).
+    #[serde(default)]
+    pub certificates: Named<RawCertificate>,
+}
+
+/// `[certificates.<name>]`
+#[derive(Debug, Deserialize)]
+pub struct RawCertificate {
+    /// DNS names it covers (`media.example.org`, `*.example.org`).
+    #[serde(default)]
+    pub domains: Vec<Str>,
+    /// PEM file (certificate chain + key) on the edge hosts, provisioned outside git.
+    pub file: Option<Str>,
+    /// Renewed by ACME HTTP-01: the edge passes `/.well-known/acme-challenge/` to a local
+    /// ACME client on 127.0.0.1:8888 instead of redirecting it.
+    pub acme: Option<Spanned<bool>>,
 }
 
 /// `[site]`
@@ -248,6 +264,12 @@ pub struct RawService {
     /// Written reasons for each relaxation of the hardening defaults.
     #[serde(default)]
     pub exceptions: Named<Str>,
+    /// Load-balancing algorithm at the edge: `roundrobin` (default), `leastconn`, `source`.
+    pub balance: Option<Str>,
+    /// keepalived: the floating address the hosts share.
+    pub vip: Option<Str>,
+    /// keepalived: the VRRP router id, 1–255 (default 51).
+    pub vrid: Option<Spanned<i64>>,
     /// What it does.
     pub description: Option<Str>,
 }
@@ -303,6 +325,24 @@ pub struct RawExpose {
     pub websocket: Option<Spanned<bool>>,
     /// ModSecurity mode: `off`, `detect` or `block`.
     pub waf: Option<Str>,
+    /// Certificate name (default: the certificate whose domains cover `hostname`).
+    pub tls: Option<Str>,
+    /// Requests per client address: `{ rate = "100r/m", burst = 20 }`.
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+    /// Largest request body (default `1m`).
+    pub max_body: Option<Str>,
+    /// OWASP CRS rule ids switched off for this path (false positives), e.g. `[942100]`.
+    #[serde(default)]
+    pub waf_exclusions: Vec<Spanned<i64>>,
+}
+
+/// `expose.rate_limit`
+#[derive(Debug, Deserialize)]
+pub struct RawRateLimit {
+    /// `<n>r/s` or `<n>r/m`.
+    pub rate: Option<Str>,
+    /// Requests allowed above the rate before rejecting (default 0).
+    pub burst: Option<Spanned<i64>>,
 }
 
 /// One `[[flows]]` entry.

@@ -66,6 +66,8 @@ pub struct Site {
     pub guardrails: Vec<Guardrail>,
     /// Backup policies, sorted by name.
     pub backups: Vec<Backup>,
+    /// TLS certificates, sorted by name.
+    pub certificates: Vec<Certificate>,
     /// Repository-relative names of the site files, sorted.
     pub files: Vec<String>,
 }
@@ -397,6 +399,67 @@ pub enum WafMode {
     Block,
 }
 
+/// A request rate: `count` requests per `per_seconds` (1 or 60).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests.
+    pub count: u32,
+    /// Per this many seconds: 1 (`r/s`) or 60 (`r/m`).
+    pub per_seconds: u32,
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}r/{}", self.count, if self.per_seconds == 1 { "s" } else { "m" })
+    }
+}
+
+/// A per-client rate limit.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// The rate.
+    pub rate: Rate,
+    /// Requests allowed above it before rejecting.
+    pub burst: u32,
+}
+
+/// A TLS certificate served at the edge.
+#[derive(Debug)]
+pub struct Certificate {
+    /// Name.
+    pub name: String,
+    /// Where defined.
+    pub loc: Loc,
+    /// DNS names (`*.` wildcards allowed).
+    pub domains: Vec<At<String>>,
+    /// PEM file on the edge hosts.
+    pub file: String,
+    /// Renewed by ACME HTTP-01.
+    pub acme: bool,
+}
+
+impl Certificate {
+    /// Whether the certificate covers `host` (exactly, or by a one-label wildcard).
+    pub fn covers(&self, host: &str) -> bool {
+        self.domains.iter().any(|d| match d.value.strip_prefix("*.") {
+            Some(suffix) => host.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            None => d.value == host,
+        })
+    }
+}
+
+/// Edge load-balancing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// Round robin.
+    Roundrobin,
+    /// Fewest connections.
+    Leastconn,
+    /// Hash of the client address (sticky).
+    Source,
+}
+
 /// A public exposure.
 #[derive(Debug, Clone)]
 pub struct Expose {
@@ -410,6 +473,14 @@ pub struct Expose {
     pub websocket: bool,
     /// WAF mode.
     pub waf: WafMode,
+    /// Certificate named by `tls`, if any (else: the one that covers the hostname).
+    pub tls: Option<At<String>>,
+    /// Per-client rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Largest request body.
+    pub max_body: Size,
+    /// CRS rule ids switched off.
+    pub waf_exclusions: Vec<u32>,
     /// Where declared.
     pub loc: Loc,
 }
@@ -510,6 +581,12 @@ pub struct Service {
     pub stateful: bool,
     /// Written exceptions.
     pub exceptions: Vec<Exception>,
+    /// Edge load balancing.
+    pub balance: Balance,
+    /// keepalived floating address.
+    pub vip: Option<At<IpAddr>>,
+    /// keepalived router id.
+    pub vrid: u8,
     /// Description.
     pub description: Option<String>,
     /// What the site wrote, where a value may have failed to resolve: checks that would

@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod determinism;
+mod edge;
 mod golden;
 mod invalid;
 mod properties;

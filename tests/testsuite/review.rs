@@ -52,7 +52,7 @@ fn edited_repo() -> Repo {
     repo.write(
         "site/worker.toml",
         &(WORKER.replace("replicas = 1", "replicas = 2")
-            + "expose = [{ hostname = \"jobs.lab.example.org\", waf = \"detect\" }]\n\n[[flows]]\nfrom = \"service:worker\"\nto = \"service:db\"\nports = [\"postgres\"]\nwhy = \"job results\"\n"),
+            + "expose = [{ hostname = \"jobs.lab.example.org\", waf = \"detect\" }]\n\n[[flows]]\nfrom = \"service:worker\"\nto = \"service:db\"\nports = [\"postgres\"]\nwhy = \"job results\"\n\n[[flows]]\nfrom = \"service:proxy\"\nto = \"service:worker\"\nports = [\"http\"]\nwhy = \"edge to the job API\"\n"),
     );
     let services = std::fs::read_to_string(repo.path().join("site/services.toml")).unwrap();
     repo.write("site/services.toml", &services.replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.2.0"));

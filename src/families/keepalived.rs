@@ -1,0 +1,172 @@
+//! Family **keepalived**: a VRRP floating address for the edge pair, when the site gives
+//! a `keepalived` service a `vip`. Priority follows the order of the service's hosts (the
+//! first is preferred), peers talk unicast over the interface in the VIP's zone, and a
+//! track script drops a host whose HAProxy is not running. Template:
+//! `templates/keepalived/keepalived.conf.j2`.
+
+use serde::Serialize;
+
+use super::{Family, Lowering, edge, sources_of};
+use crate::artifact::{ArtifactMeta, Trace};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::model::{ServiceKind, Site, ZoneId};
+
+/// The keepalived family.
+pub struct Keepalived;
+
+/// Context of `keepalived/keepalived.conf.j2`.
+#[derive(Serialize)]
+pub struct KeepalivedContext {
+    /// Host name (router id).
+    pub host: String,
+    /// Instance name (the service).
+    pub instance: String,
+    /// OS interface in the VIP's zone.
+    pub interface: String,
+    /// VRRP router id.
+    pub vrid: u8,
+    /// Priority: 150 for the first host, 10 less for each next one.
+    pub priority: u16,
+    /// This host's address on that interface.
+    pub source: String,
+    /// The other hosts' addresses.
+    pub peers: Vec<String>,
+    /// The floating address with the zone's prefix length.
+    pub vip: String,
+    /// Whether HAProxy runs on the host (then it is tracked).
+    pub track_haproxy: bool,
+}
+
+fn vip_zone(site: &Site, vip: std::net::IpAddr) -> Option<ZoneId> {
+    site.zones.iter().position(|z| z.cidr.as_ref().is_some_and(|c| c.value.contains(&vip))).map(ZoneId)
+}
+
+impl Family for Keepalived {
+    fn name(&self) -> &'static str {
+        "keepalived"
+    }
+
+    fn lower(&self, site: &Site, out: &mut Lowering) {
+        for (_, svc) in edge::services_of(site, ServiceKind::Keepalived) {
+            let Some(vip) = &svc.vip else { continue };
+            let Some(zone) = vip_zone(site, vip.value) else { continue };
+            let prefix = site.zone(zone).cidr.as_ref().map(|c| c.value.prefix_len()).unwrap_or(32);
+            let iface = |h: crate::model::HostId| site.host(h).interfaces.iter().find(|i| i.zone.value == zone);
+            let sources = sources_of(site, [&svc.loc]);
+            for (i, h) in svc.hosts.iter().enumerate() {
+                let host = site.host(h.value);
+                let Some(me) = iface(h.value) else { continue };
+                let ctx = KeepalivedContext {
+                    host: host.name.clone(),
+                    instance: svc.name.replace('-', "_"),
+                    interface: me.name.clone().unwrap_or_default(),
+                    vrid: svc.vrid,
+                    priority: 150u16.saturating_sub(10 * i as u16).max(1),
+                    source: me.address.value.to_string(),
+                    peers: svc
+                        .hosts
+                        .iter()
+                        .filter(|o| o.value != h.value)
+                        .filter_map(|o| iface(o.value))
+                        .map(|x| x.address.value.to_string())
+                        .collect(),
+                    vip: format!("{}/{prefix}", vip.value),
+                    track_haproxy: edge::services_of(site, ServiceKind::Haproxy)
+                        .any(|(_, s)| s.hosts.iter().any(|x| x.value == h.value)),
+                };
+                let mut meta = ArtifactMeta::host_file(
+                    self.name(),
+                    &host.name,
+                    "/etc/keepalived/keepalived.conf",
+                    0o644,
+                    "root:root",
+                    sources.clone(),
+                )
+                .traced(vec![Trace { what: "service", name: svc.name.clone(), loc: svc.loc.clone() }]);
+                if let Some(a) = meta.apply.as_mut() {
+                    a.validate = Some("keepalived".into());
+                    a.reload = Some("keepalived.service".into());
+                }
+                out.add("keepalived/keepalived.conf.j2", &ctx, meta, Some(svc.loc.clone()));
+            }
+        }
+    }
+
+    fn verify(&self, site: &Site, diags: &mut Diagnostics) {
+        for (_, svc) in edge::services_of(site, ServiceKind::Keepalived) {
+            let Some(vip) = &svc.vip else {
+                diags.push(
+                    Diagnostic::error(
+                        "missing-key",
+                        format!("keepalived service `{}` has no floating address", svc.name),
+                        svc.loc.clone(),
+                    )
+                    .help("add `vip = \"<free address in the hosts' zone>\"`"),
+                );
+                continue;
+            };
+            let Some(zone) = vip_zone(site, vip.value) else {
+                diags.push(
+                    Diagnostic::error(
+                        "address-outside-zone",
+                        format!("VIP `{}` is in no zone", vip.value),
+                        vip.loc.clone(),
+                    )
+                    .help("pick a free address in the zone the hosts share"),
+                );
+                continue;
+            };
+            if let Some(h) = site.hosts.iter().find(|h| h.interfaces.iter().any(|i| i.address.value == vip.value)) {
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-address",
+                        format!("VIP `{}` is already the address of `{}`", vip.value, h.name),
+                        vip.loc.clone(),
+                    )
+                    .help("the floating address must be free"),
+                );
+            }
+            if site.zone(zone).gateway.as_ref().is_some_and(|g| g.value == vip.value) {
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-address",
+                        format!("VIP `{}` is the zone's gateway", vip.value),
+                        vip.loc.clone(),
+                    )
+                    .help("pick a free address"),
+                );
+            }
+            for h in &svc.hosts {
+                let host = site.host(h.value);
+                match host.interfaces.iter().find(|i| i.zone.value == zone) {
+                    None => diags.push(
+                        Diagnostic::error(
+                            "bad-placement",
+                            format!(
+                                "`{}` has no interface in zone `{}`, where VIP `{}` lives",
+                                host.name,
+                                site.zone(zone).name,
+                                vip.value
+                            ),
+                            h.loc.clone(),
+                        )
+                        .help("run keepalived only on hosts in the VIP's zone"),
+                    ),
+                    Some(i) if i.name.is_none() => diags.push(
+                        Diagnostic::error(
+                            "missing-key",
+                            format!(
+                                "keepalived needs the OS name of `{}`'s interface in zone `{}`",
+                                host.name,
+                                site.zone(zone).name
+                            ),
+                            i.zone.loc.clone(),
+                        )
+                        .help("add `name = \"ens18\"` (the interface name) to that interface"),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The edge tier against the real tools: every HAProxy, Nginx (+ModSecurity) and
+//! keepalived config of the reference site passes its native check, and an end-to-end
+//! run on loopback: HAProxy → Nginx + ModSecurity → a trivial backend, all started from
+//! the generated files.
+//!
+//! Substitutions, the only ones made (and only these are allowed): certificate paths
+//! (the crt-list path in haproxy.cfg and the PEM path in the crt-list point at a
+//! self-signed test certificate) and run directories (HAProxy's stats socket and Nginx's
+//! pid file go to the test's temp dir). Interface addresses that the configs bind to are
+//! provided in private network namespaces (`unshare -n`), never by editing the configs.
+//!
+//! Needs root (network namespaces, Nginx's `user www-data`) and the Debian packages
+//! that `scripts/test.sh` installs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn require_tools() {
+    for tool in ["haproxy", "nginx", "keepalived", "openssl", "curl", "unshare", "ip", "python3"] {
+        let found =
+            Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+        assert!(found, "`{tool}` is missing: run scripts/test.sh, which installs the test dependencies");
+    }
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the edge tests need root (network namespaces, nginx user)"
+    );
+}
+
+fn sh(script: &str) -> Output {
+    Command::new("sh").arg("-c").arg(script).output().expect("sh runs")
+}
+
+fn ok(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), stdout(o), stderr(o))
+}
+
+/// A self-signed certificate for `names` as one PEM (chain + key); returns (pem, cert).
+fn certificate(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf) {
+    let (key, cert, pem) = (dir.join("key.pem"), dir.join("cert.pem"), dir.join("site.pem"));
+    let san = names.iter().map(|n| format!("DNS:{n}")).collect::<Vec<_>>().join(",");
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN={}", names[0]))
+        .arg("-addext")
+        .arg(format!("subjectAltName={san}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", ok(&o));
+    let mut bytes = std::fs::read(&cert).unwrap();
+    bytes.extend(std::fs::read(&key).unwrap());
+    std::fs::write(&pem, bytes).unwrap();
+    (pem, cert)
+}
+
+/// Copies the HAProxy config and crt-list of `host_root`, pointing them at `pem` and the
+/// run directory `run`. Returns the config path.
+fn haproxy_config(host_root: &Path, dir: &Path, pem: &Path, run: &Path) -> PathBuf {
+    let crt_list = std::fs::read_to_string(host_root.join("etc/haproxy/crt-list.txt")).unwrap();
+    let crt_list: String = crt_list
+        .lines()
+        .map(|l| {
+            if l.starts_with('/') {
+                format!("{} {}\n", pem.display(), l.split_once(' ').unwrap().1)
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let list_path = dir.join("crt-list.txt");
+    std::fs::write(&list_path, crt_list).unwrap();
+    let cfg = std::fs::read_to_string(host_root.join("etc/haproxy/haproxy.cfg"))
+        .unwrap()
+        .replace("crt-list /etc/haproxy/crt-list.txt", &format!("crt-list {}", list_path.display()))
+        .replace("/run/haproxy/admin.sock", &run.join("haproxy.sock").display().to_string());
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+#[test]
+fn reference_site_edge_configs_pass_their_native_checks() {
+    require_tools();
+    let generated = repo_root().join("generated/hosts");
+    let tmp = tempfile::tempdir().unwrap();
+    let (pem, _) = certificate(tmp.path(), &["media.example.org"]);
+    let mut checked = 0;
+    for host in std::fs::read_dir(&generated).unwrap().map(|e| e.unwrap().path()) {
+        let root = host.join("root");
+        let name = host.file_name().unwrap().to_string_lossy().into_owned();
+        if root.join("etc/haproxy/haproxy.cfg").exists() {
+            let dir = tmp.path().join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let cfg = haproxy_config(&root, &dir, &pem, &dir);
+            let o = Command::new("haproxy").args(["-dW", "-c", "-f"]).arg(&cfg).output().unwrap();
+            assert!(o.status.success(), "haproxy -c for {name}: {}", ok(&o));
+            checked += 1;
+        }
+        if root.join("etc/nginx/nginx.conf").exists() {
+            // The config binds to the host's address: give it one in a private namespace.
+            let conf = std::fs::read_to_string(root.join("etc/nginx/nginx.conf")).unwrap();
+            let listen = conf.lines().find_map(|l| l.trim().strip_prefix("listen ")).unwrap();
+            let addr = listen.split(':').next().unwrap();
+            let o = sh(&format!(
+                "unshare -n sh -c 'ip link set lo up && ip addr add {addr}/32 dev lo && nginx -t -c {}'",
+                root.join("etc/nginx/nginx.conf").display()
+            ));
+            assert!(o.status.success(), "nginx -t for {name}: {}", ok(&o));
+            assert!(stderr(&o).contains("test is successful"), "{}", ok(&o));
+            checked += 1;
+        }
+        if root.join("etc/keepalived/keepalived.conf").exists() {
+            // keepalived checks that the interface exists: create it in a private namespace.
+            let conf = std::fs::read_to_string(root.join("etc/keepalived/keepalived.conf")).unwrap();
+            let iface = conf.lines().find_map(|l| l.trim().strip_prefix("interface ")).unwrap().to_string();
+            let o = sh(&format!(
+                "unshare -n sh -c 'ip link add {iface} type veth peer name {iface}p && keepalived -t -f {}'",
+                root.join("etc/keepalived/keepalived.conf").display()
+            ));
+            assert!(o.status.success(), "keepalived -t for {name}: {}", ok(&o));
+            checked += 1;
+        }
+    }
+    // edge1 and edge2 (haproxy + keepalived), app1 and app2 (nginx).
+    assert_eq!(checked, 6, "every edge config of the reference site was checked");
+}
+
+#[test]
+fn keepalived_check_rejects_a_broken_config() {
+    // The native check is real: a config it must refuse is refused.
+    require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf =
+        std::fs::read_to_string(repo_root().join("generated/hosts/edge1/root/etc/keepalived/keepalived.conf")).unwrap();
+    let broken = tmp.path().join("k.conf");
+    std::fs::write(&broken, conf.replace("virtual_router_id 60", "virtual_router_id 600")).unwrap();
+    let o = sh(&format!(
+        "unshare -n sh -c 'ip link add ens18 type veth peer name ens18p && keepalived -t -f {}'",
+        broken.display()
+    ));
+    assert!(!o.status.success(), "{}", ok(&o));
+}
+
+/// Everything the end-to-end test starts, stopped on drop (also when a check fails).
+#[derive(Default)]
+struct Running {
+    children: Vec<Child>,
+    pid_files: Vec<PathBuf>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for p in &self.pid_files {
+            if let Ok(pid) = std::fs::read_to_string(p) {
+                let pid = pid.trim().to_string();
+                let _ = Command::new("kill").arg(&pid).status();
+                // Wait for the process to be gone, so no test leaves a server behind.
+                let start = Instant::now();
+                while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn curl(args: &[&str]) -> String {
+    let o = Command::new("curl").args(["-s", "--max-time", "5"]).args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn end_to_end_on_loopback() {
+    require_tools();
+    let repo = tempfile::tempdir().unwrap();
+    copy_tree(&suite("fixtures/edge-site"), &repo.path().join("site"));
+    let out = medianest(repo.path(), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hosts = repo.path().join("generated/hosts");
+    let run = repo.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let (pem, cert) = certificate(repo.path(), &["media.test"]);
+    let mut running = Running::default();
+
+    // The trivial backends, one per app host.
+    let backend = suite("fixtures/edge-backend.py");
+    let flag = |h: &str| run.join(format!("{h}.unhealthy"));
+    for (h, addr) in [("app1", "127.0.20.11"), ("app2", "127.0.20.12")] {
+        let child = Command::new("python3")
+            .arg(&backend)
+            .args([h, addr, "18090"])
+            .arg(flag(h))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        running.children.push(child);
+    }
+    // Nginx on each app host, from its generated tree (pid file moved to the run dir).
+    for h in ["app1", "app2"] {
+        let conf_path = hosts.join(h).join("root/etc/nginx/nginx.conf");
+        let pid = run.join(format!("nginx-{h}.pid"));
+        let conf = std::fs::read_to_string(&conf_path)
+            .unwrap()
+            .replace("pid /run/nginx.pid;", &format!("pid {};", pid.display()));
+        std::fs::write(&conf_path, conf).unwrap();
+        let o = Command::new("nginx").arg("-c").arg(&conf_path).output().unwrap();
+        assert!(o.status.success(), "nginx {h}: {}", ok(&o));
+        running.pid_files.push(pid);
+    }
+    // HAProxy on the edge host.
+    let edge = hosts.join("edge1/root");
+    let cfg = haproxy_config(&edge, repo.path(), &pem, &run);
+    let pid = run.join("haproxy.pid");
+    let o = Command::new("haproxy").arg("-f").arg(&cfg).arg("-D").arg("-p").arg(&pid).output().unwrap();
+    assert!(o.status.success(), "haproxy: {}", ok(&o));
+    running.pid_files.push(pid);
+
+    let resolve = "media.test:18443:127.0.10.10";
+    let https = |path: &str, extra: &[&str]| -> String {
+        let mut args = vec!["--resolve", resolve, "--cacert", cert.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let url = format!("https://media.test:18443{path}");
+        args.push(&url);
+        curl(&args)
+    };
+    wait_for("both app hosts behind HAProxy", Duration::from_secs(20), || {
+        let seen: Vec<String> = (0..6).map(|_| https("/", &[])).collect();
+        seen.iter().any(|b| b == "hello from app1\n") && seen.iter().any(|b| b == "hello from app2\n")
+    });
+
+    // HTTPS with SNI: the certificate verifies against the test CA for `media.test`.
+    let body = https("/", &[]);
+    assert!(body.starts_with("hello from app"), "{body:?}");
+    let headers = https("/", &["-D", "-", "-o", "/dev/null"]);
+    assert!(headers.to_lowercase().contains("strict-transport-security: max-age=63072000"), "{headers}");
+
+    // HTTP redirects to HTTPS.
+    let redirect = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "-H",
+        "Host: media.test",
+        "http://127.0.10.10:18080/x?y=1",
+    ]);
+    assert_eq!(redirect, "301 https://media.test/x?y=1");
+
+    // An attack gets 403 where the WAF blocks, and passes (logged only) where it detects.
+    let attack = "?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    let code = https(&format!("/{attack}"), &["-o", "/dev/null", "-w", "%{http_code}"]);
+    assert_eq!(code, "403", "block mode");
+    let code = https(&format!("/logs/{attack}"), &["-o", "/dev/null", "-w", "%{http_code}"]);
+    assert_eq!(code, "200", "detect mode");
+
+    // The health checks are the edge's own: the public cannot reach them.
+    let code = https("/.medianest/health/web", &["-o", "/dev/null", "-w", "%{http_code}"]);
+    assert_eq!(code, "403");
+
+    // The WebSocket upgrade passes through HAProxy and Nginx.
+    let code = https(
+        "/socket",
+        &[
+            "--http1.1",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ],
+    );
+    assert_eq!(code, "101", "websocket upgrade");
+
+    // A backend whose health check fails is taken out of rotation, and comes back.
+    std::fs::write(flag("app2"), "").unwrap();
+    wait_for("app2 out of rotation", Duration::from_secs(20), || {
+        (0..8).all(|_| https("/", &[]) == "hello from app1\n")
+    });
+    let bodies: Vec<String> = (0..10).map(|_| https("/", &[])).collect();
+    assert!(bodies.iter().all(|b| b == "hello from app1\n"), "{bodies:?}");
+    std::fs::remove_file(flag("app2")).unwrap();
+    wait_for("app2 back in rotation", Duration::from_secs(20), || {
+        (0..6).any(|_| https("/", &[]) == "hello from app2\n")
+    });
+    drop(running);
+}

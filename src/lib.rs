@@ -10,14 +10,17 @@
 //! | load | [`load`] (`src/load/`) | `site/**/*.toml` → [`load::RawSite`] (schema types in [`load::schema`], spans kept, unknown keys reported) |
 //! | resolve | [`resolve`] | [`load::RawSite`] → [`model::Site`]: typed values ([`model::values`]), names → ids, `[defaults]` and kind defaults ([`model::kinds`]) applied |
 //! | verify | [`verify`] | [`model::Site`] → diagnostics: addressing, placement, ports, hardening, secrets, exposure, flows vs guard-rails, backups vs RPO |
-//! | lower | [`families`] | [`model::Site`] → [`render::RenderJob`]s, one module per artifact family ([`families::docs`], [`families::base`], …) with typed template contexts |
+//! | lower | [`families`] | [`model::Site`] → [`render::RenderJob`]s, one module per artifact family ([`families::docs`], [`families::base`], [`families::haproxy`], [`families::nginx`], [`families::keepalived`]; shared edge routing in [`families::edge`]) with typed template contexts; each family may add its own checks to verify and lines to `diff` |
 //! | render | [`render`] | jobs → [`artifact::Artifact`]s, in parallel (rayon, ordered collect), strict minijinja with per-format escaping ([`render::escape`]) |
 //! | emit | [`emit`] | [`artifact::ArtifactSet`] → `generated/` (write only what changed, remove stale files) or a [`emit::Drift`] for `check` |
 //!
 //! Around it: [`diag`] (diagnostics with `file:line:col`, source line and hint, all
 //! reported in one run, sorted), [`artifact`] (manifest and per-host apply plans),
-//! [`ops`] (the operations behind the commands: `compile`, `build`, `check`) and
-//! [`cli`] (clap definitions, thin).
+//! [`ops`] (the operations behind the commands: `compile`, `build`, `check`; `diff`
+//! and `check --committed` in [`ops::diff`], `explain` in [`ops::explain`]), [`review`]
+//! (file and semantic changes between two builds, and their text/Markdown/JSON forms),
+//! [`git`] (trees at a revision and working-tree status, via git2; only `diff` and
+//! `check --committed` use it) and [`cli`] (clap definitions, thin).
 //!
 //! ## Rules that hold everywhere
 //!

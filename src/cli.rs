@@ -102,6 +102,10 @@ pub enum Command {
         #[arg(long)]
         exit_code: bool,
     },
+    /// The host agent: fetch this host's rendered files from git, verify them, and apply
+    /// them atomically, rolling back on failure.
+    #[command(after_help = PULL_EXIT_CODES)]
+    Pull(PullArgs),
     /// Say where a generated file, or one of its lines, comes from.
     #[command(after_help = EXIT_CODES)]
     Explain {
@@ -110,6 +114,68 @@ pub enum Command {
         target: String,
     },
 }
+
+/// Arguments of `pull`.
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// Repository URL or path (file:// or a local path; https and ssh need those features).
+    #[arg(long)]
+    pub repo: String,
+    /// Branch to follow.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// This host's name in the site.
+    #[arg(long)]
+    pub host: String,
+    /// Root the files are written under.
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// Where the agent keeps its mirror, state, journal, lock and metrics.
+    #[arg(long, default_value = "/var/lib/medianest")]
+    pub state_dir: PathBuf,
+    /// `allowed_signers` file: require the tip commit to be SSH-signed by a listed key.
+    #[arg(long)]
+    pub allowed_signers: Option<PathBuf>,
+    /// Fetch, verify and report what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run once and exit (the systemd timer's mode); otherwise run every --interval.
+    #[arg(long)]
+    pub once: bool,
+    /// Time between runs without --once.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub interval: u64,
+    /// Accept a commit that does not descend from the applied one (operators only).
+    #[arg(long)]
+    pub allow_rollback: bool,
+    /// What to do with managed files changed on the host.
+    #[arg(long, value_enum, default_value_t = crate::agent::DriftPolicy::Enforce)]
+    pub drift: crate::agent::DriftPolicy,
+    /// Most bytes a fetch may transfer.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_bytes: usize,
+    /// Longest a fetch may take.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub deadline: u64,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+fn parse_duration(s: &str) -> Result<u64, String> {
+    crate::model::values::Duration::parse(s).map(|d| d.0).map_err(|e| format!("{}; {}", e.message, e.help))
+}
+
+const PULL_EXIT_CODES: &str = "\
+Exit codes:
+  0    applied, or nothing to do
+  1    refused: the repository did not prove itself (nothing was written)
+  2    usage or I/O error
+  3    the new files did not validate (nothing changed), or the apply failed and
+       the previous files were restored and reloaded
+  4    another run holds the lock
+  5    the fetch failed (the host keeps its last applied commit)
+  101  a bug in medianest (please report it)";
 
 /// Output format of `diff`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -254,6 +320,7 @@ pub fn run(cli: Cli) -> i32 {
                 if exit_code && !review.is_empty() { exit::FAILED } else { exit::OK }
             })
         }
+        Command::Pull(ref a) => return pull(a),
         Command::Explain { ref target } => {
             let compiled = ops::compile(&paths);
             if compiled.failed() {
@@ -274,5 +341,47 @@ pub fn run(cli: Cli) -> i32 {
             let _ = writeln!(err.writer(), "error: {e:#}");
             exit::ERROR
         }
+    }
+}
+
+fn pull(a: &PullArgs) -> i32 {
+    let opts = crate::agent::PullOptions {
+        repo: a.repo.clone(),
+        branch: a.branch.clone(),
+        host: a.host.clone(),
+        root: a.root.clone(),
+        state_dir: a.state_dir.clone(),
+        allowed_signers: a.allowed_signers.clone(),
+        dry_run: a.dry_run,
+        allow_rollback: a.allow_rollback,
+        drift: a.drift,
+        limits: crate::agent::source::Limits {
+            max_bytes: a.max_bytes,
+            deadline: std::time::Duration::from_secs(a.deadline),
+            ..Default::default()
+        },
+    };
+    loop {
+        let report = crate::agent::pull(&opts);
+        match a.format {
+            Format::Json => println!("{}", serde_json::to_string(&report).expect("reports serialize")),
+            _ => {
+                println!(
+                    "{}: {}",
+                    report.result,
+                    report
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("commit {}", report.applied_commit.clone().unwrap_or_default()))
+                );
+                for f in report.files.iter().filter(|f| f.action != "unchanged") {
+                    println!("  {:<18} {}", f.action, f.target);
+                }
+            }
+        }
+        if a.once || a.dry_run {
+            return report.exit_code;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(a.interval));
     }
 }

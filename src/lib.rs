@@ -33,11 +33,15 @@
 //! - No secret values: secrets are names; a literal that looks like one is an error.
 //! - Nothing is written when the site has an error; never a panic on any input.
 //!
+//! Beside the pipeline, [`agent`] is `medianest pull`, the host agent: it reads only
+//! git, the plan and manifest formats of [`artifact`], and the host; never the renderer.
+//!
 //! Exit codes (see `medianest --help`): 0 ok, 1 site errors or drift, 2 usage/IO error,
 //! 101 a bug.
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod artifact;
 pub mod cli;
 pub mod diag;

@@ -1,0 +1,54 @@
+//! The fixed vocabulary of commands the agent runs. A plan names actions (`nginx`,
+//! `haproxy.service`); the agent maps them to argv built here and never runs command
+//! text from the repository. Commands are found on `PATH`, so tests can put stubs first.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The validator for a plan's `validate` name, run against the staged tree.
+pub fn validator(name: &str, staged: &Path) -> Result<Command> {
+    let p = |rel: &str| staged.join(rel);
+    let mut c;
+    match name {
+        "nginx" => {
+            c = Command::new("nginx");
+            c.arg("-t").arg("-q").arg("-c").arg(p("etc/nginx/nginx.conf"));
+        }
+        "haproxy" => {
+            c = Command::new("haproxy");
+            c.arg("-c").arg("-q").arg("-f").arg(p("etc/haproxy/haproxy.cfg"));
+        }
+        "keepalived" => {
+            c = Command::new("keepalived");
+            c.arg("-t").arg("-f").arg(p("etc/keepalived/keepalived.conf"));
+        }
+        other => bail!("the plan names the validator `{other}`, which this agent does not know"),
+    }
+    Ok(c)
+}
+
+/// Runs a command; an error carries its output.
+pub fn run(mut c: Command, what: &str) -> Result<()> {
+    let out = c.output().with_context(|| format!("failed to run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `systemctl <verb> <unit>`.
+pub fn systemctl(verb: &str, unit: &str) -> Result<()> {
+    if !unit.ends_with(".service") || !unit.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+        bail!("`{unit}` is not a unit the agent manages");
+    }
+    let mut c = Command::new("systemctl");
+    c.arg(verb).arg(unit);
+    run(c, &format!("systemctl {verb} {unit}"))
+}

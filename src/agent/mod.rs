@@ -1,0 +1,425 @@
+//! `medianest pull`: the host agent. It runs as root on every host, so it treats the
+//! repository as untrusted input that must prove itself, and it never depends on the
+//! renderer (only on [`crate::artifact`] for the plan and manifest formats).
+//!
+//! One run: take the lock → finish or undo an interrupted apply (journal) → fetch into a
+//! staging ref ([`source::fetch`], byte cap and deadline) → accept only fast-forward
+//! history → verify the tip's SSH signature → read and check the host's tree from that
+//! one commit → detect drift → stage and validate with the native tools → journal and
+//! back up → swap every file atomically, never through a symlink ([`fsops`]) → reload →
+//! health → record the state, or restore the previous files byte for byte and reload
+//! again. A run with nothing to do writes nothing and reloads nothing.
+//!
+//! Exit codes: 0 applied or nothing to do, 1 refused (the repository did not prove
+//! itself; nothing was written), 2 usage or I/O error, 3 the apply failed and was rolled
+//! back, 4 another run holds the lock, 5 the fetch failed.
+
+pub mod actions;
+pub mod fsops;
+pub mod source;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::artifact::sha256_hex;
+use fsops::{Root, lookup_id};
+use source::{Limits, Refusal};
+use state::{Journal, JournalEntry, Metrics, State, StateDir};
+
+/// Exit codes of `pull`.
+pub mod exit {
+    /// Applied, or nothing to do.
+    pub const OK: i32 = 0;
+    /// Refused: the repository did not prove itself.
+    pub const REFUSED: i32 = 1;
+    /// Usage or I/O error.
+    pub const ERROR: i32 = 2;
+    /// The apply failed and the previous files were restored.
+    pub const ROLLED_BACK: i32 = 3;
+    /// Another run holds the lock.
+    pub const BUSY: i32 = 4;
+    /// The fetch failed.
+    pub const FETCH_FAILED: i32 = 5;
+}
+
+/// What to do with managed files changed on the host since the last apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    /// Overwrite them with the committed version.
+    Enforce,
+    /// Report them and leave them alone.
+    Report,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Repository URL or path.
+    pub repo: String,
+    /// Branch.
+    pub branch: String,
+    /// This host's name in the site.
+    pub host: String,
+    /// The root files are written under (`/` on a real host).
+    pub root: PathBuf,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// `allowed_signers` file; when set, the tip must carry a valid SSH signature.
+    pub allowed_signers: Option<PathBuf>,
+    /// Report what would change; write nothing.
+    pub dry_run: bool,
+    /// Accept a commit that does not descend from the applied one.
+    pub allow_rollback: bool,
+    /// Drift policy.
+    pub drift: DriftPolicy,
+    /// Fetch and tree limits.
+    pub limits: Limits,
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// Target path.
+    pub target: String,
+    /// `create`, `update`, `unchanged`, `drift-kept` or `drift-overwritten`.
+    pub action: &'static str,
+}
+
+/// The report of a run (printed as JSON with `--format json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Exit code.
+    pub exit_code: i32,
+    /// `applied`, `unchanged`, `dry-run`, `refused`, `invalid` (validation failed, nothing
+    /// changed), `rolled-back`, `busy`, `fetch-failed`, `error`.
+    pub result: &'static str,
+    /// Why, for anything but success.
+    pub reason: Option<String>,
+    /// Commit fetched.
+    pub commit: Option<String>,
+    /// Commit the host runs after the run.
+    pub applied_commit: Option<String>,
+    /// Per-file actions.
+    pub files: Vec<FileReport>,
+    /// Managed files changed on the host since the last apply.
+    pub drift: Vec<String>,
+    /// Units reloaded.
+    pub reloaded: Vec<String>,
+    /// Units restarted.
+    pub restarted: Vec<String>,
+    /// Whether an interrupted apply was undone first.
+    pub recovered: bool,
+    /// Milliseconds taken.
+    pub millis: u128,
+}
+
+impl Report {
+    fn new() -> Report {
+        Report {
+            exit_code: exit::OK,
+            result: "unchanged",
+            reason: None,
+            commit: None,
+            applied_commit: None,
+            files: Vec::new(),
+            drift: Vec::new(),
+            reloaded: Vec::new(),
+            restarted: Vec::new(),
+            recovered: false,
+            millis: 0,
+        }
+    }
+}
+
+/// Aborts the process at a named step when `MEDIANEST_CRASH_AT` names it: the hook the
+/// crash-consistency tests use to stop the agent at every step boundary.
+pub fn crash_point(step: &str) {
+    if let Ok(at) = std::env::var("MEDIANEST_CRASH_AT") {
+        let (name, nth) =
+            at.split_once('#').map(|(n, k)| (n.to_string(), k.parse::<usize>().unwrap_or(1))).unwrap_or((at, 1));
+        if name == step {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static SEEN: AtomicUsize = AtomicUsize::new(0);
+            if SEEN.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                eprintln!("medianest: crash hook at `{step}`");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// One log line on stderr, JSON for the journal.
+fn log(event: &str, fields: serde_json::Value) {
+    let mut line = serde_json::json!({ "event": event });
+    if let (Some(obj), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
+        obj.extend(extra);
+    }
+    eprintln!("{line}");
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Runs once. Never panics on repository content; every outcome is a [`Report`].
+pub fn pull(opts: &PullOptions) -> Report {
+    let start = Instant::now();
+    let mut report = Report::new();
+    let state_dir = match StateDir::open(&opts.state_dir) {
+        Ok(s) => s,
+        Err(e) => return finish(report, exit::ERROR, "error", Some(format!("{e:#}")), start),
+    };
+    let _lock = match state_dir.lock() {
+        Ok(Some(l)) => l,
+        Ok(None) => return finish(report, exit::BUSY, "busy", Some("another run holds the lock".into()), start),
+        Err(e) => return finish(report, exit::ERROR, "error", Some(format!("{e:#}")), start),
+    };
+    let result = run(opts, &state_dir, &mut report);
+    let (code, what, reason) = match result {
+        Ok(()) => (exit::OK, report.result, None),
+        Err(e) if e.downcast_ref::<Refusal>().is_some() => (exit::REFUSED, "refused", Some(format!("{e:#}"))),
+        Err(e) if e.downcast_ref::<RolledBack>().is_some() => {
+            (exit::ROLLED_BACK, "rolled-back", Some(format!("{e:#}")))
+        }
+        Err(e) if e.downcast_ref::<ValidationFailed>().is_some() => {
+            (exit::ROLLED_BACK, "invalid", Some(format!("{e:#}")))
+        }
+        Err(e) if e.downcast_ref::<FetchFailed>().is_some() => {
+            (exit::FETCH_FAILED, "fetch-failed", Some(format!("{e:#}")))
+        }
+        Err(e) => (exit::ERROR, "error", Some(format!("{e:#}"))),
+    };
+    if !opts.dry_run {
+        let st = state_dir.state().unwrap_or_default();
+        let success = if code == exit::OK { now() } else { state_dir.previous_success() };
+        let _ = state_dir.write_metrics(&Metrics {
+            last_attempt: now(),
+            last_success: success,
+            commit: st.applied_commit.clone().unwrap_or_default(),
+            drift: report.drift.len(),
+            result: code,
+        });
+        report.applied_commit = st.applied_commit;
+    }
+    finish(report, code, what, reason, start)
+}
+
+fn finish(mut r: Report, code: i32, what: &'static str, reason: Option<String>, start: Instant) -> Report {
+    r.exit_code = code;
+    r.result = what;
+    r.reason = reason;
+    r.millis = start.elapsed().as_millis();
+    log(
+        "finished",
+        serde_json::json!({ "result": r.result, "exit_code": r.exit_code, "reason": r.reason, "commit": r.commit }),
+    );
+    r
+}
+
+/// The apply failed after the swap and the previous files were restored.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct RolledBack(String);
+
+/// The staged files did not validate; nothing was swapped.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ValidationFailed(String);
+
+/// The fetch failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct FetchFailed(String);
+
+/// Restores the files a journal names, reloads, and clears it.
+fn undo(root: &Root, dir: &StateDir, j: &Journal) -> Result<()> {
+    for e in j.entries.iter().rev() {
+        match &e.before {
+            Some((backup, mode, uid, gid)) => {
+                let bytes = std::fs::read(dir.backup(backup))
+                    .with_context(|| format!("the backup of `{}` is missing", e.target))?;
+                root.write(&e.target, &bytes, *mode, *uid, *gid)?;
+            }
+            None => root.remove(&e.target)?,
+        }
+    }
+    for unit in &j.reload {
+        let _ = actions::systemctl("reload", unit);
+    }
+    dir.clear_journal()
+}
+
+fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
+    let root = Root::open(&opts.root)?;
+    // An apply that was interrupted (crash, kill, power loss) is undone first, so the
+    // host is back on exactly the last applied generation before anything else happens.
+    if let Some(j) = dir.journal()? {
+        if dir.state()?.applied_commit.as_deref() == Some(j.commit.as_str()) {
+            // The crash came after the new state was recorded: the apply finished.
+            dir.clear_journal()?;
+        } else if opts.dry_run {
+            anyhow::bail!("an interrupted apply of {} must be recovered first; run without --dry-run", j.commit);
+        } else {
+            log("recover", serde_json::json!({ "commit": j.commit, "files": j.entries.len() }));
+            undo(&root, dir, &j)?;
+            report.recovered = true;
+        }
+    }
+    let state = dir.state()?;
+    let (repo, commit) = source::fetch(&dir.path.join("mirror.git"), &opts.repo, &opts.branch, opts.limits)
+        .map_err(|e| anyhow::Error::new(FetchFailed(format!("{e:#}"))))?;
+    report.commit = Some(commit.to_string());
+    crash_point("fetched");
+    let last = state.applied_commit.as_deref().and_then(|c| git2::Oid::from_str(c).ok());
+    source::check_fast_forward(&repo, last, commit, opts.allow_rollback)?;
+    if let Some(signers) = &opts.allowed_signers {
+        let who = source::verify_signature(&repo, commit, signers)?;
+        log("verified", serde_json::json!({ "commit": commit.to_string(), "signer": who }));
+    }
+    let generation = source::read_generation(&repo, commit, &opts.host, opts.limits)?;
+    crash_point("verified");
+
+    // Compare with the host: what changes, and what drifted since the last apply.
+    let mut changes: Vec<(&str, &[u8], u32, u32, u32, bool)> = Vec::new();
+    for f in &generation.plan.files {
+        let bytes = generation.files.get(&f.target).map(Vec::as_slice).unwrap_or_default();
+        let mode = u32::from_str_radix(&f.mode, 8).unwrap_or(0o644);
+        let (user, group) = f.owner.split_once(':').unwrap_or((f.owner.as_str(), f.owner.as_str()));
+        let (uid, gid) = (lookup_id(&root, "/etc/passwd", user)?, lookup_id(&root, "/etc/group", group)?);
+        let current = root.read(&f.target)?;
+        let drifted = match (&current, state.files.get(&f.target)) {
+            (Some((b, ..)), Some(h)) => sha256_hex(b) != *h,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if drifted {
+            report.drift.push(f.target.clone());
+        }
+        let same =
+            current.as_ref().is_some_and(|(b, m, u, g)| b.as_slice() == bytes && *m == mode && *u == uid && *g == gid);
+        let action = match (same, drifted, opts.drift) {
+            (true, _, _) => "unchanged",
+            (false, true, DriftPolicy::Report) => "drift-kept",
+            (false, true, DriftPolicy::Enforce) => "drift-overwritten",
+            (false, false, _) if current.is_none() => "create",
+            (false, false, _) => "update",
+        };
+        report.files.push(FileReport { target: f.target.clone(), action });
+        if matches!(action, "create" | "update" | "drift-overwritten") {
+            changes.push((f.target.as_str(), bytes, mode, uid, gid, current.is_some()));
+        }
+    }
+    if !report.drift.is_empty() {
+        log("drift", serde_json::json!({ "files": report.drift, "policy": opts.drift }));
+    }
+    if opts.dry_run {
+        report.result = "dry-run";
+        return Ok(());
+    }
+    if changes.is_empty() {
+        if state.applied_commit.as_deref() != Some(&commit.to_string()) {
+            let mut st = state.clone();
+            st.applied_commit = Some(commit.to_string());
+            for f in &generation.plan.files {
+                if let Some(b) = generation.files.get(&f.target) {
+                    st.files.insert(f.target.clone(), sha256_hex(b));
+                }
+            }
+            st.files.retain(|t, _| generation.files.contains_key(t));
+            dir.save_state(&st)?;
+            report.result = "applied";
+        }
+        return Ok(());
+    }
+
+    // Stage and validate the whole new tree with the native tools.
+    let staged = tempfile::tempdir_in(&dir.path).context("failed to create the staging directory")?;
+    for (target, bytes) in generation.files.iter() {
+        let p = staged.path().join(target.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().context("parent")?).context("failed to stage")?;
+        std::fs::write(&p, bytes).with_context(|| format!("failed to stage `{target}`"))?;
+    }
+    let changed: BTreeSet<&str> = changes.iter().map(|c| c.0).collect();
+    let entries: Vec<_> = generation.plan.files.iter().filter(|f| changed.contains(f.target.as_str())).collect();
+    let validators: BTreeSet<&str> = entries.iter().filter_map(|f| f.actions.validate.as_deref()).collect();
+    for v in &validators {
+        if let Err(e) =
+            actions::validator(v, staged.path()).and_then(|c| actions::run(c, &format!("validation with {v}")))
+        {
+            let e = e.context(format!("the new files of {commit} do not validate; nothing was changed"));
+            return Err(anyhow::Error::new(ValidationFailed(format!("{e:#}"))));
+        }
+    }
+    crash_point("staged");
+
+    // Journal and back up, then swap.
+    let reload: BTreeSet<String> = entries.iter().filter_map(|f| f.actions.reload.clone()).collect();
+    let restart: BTreeSet<String> = entries.iter().filter_map(|f| f.actions.restart.clone()).collect();
+    let mut journal = Journal {
+        commit: commit.to_string(),
+        entries: Vec::new(),
+        reload: reload.iter().chain(&restart).cloned().collect(),
+    };
+    for (i, (target, ..)) in changes.iter().enumerate() {
+        let before = match root.read(target)? {
+            Some((bytes, mode, uid, gid)) => {
+                let name = format!("{i}");
+                state::write_atomic(&dir.backup(&name), &bytes)?;
+                Some((name, mode, uid, gid))
+            }
+            None => None,
+        };
+        journal.entries.push(JournalEntry { target: target.to_string(), before });
+    }
+    dir.save_journal(&journal)?;
+    crash_point("journaled");
+    let applied = (|| -> Result<()> {
+        for (target, bytes, mode, uid, gid, _) in &changes {
+            root.write(target, bytes, *mode, *uid, *gid)?;
+            crash_point("swapped");
+        }
+        for u in &reload {
+            actions::systemctl("reload", u)?;
+            report.reloaded.push(u.clone());
+        }
+        for u in &restart {
+            actions::systemctl("restart", u)?;
+            report.restarted.push(u.clone());
+        }
+        crash_point("reloaded");
+        for u in reload.iter().chain(&restart) {
+            actions::systemctl("is-active", u).with_context(|| format!("`{u}` is not running after the change"))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = applied {
+        log("rollback", serde_json::json!({ "commit": commit.to_string(), "reason": format!("{e:#}") }));
+        undo(&root, dir, &journal).context("the rollback failed too; the host needs an operator")?;
+        return Err(anyhow::Error::new(RolledBack(format!("{e:#}; the previous files were restored and reloaded"))));
+    }
+    let mut st = State { applied_commit: Some(commit.to_string()), files: BTreeMap::new() };
+    for (t, b) in &generation.files {
+        st.files.insert(t.clone(), sha256_hex(b));
+    }
+    // Drifted files kept by policy keep their drift visible next time.
+    for f in report.files.iter().filter(|f| f.action == "drift-kept") {
+        if let Some(h) = state.files.get(&f.target) {
+            st.files.insert(f.target.clone(), h.clone());
+        }
+    }
+    dir.save_state(&st)?;
+    crash_point("recorded");
+    dir.clear_journal()?;
+    report.result = "applied";
+    log(
+        "applied",
+        serde_json::json!({ "commit": commit.to_string(), "files": changes.len(), "reloaded": report.reloaded }),
+    );
+    Ok(())
+}

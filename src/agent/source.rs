@@ -1,0 +1,311 @@
+//! Getting a host's generation out of git, trusting nothing: fetch into a staging ref
+//! with a byte cap and a deadline, accept only fast-forward history from the last applied
+//! commit, verify the tip's SSH signature against `allowed_signers`, and read only
+//! `generated/hosts/<host>/` from that one commit's tree, checking every entry and every
+//! file against the manifest.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult};
+
+use crate::artifact::{HostPlan, Manifest, sha256_hex};
+
+/// Why a pull was refused (the repository did not prove itself).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T> {
+    Err(anyhow!(Refusal(msg.into())))
+}
+
+/// The ref fetched commits land on before they are trusted.
+pub const INCOMING: &str = "refs/medianest/incoming";
+
+/// Limits on what the repository may make the agent do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes a fetch may transfer.
+    pub max_bytes: usize,
+    /// Time the whole fetch may take.
+    pub deadline: Duration,
+    /// Files in a host tree.
+    pub max_files: usize,
+    /// Bytes of one file.
+    pub max_file_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_bytes: 256 << 20, deadline: Duration::from_secs(300), max_files: 10_000, max_file_bytes: 16 << 20 }
+    }
+}
+
+/// Fetches `branch` of `url` into the bare mirror at `mirror`, onto [`INCOMING`].
+pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(Repository, Oid)> {
+    let repo = match Repository::open_bare(mirror) {
+        Ok(r) => r,
+        Err(_) => Repository::init_bare(mirror)
+            .with_context(|| format!("failed to create the mirror `{}`", mirror.display()))?,
+    };
+    if !branch.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) || branch.contains("..") {
+        bail!("`{branch}` is not a branch name medianest accepts");
+    }
+    {
+        let start = Instant::now();
+        let mut cb = RemoteCallbacks::new();
+        let (max, deadline) = (limits.max_bytes, limits.deadline);
+        cb.transfer_progress(move |p| p.received_bytes() <= max && start.elapsed() <= deadline);
+        let mut fo = FetchOptions::new();
+        fo.remote_callbacks(cb);
+        fo.download_tags(git2::AutotagOption::None);
+        let mut remote = repo.remote_anonymous(url).with_context(|| format!("bad repository URL `{url}`"))?;
+        remote.fetch(&[format!("+refs/heads/{branch}:{INCOMING}")], Some(&mut fo), None).with_context(|| {
+            format!("failed to fetch `{branch}` from `{url}` (limits: {max} bytes, {}s)", deadline.as_secs())
+        })?;
+    }
+    let oid = repo.refname_to_id(INCOMING).with_context(|| format!("`{branch}` does not exist in `{url}`"))?;
+    Ok((repo, oid))
+}
+
+/// Refuses `new` unless it is `last` or a descendant of it (no rollback, no force-push).
+pub fn check_fast_forward(repo: &Repository, last: Option<Oid>, new: Oid, allow_rollback: bool) -> Result<()> {
+    let Some(last) = last else { return Ok(()) };
+    if last == new || allow_rollback {
+        return Ok(());
+    }
+    if repo.find_commit(last).is_err() {
+        return refuse(format!(
+            "the last applied commit {last} is not in the fetched history: the branch was rewritten"
+        ));
+    }
+    if !repo.graph_descendant_of(new, last).context("failed to compare history")? {
+        return refuse(format!(
+            "{new} does not descend from the last applied commit {last}: a force-push or rollback; an operator can pass --allow-rollback"
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies the SSH signature of commit `oid` against `allowed_signers` with
+/// `ssh-keygen -Y verify` in the `git` namespace.
+pub fn verify_signature(repo: &Repository, oid: Oid, allowed_signers: &Path) -> Result<String> {
+    let (sig, payload) = match repo.extract_signature(&oid, None) {
+        Ok(x) => x,
+        Err(_) => return refuse(format!("commit {oid} is not signed")),
+    };
+    let sig = sig.as_str().context("signature is not text")?.to_string();
+    if !sig.starts_with("-----BEGIN SSH SIGNATURE-----") {
+        return refuse(format!("commit {oid} is not SSH-signed"));
+    }
+    let dir = tempfile::tempdir().context("failed to create a temporary directory")?;
+    let sig_path = dir.path().join("commit.sig");
+    std::fs::write(&sig_path, sig.as_bytes()).context("failed to write the signature")?;
+    let run = |args: &[&str]| -> Result<std::process::Output> {
+        use std::io::Write;
+        let mut child = std::process::Command::new("ssh-keygen")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("failed to run ssh-keygen")?;
+        child.stdin.take().context("stdin")?.write_all(&payload)?;
+        child.wait_with_output().context("failed to run ssh-keygen")
+    };
+    let signers = allowed_signers.to_str().context("allowed_signers path is not UTF-8")?;
+    let sig_s = sig_path.to_str().context("path")?;
+    let found = run(&["-Y", "find-principals", "-f", signers, "-s", sig_s])?;
+    let principal = String::from_utf8_lossy(&found.stdout).lines().next().unwrap_or("").trim().to_string();
+    if !found.status.success() || principal.is_empty() {
+        return refuse(format!("commit {oid} is signed by a key that allowed_signers does not list"));
+    }
+    let verified = run(&["-Y", "verify", "-f", signers, "-I", &principal, "-n", "git", "-s", sig_s])?;
+    if !verified.status.success() {
+        return refuse(format!(
+            "the signature of commit {oid} does not verify: {}",
+            String::from_utf8_lossy(&verified.stderr).trim()
+        ));
+    }
+    Ok(principal)
+}
+
+/// A host's generation as read from one commit.
+#[derive(Debug)]
+pub struct Generation {
+    /// The commit.
+    pub commit: Oid,
+    /// The apply plan.
+    pub plan: HostPlan,
+    /// Content of each planned file, by target path.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// Whether a tree entry name is acceptable.
+fn check_name(name: &[u8]) -> std::result::Result<&str, String> {
+    let name = std::str::from_utf8(name).map_err(|_| "a non-UTF-8 name".to_string())?;
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\\')
+        || name.contains('\0')
+    {
+        return Err(format!("the name `{}`", name.escape_debug()));
+    }
+    if name.eq_ignore_ascii_case(".git") {
+        return Err(format!("the name `{name}`"));
+    }
+    if name.len() > 255 {
+        return Err("a name longer than 255 bytes".into());
+    }
+    Ok(name)
+}
+
+/// Roots a host tree may write to: everything else is refused, whatever the signature.
+pub const ALLOWED_ROOTS: &[&str] = &["/etc/"];
+
+/// Reads `generated/hosts/<host>/` of `commit` and checks it completely.
+pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limits) -> Result<Generation> {
+    let c = repo.find_commit(commit)?;
+    let tree = c.tree()?;
+    let base = format!("generated/hosts/{host}");
+    let entry = match tree.get_path(Path::new(&base)) {
+        Ok(e) if e.kind() == Some(ObjectType::Tree) => e,
+        _ => return refuse(format!("commit {commit} has no `{base}/`")),
+    };
+    let sub = entry.to_object(repo)?.peel_to_tree()?;
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut problem: Option<String> = None;
+    let mut total = 0usize;
+    sub.walk(TreeWalkMode::PreOrder, |parent, e| {
+        let name = match check_name(e.name_bytes()) {
+            Ok(n) => n,
+            Err(what) => {
+                problem = Some(format!("`{base}/{parent}` holds {what}"));
+                return TreeWalkResult::Abort;
+            }
+        };
+        let path = format!("{parent}{name}");
+        match (e.kind(), e.filemode()) {
+            (Some(ObjectType::Tree), _) => {
+                if parent.matches('/').count() > 32 {
+                    problem = Some(format!("`{base}/{path}` is nested too deep"));
+                    return TreeWalkResult::Abort;
+                }
+                TreeWalkResult::Ok
+            }
+            (Some(ObjectType::Blob), 0o100644) | (Some(ObjectType::Blob), 0o100755) => {
+                total += 1;
+                if total > limits.max_files {
+                    problem = Some(format!("`{base}/` has more than {} files", limits.max_files));
+                    return TreeWalkResult::Abort;
+                }
+                match repo.find_blob(e.id()) {
+                    Ok(b) if b.content().len() <= limits.max_file_bytes => {
+                        files.insert(path, b.content().to_vec());
+                        TreeWalkResult::Ok
+                    }
+                    Ok(_) => {
+                        problem = Some(format!("`{base}/{path}` is larger than {} bytes", limits.max_file_bytes));
+                        TreeWalkResult::Abort
+                    }
+                    Err(err) => {
+                        problem = Some(format!("`{base}/{path}` cannot be read: {err}"));
+                        TreeWalkResult::Abort
+                    }
+                }
+            }
+            (_, 0o120000) => {
+                problem = Some(format!("`{base}/{path}` is a symlink"));
+                TreeWalkResult::Abort
+            }
+            (_, 0o160000) => {
+                problem = Some(format!("`{base}/{path}` is a submodule"));
+                TreeWalkResult::Abort
+            }
+            (_, mode) => {
+                problem = Some(format!("`{base}/{path}` has the unexpected mode {mode:o}"));
+                TreeWalkResult::Abort
+            }
+        }
+    })
+    .or_else(|e| if problem.is_some() { Ok(()) } else { Err(e) })?;
+    if let Some(p) = problem {
+        return refuse(p);
+    }
+
+    // Every file must be exactly what the manifest (read from the same commit) says.
+    let manifest_blob = match tree.get_path(Path::new("generated/manifest.json")) {
+        Ok(e) => repo.find_blob(e.id())?,
+        Err(_) => return refuse(format!("commit {commit} has no `generated/manifest.json`")),
+    };
+    let manifest: Manifest = match serde_json::from_slice(manifest_blob.content()) {
+        Ok(m) => m,
+        Err(e) => return refuse(format!("`generated/manifest.json` is unreadable: {e}")),
+    };
+    let prefix = format!("hosts/{host}/");
+    let listed: BTreeMap<&str, &str> =
+        manifest.files.iter().filter_map(|e| Some((e.path.strip_prefix(&prefix)?, e.sha256.as_str()))).collect();
+    for (path, bytes) in &files {
+        match listed.get(path.as_str()) {
+            Some(hash) if *hash == sha256_hex(bytes) => {}
+            Some(_) => return refuse(format!("`{base}/{path}` does not match its sha256 in the manifest")),
+            None => return refuse(format!("`{base}/{path}` is not in the manifest")),
+        }
+    }
+    if let Some(missing) = listed.keys().find(|p| !files.contains_key(**p)) {
+        return refuse(format!("`{base}/{missing}` is in the manifest but not in the tree"));
+    }
+    let plan_bytes = match files.remove("plan.json") {
+        Some(b) => b,
+        None => return refuse(format!("`{base}/plan.json` is missing")),
+    };
+    let plan: HostPlan = match serde_json::from_slice(&plan_bytes) {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("`{base}/plan.json` is unreadable: {e}")),
+    };
+    if plan.host != host {
+        return refuse(format!("`{base}/plan.json` is the plan of `{}`, not of `{host}`", plan.host));
+    }
+    let mut targets = BTreeMap::new();
+    for f in &plan.files {
+        if let Err(e) = super::fsops::components(&f.target) {
+            return refuse(format!("plan target: {e}"));
+        }
+        if !ALLOWED_ROOTS.iter().any(|r| f.target.starts_with(r)) {
+            return refuse(format!(
+                "plan target `{}` is outside the roots the agent may write ({})",
+                f.target,
+                ALLOWED_ROOTS.join(", ")
+            ));
+        }
+        if f.source != format!("root{}", f.target) {
+            return refuse(format!("plan entry `{}` takes its content from `{}`", f.target, f.source));
+        }
+        let Some(bytes) = files.remove(&f.source) else {
+            return refuse(format!("`{base}/{}` named by the plan is missing", f.source));
+        };
+        if sha256_hex(&bytes) != f.sha256 {
+            return refuse(format!("`{base}/{}` does not match its sha256 in the plan", f.source));
+        }
+        if u32::from_str_radix(&f.mode, 8).map_or(true, |m| m > 0o7777) {
+            return refuse(format!("plan entry `{}` has the bad mode `{}`", f.target, f.mode));
+        }
+        for a in [&f.actions.validate, &f.actions.reload, &f.actions.restart].into_iter().flatten() {
+            if !a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+                return refuse(format!("plan entry `{}` names the action `{}`", f.target, a.escape_debug()));
+            }
+        }
+        targets.insert(f.target.clone(), bytes);
+    }
+    // The bootstrap script is for the operator, not something the agent applies.
+    files.remove("bootstrap.sh");
+    if let Some(extra) = files.keys().next() {
+        return refuse(format!("`{base}/{extra}` is not named by the plan"));
+    }
+    Ok(Generation { commit, plan, files: targets })
+}

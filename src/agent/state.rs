@@ -1,0 +1,183 @@
+//! What the agent remembers between runs, all under its state directory: the applied
+//! commit and file hashes (`state.json`), the journal of an apply in progress with
+//! backups of the files it replaces, the run lock, and Prometheus textfile metrics.
+//! Every state file is replaced atomically (temp + fsync + rename + directory fsync).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// `state.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct State {
+    /// The last commit applied successfully.
+    pub applied_commit: Option<String>,
+    /// sha256 of every file that commit wrote, by target path.
+    pub files: BTreeMap<String, String>,
+}
+
+/// One file of an apply in progress, with what to restore.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Target path.
+    pub target: String,
+    /// The file before the apply: `(backup file name, mode, uid, gid)`, or `None` when it
+    /// did not exist (a rollback removes it).
+    pub before: Option<(String, u32, u32, u32)>,
+}
+
+/// `journal.json`: present only while an apply is in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    /// Commit being applied.
+    pub commit: String,
+    /// Files being replaced.
+    pub entries: Vec<JournalEntry>,
+    /// Units to reload after restoring.
+    pub reload: Vec<String>,
+}
+
+/// The state directory.
+pub struct StateDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// Writes `bytes` to `path` atomically and durably.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("state files live in a directory")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("failed to create a file in `{}`", dir.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("failed to write `{}`", path.display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("failed to sync `{}`", path.display()))?;
+    tmp.persist(path).with_context(|| format!("failed to replace `{}`", path.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("failed to sync `{}`", dir.display()))?;
+    Ok(())
+}
+
+impl StateDir {
+    /// Opens (and creates) the state directory.
+    pub fn open(path: &Path) -> Result<StateDir> {
+        std::fs::create_dir_all(path.join("backup"))
+            .with_context(|| format!("failed to create `{}`", path.display()))?;
+        Ok(StateDir { path: path.to_path_buf() })
+    }
+
+    /// Takes the run lock, or `None` when another run holds it. `flock` on an open file:
+    /// the kernel drops it when the holder dies, even by `kill -9`.
+    pub fn lock(&self) -> Result<Option<OwnedFd>> {
+        let p = self.path.join("lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .with_context(|| format!("failed to open `{}`", p.display()))?;
+        let fd = OwnedFd::from(f);
+        match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(fd)),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e).context("failed to lock"),
+        }
+    }
+
+    /// The saved state (empty on the first run).
+    pub fn state(&self) -> Result<State> {
+        let p = self.path.join("state.json");
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).with_context(|| format!("`{}` is corrupt", p.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).with_context(|| format!("failed to read `{}`", p.display())),
+        }
+    }
+
+    /// Saves the state.
+    pub fn save_state(&self, s: &State) -> Result<()> {
+        write_atomic(&self.path.join("state.json"), &serde_json::to_vec_pretty(s)?)
+    }
+
+    /// The journal of an interrupted apply, if any.
+    pub fn journal(&self) -> Result<Option<Journal>> {
+        let p = self.path.join("journal.json");
+        match std::fs::read(&p) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("`{}` is corrupt", p.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("failed to read `{}`", p.display())),
+        }
+    }
+
+    /// Writes the journal (before the first file is replaced).
+    pub fn save_journal(&self, j: &Journal) -> Result<()> {
+        write_atomic(&self.path.join("journal.json"), &serde_json::to_vec_pretty(j)?)
+    }
+
+    /// Removes the journal and the backups (after a finished apply or rollback).
+    pub fn clear_journal(&self) -> Result<()> {
+        match std::fs::remove_file(self.path.join("journal.json")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).context("failed to remove the journal"),
+        }
+        std::fs::File::open(&self.path).and_then(|d| d.sync_all()).context("failed to sync the state directory")?;
+        let backups = self.path.join("backup");
+        if let Ok(entries) = std::fs::read_dir(&backups) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Path of a backup file.
+    pub fn backup(&self, name: &str) -> PathBuf {
+        self.path.join("backup").join(name)
+    }
+
+    /// Writes the Prometheus textfile metrics.
+    pub fn write_metrics(&self, m: &Metrics) -> Result<()> {
+        let mut s = String::new();
+        s.push_str("# HELP medianest_pull_last_attempt_timestamp_seconds When the agent last ran.\n# TYPE medianest_pull_last_attempt_timestamp_seconds gauge\n");
+        s.push_str(&format!("medianest_pull_last_attempt_timestamp_seconds {}\n", m.last_attempt));
+        s.push_str("# HELP medianest_pull_last_success_timestamp_seconds When a run last ended with the host on a verified commit.\n# TYPE medianest_pull_last_success_timestamp_seconds gauge\n");
+        s.push_str(&format!("medianest_pull_last_success_timestamp_seconds {}\n", m.last_success));
+        s.push_str("# HELP medianest_pull_applied_commit_info The commit the host runs.\n# TYPE medianest_pull_applied_commit_info gauge\n");
+        s.push_str(&format!("medianest_pull_applied_commit_info{{commit=\"{}\"}} 1\n", m.commit));
+        s.push_str("# HELP medianest_pull_drift_files Managed files changed on the host since the last apply.\n# TYPE medianest_pull_drift_files gauge\n");
+        s.push_str(&format!("medianest_pull_drift_files {}\n", m.drift));
+        s.push_str("# HELP medianest_pull_result Result of the last run (0 ok, 1 refused, 3 rolled back, 5 fetch failed).\n# TYPE medianest_pull_result gauge\n");
+        s.push_str(&format!("medianest_pull_result {}\n", m.result));
+        write_atomic(&self.path.join("medianest.prom"), s.as_bytes())
+    }
+
+    /// The metrics written by the previous run, for the timestamps it carries.
+    pub fn previous_success(&self) -> u64 {
+        std::fs::read_to_string(self.path.join("medianest.prom"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("medianest_pull_last_success_timestamp_seconds ")?.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Values of the textfile metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Unix time of this run.
+    pub last_attempt: u64,
+    /// Unix time of the last successful run.
+    pub last_success: u64,
+    /// Commit the host runs.
+    pub commit: String,
+    /// Drifted files.
+    pub drift: usize,
+    /// Exit code of this run.
+    pub result: i32,
+}

@@ -113,6 +113,14 @@ pub enum Command {
         #[arg(value_name = "PATH[:LINE]")]
         target: String,
     },
+    /// Write every render job (template, output path, JSON context) as JSON lines, for
+    /// the Jinja2 benchmark peer in scripts/bench/. Not a stable interface.
+    #[command(hide = true, name = "dump-contexts")]
+    DumpContexts {
+        /// Write to this file instead of stdout.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 /// Arguments of `pull`.
@@ -333,6 +341,26 @@ pub fn run(cli: Cli) -> i32 {
                     print!("{text}");
                     exit::OK
                 })
+        }
+        Command::DumpContexts { ref file } => {
+            let written = match file {
+                Some(f) => std::fs::File::create(f)
+                    .map_err(|e| anyhow::anyhow!("failed to create `{}`: {e}", f.display()))
+                    .and_then(|f| ops::dump::dump_contexts(&paths, &mut std::io::BufWriter::new(f))),
+                None => ops::dump::dump_contexts(&paths, &mut std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            written.map(|(analysis, jobs)| {
+                if !analysis.diags.is_empty() {
+                    let _ = analysis.diags.emit(&analysis.sources, err.as_mut());
+                }
+                if analysis.diags.has_errors() {
+                    return exit::FAILED;
+                }
+                if !cli.quiet {
+                    let _ = writeln!(err.writer(), "dumped {jobs} render jobs");
+                }
+                exit::OK
+            })
         }
     };
     match result {

@@ -4,6 +4,7 @@
 //! operations and [`explain`] the provenance of generated files.
 
 pub mod diff;
+pub mod dump;
 pub mod explain;
 
 use std::path::{Path, PathBuf};
@@ -107,28 +108,58 @@ pub fn analyze_files(files: Vec<(String, Vec<u8>)>, display: &str) -> Analysis {
 /// stage reported an error; diagnostics hold everything that was found.
 pub fn compile(paths: &Paths) -> Compiled {
     let start = Instant::now();
+    let mut timer = Timer::start();
     let mut sources = SourceMap::default();
     let mut diags = Diagnostics::default();
     let site_display = paths.display(&paths.site);
     let raw = load::load_site(&paths.site, &site_display, &mut sources, &mut diags);
+    timer.lap("load");
     let Analysis { site, mut sources, mut diags } = analyze(raw, &site_display, sources, diags);
+    timer.lap("analyze");
     let templates =
         render::Templates::load(Some(&paths.templates), &paths.display(&paths.templates), &mut sources, &mut diags);
+    timer.lap("templates");
 
     let mut artifacts = ArtifactSet::new();
     if !diags.has_errors() {
         let jobs = families::lower(&site);
+        timer.lap("lower");
         let rendered = templates.render_all(jobs, &mut diags);
+        timer.lap("render");
         let hosts: Vec<(String, Vec<String>)> =
             site.hosts.iter().map(|h| (h.name.clone(), families::sources_of(&site, [&h.loc]))).collect();
         collect(&mut artifacts, rendered, &mut diags);
         let plans = host_plans(&artifacts, &hosts);
         collect(&mut artifacts, plans, &mut diags);
+        timer.lap("plans");
     }
     if diags.has_errors() {
         artifacts.clear();
     }
     Compiled { artifacts, site, templates, sources, diags, elapsed: start.elapsed() }
+}
+
+/// Per-phase wall-clock times on stderr when `MEDIANEST_TIMINGS` is set: a hidden aid
+/// for benchmarks and profiling (see scripts/bench/), not part of the interface.
+pub struct Timer {
+    on: bool,
+    last: Instant,
+}
+
+impl Timer {
+    /// Starts timing the first phase.
+    pub fn start() -> Timer {
+        Timer { on: std::env::var_os("MEDIANEST_TIMINGS").is_some_and(|v| !v.is_empty()), last: Instant::now() }
+    }
+
+    /// Ends the current phase, printing `timing: <phase> <ms>` when enabled.
+    pub fn lap(&mut self, phase: &str) {
+        if self.on {
+            let now = Instant::now();
+            eprintln!("timing: {phase:<9} {:>10.3} ms", (now - self.last).as_secs_f64() * 1e3);
+            self.last = now;
+        }
+    }
 }
 
 fn collect(set: &mut ArtifactSet, items: Vec<Artifact>, diags: &mut Diagnostics) {
@@ -164,7 +195,9 @@ pub fn build(paths: &Paths) -> Result<(Compiled, Option<WriteReport>)> {
     if compiled.failed() {
         return Ok((compiled, None));
     }
+    let mut timer = Timer::start();
     let report = emit::write_tree(&compiled.artifacts, &paths.out)?;
+    timer.lap("write");
     Ok((compiled, Some(report)))
 }
 
@@ -174,7 +207,9 @@ pub fn check(paths: &Paths) -> Result<(Compiled, Option<Drift>)> {
     if compiled.failed() {
         return Ok((compiled, None));
     }
+    let mut timer = Timer::start();
     let drift = emit::compare(&compiled.artifacts, &paths.out)?;
+    timer.lap("compare");
     Ok((compiled, Some(drift)))
 }
 

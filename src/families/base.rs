@@ -18,8 +18,10 @@ pub struct Base;
 pub struct HostsFileContext {
     /// The host the file is for.
     pub host: HostEntry,
-    /// Every host with an address, by name.
-    pub entries: Vec<HostEntry>,
+    /// Every host with an address, by name: a list of [`HostEntry`], converted once and
+    /// shared by every host's context (the list is the same for all, and converting it
+    /// per host made lowering quadratic in the number of hosts).
+    pub entries: minijinja::Value,
 }
 
 /// One line of `/etc/hosts`.
@@ -50,6 +52,7 @@ impl Family for Base {
                 })
             })
             .collect();
+        let entries = minijinja::Value::from(minijinja::value::Serde(&entries));
         let mut locs: Vec<&crate::diag::Loc> = site.hosts.iter().map(|h| &h.loc).collect();
         locs.extend(site.settings.loc.as_ref());
         let sources = sources_of(site, locs);

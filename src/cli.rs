@@ -250,6 +250,13 @@ pub fn run(cli: Cli) -> i32 {
         return exit::ERROR;
     }
     let out_name = paths.display(&paths.out);
+    // The progress line of long builds: only for a person at a terminal.
+    ops::show_progress(
+        !cli.quiet
+            && std::io::stderr().is_terminal()
+            && std::env::var_os("CI").is_none()
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb"),
+    );
     let result = match cli.command {
         Command::Build => ops::build(&paths).map(|(compiled, report)| {
             if compiled.failed() || !compiled.diags.is_empty() {

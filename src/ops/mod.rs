@@ -8,6 +8,8 @@ pub mod dump;
 pub mod explain;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -107,31 +109,36 @@ pub fn analyze_files(files: Vec<(String, Vec<u8>)>, display: &str) -> Analysis {
 /// load → resolve → verify → lower → render, in memory. Artifacts are empty when any
 /// stage reported an error; diagnostics hold everything that was found.
 pub fn compile(paths: &Paths) -> Compiled {
+    let mut timer = Timer::start("load");
+    let compiled = compile_timed(paths, &mut timer);
+    timer.finish();
+    compiled
+}
+
+fn compile_timed(paths: &Paths, timer: &mut Timer) -> Compiled {
     let start = Instant::now();
-    let mut timer = Timer::start();
     let mut sources = SourceMap::default();
     let mut diags = Diagnostics::default();
     let site_display = paths.display(&paths.site);
     let raw = load::load_site(&paths.site, &site_display, &mut sources, &mut diags);
-    timer.lap("load");
+    timer.next("analyze");
     let Analysis { site, mut sources, mut diags } = analyze(raw, &site_display, sources, diags);
-    timer.lap("analyze");
+    timer.next("templates");
     let templates =
         render::Templates::load(Some(&paths.templates), &paths.display(&paths.templates), &mut sources, &mut diags);
-    timer.lap("templates");
 
     let mut artifacts = ArtifactSet::new();
     if !diags.has_errors() {
+        timer.next("lower");
         let jobs = families::lower(&site);
-        timer.lap("lower");
+        timer.next("render");
         let rendered = templates.render_all(jobs, &mut diags);
-        timer.lap("render");
+        timer.next("plans");
         let hosts: Vec<(String, Vec<String>)> =
             site.hosts.iter().map(|h| (h.name.clone(), families::sources_of(&site, [&h.loc]))).collect();
         collect(&mut artifacts, rendered, &mut diags);
         let plans = host_plans(&artifacts, &hosts);
         collect(&mut artifacts, plans, &mut diags);
-        timer.lap("plans");
     }
     if diags.has_errors() {
         artifacts.clear();
@@ -139,27 +146,96 @@ pub fn compile(paths: &Paths) -> Compiled {
     Compiled { artifacts, site, templates, sources, diags, elapsed: start.elapsed() }
 }
 
-/// Per-phase wall-clock times on stderr when `MEDIANEST_TIMINGS` is set: a hidden aid
-/// for benchmarks and profiling (see scripts/bench/), not part of the interface.
+static PROGRESS: AtomicBool = AtomicBool::new(false);
+
+/// Whether long operations show their current phase on one updating stderr line. Off
+/// by default; the CLI turns it on only when stderr is a terminal (never in CI or
+/// pipes). The line appears after 300 ms, so quick builds print nothing extra, and it
+/// is erased before anything else is printed.
+pub fn show_progress(on: bool) {
+    PROGRESS.store(on, Ordering::Relaxed);
+}
+
+/// Phases of an operation: per-phase wall-clock times on stderr when
+/// `MEDIANEST_TIMINGS` is set (a hidden aid for scripts/bench/, not part of the
+/// interface), and the progress line when [`show_progress`] is on.
 pub struct Timer {
-    on: bool,
+    timings: bool,
+    phase: &'static str,
     last: Instant,
+    ticker: Option<(mpsc::Sender<&'static str>, std::thread::JoinHandle<()>)>,
 }
 
 impl Timer {
-    /// Starts timing the first phase.
-    pub fn start() -> Timer {
-        Timer { on: std::env::var_os("MEDIANEST_TIMINGS").is_some_and(|v| !v.is_empty()), last: Instant::now() }
+    /// Starts the first phase.
+    pub fn start(phase: &'static str) -> Timer {
+        let timings = std::env::var_os("MEDIANEST_TIMINGS").is_some_and(|v| !v.is_empty());
+        let ticker = PROGRESS.load(Ordering::Relaxed).then(|| ticker(phase));
+        Timer { timings, phase, last: Instant::now(), ticker }
     }
 
-    /// Ends the current phase, printing `timing: <phase> <ms>` when enabled.
-    pub fn lap(&mut self, phase: &str) {
-        if self.on {
-            let now = Instant::now();
-            eprintln!("timing: {phase:<9} {:>10.3} ms", (now - self.last).as_secs_f64() * 1e3);
-            self.last = now;
+    /// Ends the current phase and starts `phase`.
+    pub fn next(&mut self, phase: &'static str) {
+        self.lap();
+        self.phase = phase;
+        if let Some((tx, _)) = &self.ticker {
+            let _ = tx.send(phase);
         }
     }
+
+    /// Ends the last phase and erases the progress line.
+    pub fn finish(mut self) {
+        self.lap();
+        self.phase = "";
+    }
+
+    fn lap(&mut self) {
+        let now = Instant::now();
+        if self.timings && !self.phase.is_empty() {
+            eprintln!("timing: {:<9} {:>10.3} ms", self.phase, (now - self.last).as_secs_f64() * 1e3);
+        }
+        self.last = now;
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Some((tx, handle)) = self.ticker.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The progress line: redrawn every 100 ms with the current phase once the operation
+/// has run for 300 ms; erased when the sender is dropped.
+fn ticker(first: &'static str) -> (mpsc::Sender<&'static str>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<&'static str>();
+    let handle = std::thread::spawn(move || {
+        use std::io::Write;
+        let start = Instant::now();
+        let mut phase = first;
+        let mut shown = false;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(p) => phase = p,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if start.elapsed() >= Duration::from_millis(300) {
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r\x1b[2Kmedianest: {phase}… {:.1} s", start.elapsed().as_secs_f64());
+                let _ = err.flush();
+                shown = true;
+            }
+        }
+        if shown {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+    });
+    (tx, handle)
 }
 
 fn collect(set: &mut ArtifactSet, items: Vec<Artifact>, diags: &mut Diagnostics) {
@@ -191,25 +267,27 @@ fn collect(set: &mut ArtifactSet, items: Vec<Artifact>, diags: &mut Diagnostics)
 /// Compiles and writes `generated/`. Returns the compile result and, when it succeeded,
 /// what was written.
 pub fn build(paths: &Paths) -> Result<(Compiled, Option<WriteReport>)> {
-    let compiled = compile(paths);
+    let mut timer = Timer::start("load");
+    let compiled = compile_timed(paths, &mut timer);
     if compiled.failed() {
         return Ok((compiled, None));
     }
-    let mut timer = Timer::start();
+    timer.next("write");
     let report = emit::write_tree(&compiled.artifacts, &paths.out)?;
-    timer.lap("write");
+    timer.finish();
     Ok((compiled, Some(report)))
 }
 
 /// Compiles in memory and compares with `generated/`.
 pub fn check(paths: &Paths) -> Result<(Compiled, Option<Drift>)> {
-    let compiled = compile(paths);
+    let mut timer = Timer::start("load");
+    let compiled = compile_timed(paths, &mut timer);
     if compiled.failed() {
         return Ok((compiled, None));
     }
-    let mut timer = Timer::start();
+    timer.next("compare");
     let drift = emit::compare(&compiled.artifacts, &paths.out)?;
-    timer.lap("compare");
+    timer.finish();
     Ok((compiled, Some(drift)))
 }
 

@@ -15,6 +15,13 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid};
 
+fn refusal(msg: String) -> anyhow::Error {
+    anyhow::Error::new(super::source::Refusal(msg))
+}
+
+/// A file on the host: content, mode, uid, gid.
+pub type HostFile = (Vec<u8>, u32, u32, u32);
+
 /// A host root opened as a directory.
 pub struct Root {
     fd: OwnedFd,
@@ -59,16 +66,18 @@ impl Root {
         for d in dirs {
             walked.push('/');
             walked.push_str(d);
-            cur = match open_dir_at(&cur, *d) {
+            cur = match open_dir_at(&cur, d) {
                 Ok(fd) => fd,
                 Err(rustix::io::Errno::NOENT) if create => {
                     rustix::fs::mkdirat(&cur, *d, Mode::from_raw_mode(0o755))
                         .with_context(|| format!("failed to create `{walked}` under `{}`", self.shown))?;
-                    open_dir_at(&cur, *d).with_context(|| format!("failed to open `{walked}`"))?
+                    open_dir_at(&cur, d).with_context(|| format!("failed to open `{walked}`"))?
                 }
                 Err(rustix::io::Errno::NOENT) => return Ok(None),
                 Err(rustix::io::Errno::LOOP) | Err(rustix::io::Errno::NOTDIR) => {
-                    bail!("`{walked}` on the host is a symlink or not a directory; refusing to write through it")
+                    return Err(refusal(format!(
+                        "`{walked}` on the host is a symlink or not a directory; refusing to write through it"
+                    )));
                 }
                 Err(e) => return Err(e).with_context(|| format!("failed to open `{walked}` under `{}`", self.shown)),
             };
@@ -78,7 +87,7 @@ impl Root {
 
     /// The current content, mode, uid and gid of `target`; `None` when it does not exist.
     /// A symlink at the target is an error.
-    pub fn read(&self, target: &str) -> Result<Option<(Vec<u8>, u32, u32, u32)>> {
+    pub fn read(&self, target: &str) -> Result<Option<HostFile>> {
         let Some((dir, name)) = self.parent(target, false)? else { return Ok(None) };
         let fd = match rustix::fs::openat(
             &dir,
@@ -88,7 +97,9 @@ impl Root {
         ) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) => return Ok(None),
-            Err(rustix::io::Errno::LOOP) => bail!("`{target}` on the host is a symlink; refusing to touch it"),
+            Err(rustix::io::Errno::LOOP) => {
+                return Err(refusal(format!("`{target}` on the host is a symlink; refusing to touch it")));
+            }
             Err(e) => return Err(e).with_context(|| format!("failed to open `{target}`")),
         };
         let st = rustix::fs::fstat(&fd).with_context(|| format!("failed to stat `{target}`"))?;
@@ -105,7 +116,9 @@ impl Root {
         let (dir, name) = self.parent(target, true)?.context("parent exists after create")?;
         match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                bail!("`{target}` on the host is a symlink; refusing to replace what it points to")
+                return Err(refusal(format!(
+                    "`{target}` on the host is a symlink; refusing to replace what it points to"
+                )));
             }
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                 bail!("`{target}` on the host is a directory")

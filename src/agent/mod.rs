@@ -286,7 +286,9 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     crash_point("verified");
 
     // Compare with the host: what changes, and what drifted since the last apply.
-    let mut changes: Vec<(&str, &[u8], u32, u32, u32, bool)> = Vec::new();
+    // (target, new bytes, mode, uid, gid, existed before)
+    type Change<'a> = (&'a str, &'a [u8], u32, u32, u32, bool);
+    let mut changes: Vec<Change> = Vec::new();
     for f in &generation.plan.files {
         let bytes = generation.files.get(&f.target).map(Vec::as_slice).unwrap_or_default();
         let mode = u32::from_str_radix(&f.mode, 8).unwrap_or(0o644);

@@ -44,8 +44,32 @@ impl Default for Limits {
     }
 }
 
-/// Fetches `branch` of `url` into the bare mirror at `mirror`, onto [`INCOMING`].
+/// Fetches `branch` of `url` into the bare mirror at `mirror`, onto [`INCOMING`]. A run
+/// killed mid-fetch can leave git lock files or a damaged mirror behind: stale locks are
+/// removed (the caller holds the agent's run lock, so nothing else uses the mirror), and a
+/// mirror that still fails is rebuilt once from scratch.
 pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(Repository, Oid)> {
+    remove_stale_locks(mirror);
+    match fetch_once(mirror, url, branch, limits) {
+        Ok(x) => Ok(x),
+        Err(first) if mirror.exists() => {
+            std::fs::remove_dir_all(mirror)
+                .with_context(|| format!("failed to reset the mirror `{}`", mirror.display()))?;
+            fetch_once(mirror, url, branch, limits).map_err(|e| e.context(format!("after a first failure: {first:#}")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_stale_locks(mirror: &Path) {
+    for e in walkdir::WalkDir::new(mirror).into_iter().flatten() {
+        if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "lock") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn fetch_once(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(Repository, Oid)> {
     let repo = match Repository::open_bare(mirror) {
         Ok(r) => r,
         Err(_) => Repository::init_bare(mirror)
@@ -104,17 +128,11 @@ pub fn verify_signature(repo: &Repository, oid: Oid, allowed_signers: &Path) -> 
     let dir = tempfile::tempdir().context("failed to create a temporary directory")?;
     let sig_path = dir.path().join("commit.sig");
     std::fs::write(&sig_path, sig.as_bytes()).context("failed to write the signature")?;
+    let payload_path = dir.path().join("commit.payload");
+    std::fs::write(&payload_path, &*payload).context("failed to write the signed payload")?;
     let run = |args: &[&str]| -> Result<std::process::Output> {
-        use std::io::Write;
-        let mut child = std::process::Command::new("ssh-keygen")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .context("failed to run ssh-keygen")?;
-        child.stdin.take().context("stdin")?.write_all(&payload)?;
-        child.wait_with_output().context("failed to run ssh-keygen")
+        let payload = std::fs::File::open(&payload_path).context("failed to open the signed payload")?;
+        std::process::Command::new("ssh-keygen").args(args).stdin(payload).output().context("failed to run ssh-keygen")
     };
     let signers = allowed_signers.to_str().context("allowed_signers path is not UTF-8")?;
     let sig_s = sig_path.to_str().context("path")?;

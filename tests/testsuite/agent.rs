@@ -1,0 +1,769 @@
+//! `medianest pull` against the threat catalogue of AGENT-THREATS.md, all without
+//! network: a repository simulator (bare repositories in temp dirs, SSH keys made with
+//! ssh-keygen, signed, unsigned and crafted commits, force-pushes) and a fake host root
+//! whose whole tree is snapshotted before and after, so "refused" means exactly: a
+//! non-zero exit, a reason, and not one byte changed anywhere under the root.
+//!
+//! Native tools and systemd are replaced by stubs on `PATH` (`nginx`, `haproxy`,
+//! `systemctl`) whose exit codes the tests control and whose calls they count.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use medianest::artifact::{Artifact, ArtifactMeta, ArtifactSet, host_plans, manifest_bytes};
+
+use crate::support::*;
+
+/// `(target, content, validate, reload)` of one host file.
+type HostFile<'a> = (&'a str, &'a [u8], Option<&'a str>, Option<&'a str>);
+
+/// Bare remote + working clone + keys + stubs + fake root + state dir.
+struct Sim {
+    dir: tempfile::TempDir,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "core.autocrlf=false",
+            "-c",
+            "user.name=ci",
+            "-c",
+            "user.email=ci@medianest.invalid",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn keygen(path: &Path) {
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "deploy@medianest", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+}
+
+/// A snapshot of a tree: path → (sha256 or link target, mode, uid, gid).
+type Snapshot = BTreeMap<String, (String, u32, u32, u32)>;
+
+fn snapshot(root: &Path) -> Snapshot {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name().follow_links(false) {
+        let e = e.unwrap();
+        let md = e.path().symlink_metadata().unwrap();
+        let what = if md.file_type().is_symlink() {
+            format!("-> {}", std::fs::read_link(e.path()).unwrap().display())
+        } else if md.is_file() {
+            medianest::artifact::sha256_hex(&std::fs::read(e.path()).unwrap())
+        } else {
+            "dir".into()
+        };
+        let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+        out.insert(rel, (what, md.mode() & 0o7777, md.uid(), md.gid()));
+    }
+    out
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let sim = Sim { dir: tempfile::tempdir().unwrap() };
+        let d = sim.path();
+        git(d, &["init", "-q", "--bare", "remote.git"]);
+        std::fs::create_dir_all(d.join("work")).unwrap();
+        git(&d.join("work"), &["init", "-q"]);
+        git(&d.join("work"), &["remote", "add", "origin", d.join("remote.git").to_str().unwrap()]);
+        keygen(&d.join("key"));
+        keygen(&d.join("other-key"));
+        let public = std::fs::read_to_string(d.join("key.pub")).unwrap();
+        let key: Vec<&str> = public.split_whitespace().take(2).collect();
+        std::fs::write(d.join("allowed_signers"), format!("deploy@medianest namespaces=\"git\" {}\n", key.join(" ")))
+            .unwrap();
+        std::fs::create_dir_all(d.join("root/etc")).unwrap();
+        std::fs::write(d.join("root/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(d.join("root/etc/group"), "root:x:0:\nhaproxy:x:120:\n").unwrap();
+        std::fs::create_dir_all(d.join("root/root/.ssh")).unwrap();
+        std::fs::write(d.join("root/root/.ssh/authorized_keys"), "ssh-ed25519 AAAA operator\n").unwrap();
+        std::fs::create_dir_all(d.join("stubs")).unwrap();
+        for (tool, control) in [("nginx", "nginx.rc"), ("haproxy", "haproxy.rc"), ("keepalived", "keepalived.rc")] {
+            stub(&d.join("stubs").join(tool), &d.join(control), &d.join("calls.log"), tool);
+        }
+        stub(&d.join("stubs/systemctl"), &d.join("systemctl.rc"), &d.join("calls.log"), "systemctl");
+        sim
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn root(&self) -> PathBuf {
+        self.path().join("root")
+    }
+    fn work(&self) -> PathBuf {
+        self.path().join("work")
+    }
+
+    /// Makes a stub fail from now on (`systemctl` fails only for `verb`).
+    fn fail(&self, tool: &str, verb: Option<&str>) {
+        std::fs::write(self.path().join(format!("{tool}.rc")), verb.unwrap_or("*")).unwrap();
+    }
+    fn heal(&self, tool: &str) {
+        let _ = std::fs::remove_file(self.path().join(format!("{tool}.rc")));
+    }
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.path().join("calls.log")).unwrap_or_default()
+    }
+
+    /// Writes `generated/` for host `web1` (and optionally another host) into the work tree.
+    fn render(&self, files: &[HostFile], other: &[HostFile]) {
+        let gen_dir = self.work().join("generated");
+        let _ = std::fs::remove_dir_all(&gen_dir);
+        let mut set = ArtifactSet::new();
+        for (host, list) in [("web1", files), ("other", other)] {
+            for (target, content, validate, reload) in list {
+                let mut meta = ArtifactMeta::host_file("test", host, target, 0o644, "root:root", vec![]);
+                if let Some(a) = meta.apply.as_mut() {
+                    a.validate = validate.map(str::to_string);
+                    a.reload = reload.map(str::to_string);
+                }
+                set.insert(meta.path.clone(), Artifact { bytes: content.to_vec(), meta });
+            }
+        }
+        let hosts: Vec<(String, Vec<String>)> = vec![("web1".into(), vec![]), ("other".into(), vec![])];
+        for p in host_plans(&set, &hosts) {
+            set.insert(p.meta.path.clone(), p);
+        }
+        for (path, a) in &set {
+            let p = gen_dir.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, &a.bytes).unwrap();
+        }
+        std::fs::write(gen_dir.join("manifest.json"), manifest_bytes(&set)).unwrap();
+    }
+
+    /// Commits the work tree (signed with `key`, or unsigned) and pushes `main`.
+    fn commit(&self, message: &str, key: Option<&str>) -> String {
+        let w = self.work();
+        git(&w, &["add", "-A"]);
+        match key {
+            Some(k) => {
+                let key = self.path().join(k);
+                git(
+                    &w,
+                    &[
+                        "-c",
+                        "gpg.format=ssh",
+                        "-c",
+                        &format!("user.signingkey={}", key.display()),
+                        "commit",
+                        "-q",
+                        "-S",
+                        "--allow-empty",
+                        "-m",
+                        message,
+                    ],
+                )
+            }
+            None => git(&w, &["commit", "-q", "--allow-empty", "-m", message]),
+        };
+        let id = String::from_utf8(git(&w, &["rev-parse", "HEAD"]).stdout).unwrap().trim().to_string();
+        git(&w, &["push", "-q", "-f", "origin", "HEAD:main"]);
+        id
+    }
+
+    /// Points the remote's `main` at `commit` (a force-push).
+    fn force_main(&self, commit: &str) {
+        git(&self.path().join("remote.git"), &["update-ref", "refs/heads/main", commit]);
+    }
+
+    fn pull_with(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let path = format!("{}:{}", self.path().join("stubs").display(), std::env::var("PATH").unwrap_or_default());
+        Command::new(env!("CARGO_BIN_EXE_medianest"))
+            .args(["pull", "--once", "--format", "json", "--host", "web1", "--repo"])
+            .arg(format!("file://{}", self.path().join("remote.git").display()))
+            .arg("--root")
+            .arg(self.root())
+            .arg("--state-dir")
+            .arg(self.path().join("state"))
+            .arg("--allowed-signers")
+            .arg(self.path().join("allowed_signers"))
+            .args(extra)
+            .envs(env.iter().copied())
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    }
+
+    fn pull(&self) -> Output {
+        self.pull_with(&[], &[])
+    }
+
+    fn state(&self) -> String {
+        std::fs::read_to_string(self.path().join("state/state.json")).unwrap_or_default()
+    }
+}
+
+/// A stub: exits 1 when its control file exists (for `systemctl`, when the control file
+/// names the verb or `*`), logs every call.
+fn stub(path: &Path, control: &Path, log: &Path, name: &str) {
+    let script = format!(
+        "#!/bin/sh\necho \"{name} $*\" >> '{}'\nif [ -e '{}' ]; then verb=$(cat '{}'); if [ \"$verb\" = '*' ] || [ \"$verb\" = \"$1\" ]; then echo \"{name} stub: failing\" >&2; exit 1; fi; fi\nexit 0\n",
+        log.display(),
+        control.display(),
+        control.display()
+    );
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn report(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("no JSON report:\n{}\n{}", stdout(o), stderr(o)))
+}
+
+const NGINX_V1: &[u8] = b"events {}\nhttp { server { listen 80; } }\n";
+const NGINX_V2: &[u8] = b"events {}\nhttp { server { listen 8080; } }\n";
+
+fn generation(hosts: &'static [u8], nginx: &'static [u8]) -> Vec<HostFile<'static>> {
+    vec![("/etc/hosts", hosts, None, None), ("/etc/nginx/nginx.conf", nginx, Some("nginx"), Some("nginx.service"))]
+}
+
+fn v1() -> Vec<HostFile<'static>> {
+    generation(b"10.0.0.1 web1\n", NGINX_V1)
+}
+
+fn v2() -> Vec<HostFile<'static>> {
+    generation(b"10.0.0.1 web1\n10.0.0.2 db1\n", NGINX_V2)
+}
+
+/// A simulator with v1 applied.
+fn applied_v1() -> (Sim, String) {
+    let sim = Sim::new();
+    sim.render(&v1(), &[]);
+    let c1 = sim.commit("v1", Some("key"));
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    (sim, c1)
+}
+
+/// Asserts a refused run: exit 1, a reason, nothing changed under the root or in state.
+fn assert_refused(sim: &Sim, o: &Output, before: &Snapshot, state: &str, why: &str) {
+    let r = report(o);
+    assert_eq!(o.status.code(), Some(1), "{r}");
+    assert_eq!(r["result"], "refused");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(why), "reason {reason:?} lacks {why:?}");
+    assert_eq!(&snapshot(&sim.root()), before, "the root changed");
+    assert_eq!(sim.state(), state, "the state changed");
+}
+
+#[test]
+fn applies_a_signed_generation_then_a_rerun_changes_nothing() {
+    // Catalogue 28: no-op and dry-run.
+    let (sim, c1) = applied_v1();
+    assert_eq!(std::fs::read(sim.root().join("etc/nginx/nginx.conf")).unwrap(), NGINX_V1);
+    assert!(sim.calls().contains("nginx -t -q -c"), "validated: {}", sim.calls());
+    assert!(sim.calls().contains("systemctl reload nginx.service"));
+    assert!(sim.state().contains(&c1));
+    let before = snapshot(&sim.root());
+    let inode = std::fs::metadata(sim.root().join("etc/hosts")).unwrap().ino();
+    let calls = sim.calls();
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(report(&o)["result"], "unchanged");
+    assert_eq!(snapshot(&sim.root()), before);
+    assert_eq!(std::fs::metadata(sim.root().join("etc/hosts")).unwrap().ino(), inode, "nothing rewritten");
+    assert_eq!(sim.calls(), calls, "no validation, no reload");
+    // Dry run of a new commit: reports, writes nothing.
+    sim.render(&v2(), &[]);
+    sim.commit("v2", Some("key"));
+    let o = sim.pull_with(&["--dry-run"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let r = report(&o);
+    assert_eq!(r["result"], "dry-run");
+    assert!(r["files"].as_array().unwrap().iter().any(|f| f["action"] == "update"));
+    assert_eq!(snapshot(&sim.root()), before);
+    assert!(sim.state().contains(&c1));
+    // Metrics are written for Prometheus' textfile collector.
+    let metrics = std::fs::read_to_string(sim.path().join("state/medianest.prom")).unwrap();
+    assert!(metrics.contains(&format!("medianest_pull_applied_commit_info{{commit=\"{c1}\"}} 1")), "{metrics}");
+    assert!(metrics.contains("medianest_pull_drift_files 0"));
+}
+
+#[test]
+fn refuses_unsigned_foreign_and_tampered_commits() {
+    // Catalogue 1, 2, 3.
+    let (sim, _) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    sim.render(&v2(), &[]);
+    sim.commit("unsigned", None);
+    assert_refused(&sim, &sim.pull(), &before, &state, "is not signed");
+    sim.commit("foreign key", Some("other-key"));
+    assert_refused(&sim, &sim.pull(), &before, &state, "allowed_signers does not list");
+    // Tampered: a signed commit's object edited, keeping the old signature.
+    let signed = sim.commit("signed v2", Some("key"));
+    let raw = String::from_utf8(git(&sim.work(), &["cat-file", "commit", &signed]).stdout).unwrap();
+    let forged = raw.replace("signed v2", "signed v2 (and a backdoor)");
+    std::fs::write(sim.path().join("forged"), forged).unwrap();
+    let id = String::from_utf8(
+        git(
+            &sim.work(),
+            &["hash-object", "-t", "commit", "-w", "--literally", sim.path().join("forged").to_str().unwrap()],
+        )
+        .stdout,
+    )
+    .unwrap();
+    git(&sim.work(), &["push", "-q", "-f", "origin", &format!("{}:refs/heads/main", id.trim())]);
+    assert_refused(&sim, &sim.pull(), &before, &state, "does not verify");
+    // Signed in another namespace than `git`.
+    let unsigned = sim.commit("to be signed as a file", None);
+    let payload = git(&sim.work(), &["cat-file", "commit", &unsigned]).stdout;
+    std::fs::write(sim.path().join("payload"), &payload).unwrap();
+    let o = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(sim.path().join("key"))
+        .arg(sim.path().join("payload"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let sig = std::fs::read_to_string(sim.path().join("payload.sig")).unwrap();
+    let text = String::from_utf8(payload).unwrap();
+    let (headers, body) = text.split_once("\n\n").unwrap();
+    let gpgsig = format!("gpgsig {}", sig.trim_end().replace('\n', "\n "));
+    std::fs::write(sim.path().join("wrong-ns"), format!("{headers}\n{gpgsig}\n\n{body}")).unwrap();
+    let id = String::from_utf8(
+        git(&sim.work(), &["hash-object", "-t", "commit", "-w", sim.path().join("wrong-ns").to_str().unwrap()]).stdout,
+    )
+    .unwrap();
+    git(&sim.work(), &["push", "-q", "-f", "origin", &format!("{}:refs/heads/main", id.trim())]);
+    assert_refused(&sim, &sim.pull(), &before, &state, "does not verify");
+}
+
+#[test]
+fn refuses_a_force_push_back_to_an_older_signed_commit() {
+    // Catalogue 4.
+    let (sim, c1) = applied_v1();
+    sim.render(&v2(), &[]);
+    let c2 = sim.commit("v2", Some("key"));
+    assert_eq!(sim.pull().status.code(), Some(0));
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    sim.force_main(&c1);
+    assert_refused(&sim, &sim.pull(), &before, &state, "does not descend from the last applied commit");
+    assert!(sim.state().contains(&c2));
+    // An operator may roll back on purpose.
+    let o = sim.pull_with(&["--allow-rollback"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(sim.root().join("etc/nginx/nginx.conf")).unwrap(), NGINX_V1);
+}
+
+/// Commits a host tree whose `generated/hosts/web1` is replaced by a crafted tree.
+fn crafted(sim: &Sim, entry: &str) -> (Snapshot, String) {
+    let before = snapshot(&sim.root());
+    let state = sim.state();
+    let w = sim.work();
+    let blob = String::from_utf8(git(&w, &["hash-object", "-w", "generated/hosts/web1/plan.json"]).stdout).unwrap();
+    let mktree = |input: String| -> String {
+        let mut child = Command::new("git")
+            .current_dir(&w)
+            .args(["mktree", "--missing"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
+    };
+    let host = mktree(format!("100644 blob {}\tplan.json\n{entry}\n", blob.trim()));
+    let hosts = mktree(format!("040000 tree {host}\tweb1\n"));
+    let manifest = String::from_utf8(git(&w, &["hash-object", "-w", "generated/manifest.json"]).stdout).unwrap();
+    let generated = mktree(format!("040000 tree {hosts}\thosts\n100644 blob {}\tmanifest.json\n", manifest.trim()));
+    let top = mktree(format!("040000 tree {generated}\tgenerated\n"));
+    let commit = String::from_utf8(
+        git(
+            &w,
+            &[
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &format!("user.signingkey={}", sim.path().join("key").display()),
+                "commit-tree",
+                "-S",
+                "-p",
+                "HEAD",
+                "-m",
+                "crafted",
+                &top,
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    git(&w, &["push", "-q", "-f", "origin", &format!("{}:refs/heads/main", commit.trim())]);
+    (before, state)
+}
+
+#[test]
+fn refuses_crafted_trees_whatever_the_signature() {
+    // Catalogue 12, 13, 16: `..`, `.git`, symlinks, submodules. Signed by the right key.
+    let cases: Vec<(String, &str)> = vec![
+        ("040000 tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\t..".into(), "holds the name `..`"),
+        ("100644 blob e69de29bb2d1d6434b8b29ae775ad8c2e48c5391\t.GIT".into(), "holds the name `.GIT`"),
+        ("120000 blob e69de29bb2d1d6434b8b29ae775ad8c2e48c5391\tshadow".into(), "is a symlink"),
+        ("160000 commit 0000000000000000000000000000000000000001\tsub".into(), "is a submodule"),
+    ];
+    for (entry, why) in cases {
+        let (sim, _) = applied_v1();
+        git(&sim.work(), &["hash-object", "-w", "--stdin"]);
+        let (before, state) = crafted(&sim, &entry);
+        assert_refused(&sim, &sim.pull(), &before, &state, why);
+    }
+}
+
+#[test]
+fn refuses_targets_outside_the_allowed_roots_and_files_off_the_manifest() {
+    // Catalogue 14 (agent side) and manifest verification.
+    let (sim, _) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    sim.render(&[("/root/.ssh/authorized_keys", b"ssh-ed25519 AAAA attacker\n", None, None)], &[]);
+    sim.commit("outside", Some("key"));
+    assert_refused(&sim, &sim.pull(), &before, &state, "outside the roots the agent may write");
+    // A file changed after rendering no longer matches the manifest.
+    sim.render(&v2(), &[]);
+    std::fs::write(sim.work().join("generated/hosts/web1/root/etc/hosts"), "6.6.6.6 web1\n").unwrap();
+    sim.commit("edited by hand", Some("key"));
+    assert_refused(&sim, &sim.pull(), &before, &state, "does not match its sha256 in the manifest");
+}
+
+#[test]
+fn compiler_never_renders_a_target_outside_etc() {
+    // Catalogue 14, compiler side: every planned target of the reference site is under /etc/.
+    let compiled = medianest::ops::compile(&medianest::ops::Paths::under(&repo_root()));
+    for a in compiled.artifacts.values() {
+        if let Some(apply) = &a.meta.apply {
+            assert!(
+                medianest::agent::source::ALLOWED_ROOTS.iter().any(|r| apply.target.starts_with(r)),
+                "{}",
+                apply.target
+            );
+        }
+    }
+}
+
+#[test]
+fn never_writes_through_a_host_symlink() {
+    // Catalogue 15.
+    let sim = Sim::new();
+    std::fs::create_dir_all(sim.root().join("outside")).unwrap();
+    std::os::unix::fs::symlink(sim.root().join("outside"), sim.root().join("etc/nginx")).unwrap();
+    sim.render(&v1(), &[]);
+    sim.commit("v1", Some("key"));
+    let before = snapshot(&sim.root());
+    let o = sim.pull();
+    assert_refused(&sim, &o, &before, "", "is a symlink or not a directory");
+    assert!(std::fs::read_dir(sim.root().join("outside")).unwrap().next().is_none());
+    // A symlink at the file itself is not followed either.
+    std::fs::remove_file(sim.root().join("etc/nginx")).unwrap();
+    std::fs::create_dir_all(sim.root().join("etc/nginx")).unwrap();
+    std::os::unix::fs::symlink(sim.root().join("root/.ssh/authorized_keys"), sim.root().join("etc/nginx/nginx.conf"))
+        .unwrap();
+    let before = snapshot(&sim.root());
+    assert_refused(&sim, &sim.pull(), &before, "", "symlink");
+}
+
+#[test]
+fn reads_only_its_own_host_tree() {
+    // Catalogue 17.
+    let sim = Sim::new();
+    sim.render(&v1(), &[("/etc/passwd", b"root::0:0::/:/bin/sh\n", None, None)]);
+    std::fs::write(sim.work().join("README"), "top-level file\n").unwrap();
+    sim.commit("two hosts", Some("key"));
+    let passwd = std::fs::read(sim.root().join("etc/passwd")).unwrap();
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(sim.root().join("etc/passwd")).unwrap(), passwd, "another host's file was applied");
+}
+
+#[test]
+fn validation_reload_and_health_failures_restore_the_previous_state() {
+    // Catalogue 18, 19, 20, 21.
+    for (tool, verb, result) in [
+        ("nginx", None, "invalid"),
+        ("systemctl", Some("reload"), "rolled-back"),
+        ("systemctl", Some("is-active"), "rolled-back"),
+    ] {
+        let (sim, c1) = applied_v1();
+        let before = snapshot(&sim.root());
+        sim.render(&v2(), &[]);
+        sim.commit("v2", Some("key"));
+        sim.fail(tool, verb);
+        let o = sim.pull();
+        let r = report(&o);
+        assert_eq!(o.status.code(), Some(3), "{tool} {verb:?}: {r}");
+        assert_eq!(r["result"], result);
+        assert_eq!(snapshot(&sim.root()), before, "{tool} {verb:?}: not restored byte for byte");
+        assert!(sim.state().contains(&c1));
+        sim.heal(tool);
+        assert_eq!(sim.pull().status.code(), Some(0), "applies once fixed");
+        assert_eq!(std::fs::read(sim.root().join("etc/nginx/nginx.conf")).unwrap(), NGINX_V2);
+    }
+    // Two services, one invalid: nothing of either is applied.
+    let (sim, _) = applied_v1();
+    let before = snapshot(&sim.root());
+    let mut files = v2();
+    files.push(("/etc/haproxy/haproxy.cfg", b"global\n", Some("haproxy"), Some("haproxy.service")));
+    sim.render(&files, &[]);
+    sim.commit("v2 + haproxy", Some("key"));
+    sim.fail("haproxy", None);
+    assert_eq!(sim.pull().status.code(), Some(3));
+    assert_eq!(snapshot(&sim.root()), before);
+}
+
+#[test]
+fn drift_is_reported_and_enforced_or_kept() {
+    let (sim, _) = applied_v1();
+    std::fs::write(sim.root().join("etc/hosts"), "edited by hand\n").unwrap();
+    let o = sim.pull_with(&["--drift", "report"], &[]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r}");
+    assert_eq!(r["drift"], serde_json::json!(["/etc/hosts"]));
+    assert_eq!(std::fs::read_to_string(sim.root().join("etc/hosts")).unwrap(), "edited by hand\n");
+    let metrics = std::fs::read_to_string(sim.path().join("state/medianest.prom")).unwrap();
+    assert!(metrics.contains("medianest_pull_drift_files 1"), "{metrics}");
+    let o = sim.pull();
+    assert_eq!(
+        report(&o)["files"].as_array().unwrap().iter().find(|f| f["target"] == "/etc/hosts").unwrap()["action"],
+        "drift-overwritten"
+    );
+    assert_eq!(std::fs::read(sim.root().join("etc/hosts")).unwrap(), b"10.0.0.1 web1\n");
+}
+
+#[test]
+fn modes_and_owners_come_from_the_plan_whatever_the_umask() {
+    // Catalogue 27.
+    let sim = Sim::new();
+    sim.render(&v1(), &[]);
+    // Make one file 0640 root:haproxy by editing the plan and manifest consistently.
+    let plan_path = sim.work().join("generated/hosts/web1/plan.json");
+    let plan = std::fs::read_to_string(&plan_path).unwrap().replace(
+        "\"mode\": \"0644\",\n      \"owner\": \"root:root\"",
+        "\"mode\": \"0640\",\n      \"owner\": \"root:haproxy\"",
+    );
+    std::fs::write(&plan_path, &plan).unwrap();
+    let manifest_path = sim.work().join("generated/manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["path"] == "hosts/web1/plan.json" {
+            f["sha256"] = medianest::artifact::sha256_hex(plan.as_bytes()).into();
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    sim.commit("modes", Some("key"));
+    let path = format!("{}:{}", sim.path().join("stubs").display(), std::env::var("PATH").unwrap());
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec '{}' pull --once --format json --host web1 --repo 'file://{}' --root '{}' --state-dir '{}'",
+            env!("CARGO_BIN_EXE_medianest"),
+            sim.path().join("remote.git").display(),
+            sim.root().display(),
+            sim.path().join("state").display()
+        ))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in ["etc/hosts", "etc/nginx/nginx.conf"] {
+        let md = std::fs::metadata(sim.root().join(f)).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o640, "{f}");
+        assert_eq!((md.uid(), md.gid()), (0, 120), "{f}");
+    }
+}
+
+#[test]
+fn one_run_at_a_time_and_kill_9_frees_the_lock() {
+    // Catalogue 26.
+    let (sim, _) = applied_v1();
+    let lock = sim.path().join("state/lock");
+    // `-o`: the lock is held by `flock` itself, not inherited by `sleep`.
+    let mut holder = Command::new("flock").arg("-o").arg(&lock).args(["sleep", "30"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(report(&o)["result"], "busy");
+    // kill -9 the holder: the kernel releases the lock; no stale lock file to clean.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(sim.pull().status.code(), Some(0));
+}
+
+/// Every managed file is exactly the old or the new version.
+fn assert_old_or_new(sim: &Sim, old: &[HostFile], new: &[HostFile]) -> usize {
+    let mut torn = 0;
+    for ((target, a, ..), (_, b, ..)) in old.iter().zip(new) {
+        let p = sim.root().join(target.trim_start_matches('/'));
+        let now = std::fs::read(&p).unwrap_or_default();
+        if now != *a && now != *b {
+            torn += 1;
+        }
+    }
+    torn
+}
+
+#[test]
+fn a_crash_at_every_step_converges_to_old_or_new() {
+    // Catalogue 22: crash hook at every step boundary, then a rerun converges.
+    let steps = [
+        "fetched",
+        "verified",
+        "staged",
+        "journaled",
+        "before-rename#1",
+        "swapped#1",
+        "before-rename#2",
+        "swapped#2",
+        "reloaded",
+        "recorded",
+    ];
+    let mut converged = 0;
+    for step in steps {
+        let (sim, _) = applied_v1();
+        sim.render(&v2(), &[]);
+        let c2 = sim.commit("v2", Some("key"));
+        let o = sim.pull_with(&[], &[("MEDIANEST_CRASH_AT", step)]);
+        assert_ne!(o.status.code(), Some(0), "{step}: the hook did not fire");
+        assert_eq!(assert_old_or_new(&sim, &v1(), &v2()), 0, "{step}: torn file");
+        let o = sim.pull();
+        assert_eq!(o.status.code(), Some(0), "{step}: {}", stderr(&o));
+        assert!(sim.state().contains(&c2), "{step}");
+        for (target, content, ..) in v2() {
+            assert_eq!(
+                std::fs::read(sim.root().join(target.trim_start_matches('/'))).unwrap(),
+                content,
+                "{step}: {target}"
+            );
+        }
+        assert!(!sim.path().join("state/journal.json").exists());
+        converged += 1;
+    }
+    assert_eq!(converged, steps.len());
+}
+
+#[test]
+fn random_sigkills_during_apply_leave_no_torn_file() {
+    // Catalogue 23: at least 200 SIGKILLs at random times during an apply. The files are
+    // large enough that a naive writer would be caught mid-write.
+    let big1 = vec![b'a'; 1 << 20];
+    let big2 = vec![b'b'; 1 << 20];
+    let gen1: Vec<HostFile> = vec![("/etc/big.conf", &big1, None, None), ("/etc/hosts", b"v1\n", None, None)];
+    let gen2: Vec<HostFile> = vec![("/etc/big.conf", &big2, None, None), ("/etc/hosts", b"v2\n", None, None)];
+    let sim = Sim::new();
+    sim.render(&gen1, &[]);
+    let c1 = sim.commit("gen1", Some("key"));
+    sim.render(&gen2, &[]);
+    let c2 = sim.commit("gen2", Some("key"));
+    sim.force_main(&c1);
+    assert_eq!(sim.pull().status.code(), Some(0));
+    let path = format!("{}:{}", sim.path().join("stubs").display(), std::env::var("PATH").unwrap());
+    let runs = 200;
+    // How long a whole apply takes here: kills are spread over that span, so they land in
+    // every phase, the file swaps included.
+    let spawn_run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_medianest"))
+            .args(["pull", "--once", "--allow-rollback", "--host", "web1", "--repo"])
+            .arg(format!("file://{}", sim.path().join("remote.git").display()))
+            .arg("--root")
+            .arg(sim.root())
+            .arg("--state-dir")
+            .arg(sim.path().join("state"))
+            .args(extra)
+            .env("PATH", &path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut span = std::time::Duration::ZERO;
+    for target in [&c2, &c1, &c2, &c1] {
+        sim.force_main(target);
+        let t = std::time::Instant::now();
+        assert!(spawn_run(&[]).wait().unwrap().success());
+        span = span.max(t.elapsed());
+    }
+    let span_us = span.as_micros() as u64 + 1;
+    let (mut torn, mut killed, mut mid_apply) = (0, 0, 0);
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..runs {
+        let (target, files) = if i % 2 == 0 { (&c2, &gen2) } else { (&c1, &gen1) };
+        sim.force_main(target);
+        let mut child = spawn_run(&[]);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(std::time::Duration::from_micros(seed % span_us));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        if sim.path().join("state/journal.json").exists() {
+            mid_apply += 1;
+        }
+        torn += assert_old_or_new(&sim, &gen1, &gen2);
+        // The next run converges to the branch's commit.
+        let o = sim.pull_with(&["--allow-rollback"], &[]);
+        assert_eq!(o.status.code(), Some(0), "run {i}: {}", stderr(&o));
+        for (t, content, ..) in files.iter() {
+            assert_eq!(std::fs::read(sim.root().join(t.trim_start_matches('/'))).unwrap(), *content, "run {i}: {t}");
+        }
+    }
+    eprintln!(
+        "sigkill runs: {runs}, killed while running: {killed}, killed between journal and record: {mid_apply}, torn files: {torn}"
+    );
+    assert_eq!(torn, 0);
+    assert!(killed >= 60, "too few kills landed during a run ({killed}); the test would prove little");
+    assert!(mid_apply >= 10, "too few kills landed between the journal and the record ({mid_apply})");
+}
+
+#[test]
+fn a_full_disk_while_staging_changes_nothing() {
+    // Catalogue 25: the state directory (where files are staged) is a 256 KiB tmpfs in a
+    // private mount namespace; the new generation does not fit.
+    let big = vec![b'x'; 1 << 20];
+    let (sim, c1) = applied_v1();
+    let before = snapshot(&sim.root());
+    let mut files = v2();
+    files.push(("/etc/big.conf", &big, None, None));
+    sim.render(&files, &[]);
+    sim.commit("too big", Some("key"));
+    let small = sim.path().join("small-state");
+    std::fs::create_dir_all(&small).unwrap();
+    let path = format!("{}:{}", sim.path().join("stubs").display(), std::env::var("PATH").unwrap());
+    let script = format!(
+        "mount -t tmpfs -o size=256k tmpfs '{s}' && cp -a '{st}/.' '{s}/' && exec '{bin}' pull --once --format json --host web1 --repo 'file://{repo}' --root '{root}' --state-dir '{s}' --allowed-signers '{signers}'",
+        s = small.display(),
+        st = sim.path().join("state").display(),
+        bin = env!("CARGO_BIN_EXE_medianest"),
+        repo = sim.path().join("remote.git").display(),
+        root = sim.root().display(),
+        signers = sim.path().join("allowed_signers").display()
+    );
+    let o = Command::new("unshare").args(["-m", "sh", "-c", &script]).env("PATH", path).output().unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    let reason = report(&o)["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("No space left on device"), "failed for another reason: {reason}");
+    assert_eq!(snapshot(&sim.root()), before, "a full disk changed the live files");
+    assert!(sim.state().contains(&c1));
+}

@@ -29,19 +29,39 @@ from markupsafe import Markup
 SH_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=@%+,")
 
 
+YAML_RAW_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
 def esc_yaml(s):
-    # serde_json::to_string of a str: a JSON string literal (non-ASCII kept).
-    return json.dumps(s, ensure_ascii=False)
+    # src/render/escape.rs yaml(): a JSON string literal, with the characters YAML does
+    # not allow raw (DEL, C1, U+FEFF, U+FFFE/F) and U+2028/9 as \uXXXX.
+    out = ['"']
+    for c in s:
+        o = ord(c)
+        if c in YAML_RAW_ESCAPES:
+            out.append(YAML_RAW_ESCAPES[c])
+        elif o < 0x20 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF):
+            out.append("\\u%04x" % o)
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+XML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 
 
 def esc_xml(s):
-    return (
-        s.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&quot;")
-        .replace("'", "&apos;")
-    )
+    out = []
+    for c in s:
+        o = ord(c)
+        if c in XML_ESCAPES:
+            out.append(XML_ESCAPES[c])
+        elif o < 0x20 or o in (0xFFFE, 0xFFFF):
+            out.append("\ufffd")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def esc_sh(s):

@@ -24,12 +24,44 @@ pub fn auto_escape_for(name: &str) -> AutoEscape {
 }
 
 /// A YAML scalar: a JSON string literal is a valid double-quoted YAML scalar, and it
-/// avoids YAML 1.1 surprises (`no`, `on`, `0755`).
+/// avoids YAML 1.1 surprises (`no`, `on`, `0755`). On top of JSON's escapes, characters
+/// that YAML does not allow raw in a stream (DEL, the C1 controls, U+FEFF inside a
+/// document, U+FFFE/U+FFFF) and the YAML 1.1 line breaks (U+2028, U+2029) are written
+/// as `\uXXXX`, which is valid JSON as well, so a parser gives back exactly `s`.
 pub fn yaml(s: &str) -> String {
-    serde_json::to_string(s).expect("a string always serializes")
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
-/// XML character data or attribute value.
+/// XML character data or attribute value. Tab, newline and carriage return become
+/// character references, so attribute-value and end-of-line normalisation cannot change
+/// them; characters XML 1.0 cannot carry at all (other C0 controls, U+FFFE, U+FFFF)
+/// become U+FFFD, so the document is always well-formed. Site values never hold either
+/// (the model rejects control characters); this is the second line of defence.
 pub fn xml(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -39,6 +71,10 @@ pub fn xml(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -100,6 +136,13 @@ mod tests {
     fn xml_and_yaml_and_md_escape() {
         assert_eq!(xml("a<b&'c\""), "a&lt;b&amp;&apos;c&quot;");
         assert_eq!(yaml("no"), "\"no\"");
+        for s in ["", "a\"b\\c", "\n\r\t\u{8}\u{c}\u{1}\u{1f}", "é🦀", "\u{7f}\u{85}\u{2028}\u{feff}\u{ffff}"] {
+            assert_eq!(serde_json::from_str::<String>(&yaml(s)).unwrap(), s, "yaml() is also valid JSON");
+        }
+        for s in ["", "a\"b\\c", "\n\r\t\u{8}\u{c}\u{1}\u{1f}", "é🦀"] {
+            assert_eq!(yaml(s), serde_json::to_string(s).unwrap(), "same as JSON where JSON is valid YAML");
+        }
+        assert_eq!(xml("a\tb\nc\rd\u{1}"), "a&#9;b&#10;c&#13;d\u{fffd}");
         assert_eq!(md("a|b<c>"), "a\\|b\\<c\\>");
     }
 }

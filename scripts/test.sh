@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 #   haproxy, nginx, libnginx-mod-http-modsecurity, modsecurity-crs, keepalived
 #                               the edge tier: native config checks and the loopback run
 #   openssl, curl, python3      test certificates, requests, the trivial backend
-#   iproute2, util-linux        private network namespaces for address-bound checks
-DEBIAN_PACKAGES="shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux"
+#   iproute2, util-linux        private network and mount namespaces
+#   openssh-client, systemd     ssh-keygen (signed commits), systemd-analyze (units)
+DEBIAN_PACKAGES="shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do

@@ -126,21 +126,26 @@ pub enum Command {
 /// Arguments of `pull`.
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
+    /// Read the settings from this file (`/etc/medianest/agent.toml`, written by the
+    /// bootstrap); options given on the command line win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Repository URL or path (file:// or a local path; https and ssh need those features).
     #[arg(long)]
-    pub repo: String,
-    /// Branch to follow.
-    #[arg(long, default_value = "main")]
-    pub branch: String,
+    pub repo: Option<String>,
+    /// Branch to follow [default: main].
+    #[arg(long)]
+    pub branch: Option<String>,
     /// This host's name in the site.
     #[arg(long)]
-    pub host: String,
+    pub host: Option<String>,
     /// Root the files are written under.
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
-    /// Where the agent keeps its mirror, state, journal, lock and metrics.
-    #[arg(long, default_value = "/var/lib/medianest")]
-    pub state_dir: PathBuf,
+    /// Where the agent keeps its mirror, state, journal, lock and metrics
+    /// [default: /var/lib/medianest].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// `allowed_signers` file: require the tip commit to be SSH-signed by a listed key.
     #[arg(long)]
     pub allowed_signers: Option<PathBuf>,
@@ -156,9 +161,9 @@ pub struct PullArgs {
     /// Accept a commit that does not descend from the applied one (operators only).
     #[arg(long)]
     pub allow_rollback: bool,
-    /// What to do with managed files changed on the host.
-    #[arg(long, value_enum, default_value_t = crate::agent::DriftPolicy::Enforce)]
-    pub drift: crate::agent::DriftPolicy,
+    /// What to do with managed files changed on the host [default: enforce].
+    #[arg(long, value_enum)]
+    pub drift: Option<crate::agent::DriftPolicy>,
     /// Most bytes a fetch may transfer.
     #[arg(long, default_value_t = 256 << 20)]
     pub max_bytes: usize,
@@ -379,17 +384,46 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
+/// `agent.toml`, as the bootstrap writes it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    repository: Option<String>,
+    branch: Option<String>,
+    host: Option<String>,
+    state_dir: Option<PathBuf>,
+    allowed_signers: Option<PathBuf>,
+    drift: Option<crate::agent::DriftPolicy>,
+}
+
 fn pull(a: &PullArgs) -> i32 {
+    let file: AgentFile = match &a.config {
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(anyhow::Error::from)
+            .and_then(|t| toml::from_str(&t).map_err(anyhow::Error::from))
+        {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: failed to read `{}`: {e}", p.display());
+                return crate::agent::exit::ERROR;
+            }
+        },
+        None => AgentFile::default(),
+    };
+    let (Some(repo), Some(host)) = (a.repo.clone().or(file.repository), a.host.clone().or(file.host)) else {
+        eprintln!("error: `pull` needs --repo and --host, or a --config file that names them");
+        return crate::agent::exit::ERROR;
+    };
     let opts = crate::agent::PullOptions {
-        repo: a.repo.clone(),
-        branch: a.branch.clone(),
-        host: a.host.clone(),
+        repo,
+        branch: a.branch.clone().or(file.branch).unwrap_or_else(|| "main".into()),
+        host,
         root: a.root.clone(),
-        state_dir: a.state_dir.clone(),
-        allowed_signers: a.allowed_signers.clone(),
+        state_dir: a.state_dir.clone().or(file.state_dir).unwrap_or_else(|| PathBuf::from("/var/lib/medianest")),
+        allowed_signers: a.allowed_signers.clone().or(file.allowed_signers),
         dry_run: a.dry_run,
         allow_rollback: a.allow_rollback,
-        drift: a.drift,
+        drift: a.drift.or(file.drift).unwrap_or(crate::agent::DriftPolicy::Enforce),
         limits: crate::agent::source::Limits {
             max_bytes: a.max_bytes,
             deadline: std::time::Duration::from_secs(a.deadline),

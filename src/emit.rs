@@ -36,15 +36,20 @@ pub fn write_tree(set: &ArtifactSet, out: &Path) -> Result<WriteReport> {
     fs::create_dir_all(out).with_context(|| format!("failed to create `{}`", out.display()))?;
     let previous = read_manifest(out);
 
-    let mut files: Vec<(&str, &[u8], bool)> =
-        set.values().map(|a| (a.meta.path.as_str(), a.bytes.as_slice(), false)).collect();
+    // (path, bytes, executable): scripts keep their executable bit in the tree (and in git).
+    let mut files: Vec<(&str, &[u8], bool)> = set
+        .values()
+        .map(|a| (a.meta.path.as_str(), a.bytes.as_slice(), a.meta.apply.is_none() && a.meta.mode & 0o111 != 0))
+        .collect();
     let manifest = manifest_bytes(set);
     files.push((MANIFEST, &manifest, false));
-    for (rel, bytes, _) in &files {
+    for (rel, bytes, exec) in &files {
         check_rel_path(rel).map_err(anyhow::Error::msg)?;
         let path = out.join(rel);
         ensure_parent(out, &path)?;
-        if write_if_changed(&path, bytes)? {
+        let wrote = write_if_changed(&path, bytes)?;
+        let fixed = set_executable(&path, *exec)?;
+        if wrote || fixed {
             report.written.push(rel.to_string());
         } else {
             report.unchanged += 1;
@@ -74,6 +79,19 @@ pub fn write_tree(set: &ArtifactSet, out: &Path) -> Result<WriteReport> {
         }
     }
     Ok(report)
+}
+
+/// Gives `path` mode 0755 or 0644; returns whether it changed.
+fn set_executable(path: &Path, exec: bool) -> Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    let want = if exec { 0o755 } else { 0o644 };
+    let meta = fs::metadata(path).with_context(|| format!("failed to stat `{}`", path.display()))?;
+    if meta.permissions().mode() & 0o777 == want {
+        return Ok(false);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(want))
+        .with_context(|| format!("failed to set the mode of `{}`", path.display()))?;
+    Ok(true)
 }
 
 /// Reads the manifest of a previous build, if there is a readable one.

@@ -43,8 +43,17 @@ pub fn run(mut c: Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// `systemctl <verb> <unit>`.
+/// `systemctl <verb> <unit>`; the reload action `daemon-reload` (a changed unit file)
+/// is `systemctl daemon-reload`.
 pub fn systemctl(verb: &str, unit: &str) -> Result<()> {
+    if unit == "daemon-reload" {
+        if verb == "is-active" {
+            return Ok(());
+        }
+        let mut c = Command::new("systemctl");
+        c.arg("daemon-reload");
+        return run(c, "systemctl daemon-reload");
+    }
     if !unit.ends_with(".service") || !unit.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
         bail!("`{unit}` is not a unit the agent manages");
     }

@@ -48,7 +48,7 @@ pub mod exit {
 }
 
 /// What to do with managed files changed on the host since the last apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DriftPolicy {
     /// Overwrite them with the committed version.

@@ -7,6 +7,7 @@
 //! a family means adding a module and a line to [`FAMILIES`]; no other family changes.
 
 pub mod base;
+pub mod delivery;
 pub mod docs;
 pub mod edge;
 pub mod haproxy;
@@ -41,7 +42,7 @@ pub trait Family: Sync {
 
 /// Every family, in the order their jobs are planned (output order is by path anyway).
 pub const FAMILIES: &[&dyn Family] =
-    &[&docs::Docs, &base::Base, &haproxy::Haproxy, &keepalived::Keepalived, &nginx::Nginx];
+    &[&docs::Docs, &base::Base, &haproxy::Haproxy, &keepalived::Keepalived, &nginx::Nginx, &delivery::Delivery];
 
 /// The jobs being collected from the families.
 #[derive(Default)]

@@ -249,6 +249,7 @@ fn known_fields(parents: &[String]) -> &'static [&'static str] {
         ["services", "*", "expose", "#"] => fields_of::<RawExpose>(),
         ["services", "*", "expose", "#", "rate_limit"] => fields_of::<RawRateLimit>(),
         ["certificates", "*"] => fields_of::<RawCertificate>(),
+        ["agent"] => fields_of::<RawAgent>(),
         ["flows", "#"] => fields_of::<RawFlow>(),
         ["guardrails", "#"] => fields_of::<RawGuardrail>(),
         ["guardrails", "#", "deny"] => fields_of::<RawDenyPair>(),

@@ -61,6 +61,26 @@ pub struct RawFile {
     /// TLS certificates the edge serves (referenced by path, never generated).
     #[serde(default)]
     pub certificates: Named<RawCertificate>,
+    /// How hosts pull their configuration (exactly one file defines it).
+    pub agent: Option<Spanned<RawAgent>>,
+}
+
+/// `[agent]`: what every host's `medianest pull` follows.
+#[derive(Debug, Deserialize)]
+pub struct RawAgent {
+    /// Repository URL the hosts fetch (`https://…`, `ssh://…`, `file://…` or a path).
+    pub repository: Option<Str>,
+    /// Branch (default `main`).
+    pub branch: Option<Str>,
+    /// Time between runs (default `5m`).
+    pub interval: Option<Str>,
+    /// Random delay added to each run, so hosts do not fetch at once (default `1m`).
+    pub splay: Option<Str>,
+    /// Public keys allowed to sign the commits hosts apply (`ssh-ed25519 AAAA… name`).
+    #[serde(default)]
+    pub signers: Vec<Str>,
+    /// What the agent does with managed files changed by hand: `enforce` or `report`.
+    pub drift: Option<Str>,
 }
 
 /// `[certificates.<name>]`

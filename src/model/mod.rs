@@ -68,6 +68,8 @@ pub struct Site {
     pub backups: Vec<Backup>,
     /// TLS certificates, sorted by name.
     pub certificates: Vec<Certificate>,
+    /// `[agent]`, when the site has hosts pull their configuration.
+    pub agent: Option<AgentSettings>,
     /// Repository-relative names of the site files, sorted.
     pub files: Vec<String>,
 }
@@ -421,6 +423,25 @@ pub struct RateLimit {
     pub rate: Rate,
     /// Requests allowed above it before rejecting.
     pub burst: u32,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Repository URL.
+    pub repository: String,
+    /// Branch.
+    pub branch: String,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Random delay per run.
+    pub splay: Duration,
+    /// Allowed signers' public keys (`type base64 comment`).
+    pub signers: Vec<String>,
+    /// `enforce` or `report`.
+    pub drift: String,
+    /// Where defined.
+    pub loc: Loc,
 }
 
 /// A TLS certificate served at the edge.

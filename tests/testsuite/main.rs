@@ -4,6 +4,7 @@ mod support;
 
 mod agent;
 mod cli;
+mod delivery;
 mod determinism;
 mod edge;
 mod golden;

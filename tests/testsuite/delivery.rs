@@ -1,0 +1,243 @@
+//! Host delivery: the generated bootstrap scripts pass shellcheck, run twice against a
+//! fake root with a stubbed package manager and systemctl (the second run changes
+//! nothing), write exactly the files the agent then manages, and the generated systemd
+//! units pass `systemd-analyze verify`.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::*;
+
+fn stub(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A fake root and stubs that record what they were asked to do.
+fn fake_host(dir: &Path, os_id: &str) {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/os-release"), format!("PRETTY_NAME=\"{os_id} 12\"\nID={os_id}\nVERSION_ID=\"12\"\n"))
+        .unwrap();
+    let stubs = dir.join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    let log = dir.join("calls.log");
+    let installed = dir.join("installed");
+    std::fs::write(&installed, "").unwrap();
+    let l = log.display();
+    let i = installed.display();
+    stub(
+        &stubs.join("apt-get"),
+        &format!(
+            "echo \"apt-get $*\" >> '{l}'\nif [ \"$1\" = install ]; then for p in \"$@\"; do echo \"$p\" >> '{i}'; done; fi"
+        ),
+    );
+    stub(
+        &stubs.join("dpkg-query"),
+        &format!("pkg=$(eval echo \\${{$#}})\ngrep -qx \"$pkg\" '{i}' && echo 'install ok installed'"),
+    );
+    stub(
+        &stubs.join("systemctl"),
+        &format!(
+            "echo \"systemctl $*\" >> '{l}'\ncase $1 in\n  is-enabled) [ -e '{d}/enabled' ] ;;\n  enable) touch '{d}/enabled' ;;\n  start) mkdir -p '{r}/var/lib/medianest' && echo '{{}}' > '{r}/var/lib/medianest/state.json' ;;\nesac",
+            d = dir.display(),
+            r = root.display()
+        ),
+    );
+    stub(&stubs.join("sysctl"), &format!("echo \"sysctl $*\" >> '{l}'"));
+}
+
+fn bootstrap(dir: &Path, host: &str, extra: &[&str]) -> Output {
+    let script = repo_root().join(format!("generated/hosts/{host}/bootstrap.sh"));
+    let stubs = dir.join("stubs");
+    Command::new("sh")
+        .arg(&script)
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_medianest"))
+        .args(extra)
+        .env("MEDIANEST_ROOT", dir.join("root"))
+        .env("MEDIANEST_APT_GET", stubs.join("apt-get"))
+        .env("MEDIANEST_DPKG_QUERY", stubs.join("dpkg-query"))
+        .env("MEDIANEST_SYSTEMCTL", stubs.join("systemctl"))
+        .env("MEDIANEST_SYSCTL", stubs.join("sysctl"))
+        .output()
+        .unwrap()
+}
+
+/// path → (content hash, mode, uid, gid, mtime) of every entry under `root`.
+fn snapshot(root: &Path) -> Vec<(String, String, u32, u32, u32, i64)> {
+    walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let md = e.path().symlink_metadata().unwrap();
+            let hash = if md.is_file() {
+                medianest::artifact::sha256_hex(&std::fs::read(e.path()).unwrap())
+            } else {
+                String::new()
+            };
+            (
+                e.path().display().to_string(),
+                hash,
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.mtime_nsec() + md.mtime() * 1_000_000_000,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_bootstrap_script_passes_shellcheck() {
+    let scripts: Vec<_> = std::fs::read_dir(repo_root().join("generated/hosts"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("bootstrap.sh"))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(scripts.len() >= 10, "{scripts:?}");
+    let o = Command::new("shellcheck")
+        .arg("--shell=sh")
+        .args(&scripts)
+        .output()
+        .expect("shellcheck is installed by scripts/test.sh");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    for s in &scripts {
+        assert_eq!(std::fs::metadata(s).unwrap().mode() & 0o111, 0o111, "{} is not executable", s.display());
+    }
+}
+
+#[test]
+fn bootstrap_twice_against_a_fake_root_changes_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_host(dir.path(), "debian");
+    let o = bootstrap(dir.path(), "app1", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("bootstrap of app1: done (changed: yes)"), "{}", stdout(&o));
+    let root = dir.path().join("root");
+    let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap();
+    for needle in [
+        "apt-get install -y -qq --no-install-recommends",
+        "docker.io",
+        "libnginx-mod-http-modsecurity",
+        "systemctl daemon-reload",
+        "systemctl enable --now medianest-pull.timer",
+        "systemctl start medianest-pull.service",
+        "sysctl --system",
+    ] {
+        assert!(calls.contains(needle), "{needle:?} not in\n{calls}");
+    }
+    // The files it writes are exactly the ones the agent then keeps up to date.
+    for f in [
+        "etc/medianest/agent.toml",
+        "etc/medianest/allowed_signers",
+        "etc/systemd/system/medianest-pull.service",
+        "etc/systemd/system/medianest-pull.timer",
+        "etc/sysctl.d/90-medianest.conf",
+    ] {
+        let generated = std::fs::read(repo_root().join("generated/hosts/app1/root").join(f)).unwrap();
+        assert_eq!(std::fs::read(root.join(f)).unwrap(), generated, "{f} differs from the agent's copy");
+    }
+    let bin = std::fs::metadata(root.join("usr/local/bin/medianest")).unwrap();
+    assert_eq!(bin.mode() & 0o777, 0o755);
+    let state = std::fs::metadata(root.join("var/lib/medianest")).unwrap();
+    assert_eq!((state.mode() & 0o777, state.uid()), (0o700, 0));
+    // Volume directories of the containers on app1, owned by their users.
+    let uploads = std::fs::metadata(root.join("srv/medianest/medianest-backend/uploads")).unwrap();
+    assert_eq!((uploads.mode() & 0o777, uploads.uid(), uploads.gid()), (0o750, 1001, 1001));
+
+    let before = snapshot(&root);
+    let calls_before = calls.lines().count();
+    let o = bootstrap(dir.path(), "app1", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("(changed: no)"), "{}", stdout(&o));
+    assert_eq!(snapshot(&root), before, "the second run changed the root");
+    let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap();
+    let new: Vec<&str> = calls.lines().skip(calls_before).collect();
+    assert!(new.iter().all(|c| c.starts_with("systemctl is-enabled")), "the second run acted: {new:?}");
+}
+
+#[test]
+fn bootstrap_dry_run_writes_nothing_and_a_wrong_os_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_host(dir.path(), "debian");
+    let root = dir.path().join("root");
+    let before = snapshot(&root);
+    let o = bootstrap(dir.path(), "edge1", &["--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("would write /etc/medianest/agent.toml"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("would run: systemctl") || stdout(&o).contains("medianest-pull.timer"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(snapshot(&root), before);
+
+    let other = tempfile::tempdir().unwrap();
+    fake_host(other.path(), "ubuntu");
+    let o = bootstrap(other.path(), "edge1", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("medianest bootstraps Debian 12"), "{}", stderr(&o));
+    let o = Command::new("sh").arg(repo_root().join("generated/hosts/edge1/bootstrap.sh")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "no binary given is a usage error");
+}
+
+#[test]
+fn generated_systemd_units_pass_systemd_analyze_verify() {
+    // The unit's ExecStart must exist: a private mount namespace puts the medianest
+    // binary at /usr/local/bin for the check only.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_medianest"), bin.join("medianest")).unwrap();
+    let units = repo_root().join("generated/hosts/app1/root/etc/systemd/system");
+    let script = format!(
+        "mount --bind '{}' /usr/local/bin && systemd-analyze verify '{u}/medianest-pull.service' '{u}/medianest-pull.timer'",
+        bin.display(),
+        u = units.display()
+    );
+    let o = Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stderr(&o).trim(), "", "systemd-analyze warned");
+    // And it does catch a bad unit.
+    let bad = dir.path().join("medianest-pull.service");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(units.join("medianest-pull.service"))
+            .unwrap()
+            .replace("Type=oneshot", "Type=oneshot\nBogusKey=1"),
+    )
+    .unwrap();
+    let script =
+        format!("mount --bind '{}' /usr/local/bin && systemd-analyze verify '{}'", bin.display(), bad.display());
+    let o = Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
+    assert!(stderr(&o).contains("Unknown key"), "{}", stderr(&o));
+}
+
+#[test]
+fn pull_reads_the_agent_toml_the_bootstrap_writes() {
+    // `pull --config` with the generated agent.toml: the repository is unreachable here, so
+    // the run must fail to fetch (exit 5) after reading every setting.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("agent.toml");
+    let text = std::fs::read_to_string(repo_root().join("generated/hosts/app1/root/etc/medianest/agent.toml"))
+        .unwrap()
+        .replace(
+            "https://git.example.org/medianest/homelab.git",
+            &format!("file://{}/missing.git", dir.path().display()),
+        )
+        .replace("/var/lib/medianest", &dir.path().join("state").display().to_string());
+    std::fs::write(&conf, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_medianest"))
+        .args(["pull", "--once", "--format", "json", "--config"])
+        .arg(&conf)
+        .arg("--root")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["result"], "fetch-failed");
+}

@@ -204,6 +204,7 @@ pub fn pull(opts: &PullOptions) -> Report {
             commit: st.applied_commit.clone().unwrap_or_default(),
             drift: report.drift.len(),
             result: code,
+            seconds: start.elapsed().as_secs_f64(),
         });
         report.applied_commit = st.applied_commit;
     }

@@ -150,6 +150,8 @@ impl StateDir {
         s.push_str(&format!("medianest_pull_applied_commit_info{{commit=\"{}\"}} 1\n", m.commit));
         s.push_str("# HELP medianest_pull_drift_files Managed files changed on the host since the last apply.\n# TYPE medianest_pull_drift_files gauge\n");
         s.push_str(&format!("medianest_pull_drift_files {}\n", m.drift));
+        s.push_str("# HELP medianest_pull_duration_seconds How long the last run took.\n# TYPE medianest_pull_duration_seconds gauge\n");
+        s.push_str(&format!("medianest_pull_duration_seconds {:.3}\n", m.seconds));
         s.push_str("# HELP medianest_pull_result Result of the last run (0 ok, 1 refused, 3 rolled back, 5 fetch failed).\n# TYPE medianest_pull_result gauge\n");
         s.push_str(&format!("medianest_pull_result {}\n", m.result));
         write_atomic(&self.path.join("medianest.prom"), s.as_bytes())
@@ -180,4 +182,6 @@ pub struct Metrics {
     pub drift: usize,
     /// Exit code of this run.
     pub result: i32,
+    /// Duration of this run.
+    pub seconds: f64,
 }

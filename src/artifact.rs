@@ -7,6 +7,7 @@
 //! the agent verifies separately.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -65,8 +66,10 @@ pub struct ArtifactMeta {
     pub apply: Option<Apply>,
     /// Template it was rendered from (set by the renderer; empty for data files).
     pub template: String,
-    /// Site entities whose names appear in it, for `explain`.
-    pub traces: Vec<Trace>,
+    /// Site entities whose names appear in it, for `explain`. Shared: many files mention
+    /// the same entities (every `/etc/hosts` names every host), and one copy per file
+    /// made memory quadratic in the number of hosts.
+    pub traces: Arc<[Trace]>,
 }
 
 /// A site entity that a generated file mentions by name.
@@ -82,8 +85,8 @@ pub struct Trace {
 
 impl ArtifactMeta {
     /// Adds traces (builder style).
-    pub fn traced(mut self, traces: Vec<Trace>) -> Self {
-        self.traces = traces;
+    pub fn traced(mut self, traces: impl Into<Arc<[Trace]>>) -> Self {
+        self.traces = traces.into();
         self
     }
 
@@ -98,7 +101,7 @@ impl ArtifactMeta {
             sources,
             apply: None,
             template: String::new(),
-            traces: Vec::new(),
+            traces: Arc::from([]),
         }
     }
 
@@ -120,7 +123,7 @@ impl ArtifactMeta {
             sources,
             apply: Some(Apply { target: target.into(), validate: None, reload: None, restart: None }),
             template: String::new(),
-            traces: Vec::new(),
+            traces: Arc::from([]),
         }
     }
 }

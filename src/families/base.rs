@@ -56,6 +56,8 @@ impl Family for Base {
         let mut locs: Vec<&crate::diag::Loc> = site.hosts.iter().map(|h| &h.loc).collect();
         locs.extend(site.settings.loc.as_ref());
         let sources = sources_of(site, locs);
+        // Every host's file names every host: one shared list of traces for all of them.
+        let traces: std::sync::Arc<[crate::artifact::Trace]> = super::host_traces(site).into();
         for h in site.hosts.iter().filter(|h| h.kind.value.is_linux()) {
             let host = HostEntry {
                 name: h.name.clone(),
@@ -64,7 +66,7 @@ impl Family for Base {
             };
             let ctx = HostsFileContext { host, entries: entries.clone() };
             let meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/hosts", 0o644, "root:root", sources.clone())
-                .traced(super::host_traces(site));
+                .traced(traces.clone());
             out.add("base/hosts.j2", &ctx, meta, Some(h.loc.clone()));
         }
     }

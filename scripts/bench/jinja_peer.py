@@ -8,7 +8,8 @@ StrictUndefined, loop controls, and medianest's escaping emulated in Python:
 
 - the escaping is chosen by the template name (src/render/escape.rs auto_escape_for);
 - every printed value goes through `finalize`, which does what the minijinja formatter
-  in src/render/mod.rs does: booleans print `true`/`false`, numbers print raw, `none`,
+  in src/render/mod.rs does, with the escaping of the template it is printed from
+  (an included template keeps its own, as in minijinja): booleans print `true`/`false`, numbers print raw, `none`,
   undefined values, lists and maps are errors, strings are escaped (yaml, xml, sh, md,
   json) unless marked safe;
 - the `yaml`, `xml`, `sh` and `md` filters escape and mark the result safe.
@@ -100,33 +101,44 @@ def escape_kind(name):
     }.get(ext, "none")
 
 
-def make_finalize(kind):
+KINDS = {}
+
+
+def kind_of(name):
+    kind = KINDS.get(name)
+    if kind is None:
+        kind = KINDS[name] = escape_kind(name or "")
+    return kind
+
+
+@jinja2.pass_context
+def finalize(ctx, v):
+    """The minijinja formatter of src/render/mod.rs. The escaping is the one of the
+    template being rendered (ctx.name), so an included template keeps its own, as in
+    minijinja, where auto-escape is chosen per template name."""
+    if isinstance(v, Markup):
+        return str(v)
+    if isinstance(v, jinja2.Undefined):
+        str(v)  # StrictUndefined raises
+    if v is None:
+        raise ValueError("`none` was printed; guard it with `{% if %}`")
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, (list, dict, tuple)):
+        raise ValueError("a list or map was printed; loop over it or use `|join`")
+    s = str(v)
+    kind = kind_of(ctx.name)
     escape = ESCAPES.get(kind)
-
-    def finalize(v):
-        if isinstance(v, jinja2.Undefined):
-            str(v)  # StrictUndefined raises
-        if isinstance(v, Markup):
-            return str(v)
-        if v is None:
-            raise ValueError("`none` was printed; guard it with `{% if %}`")
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return str(v)
-        if isinstance(v, (list, dict, tuple)):
-            raise ValueError("a list or map was printed; loop over it or use `|join`")
-        s = str(v)
-        if escape is not None:
-            return escape(s)
-        if kind == "html":
-            return str(Markup.escape(s))
-        return s
-
-    return finalize
+    if escape is not None:
+        return escape(s)
+    if kind == "html":
+        return str(Markup.escape(s))
+    return s
 
 
-def environment(templates, kind):
+def environment(templates):
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates),
         trim_blocks=True,
@@ -136,7 +148,7 @@ def environment(templates, kind):
         autoescape=False,
         auto_reload=False,
         extensions=["jinja2.ext.loopcontrols"],
-        finalize=make_finalize(kind),
+        finalize=finalize,
         cache_size=-1,
     )
     for name, fn in ESCAPES.items():
@@ -157,15 +169,12 @@ def main():
     with open(args.contexts, encoding="utf-8") as f:
         jobs = [json.loads(line) for line in f if line.strip()]
     t1 = time.perf_counter()
-    envs = {}
+    env = environment(args.templates)
     compiled = {}
     for job in jobs:
         name = job["template"]
         if name not in compiled:
-            kind = escape_kind(name)
-            if kind not in envs:
-                envs[kind] = environment(args.templates, kind)
-            compiled[name] = envs[kind].get_template(name)
+            compiled[name] = env.get_template(name)
     t2 = time.perf_counter()
     best = None
     outputs = None

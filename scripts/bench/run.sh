@@ -15,7 +15,8 @@
 # Environment: SIZES="100:1000 1000:10000" (hosts:services), SCALING (extra sizes for
 # the scaling curve, default "1000:2500 1000:5000 1000:20000"; empty to skip), RUNS
 # (hyperfine runs per command, default 5), BENCH_DIR (work dir, default a new temp dir),
-# CARGO_TARGET_DIR.
+# MEDIANEST_BIN (benchmark this binary instead of the release build, e.g. a patched
+# one), CARGO_TARGET_DIR.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -37,8 +38,8 @@ fi
 [ -x /usr/bin/time ] || { echo "error: /usr/bin/time is missing (apt-get install time)" >&2; exit 2; }
 
 echo "== building (release)"
-cargo build --release --locked --bin medianest --example synth_site
-BIN=$TARGET/release/medianest
+cargo build --release --bin medianest --example synth_site
+BIN=${MEDIANEST_BIN:-$TARGET/release/medianest}
 SYNTH=$TARGET/release/examples/synth_site
 
 VENV=$OUT/venv
@@ -52,6 +53,7 @@ PY=$VENV/bin/python
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src templates Cargo.toml || echo ' (with uncommitted changes)')"
+    echo "binary: $BIN"
     echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
     echo "nproc: $(nproc)"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
@@ -74,8 +76,9 @@ bench() {
     git -C "$dir" add site generated
     git -C "$dir" -c user.name=bench -c user.email=bench@localhost commit -q -m "bench: $name"
     find "$dir/generated" -type f | wc -l >"$OUT/$name.files"
-    du -sb --apparent-size "$dir/generated" | cut -f1 >"$OUT/$name.bytes"
-    du -sb --apparent-size "$dir/site" | cut -f1 >"$OUT/$name.site-bytes"
+    # Bytes of the files themselves (directory sizes differ between filesystems).
+    find "$dir/generated" -type f -printf '%s\n' | awk '{s += $1} END {print s}' >"$OUT/$name.bytes"
+    find "$dir/site" -type f -printf '%s\n' | awk '{s += $1} END {print s}' >"$OUT/$name.site-bytes"
 
     hyperfine --style basic --runs "$RUNS" --warmup 1 --export-json "$OUT/$name.hyperfine.json" \
         -n "cold build" --prepare "rm -rf '$dir/generated'" "'$BIN' -C '$dir' -q build" \
@@ -106,8 +109,9 @@ bench() {
     done
 
     "$BIN" -C "$dir" -q dump-contexts "$dir/contexts.jsonl"
+    # A difference is reported in the summary; it does not stop the benchmarks.
     "$PY" "$ROOT/scripts/bench/jinja_peer.py" --templates "$ROOT/templates" --contexts "$dir/contexts.jsonl" \
-        --expected "$dir/generated" --repeat 3 | tee "$OUT/$name.peer.txt"
+        --expected "$dir/generated" --repeat 3 | tee "$OUT/$name.peer.txt" || true
     rm -f "$dir/contexts.jsonl"
 }
 

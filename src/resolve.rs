@@ -79,6 +79,9 @@ struct Index<'a> {
     services: BTreeMap<String, Entry<'a, RawService>>,
     backups: BTreeMap<String, Entry<'a, RawBackup>>,
     certificates: BTreeMap<String, Entry<'a, RawCertificate>>,
+    /// Id (position in name order) of every zone, network, host and service name, so
+    /// that resolving a reference is one lookup, not a scan of every name.
+    ids: [std::collections::HashMap<String, usize>; 4],
 }
 
 impl<'a> Index<'a> {
@@ -115,14 +118,20 @@ impl<'a> Index<'a> {
             }
             out
         }
-        Index {
+        let mut index = Index {
             zones: collect(raw, "zones", NameKind::Ident, |f| &f.zones, diags),
             networks: collect(raw, "docker_networks", NameKind::Ident, |f| &f.docker_networks, diags),
             hosts: collect(raw, "hosts", NameKind::Label, |f| &f.hosts, diags),
             services: collect(raw, "services", NameKind::Label, |f| &f.services, diags),
             backups: collect(raw, "backups", NameKind::Ident, |f| &f.backups, diags),
             certificates: collect(raw, "certificates", NameKind::Ident, |f| &f.certificates, diags),
+            ids: Default::default(),
+        };
+        fn ids<T>(m: &BTreeMap<String, T>) -> std::collections::HashMap<String, usize> {
+            m.keys().enumerate().map(|(i, k)| (k.clone(), i)).collect()
         }
+        index.ids = [ids(&index.zones), ids(&index.networks), ids(&index.hosts), ids(&index.services)];
+        index
     }
 }
 
@@ -338,6 +347,9 @@ impl Cx<'_, '_> {
 
     /// Resolves a name to an id, with "did you mean" when it is unknown.
     fn reference(&mut self, to: RefTo, name: &str, loc: Loc) -> Option<usize> {
+        if let Some(i) = self.index.ids[to as usize].get(name) {
+            return Some(*i);
+        }
         let keys: Vec<&str> = match to {
             RefTo::Zone => self.index.zones.keys().map(String::as_str).collect(),
             RefTo::Network => self.index.networks.keys().map(String::as_str).collect(),

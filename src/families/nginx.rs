@@ -98,12 +98,10 @@ pub struct LocationView {
 }
 
 fn served_on<'a>(site: &Site, routes: &'a [Route<'a>], host: HostId) -> Vec<&'a Route<'a>> {
-    routes
-        .iter()
-        .filter(|r| {
-            edge::proxy_on(site, host).is_some() && site.service(r.service).hosts.iter().any(|h| h.value == host)
-        })
-        .collect()
+    if edge::proxy_on(site, host).is_none() {
+        return Vec::new();
+    }
+    routes.iter().filter(|r| site.service(r.service).hosts.iter().any(|h| h.value == host)).collect()
 }
 
 impl Family for Nginx {

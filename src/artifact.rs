@@ -135,12 +135,20 @@ pub struct Artifact {
     pub bytes: Vec<u8>,
     /// What it is.
     pub meta: ArtifactMeta,
+    /// sha256 of `bytes`, computed once: the plans, the manifest and the fingerprint
+    /// all need it.
+    sha256: std::sync::OnceLock<String>,
 }
 
 impl Artifact {
+    /// A file with these bytes.
+    pub fn new(bytes: Vec<u8>, meta: ArtifactMeta) -> Artifact {
+        Artifact { bytes, meta, sha256: std::sync::OnceLock::new() }
+    }
+
     /// Lowercase hex sha256 of the bytes.
-    pub fn sha256(&self) -> String {
-        sha256_hex(&self.bytes)
+    pub fn sha256(&self) -> &str {
+        self.sha256.get_or_init(|| sha256_hex(&self.bytes))
     }
 }
 
@@ -196,7 +204,7 @@ impl Manifest {
                 .values()
                 .map(|a| ManifestEntry {
                     path: a.meta.path.clone(),
-                    sha256: a.sha256(),
+                    sha256: a.sha256().to_string(),
                     size: a.bytes.len() as u64,
                     mode: format!("{:04o}", a.meta.mode),
                     owner: a.meta.owner.clone(),
@@ -259,17 +267,25 @@ pub struct HostPlan {
 /// Builds the apply plan of every host from the host files in `set`; `hosts` lists all
 /// hosts so that a host with no files still gets an (empty) plan.
 pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Artifact> {
+    // Each host's files, found in one pass over the set.
+    let mut by_host: BTreeMap<&str, Vec<&Artifact>> = BTreeMap::new();
+    for a in set.values() {
+        if let Some(h) = a.meta.host.as_deref() {
+            by_host.entry(h).or_default().push(a);
+        }
+    }
     let mut out = Vec::new();
     for (host, sources) in hosts {
-        let mut files: Vec<PlanFile> = set
-            .values()
-            .filter(|a| a.meta.host.as_deref() == Some(host))
+        let mut files: Vec<PlanFile> = by_host
+            .get(host.as_str())
+            .into_iter()
+            .flatten()
             .filter_map(|a| {
                 let apply = a.meta.apply.as_ref()?;
                 Some(PlanFile {
                     target: apply.target.clone(),
                     source: a.meta.path.trim_start_matches(&format!("hosts/{host}/")).to_string(),
-                    sha256: a.sha256(),
+                    sha256: a.sha256().to_string(),
                     mode: format!("{:04o}", a.meta.mode),
                     owner: a.meta.owner.clone(),
                     actions: PlanActions {
@@ -292,7 +308,7 @@ pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Art
         bytes.push(b'\n');
         let mut meta = ArtifactMeta::shared("plan", format!("hosts/{host}/plan.json"), sources.clone());
         meta.host = Some(host.clone());
-        out.push(Artifact { bytes, meta });
+        out.push(Artifact::new(bytes, meta));
     }
     out
 }
@@ -321,7 +337,7 @@ mod tests {
         let mut set = ArtifactSet::new();
         for target in ["/etc/b", "/etc/a"] {
             let meta = ArtifactMeta::host_file("base", "h1", target, 0o644, "root:root", vec![]);
-            set.insert(meta.path.clone(), Artifact { bytes: b"x\n".to_vec(), meta });
+            set.insert(meta.path.clone(), Artifact::new(b"x\n".to_vec(), meta));
         }
         let plans = host_plans(&set, &[("h1".into(), vec![]), ("h2".into(), vec![])]);
         let p: HostPlan = serde_json::from_slice(&plans[0].bytes).unwrap();

@@ -53,6 +53,10 @@ pub struct Cli {
     /// When to use colour.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
+    /// build, check: compile even when the inputs and `generated/` are what the last
+    /// successful run left (see `.medianest/fingerprint.json`).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -262,8 +266,23 @@ pub fn run(cli: Cli) -> i32 {
             && std::env::var_os("CI").is_none()
             && std::env::var_os("TERM").is_none_or(|t| t != "dumb"),
     );
+    let cache = if cli.no_cache { ops::Cache::Ignore } else { ops::Cache::Use };
+    let started = std::time::Instant::now();
     let result = match cli.command {
-        Command::Build => ops::build(&paths).map(|(compiled, report)| {
+        Command::Build => ops::build(&paths, cache).map(|outcome| {
+            let (compiled, report) = match outcome {
+                ops::Outcome::Fresh { files, elapsed } => {
+                    if !cli.quiet {
+                        let _ = writeln!(
+                            err.writer(),
+                            "built {files} files into `{out_name}`: 0 written, {files} unchanged, 0 removed in {} ms (nothing changed since the last build)",
+                            elapsed.as_millis()
+                        );
+                    }
+                    return exit::OK;
+                }
+                ops::Outcome::Compiled(compiled, report) => (compiled, report),
+            };
             if compiled.failed() || !compiled.diags.is_empty() {
                 let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
             }
@@ -290,20 +309,31 @@ pub fn run(cli: Cli) -> i32 {
                     report.written.len(),
                     report.unchanged,
                     report.removed.len(),
-                    compiled.elapsed.as_millis()
+                    started.elapsed().as_millis()
                 );
             }
+            // The process ends here: freeing the site model and every artifact one by one
+            // would only cost time (a few percent of a large build).
+            std::mem::forget(compiled);
             exit::OK
         }),
-        Command::Check { committed } => ops::check(&paths).and_then(|(compiled, drift)| {
-            if !compiled.diags.is_empty() {
-                let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
-            }
-            let Some(drift) = drift else { return Ok(exit::FAILED) };
-            if !drift.is_clean() {
-                print!("{}", ops::render_drift(&drift, &out_name));
-                return Ok(exit::FAILED);
-            }
+        Command::Check { committed } => ops::check(&paths, cache).and_then(|outcome| {
+            let files = match outcome {
+                ops::Outcome::Fresh { files, .. } => files,
+                ops::Outcome::Compiled(compiled, drift) => {
+                    if !compiled.diags.is_empty() {
+                        let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
+                    }
+                    let Some(drift) = drift else { return Ok(exit::FAILED) };
+                    if !drift.is_clean() {
+                        print!("{}", ops::render_drift(&drift, &out_name));
+                        return Ok(exit::FAILED);
+                    }
+                    let files = compiled.artifacts.len() + 1;
+                    std::mem::forget(compiled);
+                    files
+                }
+            };
             if committed {
                 let dirty = ops::diff::uncommitted(&paths)?;
                 if !dirty.is_empty() {
@@ -319,7 +349,7 @@ pub fn run(cli: Cli) -> i32 {
             }
             if !cli.quiet {
                 let what = if committed { "up to date and committed" } else { "up to date" };
-                let _ = writeln!(err.writer(), "`{out_name}` is {what} ({} files)", compiled.artifacts.len() + 1);
+                let _ = writeln!(err.writer(), "`{out_name}` is {what} ({files} files)");
             }
             Ok(exit::OK)
         }),

@@ -183,6 +183,11 @@ impl Diagnostics {
         self.items.push(d);
     }
 
+    /// Records everything `other` holds, after what is here.
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.items.extend(other.items);
+    }
+
     /// Whether any error (not warning) was recorded.
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)

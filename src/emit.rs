@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::artifact::{ArtifactSet, MANIFEST, Manifest, check_rel_path, manifest_bytes};
+use rayon::prelude::*;
+
+use crate::artifact::{Artifact, ArtifactSet, MANIFEST, Manifest, check_rel_path, manifest_bytes};
 
 /// What a write did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -36,20 +38,21 @@ pub fn write_tree(set: &ArtifactSet, out: &Path) -> Result<WriteReport> {
     fs::create_dir_all(out).with_context(|| format!("failed to create `{}`", out.display()))?;
     let previous = read_manifest(out);
 
-    // (path, bytes, executable): scripts keep their executable bit in the tree (and in git).
-    let mut files: Vec<(&str, &[u8], bool)> = set
-        .values()
-        .map(|a| (a.meta.path.as_str(), a.bytes.as_slice(), a.meta.apply.is_none() && a.meta.mode & 0o111 != 0))
-        .collect();
+    // (path, bytes, mode in the tree): scripts keep their executable bit (and git sees it).
+    let mut files: Vec<(&str, &[u8], u32)> =
+        set.values().map(|a| (a.meta.path.as_str(), a.bytes.as_slice(), tree_mode(a))).collect();
     let manifest = manifest_bytes(set);
-    files.push((MANIFEST, &manifest, false));
-    for (rel, bytes, exec) in &files {
+    files.push((MANIFEST, &manifest, 0o644));
+    for (rel, _, _) in &files {
         check_rel_path(rel).map_err(anyhow::Error::msg)?;
-        let path = out.join(rel);
-        ensure_parent(out, &path)?;
-        let wrote = write_if_changed(&path, bytes)?;
-        let fixed = set_executable(&path, *exec)?;
-        if wrote || fixed {
+    }
+    create_dirs(out, files.iter().map(|(rel, _, _)| *rel))?;
+    // Files are independent once their directories exist: write them on every core, so
+    // the filesystem's per-file cost (most of a cold build of a large site) overlaps.
+    let wrote: Vec<Result<bool>> =
+        files.par_iter().map(|(rel, bytes, mode)| write_if_changed(&out.join(rel), bytes, *mode)).collect();
+    for ((rel, _, _), wrote) in files.iter().zip(wrote) {
+        if wrote? {
             report.written.push(rel.to_string());
         } else {
             report.unchanged += 1;
@@ -81,17 +84,56 @@ pub fn write_tree(set: &ArtifactSet, out: &Path) -> Result<WriteReport> {
     Ok(report)
 }
 
-/// Gives `path` mode 0755 or 0644; returns whether it changed.
-fn set_executable(path: &Path, exec: bool) -> Result<bool> {
-    use std::os::unix::fs::PermissionsExt;
-    let want = if exec { 0o755 } else { 0o644 };
-    let meta = fs::metadata(path).with_context(|| format!("failed to stat `{}`", path.display()))?;
-    if meta.permissions().mode() & 0o777 == want {
-        return Ok(false);
+/// The mode an artifact has in the output tree: 0755 for scripts the repository runs
+/// (executable and not installed by a host plan, which sets modes itself), else 0644.
+pub fn tree_mode(a: &Artifact) -> u32 {
+    if a.meta.apply.is_none() && a.meta.mode & 0o111 != 0 { 0o755 } else { 0o644 }
+}
+
+/// Creates every directory that holds one of `files` (relative paths under `root`), each
+/// once, parents before children, refusing symlinked or non-directory components.
+fn create_dirs<'a>(root: &Path, files: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut dirs: BTreeSet<&str> = BTreeSet::new();
+    for rel in files {
+        let mut p = rel;
+        while let Some(i) = p.rfind('/') {
+            p = &p[..i];
+            // Present already: so are its parents.
+            if !dirs.insert(p) {
+                break;
+            }
+        }
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(want))
-        .with_context(|| format!("failed to set the mode of `{}`", path.display()))?;
-    Ok(true)
+    // Level by level, parents before children; the directories of one level are created
+    // on every core (on ext4, creating a directory costs more CPU than writing a file).
+    let mut levels: Vec<Vec<&str>> = Vec::new();
+    for dir in dirs {
+        let depth = dir.matches('/').count();
+        if levels.len() <= depth {
+            levels.resize_with(depth + 1, Vec::new);
+        }
+        levels[depth].push(dir);
+    }
+    for level in levels {
+        level.par_iter().try_for_each(|dir| create_dir(&root.join(dir)))?;
+    }
+    Ok(())
+}
+
+/// Creates the directory `path` unless it is one already; refuses a symlink or a file.
+fn create_dir(path: &Path) -> Result<()> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                bail!("`{}` is a symlink; refusing to write through it", path.display())
+            }
+            Ok(m) if !m.is_dir() => bail!("`{}` is in the way of a generated directory", path.display()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("failed to stat `{}`", path.display())),
+        },
+        Err(e) => Err(e).with_context(|| format!("failed to create `{}`", path.display())),
+    }
 }
 
 /// Reads the manifest of a previous build, if there is a readable one.
@@ -109,42 +151,35 @@ fn refuse_symlink(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates the parents of `path` below `root`, refusing symlinked directories.
-fn ensure_parent(root: &Path, path: &Path) -> Result<()> {
-    let parent = path.parent().context("a file always has a parent")?;
-    let rel = parent.strip_prefix(root).context("artifact path escaped the output directory")?;
-    let mut cur = root.to_path_buf();
-    for comp in rel.components() {
-        cur.push(comp);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => {
-                bail!("`{}` is a symlink; refusing to write through it", cur.display())
-            }
-            Ok(m) if !m.is_dir() => {
-                bail!("`{}` is in the way of a generated directory", cur.display())
-            }
-            Ok(_) => {}
-            Err(_) => fs::create_dir(&cur).with_context(|| format!("failed to create `{}`", cur.display()))?,
-        }
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` unless it already holds exactly them. Returns whether it wrote.
-pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+/// Writes `bytes` to `path` with `mode` unless it already holds exactly them (then only
+/// a wrong mode is fixed). Returns whether it changed anything. A new file is written
+/// to a temporary file and renamed, so a reader never sees half of it.
+pub fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => bail!("`{}` is a symlink; refusing to write through it", path.display()),
         Ok(m) if m.is_file() && m.len() == bytes.len() as u64 => {
             let old = fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
             if old == bytes {
-                return Ok(false);
+                if m.permissions().mode() & 0o777 == mode {
+                    return Ok(false);
+                }
+                fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("failed to set the mode of `{}`", path.display()))?;
+                return Ok(true);
             }
         }
         _ => {}
     }
     let dir = path.parent().context("a file always has a parent")?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".medianest-")
+        .tempfile_in(dir)
         .with_context(|| format!("failed to create a temporary file in `{}`", dir.display()))?;
+    // Set explicitly rather than at creation, where the umask would apply.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .with_context(|| format!("failed to set the mode of `{}`", path.display()))?;
     tmp.write_all(bytes).with_context(|| format!("failed to write `{}`", path.display()))?;
     tmp.persist(path).with_context(|| format!("failed to replace `{}`", path.display()))?;
     Ok(true)
@@ -238,10 +273,7 @@ mod tests {
             .map(|(p, c)| {
                 (
                     p.to_string(),
-                    Artifact {
-                        bytes: c.as_bytes().to_vec(),
-                        meta: ArtifactMeta::shared("docs", p.to_string(), vec![]),
-                    },
+                    Artifact::new(c.as_bytes().to_vec(), ArtifactMeta::shared("docs", p.to_string(), vec![])),
                 )
             })
             .collect()

@@ -14,6 +14,9 @@
 //! | render | [`render`] | jobs → [`artifact::Artifact`]s, in parallel (rayon, ordered collect), strict minijinja with per-format escaping ([`render::escape`]) |
 //! | emit | [`emit`] | [`artifact::ArtifactSet`] → `generated/` (write only what changed, remove stale files) or a [`emit::Drift`] for `check` |
 //!
+//! Before it: [`fingerprint`] (a no-op `build` or `check` hashes the inputs, looks at the
+//! output tree's `stat` stamps and compiles nothing).
+//!
 //! Around it: [`diag`] (diagnostics with `file:line:col`, source line and hint, all
 //! reported in one run, sorted), [`artifact`] (manifest and per-host apply plans),
 //! [`ops`] (the operations behind the commands: `compile`, `build`, `check`; `diff`
@@ -47,6 +50,7 @@ pub mod cli;
 pub mod diag;
 pub mod emit;
 pub mod families;
+pub mod fingerprint;
 pub mod git;
 pub mod load;
 pub mod model;

@@ -10,6 +10,7 @@ pub mod schema;
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
@@ -26,13 +27,20 @@ pub struct RawSite {
 /// Reads every `*.toml` under `site_dir`. `display_prefix` is how the directory is named
 /// in diagnostics (`site`), so messages show repository-relative paths.
 pub fn load_site(site_dir: &Path, display_prefix: &str, sources: &mut SourceMap, diags: &mut Diagnostics) -> RawSite {
-    let mut raw = RawSite::default();
+    let files = read_site(site_dir, display_prefix, diags);
+    load_files(files, display_prefix, sources, diags)
+}
+
+/// The bytes of every `*.toml` under `site_dir`, as `(path relative to it, bytes)` in
+/// sorted order: what [`load_files`] parses and what a build's fingerprint hashes.
+pub fn read_site(site_dir: &Path, display_prefix: &str, diags: &mut Diagnostics) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
     if !site_dir.is_dir() {
         diags.push(
             Diagnostic::error_nowhere("no-site", format!("site directory `{display_prefix}` does not exist"))
                 .help("run medianest from the repository root, or pass `-C <repo>` or `--site <dir>`"),
         );
-        return raw;
+        return files;
     }
     let mut paths = Vec::new();
     for entry in walkdir::WalkDir::new(site_dir).sort_by_file_name().follow_links(false) {
@@ -46,7 +54,6 @@ pub fn load_site(site_dir: &Path, display_prefix: &str, sources: &mut SourceMap,
             }
         }
     }
-    let mut files = Vec::new();
     for path in paths {
         let rel = path.strip_prefix(site_dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
         match std::fs::read(&path) {
@@ -56,8 +63,7 @@ pub fn load_site(site_dir: &Path, display_prefix: &str, sources: &mut SourceMap,
             }
         }
     }
-    raw.files = load_files(files, display_prefix, sources, diags).files;
-    raw
+    files
 }
 
 /// Parses site files given as `(path relative to the site directory, bytes)`, e.g. read
@@ -70,6 +76,7 @@ pub fn load_files(
 ) -> RawSite {
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut raw = RawSite::default();
+    let mut ids = Vec::with_capacity(files.len());
     for (rel, bytes) in files {
         let name = format!("{display_prefix}/{rel}");
         let text = match String::from_utf8(bytes) {
@@ -82,8 +89,20 @@ pub fn load_files(
                 continue;
             }
         };
-        let file = sources.add(name, text);
-        if let Some(parsed) = parse_file(file, sources.text(file), diags) {
+        ids.push(sources.add(name, text));
+    }
+    // Files parse independently: on every core, each into diagnostics of its own, merged
+    // in file order so the result does not depend on the thread count.
+    let parsed: Vec<(Option<RawFile>, Diagnostics)> = ids
+        .par_iter()
+        .map(|&file| {
+            let mut found = Diagnostics::default();
+            (parse_file(file, sources.text(file), &mut found), found)
+        })
+        .collect();
+    for (file, (parsed, found)) in ids.into_iter().zip(parsed) {
+        diags.extend(found);
+        if let Some(parsed) = parsed {
             raw.files.push((file, parsed));
         }
     }

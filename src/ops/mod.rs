@@ -10,15 +10,16 @@ pub mod explain;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
+use rayon::prelude::*;
 
 use crate::artifact::{Artifact, ArtifactSet, check_rel_path, host_plans};
 use crate::diag::{Diagnostic, Diagnostics, SourceMap};
 use crate::emit::{self, Drift, WriteReport};
 use crate::model::Site;
-use crate::{families, load, render, resolve, verify};
+use crate::{families, fingerprint, load, render, resolve, verify};
 
 /// Where the inputs and the output are.
 #[derive(Debug, Clone)]
@@ -110,17 +111,20 @@ pub fn analyze_files(files: Vec<(String, Vec<u8>)>, display: &str) -> Analysis {
 /// stage reported an error; diagnostics hold everything that was found.
 pub fn compile(paths: &Paths) -> Compiled {
     let mut timer = Timer::start("load");
-    let compiled = compile_timed(paths, &mut timer);
+    let mut diags = Diagnostics::default();
+    let files = load::read_site(&paths.site, &paths.display(&paths.site), &mut diags);
+    let compiled = compile_timed(paths, files, diags, &mut timer);
     timer.finish();
     compiled
 }
 
-fn compile_timed(paths: &Paths, timer: &mut Timer) -> Compiled {
+/// The pipeline over site files already read (`diags` holds what reading them found).
+fn compile_timed(paths: &Paths, files: Vec<(String, Vec<u8>)>, diags: Diagnostics, timer: &mut Timer) -> Compiled {
     let start = Instant::now();
     let mut sources = SourceMap::default();
-    let mut diags = Diagnostics::default();
+    let mut diags = diags;
     let site_display = paths.display(&paths.site);
-    let raw = load::load_site(&paths.site, &site_display, &mut sources, &mut diags);
+    let raw = load::load_files(files, &site_display, &mut sources, &mut diags);
     timer.next("analyze");
     let Analysis { site, mut sources, mut diags } = analyze(raw, &site_display, sources, diags);
     timer.next("templates");
@@ -134,6 +138,11 @@ fn compile_timed(paths: &Paths, timer: &mut Timer) -> Compiled {
         timer.next("render");
         let rendered = templates.render_all(jobs, &mut diags);
         timer.next("plans");
+        // Every file's hash, on every core: the plans, the manifest and the fingerprint
+        // need them.
+        rendered.par_iter().for_each(|a| {
+            a.sha256();
+        });
         let hosts: Vec<(String, Vec<String>)> =
             site.hosts.iter().map(|h| (h.name.clone(), families::sources_of(&site, [&h.loc]))).collect();
         collect(&mut artifacts, rendered, &mut diags);
@@ -144,6 +153,39 @@ fn compile_timed(paths: &Paths, timer: &mut Timer) -> Compiled {
         artifacts.clear();
     }
     Compiled { artifacts, site, templates, sources, diags, elapsed: start.elapsed() }
+}
+
+/// What `build` and `check` did.
+pub enum Outcome<R> {
+    /// The binary, the inputs and the output tree are what the last successful run left
+    /// ([`fingerprint`]): nothing was compiled or written.
+    Fresh {
+        /// Files in the output tree.
+        files: usize,
+        /// Time spent finding out.
+        elapsed: Duration,
+    },
+    /// The pipeline ran; `R` is what writing or comparing found, unless the site failed.
+    Compiled(Box<Compiled>, Option<R>),
+}
+
+/// Whether `build` and `check` may skip compiling when the fingerprint says nothing
+/// changed (`--no-cache` turns it off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// Trust a matching fingerprint.
+    Use,
+    /// Always compile (the fingerprint is still recorded).
+    Ignore,
+}
+
+/// Reads the site files and hashes every input; `None` as the digest when some input
+/// could not be read.
+fn read_inputs(paths: &Paths) -> (Vec<(String, Vec<u8>)>, Diagnostics, Option<String>) {
+    let mut diags = Diagnostics::default();
+    let files = load::read_site(&paths.site, &paths.display(&paths.site), &mut diags);
+    let digest = fingerprint::digest(&files, !diags.has_errors(), &paths.templates);
+    (files, diags, digest)
 }
 
 static PROGRESS: AtomicBool = AtomicBool::new(false);
@@ -264,31 +306,64 @@ fn collect(set: &mut ArtifactSet, items: Vec<Artifact>, diags: &mut Diagnostics)
     }
 }
 
-/// Compiles and writes `generated/`. Returns the compile result and, when it succeeded,
-/// what was written.
-pub fn build(paths: &Paths) -> Result<(Compiled, Option<WriteReport>)> {
-    let mut timer = Timer::start("load");
-    let compiled = compile_timed(paths, &mut timer);
+/// Compiles and writes `generated/`, unless the fingerprint shows that it is already
+/// what the inputs compile to.
+pub fn build(paths: &Paths, cache: Cache) -> Result<Outcome<WriteReport>> {
+    let start = Instant::now();
+    let mut timer = Timer::start("fingerprint");
+    let (files, diags, digest) = read_inputs(paths);
+    if cache == Cache::Use
+        && let Some(files) = fingerprint::fresh(paths, digest.as_deref())
+    {
+        timer.finish();
+        return Ok(Outcome::Fresh { files, elapsed: start.elapsed() });
+    }
+    timer.next("load");
+    let compiled = compile_timed(paths, files, diags, &mut timer);
     if compiled.failed() {
-        return Ok((compiled, None));
+        return Ok(Outcome::Compiled(Box::new(compiled), None));
     }
     timer.next("write");
-    let report = emit::write_tree(&compiled.artifacts, &paths.out)?;
+    let checked = SystemTime::now();
+    let report = emit::write_tree(&compiled.artifacts, &paths.out);
+    timer.next("record");
+    match &report {
+        // A run with warnings is never skipped: they are shown again until fixed.
+        Ok(_) if compiled.diags.is_empty() => {
+            fingerprint::record(paths, digest.as_deref(), &compiled.artifacts, checked)
+        }
+        _ => fingerprint::forget(paths),
+    }
     timer.finish();
-    Ok((compiled, Some(report)))
+    Ok(Outcome::Compiled(Box::new(compiled), Some(report?)))
 }
 
-/// Compiles in memory and compares with `generated/`.
-pub fn check(paths: &Paths) -> Result<(Compiled, Option<Drift>)> {
-    let mut timer = Timer::start("load");
-    let compiled = compile_timed(paths, &mut timer);
+/// Compiles in memory and compares with `generated/`, unless the fingerprint shows that
+/// it is already what the inputs compile to.
+pub fn check(paths: &Paths, cache: Cache) -> Result<Outcome<Drift>> {
+    let start = Instant::now();
+    let mut timer = Timer::start("fingerprint");
+    let (files, diags, digest) = read_inputs(paths);
+    if cache == Cache::Use
+        && let Some(files) = fingerprint::fresh(paths, digest.as_deref())
+    {
+        timer.finish();
+        return Ok(Outcome::Fresh { files, elapsed: start.elapsed() });
+    }
+    timer.next("load");
+    let compiled = compile_timed(paths, files, diags, &mut timer);
     if compiled.failed() {
-        return Ok((compiled, None));
+        return Ok(Outcome::Compiled(Box::new(compiled), None));
     }
     timer.next("compare");
+    let checked = SystemTime::now();
     let drift = emit::compare(&compiled.artifacts, &paths.out)?;
+    timer.next("record");
+    if drift.is_clean() && compiled.diags.is_empty() {
+        fingerprint::record(paths, digest.as_deref(), &compiled.artifacts, checked);
+    }
     timer.finish();
-    Ok((compiled, Some(drift)))
+    Ok(Outcome::Compiled(Box::new(compiled), Some(drift)))
 }
 
 /// A human report of drift: one line per file, unified diffs for changed text files, and

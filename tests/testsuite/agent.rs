@@ -138,7 +138,7 @@ impl Sim {
                     a.validate = validate.map(str::to_string);
                     a.reload = reload.map(str::to_string);
                 }
-                set.insert(meta.path.clone(), Artifact { bytes: content.to_vec(), meta });
+                set.insert(meta.path.clone(), Artifact::new(content.to_vec(), meta));
             }
         }
         let hosts: Vec<(String, Vec<String>)> = vec![("web1".into(), vec![]), ("other".into(), vec![])];

@@ -7,6 +7,7 @@ mod cli;
 mod delivery;
 mod determinism;
 mod edge;
+mod fingerprint;
 mod golden;
 mod invalid;
 mod properties;

@@ -273,11 +273,15 @@ pub fn inventory(site: &Site) -> InventoryContext {
                 .collect(),
         })
         .collect();
+    let mut backups_of: Vec<Vec<String>> = vec![Vec::new(); site.services.len()];
+    for b in &site.backups {
+        backups_of[b.service.value.0].push(b.name.clone());
+    }
     let services = site
         .services
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
+        .zip(backups_of)
+        .map(|(s, backups)| {
             let mut hosts: Vec<String> = s.hosts.iter().map(|h| site.host(h.value).name.clone()).collect();
             if let Some(p) = &s.primary {
                 let pn = &site.host(p.value).name;
@@ -315,7 +319,7 @@ pub fn inventory(site: &Site) -> InventoryContext {
                     })
                     .collect(),
                 secrets: s.secrets.iter().map(|x| x.value.clone()).collect(),
-                backups: site.backups.iter().filter(|b| b.service.value.0 == i).map(|b| b.name.clone()).collect(),
+                backups,
                 description: opt(&s.description),
             }
         })

@@ -56,9 +56,18 @@ pub fn services_of(site: &Site, kind: ServiceKind) -> impl Iterator<Item = (Serv
     site.services.iter().enumerate().filter(move |(_, s)| s.kind.value == kind).map(|(i, s)| (ServiceId(i), s))
 }
 
-/// The app-tier Nginx service running on a host, if any.
+/// The app-tier Nginx service running on a host, if any (the first by name).
 pub fn proxy_on(site: &Site, host: HostId) -> Option<ServiceId> {
-    services_of(site, ServiceKind::Nginx).find(|(_, s)| s.hosts.iter().any(|h| h.value == host)).map(|(id, _)| id)
+    let by_host = site.derived.proxy_by_host.get_or_init(|| {
+        let mut v = vec![None; site.hosts.len()];
+        for (id, s) in services_of(site, ServiceKind::Nginx) {
+            for h in &s.hosts {
+                v[h.value.0].get_or_insert(id);
+            }
+        }
+        v
+    });
+    by_host.get(host.0).copied().flatten()
 }
 
 /// A host's main address.
@@ -125,11 +134,7 @@ pub fn flow_allows(site: &Site, from: Option<HostId>, to: HostId, port: PortSpec
             return true;
         }
     }
-    site.flows.iter().any(|fl| {
-        // The port first: it rules out almost every flow without looking at hosts.
-        if !fl.ports.iter().any(|p| p.value == port) {
-            return false;
-        }
+    site.flows_on_port(port).any(|fl| {
         let from_ok = match from {
             Some(h) => covers_host(site, &fl.from.value, h),
             None => fl.from.value == Endpoint::Internet,

@@ -72,12 +72,44 @@ pub struct Site {
     pub agent: Option<AgentSettings>,
     /// Repository-relative names of the site files, sorted.
     pub files: Vec<String>,
+    /// Lookups derived from the fields above, built on first use. The site does not
+    /// change once resolved, and families ask the same questions once per route and
+    /// host: answering each by a scan made them quadratic on large sites.
+    pub derived: Derived,
+}
+
+/// Indexes over a resolved [`Site`] (see [`Site::derived`]). Built on first use, so
+/// nothing may use them before `resolve` has finished the site.
+#[derive(Debug, Default)]
+pub struct Derived {
+    /// The flows that list each port, as indexes into [`Site::flows`], in site order.
+    pub flows_by_port: std::sync::OnceLock<std::collections::HashMap<values::PortSpec, Vec<usize>>>,
+    /// For each host (by id), the services placed on it, in name order.
+    pub services_by_host: std::sync::OnceLock<Vec<Vec<ServiceId>>>,
+    /// For each host (by id), the first service of a kind the edge cares about there.
+    pub proxy_by_host: std::sync::OnceLock<Vec<Option<ServiceId>>>,
 }
 
 impl Site {
     /// A zone by id.
     pub fn zone(&self, id: ZoneId) -> &Zone {
         &self.zones[id.0]
+    }
+    /// The flows that list `port`, in site order.
+    pub fn flows_on_port(&self, port: values::PortSpec) -> impl Iterator<Item = &Flow> {
+        let index = self.derived.flows_by_port.get_or_init(|| {
+            let mut m: std::collections::HashMap<values::PortSpec, Vec<usize>> = Default::default();
+            for (i, f) in self.flows.iter().enumerate() {
+                for p in &f.ports {
+                    let v = m.entry(p.value).or_default();
+                    if v.last() != Some(&i) {
+                        v.push(i);
+                    }
+                }
+            }
+            m
+        });
+        index.get(&port).into_iter().flatten().map(|&i| &self.flows[i])
     }
     /// A host by id.
     pub fn host(&self, id: HostId) -> &Host {
@@ -110,10 +142,19 @@ impl Site {
 
     /// Services that run on a host, sorted by name.
     pub fn services_on(&self, h: HostId) -> Vec<ServiceId> {
-        (0..self.services.len())
-            .map(ServiceId)
-            .filter(|s| self.service(*s).hosts.iter().any(|x| x.value == h))
-            .collect()
+        let by_host = self.derived.services_by_host.get_or_init(|| {
+            let mut v: Vec<Vec<ServiceId>> = vec![Vec::new(); self.hosts.len()];
+            for (i, s) in self.services.iter().enumerate() {
+                for x in &s.hosts {
+                    let on = &mut v[x.value.0];
+                    if on.last() != Some(&ServiceId(i)) {
+                        on.push(ServiceId(i));
+                    }
+                }
+            }
+            v
+        });
+        by_host.get(h.0).cloned().unwrap_or_default()
     }
 
     /// The name of an endpoint, as written in the site (`service:postgres`).

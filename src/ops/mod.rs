@@ -198,13 +198,17 @@ pub fn show_progress(on: bool) {
     PROGRESS.store(on, Ordering::Relaxed);
 }
 
-/// Phases of an operation: per-phase wall-clock times on stderr when
+/// Phases of an operation: per-phase wall-clock times (and memory) on stderr when
 /// `MEDIANEST_TIMINGS` is set (a hidden aid for scripts/bench/, not part of the
-/// interface), and the progress line when [`show_progress`] is on.
+/// interface), and the progress line when [`show_progress`] is on. A phase entered
+/// more than once (lower and render alternate per family) is reported once, summed,
+/// when the operation finishes.
 pub struct Timer {
     timings: bool,
     phase: &'static str,
     last: Instant,
+    /// `(phase, time so far, resident and peak MiB at its last end)`, in first-seen order.
+    laps: Vec<(&'static str, Duration, Option<(u64, u64)>)>,
     ticker: Option<(mpsc::Sender<&'static str>, std::thread::JoinHandle<()>)>,
 }
 
@@ -213,7 +217,7 @@ impl Timer {
     pub fn start(phase: &'static str) -> Timer {
         let timings = std::env::var_os("MEDIANEST_TIMINGS").is_some_and(|v| !v.is_empty());
         let ticker = PROGRESS.load(Ordering::Relaxed).then(|| ticker(phase));
-        Timer { timings, phase, last: Instant::now(), ticker }
+        Timer { timings, phase, last: Instant::now(), laps: Vec::new(), ticker }
     }
 
     /// Ends the current phase and starts `phase`.
@@ -225,16 +229,31 @@ impl Timer {
         }
     }
 
-    /// Ends the last phase and erases the progress line.
+    /// Ends the last phase, prints the timings if asked, and erases the progress line.
     pub fn finish(mut self) {
         self.lap();
         self.phase = "";
+        for (phase, time, memory) in &self.laps {
+            eprintln!(
+                "timing: {:<11} {:>10.3} ms{}",
+                phase,
+                time.as_secs_f64() * 1e3,
+                memory.map(|(rss, peak)| format!("  rss {rss:>4} MiB  peak {peak:>4} MiB")).unwrap_or_default()
+            );
+        }
     }
 
     fn lap(&mut self) {
         let now = Instant::now();
         if self.timings && !self.phase.is_empty() {
-            eprintln!("timing: {:<9} {:>10.3} ms", self.phase, (now - self.last).as_secs_f64() * 1e3);
+            let memory = memory_now();
+            match self.laps.iter_mut().find(|(p, _, _)| *p == self.phase) {
+                Some((_, time, m)) => {
+                    *time += now - self.last;
+                    *m = memory;
+                }
+                None => self.laps.push((self.phase, now - self.last, memory)),
+            }
         }
         self.last = now;
     }
@@ -247,6 +266,17 @@ impl Drop for Timer {
             let _ = handle.join();
         }
     }
+}
+
+/// The resident and peak resident memory of this process in MiB (Linux), for the
+/// phase timings.
+fn memory_now() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// The progress line: redrawn every 100 ms with the current phase once the operation

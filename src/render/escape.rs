@@ -99,6 +99,17 @@ pub fn md(s: &str) -> String {
     out
 }
 
+/// Whether `apply(kind, s)` would give back `s` unchanged: the common case, which the
+/// renderer then writes without building a copy. Conservative: `false` when unsure.
+pub fn is_plain(kind: &str, s: &str) -> bool {
+    match kind {
+        "md" => !s.bytes().any(|b| matches!(b, b'\\' | b'`' | b'*' | b'|' | b'<' | b'>' | b'[' | b']')),
+        "xml" => s.bytes().all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')),
+        "sh" => !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b)),
+        _ => false,
+    }
+}
+
 /// Applies a custom escape by name.
 pub fn apply(kind: &str, s: &str) -> Option<String> {
     Some(match kind {
@@ -144,5 +155,19 @@ mod tests {
         }
         assert_eq!(xml("a\tb\nc\rd\u{1}"), "a&#9;b&#10;c&#13;d\u{fffd}");
         assert_eq!(md("a|b<c>"), "a\\|b\\<c\\>");
+    }
+
+    #[test]
+    fn plain_means_unchanged() {
+        let samples =
+            ["", "plain", "a b", "a|b", "x<y", "it's", "é", "a\tb", "a.b-c_d:1", "[x]", "`x`", "a&b", "\u{1}"];
+        for kind in ["md", "xml", "sh", "yaml", "json"] {
+            for s in samples {
+                if is_plain(kind, s) {
+                    assert_eq!(apply(kind, s).unwrap(), s, "{kind} {s:?}");
+                }
+            }
+        }
+        assert!(is_plain("md", "web-01 10.0.0.1") && is_plain("xml", "web-01") && is_plain("sh", "/etc/hosts"));
     }
 }

@@ -154,7 +154,7 @@ impl Templates {
                 }
                 let mut meta = job.meta;
                 meta.template = job.template.to_string();
-                Ok(Artifact { bytes: text.into_bytes(), meta })
+                Ok(Artifact::new(text.into_bytes(), meta))
             }
             Err(e) => {
                 let mut d = template_diagnostic(&e, file, origin, &what);
@@ -236,20 +236,34 @@ fn format_value(out: &mut minijinja::Output, state: &mut minijinja::State, value
         }
         _ => {}
     }
-    if let AutoEscape::Custom(kind) = state.auto_escape()
-        && !value.is_safe()
-    {
-        let s = value.to_string();
-        let escaped =
-            escape::apply(kind, &s).ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "unknown escaping"))?;
-        return out.write_str(&escaped).map_err(|_| Error::new(ErrorKind::WriteFailure, "write failed"));
+    if let AutoEscape::Custom(kind) = state.auto_escape() {
+        let owned;
+        let s = match value.as_str() {
+            Some(s) => s,
+            None => {
+                owned = value.to_string();
+                &owned
+            }
+        };
+        // Most values need no escaping: write them as they are, without a copy.
+        let escaped;
+        let text = if value.is_safe() || escape::is_plain(kind, s) {
+            s
+        } else {
+            escaped =
+                escape::apply(kind, s).ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "unknown escaping"))?;
+            &escaped
+        };
+        return out.write_str(text).map_err(|_| Error::new(ErrorKind::WriteFailure, "write failed"));
     }
-    if let AutoEscape::Custom(_) = state.auto_escape() {
-        return out
-            .write_str(value.as_str().unwrap_or(&value.to_string()))
-            .map_err(|_| Error::new(ErrorKind::WriteFailure, "write failed"));
+    // No escaping (line-oriented configs): strings as they are, the rest as minijinja
+    // prints them.
+    match value.as_str() {
+        Some(s) if matches!(state.auto_escape(), AutoEscape::None) => {
+            out.write_str(s).map_err(|_| Error::new(ErrorKind::WriteFailure, "write failed"))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
     }
-    minijinja::escape_formatter(out, state, value)
 }
 
 #[cfg(test)]

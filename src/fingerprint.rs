@@ -11,7 +11,11 @@
 //! - a sha256 over every input file (`site/**/*.toml` and the template overrides);
 //! - every file of the output tree with its size, mode and sha256, and, when it is safe
 //!   to trust, the `stat` stamp (inode, mtime, ctime) it had when its content was known
-//!   to be right.
+//!   to be right;
+//! - every directory of the tree, with the stamp it had when its names were listed and
+//!   found right (a name added, removed or renamed changes a directory's ctime, so
+//!   matching directory stamps spare listing the tree: one `stat` per file and
+//!   directory is all a no-op run costs).
 //!
 //! The next run is *fresh* (nothing to compile, nothing to write) when the binary, the
 //! directories and the input hash match, and the output tree holds exactly the recorded
@@ -32,6 +36,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -39,7 +44,7 @@ use crate::artifact::{ArtifactSet, MANIFEST, manifest_bytes, sha256_hex};
 use crate::emit;
 
 /// Version of the fingerprint file; a different one is ignored.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// Where the fingerprint lives, under the repository root.
 pub const CACHE_DIR: &str = ".medianest";
@@ -96,6 +101,18 @@ struct Fingerprint {
     key: Key,
     /// Every file of the output tree, sorted by path.
     files: Vec<Entry>,
+    /// Every directory of the output tree (`""` is the tree itself), with the stamp it
+    /// had when its names were last listed and found right. Only [`fresh`] stamps them,
+    /// after listing the tree itself.
+    dirs: Vec<Dir>,
+}
+
+/// A directory of the output tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Dir {
+    path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stamp: Option<Stamp>,
 }
 
 /// One file of the output tree as the last run left it.
@@ -169,28 +186,52 @@ pub fn fresh(paths: &crate::ops::Paths, digest: Option<&str>) -> Option<usize> {
         return None;
     }
     let checked = SystemTime::now();
-    let mut on_disk = emit::list_tree(&paths.out).ok()?;
-    on_disk.sort();
-    if on_disk.len() != fp.files.len() || on_disk.iter().zip(&fp.files).any(|(p, e)| *p != e.path) {
-        return None;
+    // Directories first, stat before listing: a file added, removed or renamed changes
+    // its directory's ctime, so when every directory keeps its stamp the tree holds the
+    // same names and there is no need to list it.
+    let dirs: Vec<Option<Stamp>> = fp
+        .dirs
+        .par_iter()
+        .map(|d| fs::symlink_metadata(paths.out.join(&d.path)).ok().filter(|m| m.is_dir()).map(|m| Stamp::of(&m)))
+        .collect();
+    let listed_before = fp.dirs.iter().zip(&dirs).all(|(d, now)| d.stamp.is_some() && d.stamp == *now);
+    if !listed_before {
+        let mut on_disk = emit::list_tree(&paths.out).ok()?;
+        on_disk.sort();
+        if on_disk.len() != fp.files.len() || on_disk.iter().zip(&fp.files).any(|(p, e)| *p != e.path) {
+            return None;
+        }
     }
+    // Then every file: its stamp, or its content.
+    let files: Vec<Option<Option<Stamp>>> = fp
+        .files
+        .par_iter()
+        .map(|entry| {
+            let path = paths.out.join(&entry.path);
+            let meta = fs::symlink_metadata(&path).ok()?;
+            if !meta.is_file() || meta.len() != entry.size || meta.permissions().mode() & 0o777 != entry.mode {
+                return None;
+            }
+            let stamp = Stamp::of(&meta);
+            if entry.stamp == Some(stamp) {
+                return Some(None);
+            }
+            let content = fs::read(&path).ok()?;
+            (sha256_hex(&content) == entry.sha256).then_some(Some(stamp))
+        })
+        .collect();
     let mut restamped = false;
-    for entry in &mut fp.files {
-        let path = paths.out.join(&entry.path);
-        let meta = fs::symlink_metadata(&path).ok()?;
-        if !meta.is_file() || meta.len() != entry.size || meta.permissions().mode() & 0o777 != entry.mode {
-            return None;
+    for (entry, verified) in fp.files.iter_mut().zip(files) {
+        if let Some(stamp) = verified? {
+            if stamp.settled(checked) {
+                entry.stamp = Some(stamp);
+                restamped = true;
+            }
         }
-        let stamp = Stamp::of(&meta);
-        if entry.stamp == Some(stamp) {
-            continue;
-        }
-        let content = fs::read(&path).ok()?;
-        if sha256_hex(&content) != entry.sha256 {
-            return None;
-        }
-        if stamp.settled(checked) {
-            entry.stamp = Some(stamp);
+    }
+    for (d, now) in fp.dirs.iter_mut().zip(dirs) {
+        if d.stamp.is_none() && now.is_some_and(|s| s.settled(checked)) {
+            d.stamp = now;
             restamped = true;
         }
     }
@@ -215,7 +256,7 @@ pub fn record(paths: &crate::ops::Paths, digest: Option<&str>, set: &ArtifactSet
         .collect();
     expected.push((MANIFEST, manifest.len() as u64, 0o644, sha256_hex(&manifest)));
     expected.sort_by(|a, b| a.0.cmp(b.0));
-    let files = expected
+    let files: Vec<Entry> = expected
         .into_iter()
         .map(|(path, size, mode, sha256)| {
             // A stamp only for a file that is as expected and settled since `checked`.
@@ -227,7 +268,18 @@ pub fn record(paths: &crate::ops::Paths, digest: Option<&str>, set: &ArtifactSet
             Entry { path: path.to_string(), size, mode, sha256, stamp }
         })
         .collect();
-    save(paths, &Fingerprint { format: FORMAT, key, files });
+    let mut dirs: std::collections::BTreeSet<&str> = std::collections::BTreeSet::from([""]);
+    for e in &files {
+        let mut p = e.path.as_str();
+        while let Some(i) = p.rfind('/') {
+            p = &p[..i];
+            if !dirs.insert(p) {
+                break;
+            }
+        }
+    }
+    let dirs = dirs.into_iter().map(|d| Dir { path: d.to_string(), stamp: None }).collect();
+    save(paths, &Fingerprint { format: FORMAT, key, files, dirs });
 }
 
 /// Removes the fingerprint (after a run that changed the tree without recording it).

@@ -70,7 +70,7 @@ cat "$OUT/machine.txt"
 bench() {
     local name=$1 dir=$2
     echo "== $name"
-    rm -rf "$dir/generated" "$dir/copy" "$dir/.git"
+    rm -rf "$dir/generated" "$dir/copy" "$dir/.git" "$dir/.medianest"
     "$BIN" -C "$dir" -q build
     git -C "$dir" init -q
     git -C "$dir" add site generated
@@ -80,12 +80,15 @@ bench() {
     find "$dir/generated" -type f -printf '%s\n' | awk '{s += $1} END {print s}' >"$OUT/$name.bytes"
     find "$dir/site" -type f -printf '%s\n' | awk '{s += $1} END {print s}' >"$OUT/$name.site-bytes"
 
+    # `sync` before the writers, so that neither pays for the other's pending writeback
+    # (on a disk it otherwise decides who is slower; on tmpfs it costs nothing).
     hyperfine --style basic --runs "$RUNS" --warmup 1 --export-json "$OUT/$name.hyperfine.json" \
-        -n "cold build" --prepare "rm -rf '$dir/generated'" "'$BIN' -C '$dir' -q build" \
-        -n "cp -r" --prepare "rm -rf '$dir/copy'" "cp -r '$dir/generated' '$dir/copy'" \
+        -n "cold build" --prepare "rm -rf '$dir/generated' '$dir/.medianest'; sync" "'$BIN' -C '$dir' -q build" \
+        -n "cp -r" --prepare "rm -rf '$dir/copy'; sync" "cp -r '$dir/generated' '$dir/copy'" \
         -n "sha256sum" --prepare "true" "find '$dir/generated' -type f -print0 | xargs -0 sha256sum >/dev/null" \
         -n "no-op build" --prepare "true" "'$BIN' -C '$dir' -q build" \
         -n "check" --prepare "true" "'$BIN' -C '$dir' -q check" \
+        -n "check --no-cache" --prepare "true" "'$BIN' -C '$dir' -q --no-cache check" \
         -n "diff HEAD" --prepare "true" "'$BIN' -C '$dir' diff HEAD --stat >/dev/null"
     rm -rf "$dir/copy"
 
@@ -98,12 +101,12 @@ bench() {
 
     rm -rf "$dir/generated"
     /usr/bin/time -v "$BIN" -C "$dir" -q build 2>"$OUT/$name.time-build.txt"
-    /usr/bin/time -v "$BIN" -C "$dir" -q check 2>"$OUT/$name.time-check.txt"
+    /usr/bin/time -v "$BIN" -C "$dir" -q --no-cache check 2>"$OUT/$name.time-check.txt"
 
     : >"$OUT/$name.timings.txt"
     for threads in 1 2; do
         for _ in $(seq "$RUNS"); do
-            RAYON_NUM_THREADS=$threads MEDIANEST_TIMINGS=1 "$BIN" -C "$dir" -q check 2>&1 |
+            RAYON_NUM_THREADS=$threads MEDIANEST_TIMINGS=1 "$BIN" -C "$dir" -q --no-cache check 2>&1 |
                 sed -n "s/^timing: /threads=$threads /p" >>"$OUT/$name.timings.txt"
         done
     done

@@ -95,6 +95,9 @@ fn analyze(raw: load::RawSite, display: &str, sources: SourceMap, mut diags: Dia
         })
         .collect();
     let site = resolve::resolve(&raw, &file_names, &mut diags);
+    // Freeing the parsed files (tens of MB on a large site) takes a while: let another
+    // thread do it while this one verifies.
+    rayon::spawn(move || drop(raw));
     verify::verify(&site, &mut diags);
     Analysis { site, sources, diags }
 }

@@ -335,8 +335,14 @@ proptest! {
         prop_assume!(host != service);
         let repo = Repo::base();
         repo.write("site/zz-names.toml", &named_overlay(&host, &service, &dns, &format!("/{seg}/")));
-        let out = compile_checked(repo.path())?;
-        let out = out.ok_or_else(|| TestCaseError::fail("a site with valid names does not build"))?;
+        let Some(out) = compile_checked(repo.path())? else {
+            // Say why, so that a rare failure in CI can be understood from its log.
+            let compiled = compile(&Paths::under(repo.path()));
+            return Err(TestCaseError::fail(format!(
+                "a site with valid names does not build:\n{}",
+                compiled.diags.render_plain(&compiled.sources)
+            )));
+        };
         let hosts_file = format!("hosts/{host}/root/etc/hosts");
         prop_assert!(out.contains_key(&hosts_file));
     }

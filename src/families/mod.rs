@@ -66,11 +66,17 @@ impl Lowering {
 
 /// Lowers the site through every family.
 pub fn lower(site: &Site) -> Vec<RenderJob> {
-    let mut l = Lowering::default();
-    for f in FAMILIES {
-        f.lower(site, &mut l);
-    }
-    l.jobs
+    use rayon::prelude::*;
+    // Families are independent: lower them on every core, collected in this fixed order.
+    let per_family: Vec<Vec<RenderJob>> = FAMILIES
+        .par_iter()
+        .map(|f| {
+            let mut l = Lowering::default();
+            f.lower(site, &mut l);
+            l.jobs
+        })
+        .collect();
+    per_family.into_iter().flatten().collect()
 }
 
 /// Traces for every named entity of the site (for `explain`).

@@ -1,8 +1,8 @@
 //! Fingerprints: a no-op `build` or `check` that does not compile.
 //!
 //! Compiling a large site costs far more than looking at it: on a 10,000-service site,
-//! loading and compiling take about a second, while hashing the inputs and looking at
-//! the output tree take a few milliseconds. So, like cargo's fingerprints, every
+//! loading and compiling take about 0.7 s, while hashing the inputs and looking at the
+//! output tree take about 30 ms. So, like cargo's fingerprints, every
 //! successful `build` and clean `check` records what it saw in
 //! `.medianest/fingerprint.json` (a local cache beside `generated/`, never committed):
 //!

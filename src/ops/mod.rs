@@ -342,38 +342,28 @@ fn collect(set: &mut ArtifactSet, items: Vec<Artifact>, diags: &mut Diagnostics)
 /// Compiles and writes `generated/`, unless the fingerprint shows that it is already
 /// what the inputs compile to.
 pub fn build(paths: &Paths, cache: Cache) -> Result<Outcome<WriteReport>> {
-    let start = Instant::now();
-    let mut timer = Timer::start("fingerprint");
-    let (files, diags, digest) = read_inputs(paths);
-    if cache == Cache::Use
-        && let Some(files) = fingerprint::fresh(paths, digest.as_deref())
-    {
-        timer.finish();
-        return Ok(Outcome::Fresh { files, elapsed: start.elapsed() });
-    }
-    timer.next("load");
-    let compiled = compile_timed(paths, files, diags, &mut timer);
-    if compiled.failed() {
-        return Ok(Outcome::Compiled(Box::new(compiled), None));
-    }
-    timer.next("write");
-    let checked = SystemTime::now();
-    let report = emit::write_tree(&compiled.artifacts, &paths.out);
-    timer.next("record");
-    match &report {
-        // A run with warnings is never skipped: they are shown again until fixed.
-        Ok(_) if compiled.diags.is_empty() => {
-            fingerprint::record(paths, digest.as_deref(), &compiled.artifacts, checked)
-        }
-        _ => fingerprint::forget(paths),
-    }
-    timer.finish();
-    Ok(Outcome::Compiled(Box::new(compiled), Some(report?)))
+    unless_fresh(paths, cache, "write", |compiled| Ok((emit::write_tree(&compiled.artifacts, &paths.out)?, true)))
 }
 
 /// Compiles in memory and compares with `generated/`, unless the fingerprint shows that
 /// it is already what the inputs compile to.
 pub fn check(paths: &Paths, cache: Cache) -> Result<Outcome<Drift>> {
+    unless_fresh(paths, cache, "compare", |compiled| {
+        let drift = emit::compare(&compiled.artifacts, &paths.out)?;
+        let clean = drift.is_clean();
+        Ok((drift, clean))
+    })
+}
+
+/// What `build` and `check` share: the fingerprint when it matches, else the pipeline,
+/// then `finish` (phase `phase`: write or compare), which says whether the tree is now
+/// what was compiled; then the fingerprint is recorded, or dropped.
+fn unless_fresh<R>(
+    paths: &Paths,
+    cache: Cache,
+    phase: &'static str,
+    finish: impl FnOnce(&Compiled) -> Result<(R, bool)>,
+) -> Result<Outcome<R>> {
     let start = Instant::now();
     let mut timer = Timer::start("fingerprint");
     let (files, diags, digest) = read_inputs(paths);
@@ -388,15 +378,21 @@ pub fn check(paths: &Paths, cache: Cache) -> Result<Outcome<Drift>> {
     if compiled.failed() {
         return Ok(Outcome::Compiled(Box::new(compiled), None));
     }
-    timer.next("compare");
+    timer.next(phase);
+    // Before the tree is looked at: what changes after this instant cannot keep a stamp.
     let checked = SystemTime::now();
-    let drift = emit::compare(&compiled.artifacts, &paths.out)?;
+    let finished = finish(&compiled);
     timer.next("record");
-    if drift.is_clean() && compiled.diags.is_empty() {
-        fingerprint::record(paths, digest.as_deref(), &compiled.artifacts, checked);
+    match &finished {
+        // A run with warnings is never skipped: they are shown again until fixed.
+        Ok((_, true)) if compiled.diags.is_empty() => {
+            fingerprint::record(paths, digest.as_deref(), &compiled.artifacts, checked)
+        }
+        _ => fingerprint::forget(paths),
     }
     timer.finish();
-    Ok(Outcome::Compiled(Box::new(compiled), Some(drift)))
+    let (result, _) = finished?;
+    Ok(Outcome::Compiled(Box::new(compiled), Some(result)))
 }
 
 /// A human report of drift: one line per file, unified diffs for changed text files, and

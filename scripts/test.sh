@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 #   openssl, curl, python3      test certificates, requests, the trivial backend
 #   iproute2, util-linux        private network and mount namespaces
 #   openssh-client, systemd     ssh-keygen (signed commits), systemd-analyze (units)
-DEBIAN_PACKAGES="shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd"
+#   libssl-dev, pkg-config      the agent's `https` feature (libgit2 over OpenSSL)
+DEBIAN_PACKAGES="shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do
@@ -41,7 +42,10 @@ echo "== formatting"
 cargo fmt --all -- --check
 
 echo "== shell scripts"
-shellcheck scripts/*.sh scripts/ci/*.sh .ci/run
+shellcheck scripts/*.sh scripts/ci/*.sh scripts/bench/*.sh scripts/bench/ansible/*.sh .ci/run
+
+echo "== the agent's optional fetch transports (https, ssh) compile"
+cargo check --locked --quiet --features https,ssh --bin medianest
 
 echo "== medianest check --committed on the reference site (release build)"
 cargo run --locked --release --quiet -- check --committed

@@ -330,7 +330,9 @@ proptest! {
         host in label(),
         service in label(),
         dns in label(),
-        seg in "[a-z0-9._~-]{1,12}",
+        // `..` is the one segment the path rules refuse (found by this test: with 3,000
+        // cases, proptest's bias toward short strings reaches it after ~700).
+        seg in "[a-z0-9._~-]{1,12}".prop_filter("`..` is not a valid path segment", |s| s != ".."),
     ) {
         prop_assume!(host != service);
         let repo = Repo::base();

@@ -367,6 +367,58 @@ fn refuses_a_force_push_back_to_an_older_signed_commit() {
     assert_eq!(std::fs::read(sim.root().join("etc/nginx/nginx.conf")).unwrap(), NGINX_V1);
 }
 
+#[test]
+fn a_missing_remote_keeps_the_last_known_good_state() {
+    // Catalogue 11: the remote is gone (deleted, renamed, unreachable).
+    let (sim, c1) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    let remote = sim.path().join("remote.git");
+    let moved = sim.path().join("remote-moved.git");
+    std::fs::rename(&remote, &moved).unwrap();
+    let o = sim.pull();
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(5), "{r}");
+    assert_eq!(r["result"], "fetch-failed");
+    assert_eq!(&snapshot(&sim.root()), &before, "the root changed");
+    assert_eq!(sim.state(), state, "the state changed");
+    // Back again: nothing to do, the last applied commit is still the one in force.
+    std::fs::rename(&moved, &remote).unwrap();
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(&snapshot(&sim.root()), &before);
+    assert!(sim.state().contains(&c1));
+}
+
+#[test]
+fn a_fetch_over_the_byte_cap_is_aborted_and_changes_nothing() {
+    // Catalogue 9: endless data. A 4 MB blob of noise (it does not compress) against a
+    // 1 MB cap: the fetch stops, the last applied generation stays in force.
+    let (sim, c1) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    let mut noise = vec![0u8; 4 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(sim.work().join("blob.bin"), &noise).unwrap();
+    sim.commit("a huge blob", Some("key"));
+    let o = sim.pull_with(&["--max-bytes", "1000000"], &[]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(5), "{r}");
+    assert_eq!(r["result"], "fetch-failed");
+    assert!(r["reason"].as_str().unwrap_or_default().contains("1000000 bytes"), "{r}");
+    assert_eq!(&snapshot(&sim.root()), &before, "the root changed");
+    assert_eq!(sim.state(), state, "the state changed");
+    assert!(sim.state().contains(&c1));
+    // The cap, not the blob, stopped it: with room for the blob the same commit applies.
+    let o = sim.pull_with(&["--max-bytes", "100000000"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!sim.state().contains(&c1), "the new commit is in force");
+}
+
 /// Commits a host tree whose `generated/hosts/web1` is replaced by a crafted tree.
 fn crafted(sim: &Sim, entry: &str) -> (Snapshot, String) {
     let before = snapshot(&sim.root());

@@ -271,12 +271,12 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Build => ops::build(&paths, cache).map(|outcome| {
             let (compiled, report) = match outcome {
-                ops::Outcome::Fresh { files, elapsed } => {
+                ops::Outcome::Fresh { files } => {
                     if !cli.quiet {
                         let _ = writeln!(
                             err.writer(),
                             "built {files} files into `{out_name}`: 0 written, {files} unchanged, 0 removed in {} ms (nothing changed since the last build)",
-                            elapsed.as_millis()
+                            started.elapsed().as_millis()
                         );
                     }
                     return exit::OK;
@@ -319,7 +319,7 @@ pub fn run(cli: Cli) -> i32 {
         }),
         Command::Check { committed } => ops::check(&paths, cache).and_then(|outcome| {
             let files = match outcome {
-                ops::Outcome::Fresh { files, .. } => files,
+                ops::Outcome::Fresh { files } => files,
                 ops::Outcome::Compiled(compiled, drift) => {
                     if !compiled.diags.is_empty() {
                         let _ = compiled.diags.emit(&compiled.sources, err.as_mut());

@@ -93,17 +93,7 @@ pub fn tree_mode(a: &Artifact) -> u32 {
 /// Creates every directory that holds one of `files` (relative paths under `root`), each
 /// once, parents before children, refusing symlinked or non-directory components.
 fn create_dirs<'a>(root: &Path, files: impl Iterator<Item = &'a str>) -> Result<()> {
-    let mut dirs: BTreeSet<&str> = BTreeSet::new();
-    for rel in files {
-        let mut p = rel;
-        while let Some(i) = p.rfind('/') {
-            p = &p[..i];
-            // Present already: so are its parents.
-            if !dirs.insert(p) {
-                break;
-            }
-        }
-    }
+    let dirs = parent_dirs(files);
     // Level by level, parents before children; the directories of one level are created
     // on every core (on ext4, creating a directory costs more CPU than writing a file).
     let mut levels: Vec<Vec<&str>> = Vec::new();
@@ -118,6 +108,23 @@ fn create_dirs<'a>(root: &Path, files: impl Iterator<Item = &'a str>) -> Result<
         level.par_iter().try_for_each(|dir| create_dir(&root.join(dir)))?;
     }
     Ok(())
+}
+
+/// Every directory that holds one of `files` (relative, `/`-separated paths), with its
+/// ancestors, sorted (so a parent comes before its children); not the root itself.
+pub fn parent_dirs<'a>(files: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
+    let mut dirs = BTreeSet::new();
+    for rel in files {
+        let mut p = rel;
+        while let Some(i) = p.rfind('/') {
+            p = &p[..i];
+            // Present already: so are its parents.
+            if !dirs.insert(p) {
+                break;
+            }
+        }
+    }
+    dirs
 }
 
 /// Creates the directory `path` unless it is one already; refuses a symlink or a file.

@@ -268,17 +268,10 @@ pub fn record(paths: &crate::ops::Paths, digest: Option<&str>, set: &ArtifactSet
             Entry { path: path.to_string(), size, mode, sha256, stamp }
         })
         .collect();
-    let mut dirs: std::collections::BTreeSet<&str> = std::collections::BTreeSet::from([""]);
-    for e in &files {
-        let mut p = e.path.as_str();
-        while let Some(i) = p.rfind('/') {
-            p = &p[..i];
-            if !dirs.insert(p) {
-                break;
-            }
-        }
-    }
-    let dirs = dirs.into_iter().map(|d| Dir { path: d.to_string(), stamp: None }).collect();
+    let dirs = std::iter::once("")
+        .chain(emit::parent_dirs(files.iter().map(|e| e.path.as_str())))
+        .map(|d| Dir { path: d.to_string(), stamp: None })
+        .collect();
     save(paths, &Fingerprint { format: FORMAT, key, files, dirs });
 }
 

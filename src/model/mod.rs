@@ -86,7 +86,8 @@ pub struct Derived {
     pub flows_by_port: std::sync::OnceLock<std::collections::HashMap<values::PortSpec, Vec<usize>>>,
     /// For each host (by id), the services placed on it, in name order.
     pub services_by_host: std::sync::OnceLock<Vec<Vec<ServiceId>>>,
-    /// For each host (by id), the first service of a kind the edge cares about there.
+    /// For each host (by id), its app-tier Nginx service, the first by name (built and
+    /// read by `families::edge::proxy_on`).
     pub proxy_by_host: std::sync::OnceLock<Vec<Option<ServiceId>>>,
 }
 

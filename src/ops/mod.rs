@@ -64,8 +64,6 @@ pub struct Compiled {
     pub sources: SourceMap,
     /// Errors and warnings.
     pub diags: Diagnostics,
-    /// Time spent compiling.
-    pub elapsed: Duration,
 }
 
 impl Compiled {
@@ -123,7 +121,6 @@ pub fn compile(paths: &Paths) -> Compiled {
 
 /// The pipeline over site files already read (`diags` holds what reading them found).
 fn compile_timed(paths: &Paths, files: Vec<(String, Vec<u8>)>, diags: Diagnostics, timer: &mut Timer) -> Compiled {
-    let start = Instant::now();
     let mut sources = SourceMap::default();
     let mut diags = diags;
     let site_display = paths.display(&paths.site);
@@ -155,7 +152,7 @@ fn compile_timed(paths: &Paths, files: Vec<(String, Vec<u8>)>, diags: Diagnostic
     if diags.has_errors() {
         artifacts.clear();
     }
-    Compiled { artifacts, site, templates, sources, diags, elapsed: start.elapsed() }
+    Compiled { artifacts, site, templates, sources, diags }
 }
 
 /// What `build` and `check` did.
@@ -165,8 +162,6 @@ pub enum Outcome<R> {
     Fresh {
         /// Files in the output tree.
         files: usize,
-        /// Time spent finding out.
-        elapsed: Duration,
     },
     /// The pipeline ran; `R` is what writing or comparing found, unless the site failed.
     Compiled(Box<Compiled>, Option<R>),
@@ -203,15 +198,11 @@ pub fn show_progress(on: bool) {
 
 /// Phases of an operation: per-phase wall-clock times (and memory) on stderr when
 /// `MEDIANEST_TIMINGS` is set (a hidden aid for scripts/bench/, not part of the
-/// interface), and the progress line when [`show_progress`] is on. A phase entered
-/// more than once (lower and render alternate per family) is reported once, summed,
-/// when the operation finishes.
+/// interface), and the progress line when [`show_progress`] is on.
 pub struct Timer {
     timings: bool,
     phase: &'static str,
     last: Instant,
-    /// `(phase, time so far, resident and peak MiB at its last end)`, in first-seen order.
-    laps: Vec<(&'static str, Duration, Option<(u64, u64)>)>,
     ticker: Option<(mpsc::Sender<&'static str>, std::thread::JoinHandle<()>)>,
 }
 
@@ -220,7 +211,7 @@ impl Timer {
     pub fn start(phase: &'static str) -> Timer {
         let timings = std::env::var_os("MEDIANEST_TIMINGS").is_some_and(|v| !v.is_empty());
         let ticker = PROGRESS.load(Ordering::Relaxed).then(|| ticker(phase));
-        Timer { timings, phase, last: Instant::now(), laps: Vec::new(), ticker }
+        Timer { timings, phase, last: Instant::now(), ticker }
     }
 
     /// Ends the current phase and starts `phase`.
@@ -232,31 +223,21 @@ impl Timer {
         }
     }
 
-    /// Ends the last phase, prints the timings if asked, and erases the progress line.
+    /// Ends the last phase and erases the progress line.
     pub fn finish(mut self) {
         self.lap();
         self.phase = "";
-        for (phase, time, memory) in &self.laps {
-            eprintln!(
-                "timing: {:<11} {:>10.3} ms{}",
-                phase,
-                time.as_secs_f64() * 1e3,
-                memory.map(|(rss, peak)| format!("  rss {rss:>4} MiB  peak {peak:>4} MiB")).unwrap_or_default()
-            );
-        }
     }
 
     fn lap(&mut self) {
         let now = Instant::now();
         if self.timings && !self.phase.is_empty() {
-            let memory = memory_now();
-            match self.laps.iter_mut().find(|(p, _, _)| *p == self.phase) {
-                Some((_, time, m)) => {
-                    *time += now - self.last;
-                    *m = memory;
-                }
-                None => self.laps.push((self.phase, now - self.last, memory)),
-            }
+            eprintln!(
+                "timing: {:<11} {:>10.3} ms{}",
+                self.phase,
+                (now - self.last).as_secs_f64() * 1e3,
+                memory_now().map(|(rss, peak)| format!("  rss {rss:>4} MiB  peak {peak:>4} MiB")).unwrap_or_default()
+            );
         }
         self.last = now;
     }
@@ -364,14 +345,13 @@ fn unless_fresh<R>(
     phase: &'static str,
     finish: impl FnOnce(&Compiled) -> Result<(R, bool)>,
 ) -> Result<Outcome<R>> {
-    let start = Instant::now();
     let mut timer = Timer::start("fingerprint");
     let (files, diags, digest) = read_inputs(paths);
     if cache == Cache::Use
         && let Some(files) = fingerprint::fresh(paths, digest.as_deref())
     {
         timer.finish();
-        return Ok(Outcome::Fresh { files, elapsed: start.elapsed() });
+        return Ok(Outcome::Fresh { files });
     }
     timer.next("load");
     let compiled = compile_timed(paths, files, diags, &mut timer);

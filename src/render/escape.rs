@@ -83,8 +83,13 @@ pub fn xml(s: &str) -> String {
 
 /// One POSIX shell word: bare when it is made of safe characters, single-quoted otherwise.
 pub fn sh(s: &str) -> String {
-    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
-    if safe { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
+    if sh_bare(s) { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
+}
+
+/// Whether `s` is a shell word as it stands: not empty, and only characters no shell
+/// treats specially.
+fn sh_bare(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b))
 }
 
 /// Markdown inline text: characters that would start markup are backslash-escaped.
@@ -105,7 +110,7 @@ pub fn is_plain(kind: &str, s: &str) -> bool {
     match kind {
         "md" => !s.bytes().any(|b| matches!(b, b'\\' | b'`' | b'*' | b'|' | b'<' | b'>' | b'[' | b']')),
         "xml" => s.bytes().all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')),
-        "sh" => !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b)),
+        "sh" => sh_bare(s),
         _ => false,
     }
 }

@@ -150,7 +150,7 @@ impl Stamp {
 }
 
 /// The cache key of a run, or `None` when it cannot be known (then nothing is cached).
-fn key(paths: &crate::ops::Paths, digest: Option<&str>) -> Option<Key> {
+fn key(paths: &crate::paths::Paths, digest: Option<&str>) -> Option<Key> {
     let inputs = digest?.to_string();
     let exe = std::env::current_exe().ok()?;
     let meta = fs::metadata(&exe).ok()?;
@@ -171,14 +171,14 @@ fn key(paths: &crate::ops::Paths, digest: Option<&str>) -> Option<Key> {
     })
 }
 
-fn file_of(paths: &crate::ops::Paths) -> PathBuf {
+fn file_of(paths: &crate::paths::Paths) -> PathBuf {
     paths.root.join(CACHE_DIR).join("fingerprint.json")
 }
 
 /// Whether the output tree is exactly what the last successful run of the same binary
 /// on the same inputs left. Returns the number of files in the tree when it is. Files
 /// that had no trusted stamp are hashed, and their stamps recorded for the next run.
-pub fn fresh(paths: &crate::ops::Paths, digest: Option<&str>) -> Option<usize> {
+pub fn fresh(paths: &crate::paths::Paths, digest: Option<&str>) -> Option<usize> {
     let key = key(paths, digest)?;
     let bytes = fs::read(file_of(paths)).ok()?;
     let mut fp: Fingerprint = serde_json::from_slice(&bytes).ok()?;
@@ -244,7 +244,7 @@ pub fn fresh(paths: &crate::ops::Paths, digest: Option<&str>) -> Option<usize> {
 /// Records that the output tree holds exactly `set` and its manifest, as verified or
 /// written by a run that started looking at the tree at `checked`. A failure to write
 /// the cache is not an error: the next run compiles.
-pub fn record(paths: &crate::ops::Paths, digest: Option<&str>, set: &ArtifactSet, checked: SystemTime) {
+pub fn record(paths: &crate::paths::Paths, digest: Option<&str>, set: &ArtifactSet, checked: SystemTime) {
     let Some(key) = key(paths, digest) else {
         forget(paths);
         return;
@@ -276,11 +276,11 @@ pub fn record(paths: &crate::ops::Paths, digest: Option<&str>, set: &ArtifactSet
 }
 
 /// Removes the fingerprint (after a run that changed the tree without recording it).
-pub fn forget(paths: &crate::ops::Paths) {
+pub fn forget(paths: &crate::paths::Paths) {
     let _ = fs::remove_file(file_of(paths));
 }
 
-fn save(paths: &crate::ops::Paths, fp: &Fingerprint) {
+fn save(paths: &crate::paths::Paths, fp: &Fingerprint) {
     let dir = paths.root.join(CACHE_DIR);
     if !dir.is_dir() {
         if fs::create_dir_all(&dir).is_err() {

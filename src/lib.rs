@@ -55,6 +55,7 @@ pub mod git;
 pub mod load;
 pub mod model;
 pub mod ops;
+pub mod paths;
 pub mod render;
 pub mod resolve;
 pub mod review;

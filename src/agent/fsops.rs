@@ -15,9 +15,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid};
 
-fn refusal(msg: String) -> anyhow::Error {
-    anyhow::Error::new(super::source::Refusal(msg))
-}
+use super::error::refusal;
 
 /// A file on the host: content, mode, uid, gid.
 pub type HostFile = (Vec<u8>, u32, u32, u32);

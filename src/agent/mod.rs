@@ -15,6 +15,7 @@
 //! back, 4 another run holds the lock, 5 the fetch failed.
 
 pub mod actions;
+pub mod error;
 pub mod fsops;
 pub mod source;
 pub mod state;
@@ -27,8 +28,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::artifact::sha256_hex;
+use error::Refusal;
 use fsops::{Root, lookup_id};
-use source::{Limits, Refusal};
+use source::Limits;
 use state::{Journal, JournalEntry, Metrics, State, StateDir};
 
 /// Exit codes of `pull`.

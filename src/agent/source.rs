@@ -8,19 +8,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult};
 
+use super::error::refuse;
 use crate::artifact::{HostPlan, Manifest, sha256_hex};
-
-/// Why a pull was refused (the repository did not prove itself).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(pub String);
-
-fn refuse<T>(msg: impl Into<String>) -> Result<T> {
-    Err(anyhow!(Refusal(msg.into())))
-}
 
 /// The ref fetched commits land on before they are trusted.
 pub const INCOMING: &str = "refs/medianest/incoming";

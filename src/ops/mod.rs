@@ -7,7 +7,6 @@ pub mod diff;
 pub mod dump;
 pub mod explain;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,38 +18,8 @@ use crate::artifact::{Artifact, ArtifactSet, check_rel_path, host_plans};
 use crate::diag::{Diagnostic, Diagnostics, SourceMap};
 use crate::emit::{self, Drift, WriteReport};
 use crate::model::Site;
+pub use crate::paths::Paths;
 use crate::{families, fingerprint, load, render, resolve, verify};
-
-/// Where the inputs and the output are.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    /// Repository root; other paths are shown relative to it.
-    pub root: PathBuf,
-    /// The site directory (`site/`).
-    pub site: PathBuf,
-    /// Template overrides (`templates/`).
-    pub templates: PathBuf,
-    /// The output directory (`generated/`).
-    pub out: PathBuf,
-}
-
-impl Paths {
-    /// The default layout under `root`.
-    pub fn under(root: &Path) -> Paths {
-        Paths {
-            root: root.to_path_buf(),
-            site: root.join("site"),
-            templates: root.join("templates"),
-            out: root.join("generated"),
-        }
-    }
-
-    /// How a path is shown in messages: relative to the root when under it.
-    pub fn display(&self, p: &Path) -> String {
-        let shown = p.strip_prefix(&self.root).unwrap_or(p).to_string_lossy().replace('\\', "/");
-        if shown.is_empty() { ".".into() } else { shown }
-    }
-}
 
 /// The result of running the pipeline in memory.
 pub struct Compiled {

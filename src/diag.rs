@@ -330,6 +330,15 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
     best.map(|(_, c)| c)
 }
 
+/// Up to eight names in backticks, for hints.
+pub fn shortlist(names: &[&str]) -> String {
+    let mut v: Vec<String> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
+    if names.len() > 8 {
+        v.push(format!("… ({} more)", names.len() - 8));
+    }
+    v.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod haproxy;
 pub mod keepalived;
 pub mod nginx;
+pub mod postgres;
 
 use std::collections::BTreeSet;
 
@@ -41,8 +42,15 @@ pub trait Family: Sync {
 }
 
 /// Every family, in the order their jobs are planned (output order is by path anyway).
-pub const FAMILIES: &[&dyn Family] =
-    &[&docs::Docs, &base::Base, &haproxy::Haproxy, &keepalived::Keepalived, &nginx::Nginx, &delivery::Delivery];
+pub const FAMILIES: &[&dyn Family] = &[
+    &docs::Docs,
+    &base::Base,
+    &haproxy::Haproxy,
+    &keepalived::Keepalived,
+    &nginx::Nginx,
+    &delivery::Delivery,
+    &postgres::Postgres,
+];
 
 /// The jobs being collected from the families.
 #[derive(Default)]
@@ -61,6 +69,13 @@ impl Lowering {
         origin: Option<Loc>,
     ) {
         self.jobs.push(RenderJob { template, context: Value::from(minijinja::value::Serde(context)), meta, origin });
+    }
+}
+
+/// Runs every family's own checks (after the core checks of [`crate::verify`]).
+pub fn verify(site: &Site, diags: &mut crate::diag::Diagnostics) {
+    for family in FAMILIES {
+        family.verify(site, diags);
     }
 }
 

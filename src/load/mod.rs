@@ -15,6 +15,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
 use crate::diag::{Diagnostic, Diagnostics, FileId, Loc, SourceMap, did_you_mean};
+use crate::model::values::looks_like_secret_name;
 use schema::*;
 
 /// Every site file, parsed, in sorted path order.
@@ -218,16 +219,6 @@ fn where_(parents: &[String]) -> String {
             .collect();
         format!(" in `{}`", p.join(".").replace(".[", "["))
     }
-}
-
-/// Names that suggest someone is about to write a secret into the site.
-pub fn looks_like_secret_name(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "credential"]
-        .iter()
-        .any(|w| k.contains(w))
-        || k.ends_with("_key")
-        || k == "key"
 }
 
 /// The keys a table at `parents` accepts (for "did you mean").

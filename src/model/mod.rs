@@ -751,6 +751,16 @@ impl BackupMethod {
     pub fn name(self) -> &'static str {
         Self::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
     }
+    /// Whether the method can back up a service of `kind`: the database-native methods
+    /// need their database, file-level ones fit anything.
+    pub fn fits(self, kind: ServiceKind) -> bool {
+        match self {
+            BackupMethod::PgBasebackup | BackupMethod::PgDump => kind == ServiceKind::Postgres,
+            BackupMethod::RedisRdb => kind == ServiceKind::Redis,
+            BackupMethod::MinioMirror => kind == ServiceKind::Minio,
+            BackupMethod::Restic | BackupMethod::ZfsSnapshot => true,
+        }
+    }
 }
 
 /// A backup policy.

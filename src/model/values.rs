@@ -470,9 +470,46 @@ pub fn word(s: &str) -> Result<String, ValueError> {
     Ok(s.to_string())
 }
 
+/// Names that suggest someone is about to write a secret into the site.
+pub fn looks_like_secret_name(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "credential"]
+        .iter()
+        .any(|w| k.contains(w))
+        || k.ends_with("_key")
+        || k == "key"
+}
+
+/// Prefixes of well-known credential formats.
+const SECRET_VALUE_PREFIXES: &[&str] =
+    &["-----BEGIN", "ghp_", "gho_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA", "sk_live_", "sk-"];
+
+/// Whether a value looks like a credential rather than configuration.
+pub fn looks_like_secret_value(v: &str) -> bool {
+    if SECRET_VALUE_PREFIXES.iter().any(|p| v.starts_with(p)) {
+        return true;
+    }
+    // user:password@ in a URL.
+    if let Some((_, rest)) = v.split_once("://")
+        && let Some((userinfo, _)) = rest.split_once('@')
+        && userinfo.contains(':')
+    {
+        return true;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognises_credentials() {
+        assert!(looks_like_secret_value("postgres://app:hunter2@db:5432/app"));
+        assert!(looks_like_secret_value("ghp_abcdef"));
+        assert!(!looks_like_secret_value("postgres://app@db:5432/app"));
+        assert!(!looks_like_secret_value("production"));
+    }
 
     #[test]
     fn durations_parse_and_print_canonically() {

@@ -66,6 +66,7 @@ fn analyze(raw: load::RawSite, display: &str, sources: SourceMap, mut diags: Dia
     // thread do it while this one verifies.
     rayon::spawn(move || drop(raw));
     verify::verify(&site, &mut diags);
+    families::verify(&site, &mut diags);
     Analysis { site, sources, diags }
 }
 

@@ -15,27 +15,49 @@ pub mod keepalived;
 pub mod nginx;
 pub mod postgres;
 
+use std::any::Any;
 use std::collections::BTreeSet;
 
 use minijinja::Value;
 use serde::Serialize;
 
 use crate::artifact::Trace;
-use crate::diag::Loc;
+use crate::diag::{Diagnostics, FileId, Loc};
+use crate::load::RawSite;
+use crate::load::keys::KeySet;
 use crate::model::Site;
 use crate::render::RenderJob;
+
+/// A family's keys of one site file, as its own file-level type (downcast it).
+pub type Part<'a> = (FileId, &'a (dyn Any + Send + Sync));
 
 /// One artifact family.
 pub trait Family: Sync {
     /// Short name, recorded in the manifest.
     fn name(&self) -> &'static str;
+    /// The site keys this family owns: its file-level schema struct, e.g.
+    /// `KeySet::of::<EdgeFile>()`. Unknown-key detection and the site reference read it.
+    fn keys(&self) -> Option<KeySet> {
+        None
+    }
+    /// Types this family's keys (each file's part, in file order) into its own model,
+    /// stored in [`Site::ext`]; runs after the core entities are resolved.
+    fn resolve(&self, _parts: &[Part], _site: &Site, _diags: &mut Diagnostics) -> Option<Box<dyn Any + Send + Sync>> {
+        None
+    }
     /// Adds this family's render jobs for the site.
     fn lower(&self, site: &Site, out: &mut Lowering);
     /// Checks that only this family's output needs (certificates for the edge, flows a
     /// proxy relies on, …), run in the verify stage with all the others.
-    fn verify(&self, _site: &Site, _diags: &mut crate::diag::Diagnostics) {}
-    /// Lines this family adds to the semantic summary of `medianest diff` (e.g. firewall
-    /// rules opened), computed from the two models. Most families add none.
+    fn verify(&self, _site: &Site, _diags: &mut Diagnostics) {}
+    /// Facts this family's keys add to the entities of the semantic summary of
+    /// `medianest diff` (an exposure's `waf`, a service's `balance`, its own entities):
+    /// compared and formatted with the core's, so every key of a family is reviewed.
+    fn facts(&self, _site: &Site) -> Vec<crate::review::semantic::Fact> {
+        Vec::new()
+    }
+    /// Derived lines this family adds to the semantic summary (e.g. firewall rules
+    /// opened), computed from the two models. Most families add none.
     fn review(&self, _base: &Site, _head: &Site) -> Vec<crate::review::semantic::Change> {
         Vec::new()
     }
@@ -45,6 +67,7 @@ pub trait Family: Sync {
 pub const FAMILIES: &[&dyn Family] = &[
     &docs::Docs,
     &base::Base,
+    &edge::EdgeFamily,
     &haproxy::Haproxy,
     &keepalived::Keepalived,
     &nginx::Nginx,
@@ -72,8 +95,48 @@ impl Lowering {
     }
 }
 
+/// The parts of type `F` among a family's parts, in file order.
+pub fn parts_of<'a, F: 'static>(parts: &[Part<'a>]) -> Vec<(FileId, &'a F)> {
+    parts.iter().filter_map(|(f, p)| p.downcast_ref::<F>().map(|x| (*f, x))).collect()
+}
+
+/// A family's keys on services: `(file, service id, keys)` for every service of the site
+/// that a part names (unknown names are the core's to report).
+pub fn service_keys<'a, S>(
+    site: &Site,
+    files: &[(FileId, &'a crate::load::schema::Named<S>)],
+) -> Vec<(FileId, crate::model::ServiceId, &'a S)> {
+    use crate::resolve::cx::{Names, RefTo};
+    let mut out = Vec::new();
+    for (file, named) in files {
+        for (name, keys) in named.iter() {
+            if let Some(id) = site.id(RefTo::Service, name.get_ref()) {
+                out.push((*file, crate::model::ServiceId(id), keys));
+            }
+        }
+    }
+    out
+}
+
+/// Every family's key set, in [`FAMILIES`] order (`None` for a family without keys):
+/// what [`crate::load`] gives each family of every file.
+pub fn key_sets() -> Vec<Option<KeySet>> {
+    FAMILIES.iter().map(|f| f.keys()).collect()
+}
+
+/// Lets every family type its own keys into [`Site::ext`] (after core resolution).
+pub fn resolve(raw: &RawSite, site: &mut Site, diags: &mut Diagnostics) {
+    for (i, f) in FAMILIES.iter().enumerate() {
+        let parts: Vec<Part> =
+            raw.owned.get(i).into_iter().flatten().map(|(file, part)| (*file, part.as_ref())).collect();
+        if let Some(model) = f.resolve(&parts, site, diags) {
+            site.ext.insert(f.name(), model);
+        }
+    }
+}
+
 /// Runs every family's own checks (after the core checks of [`crate::verify`]).
-pub fn verify(site: &Site, diags: &mut crate::diag::Diagnostics) {
+pub fn verify(site: &Site, diags: &mut Diagnostics) {
     for family in FAMILIES {
         family.verify(site, diags);
     }

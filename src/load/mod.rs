@@ -6,6 +6,7 @@
 //! document is walked against the schema's field lists and every unknown key is
 //! reported with the closest known one, so one run lists every typo in every file.
 
+pub mod keys;
 pub mod schema;
 
 use std::path::Path;
@@ -16,20 +17,35 @@ use toml::de::{DeTable, DeValue};
 
 use crate::diag::{Diagnostic, Diagnostics, FileId, Loc, SourceMap, did_you_mean};
 use crate::model::values::looks_like_secret_name;
+use keys::{Describe, KeySet, Shape};
 use schema::*;
+use toml::Spanned;
 
 /// Every site file, parsed, in sorted path order.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RawSite {
-    /// `(file, contents)` for each file that parsed.
+    /// `(file, contents)` for each file that parsed: the core keys.
     pub files: Vec<(FileId, RawFile)>,
+    /// For each key owner (in the order given to [`load_files`]), `(file, its keys of
+    /// that file)` for each file that holds some: the owner's own file-level type.
+    pub owned: Vec<Vec<(FileId, Box<dyn std::any::Any + Send + Sync>)>>,
 }
+
+/// One file's keys of one owner.
+type Owned = Option<Box<dyn std::any::Any + Send + Sync>>;
 
 /// Reads every `*.toml` under `site_dir`. `display_prefix` is how the directory is named
 /// in diagnostics (`site`), so messages show repository-relative paths.
-pub fn load_site(site_dir: &Path, display_prefix: &str, sources: &mut SourceMap, diags: &mut Diagnostics) -> RawSite {
+/// `owners` are the artifact families' key sets (`None` for a family without keys).
+pub fn load_site(
+    site_dir: &Path,
+    display_prefix: &str,
+    owners: &[Option<KeySet>],
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+) -> RawSite {
     let files = read_site(site_dir, display_prefix, diags);
-    load_files(files, display_prefix, sources, diags)
+    load_files(files, display_prefix, owners, sources, diags)
 }
 
 /// The bytes of every `*.toml` under `site_dir`, as `(path relative to it, bytes)` in
@@ -69,14 +85,16 @@ pub fn read_site(site_dir: &Path, display_prefix: &str, diags: &mut Diagnostics)
 
 /// Parses site files given as `(path relative to the site directory, bytes)`, e.g. read
 /// from a git tree. They are registered as `<display_prefix>/<path>`, in sorted order.
+/// Each of `owners` gets its keys of every file, typed as its own file-level struct.
 pub fn load_files(
     mut files: Vec<(String, Vec<u8>)>,
     display_prefix: &str,
+    owners: &[Option<KeySet>],
     sources: &mut SourceMap,
     diags: &mut Diagnostics,
 ) -> RawSite {
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut raw = RawSite::default();
+    let mut raw = RawSite { files: Vec::new(), owned: owners.iter().map(|_| Vec::new()).collect() };
     let mut ids = Vec::with_capacity(files.len());
     for (rel, bytes) in files {
         let name = format!("{display_prefix}/{rel}");
@@ -94,24 +112,35 @@ pub fn load_files(
     }
     // Files parse independently: on every core, each into diagnostics of its own, merged
     // in file order so the result does not depend on the thread count.
-    let parsed: Vec<(Option<RawFile>, Diagnostics)> = ids
+    let parsed: Vec<(Option<(RawFile, Vec<Owned>)>, Diagnostics)> = ids
         .par_iter()
         .map(|&file| {
             let mut found = Diagnostics::default();
-            (parse_file(file, sources.text(file), &mut found), found)
+            (parse_file(file, sources.text(file), owners, &mut found), found)
         })
         .collect();
     for (file, (parsed, found)) in ids.into_iter().zip(parsed) {
         diags.extend(found);
-        if let Some(parsed) = parsed {
+        if let Some((parsed, owned)) = parsed {
             raw.files.push((file, parsed));
+            for (i, part) in owned.into_iter().enumerate() {
+                if let Some(part) = part {
+                    raw.owned[i].push((file, part));
+                }
+            }
         }
     }
     raw
 }
 
-/// Parses one site file; `None` when it cannot be used at all.
-pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Option<RawFile> {
+/// Parses one site file into its core keys and each owner's keys; `None` when it cannot
+/// be used at all.
+pub fn parse_file(
+    file: FileId,
+    text: &str,
+    owners: &[Option<KeySet>],
+    diags: &mut Diagnostics,
+) -> Option<(RawFile, Vec<Owned>)> {
     let (doc, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         for e in errors {
@@ -129,53 +158,91 @@ pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Option<R
     }
     // Unknown keys are found by walking the document against the schema's field lists,
     // so every typo in the file is reported, each at its own key.
+    let sets: Vec<KeySet> = owners.iter().flatten().copied().collect();
+    let walk = Walk { core: RawFile::shape(), owners: &sets };
     let mut unknown = Vec::new();
-    find_unknown_keys(doc.get_ref(), &mut Vec::new(), &mut unknown);
+    walk.find_unknown_keys(doc.get_ref(), &mut Vec::new(), &mut unknown);
     for (path, span) in &unknown {
-        report_unknown_key(file, path, span.clone(), diags);
+        report_unknown_key(file, path, span.clone(), &walk, diags);
     }
+    // Each owner reads its own keys from a pruned copy; the core ignores them.
+    let owned: Vec<Owned> = owners
+        .iter()
+        .map(|o| {
+            let set = o.as_ref()?;
+            let pruned = keys::prune(doc.get_ref(), Shape::Table(set.table))?;
+            match (set.parse)(Spanned::new(doc.span(), pruned)) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    wrong_type(file, &e, diags);
+                    None
+                }
+            }
+        })
+        .collect();
     let result: Result<RawFile, _> = RawFile::deserialize(toml::de::Deserializer::from(doc));
     match result {
-        Ok(parsed) => Some(parsed),
+        Ok(parsed) => Some((parsed, owned)),
         Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            diags.push(
-                Diagnostic::error("wrong-type", first_line(e.message()).to_string(), Loc::new(file, span))
-                    .help("check the value's type against the site reference in README.md"),
-            );
+            wrong_type(file, &e, diags);
             None
         }
     }
 }
 
-/// Collects `(path, key span)` of every key that the schema does not know.
-fn find_unknown_keys(table: &DeTable, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, std::ops::Range<usize>)>) {
-    let known = known_fields(path);
-    let is_struct = !known.is_empty();
-    for (k, v) in table.iter() {
-        if is_struct && !known.contains(&k.get_ref().as_ref()) {
-            let mut p = path.clone();
-            p.push(k.get_ref().to_string());
-            out.push((p, k.span()));
-            continue;
-        }
-        path.push(k.get_ref().to_string());
-        walk_value(v.get_ref(), path, out);
-        path.pop();
+fn wrong_type(file: FileId, e: &toml::de::Error, diags: &mut Diagnostics) {
+    let span = e.span().unwrap_or(0..0);
+    diags.push(
+        Diagnostic::error("wrong-type", first_line(e.message()).to_string(), Loc::new(file, span))
+            .help("check the value's type against the site reference (SITE-REFERENCE.md)"),
+    );
+}
+
+/// The key tables a file is checked against: the core schema and every owner's.
+struct Walk<'a> {
+    core: Shape,
+    owners: &'a [KeySet],
+}
+
+impl Walk<'_> {
+    fn known(&self, path: &[String]) -> Option<Vec<&'static str>> {
+        keys::known_at(self.core, self.owners, path)
     }
 }
 
-fn walk_value(v: &DeValue, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, std::ops::Range<usize>)>) {
-    match v {
-        DeValue::Table(t) => find_unknown_keys(t, path, out),
-        DeValue::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(format!("#{i}"));
-                walk_value(item.get_ref(), path, out);
-                path.pop();
+type KeyPath = (Vec<String>, std::ops::Range<usize>);
+
+impl Walk<'_> {
+    /// Collects `(path, key span)` of every key that no key table knows.
+    fn find_unknown_keys(&self, table: &DeTable, path: &mut Vec<String>, out: &mut Vec<KeyPath>) {
+        let known = self.known(path);
+        for (k, v) in table.iter() {
+            if let Some(known) = &known
+                && !known.contains(&k.get_ref().as_ref())
+            {
+                let mut p = path.clone();
+                p.push(k.get_ref().to_string());
+                out.push((p, k.span()));
+                continue;
             }
+            path.push(k.get_ref().to_string());
+            self.walk_value(v.get_ref(), path, out);
+            path.pop();
         }
-        _ => {}
+    }
+
+    fn walk_value(&self, v: &DeValue, path: &mut Vec<String>, out: &mut Vec<KeyPath>) {
+        match v {
+            DeValue::Table(t) => self.find_unknown_keys(t, path, out),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(format!("#{i}"));
+                    self.walk_value(item.get_ref(), path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -183,11 +250,17 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s).trim_end_matches('.')
 }
 
-fn report_unknown_key(file: FileId, path: &[String], span: std::ops::Range<usize>, diags: &mut Diagnostics) {
+fn report_unknown_key(
+    file: FileId,
+    path: &[String],
+    span: std::ops::Range<usize>,
+    walk: &Walk,
+    diags: &mut Diagnostics,
+) {
     let Some((key, parents)) = path.split_last() else {
         return;
     };
-    let known = known_fields(parents);
+    let known = walk.known(parents).unwrap_or_default();
     let mut d =
         Diagnostic::error("unknown-key", format!("unknown key `{key}`{}", where_(parents)), Loc::new(file, span))
             .label("not a key medianest knows");
@@ -221,82 +294,6 @@ fn where_(parents: &[String]) -> String {
     }
 }
 
-/// The keys a table at `parents` accepts (for "did you mean").
-fn known_fields(parents: &[String]) -> &'static [&'static str] {
-    let shape: Vec<&str> = parents
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            if s.starts_with('#') {
-                "#"
-            } else if i == 1
-                && matches!(
-                    parents[0].as_str(),
-                    "zones" | "docker_networks" | "hosts" | "services" | "backups" | "certificates"
-                )
-            {
-                "*"
-            } else {
-                s.as_str()
-            }
-        })
-        .collect();
-    match shape.as_slice() {
-        [] => fields_of::<RawFile>(),
-        ["site"] => fields_of::<RawSiteSettings>(),
-        ["recovery"] => fields_of::<RawRecovery>(),
-        ["defaults"] => fields_of::<RawDefaults>(),
-        ["defaults", "container"] => fields_of::<RawContainerDefaults>(),
-        ["defaults", "health"] => fields_of::<RawHealthTiming>(),
-        ["defaults", "resources"] | ["services", "*", "resources"] => fields_of::<RawResources>(),
-        ["zones", "*"] => fields_of::<RawZone>(),
-        ["docker_networks", "*"] => fields_of::<RawDockerNetwork>(),
-        ["hosts", "*"] => fields_of::<RawHost>(),
-        ["hosts", "*", "interfaces", "#"] => fields_of::<RawInterface>(),
-        ["hosts", "*", "resources"] => fields_of::<RawHostResources>(),
-        ["services", "*"] => fields_of::<RawService>(),
-        ["services", "*", "health"] => fields_of::<RawHealth>(),
-        ["services", "*", "expose", "#"] => fields_of::<RawExpose>(),
-        ["services", "*", "expose", "#", "rate_limit"] => fields_of::<RawRateLimit>(),
-        ["certificates", "*"] => fields_of::<RawCertificate>(),
-        ["agent"] => fields_of::<RawAgent>(),
-        ["flows", "#"] => fields_of::<RawFlow>(),
-        ["guardrails", "#"] => fields_of::<RawGuardrail>(),
-        ["guardrails", "#", "deny"] => fields_of::<RawDenyPair>(),
-        ["backups", "*"] => fields_of::<RawBackup>(),
-        _ => &[],
-    }
-}
-
-/// The field names serde derived for `T`, read by asking `T` to deserialize itself from
-/// a deserializer that records them. This keeps one source of truth: the schema structs.
-pub fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
-    use serde::de::{self, Visitor};
-    struct Capture<'a>(&'a mut &'static [&'static str]);
-    impl<'de> de::Deserializer<'de> for Capture<'_> {
-        type Error = de::value::Error;
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-            Err(de::Error::custom("capture"))
-        }
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _: &'static str,
-            fields: &'static [&'static str],
-            _: V,
-        ) -> Result<V::Value, Self::Error> {
-            *self.0 = fields;
-            Err(de::Error::custom("capture"))
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
-        }
-    }
-    let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(Capture(&mut fields));
-    fields
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +302,7 @@ mod tests {
         let mut sources = SourceMap::default();
         let f = sources.add("site/t.toml".into(), text.into());
         let mut diags = Diagnostics::default();
-        let r = parse_file(f, sources.text(f), &mut diags);
+        let r = parse_file(f, sources.text(f), &[], &mut diags).map(|(core, _)| core);
         (r, diags.render_plain(&sources))
     }
 
@@ -350,8 +347,12 @@ mod tests {
     }
 
     #[test]
-    fn captures_field_names_from_serde() {
-        assert!(fields_of::<RawZone>().contains(&"gateway"));
-        assert!(fields_of::<RawFile>().contains(&"guardrails"));
+    fn tables_describe_the_schema_structs() {
+        assert!(RawZone::TABLE.field("gateway").is_some());
+        assert!(RawFile::TABLE.field("guardrails").is_some());
+        assert_eq!(RawZone::TABLE.field("vlan").unwrap().text(), "802.1Q VLAN id (1–4094).");
+        let path: Vec<String> = ["hosts", "db1", "interfaces", "#0"].iter().map(|s| s.to_string()).collect();
+        let known = keys::known_at(RawFile::shape(), &[], &path).unwrap();
+        assert!(known.contains(&"address"), "{known:?}");
     }
 }

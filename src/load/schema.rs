@@ -4,7 +4,12 @@
 //! a [`Spanned`] raw value so that [`crate::resolve`] can type it (address, CIDR, port,
 //! duration, …) and point at the exact bytes when it is wrong. Keeping the typing out of
 //! serde lets one run report *every* bad value in a file instead of stopping at the
-//! first one. Unknown keys are found by [`crate::load`] against these field lists.
+//! first one. Unknown keys are found by [`crate::load`] against these tables (each
+//! struct is declared with [`crate::keys!`], which records its keys, docs and shapes).
+//!
+//! Only core entities live here. Keys that one artifact family needs (the edge's WAF
+//! and certificates, keepalived's VIP, the agent's repository, …) are declared in that
+//! family's folder and claimed through its [`super::keys::KeySet`].
 //!
 //! Every site file may hold any of the top-level tables; names are the keys of tables,
 //! so the same entity defined in two files is a duplicate-name error, not a merge.
@@ -28,390 +33,364 @@ pub enum IntOrStr {
     Str(String),
 }
 
-/// One file under `site/`.
-#[derive(Debug, Default, Deserialize)]
-pub struct RawFile {
-    /// Site-wide settings (exactly one file defines it).
-    pub site: Option<Spanned<RawSiteSettings>>,
-    /// Recovery targets (exactly one file defines it).
-    pub recovery: Option<Spanned<RawRecovery>>,
-    /// The one place where defaults live.
-    pub defaults: Option<Spanned<RawDefaults>>,
-    /// VLANs / security zones.
-    #[serde(default)]
-    pub zones: Named<RawZone>,
-    /// Docker networks (bridge or overlay).
-    #[serde(default)]
-    pub docker_networks: Named<RawDockerNetwork>,
-    /// Machines: hypervisors, VMs, firewalls, physical hosts.
-    #[serde(default)]
-    pub hosts: Named<RawHost>,
-    /// Services: containers and built-in kinds.
-    #[serde(default)]
-    pub services: Named<RawService>,
-    /// Allowed traffic (default deny).
-    #[serde(default)]
-    pub flows: Vec<Spanned<RawFlow>>,
-    /// Forbidden zone pairs that no flow may open.
-    #[serde(default)]
-    pub guardrails: Vec<Spanned<RawGuardrail>>,
-    /// Backup policies.
-    #[serde(default)]
-    pub backups: Named<RawBackup>,
-    /// TLS certificates the edge serves (referenced by path, never generated).
-    #[serde(default)]
-    pub certificates: Named<RawCertificate>,
-    /// How hosts pull their configuration (exactly one file defines it).
-    pub agent: Option<Spanned<RawAgent>>,
+crate::keys! {
+    /// One file under `site/`.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct RawFile {
+        /// Site-wide settings (exactly one file defines it).
+        pub site: Option<Spanned<RawSiteSettings>>,
+        /// Recovery targets (exactly one file defines it).
+        pub recovery: Option<Spanned<RawRecovery>>,
+        /// The one place where defaults live.
+        pub defaults: Option<Spanned<RawDefaults>>,
+        /// VLANs / security zones.
+        #[serde(default)]
+        pub zones: Named<RawZone>,
+        /// Docker networks (bridge or overlay).
+        #[serde(default)]
+        pub docker_networks: Named<RawDockerNetwork>,
+        /// Machines: hypervisors, VMs, firewalls, physical hosts.
+        #[serde(default)]
+        pub hosts: Named<RawHost>,
+        /// Services: containers and built-in kinds.
+        #[serde(default)]
+        pub services: Named<RawService>,
+        /// Allowed traffic (default deny).
+        #[serde(default)]
+        pub flows: Vec<Spanned<RawFlow>>,
+        /// Forbidden zone pairs that no flow may open.
+        #[serde(default)]
+        pub guardrails: Vec<Spanned<RawGuardrail>>,
+        /// Backup policies.
+        #[serde(default)]
+        pub backups: Named<RawBackup>,
+    }
 }
 
-/// `[agent]`: what every host's `medianest pull` follows.
-#[derive(Debug, Deserialize)]
-pub struct RawAgent {
-    /// Repository URL the hosts fetch (`https://…`, `ssh://…`, `file://…` or a path).
-    pub repository: Option<Str>,
-    /// Branch (default `main`).
-    pub branch: Option<Str>,
-    /// Time between runs (default `5m`).
-    pub interval: Option<Str>,
-    /// Random delay added to each run, so hosts do not fetch at once (default `1m`).
-    pub splay: Option<Str>,
-    /// Public keys allowed to sign the commits hosts apply (`ssh-ed25519 AAAA… name`).
-    #[serde(default)]
-    pub signers: Vec<Str>,
-    /// What the agent does with managed files changed by hand: `enforce` or `report`.
-    pub drift: Option<Str>,
+crate::keys! {
+    /// `[site]`
+    #[derive(Debug, Deserialize)]
+    pub struct RawSiteSettings {
+        /// Short identifier of the site.
+        pub name: Option<Str>,
+        /// Internal DNS domain (e.g. `medianest.lan`).
+        pub domain: Option<Str>,
+        /// Public DNS domain for exposed services.
+        pub public_domain: Option<Str>,
+        /// One-line description for the docs.
+        pub description: Option<Str>,
+    }
 }
 
-/// `[certificates.<name>]`
-#[derive(Debug, Deserialize)]
-pub struct RawCertificate {
-    /// DNS names it covers (`media.example.org`, `*.example.org`).
-    #[serde(default)]
-    pub domains: Vec<Str>,
-    /// PEM file (certificate chain + key) on the edge hosts, provisioned outside git.
-    pub file: Option<Str>,
-    /// Renewed by ACME HTTP-01: the edge passes `/.well-known/acme-challenge/` to a local
-    /// ACME client on 127.0.0.1:8888 instead of redirecting it.
-    pub acme: Option<Spanned<bool>>,
+crate::keys! {
+    /// `[recovery]`
+    #[derive(Debug, Deserialize)]
+    pub struct RawRecovery {
+        /// Recovery time objective (e.g. `"4h"`).
+        pub rto: Option<Str>,
+        /// Recovery point objective (e.g. `"1h"`).
+        pub rpo: Option<Str>,
+    }
 }
 
-/// `[site]`
-#[derive(Debug, Deserialize)]
-pub struct RawSiteSettings {
-    /// Short identifier of the site.
-    pub name: Option<Str>,
-    /// Internal DNS domain (e.g. `medianest.lan`).
-    pub domain: Option<Str>,
-    /// Public DNS domain for exposed services.
-    pub public_domain: Option<Str>,
-    /// One-line description for the docs.
-    pub description: Option<Str>,
+crate::keys! {
+    /// `[defaults]`: every default that the model applies, in one place.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct RawDefaults {
+        /// Container hardening defaults.
+        pub container: Option<Spanned<RawContainerDefaults>>,
+        /// Health-check timing defaults.
+        pub health: Option<Spanned<RawHealthTiming>>,
+        /// Resource limits for services that declare none.
+        pub resources: Option<Spanned<RawResources>>,
+        /// Backup retention when a policy declares none.
+        pub backup_retention: Option<Str>,
+    }
 }
 
-/// `[recovery]`
-#[derive(Debug, Deserialize)]
-pub struct RawRecovery {
-    /// Recovery time objective (e.g. `"4h"`).
-    pub rto: Option<Str>,
-    /// Recovery point objective (e.g. `"1h"`).
-    pub rpo: Option<Str>,
+crate::keys! {
+    /// `[defaults.container]`
+    #[derive(Debug, Deserialize)]
+    pub struct RawContainerDefaults {
+        /// Restart policy (`unless-stopped`, `on-failure`, `always`, `no`).
+        pub restart: Option<Str>,
+        /// Default pids limit.
+        pub pids_limit: Option<Spanned<i64>>,
+        /// Default size of each tmpfs mount (e.g. `"64m"`).
+        pub tmpfs_size: Option<Str>,
+    }
 }
 
-/// `[defaults]`: every default that the model applies, in one place.
-#[derive(Debug, Default, Deserialize)]
-pub struct RawDefaults {
-    /// Container hardening defaults.
-    pub container: Option<Spanned<RawContainerDefaults>>,
-    /// Health-check timing defaults.
-    pub health: Option<Spanned<RawHealthTiming>>,
-    /// Resource limits for services that declare none.
-    pub resources: Option<Spanned<RawResources>>,
-    /// Backup retention when a policy declares none.
-    pub backup_retention: Option<Str>,
+crate::keys! {
+    /// Health-check timing, used in `[defaults.health]` and per service.
+    #[derive(Debug, Deserialize)]
+    pub struct RawHealthTiming {
+        /// Time between checks.
+        pub interval: Option<Str>,
+        /// Time a check may take.
+        pub timeout: Option<Str>,
+        /// Failures before unhealthy.
+        pub retries: Option<Spanned<i64>>,
+        /// Grace period after start.
+        pub start_period: Option<Str>,
+    }
 }
 
-/// `[defaults.container]`
-#[derive(Debug, Deserialize)]
-pub struct RawContainerDefaults {
-    /// Restart policy (`unless-stopped`, `on-failure`, `always`, `no`).
-    pub restart: Option<Str>,
-    /// Default pids limit.
-    pub pids_limit: Option<Spanned<i64>>,
-    /// Default size of each tmpfs mount (e.g. `"64m"`).
-    pub tmpfs_size: Option<Str>,
+crate::keys! {
+    /// `[zones.<name>]`
+    #[derive(Debug, Deserialize)]
+    pub struct RawZone {
+        /// 802.1Q VLAN id (1–4094).
+        pub vlan: Option<Spanned<i64>>,
+        /// Network of the zone, e.g. `"10.0.3.0/24"`.
+        pub cidr: Option<Str>,
+        /// Gateway address (inside `cidr`).
+        pub gateway: Option<Str>,
+        /// What lives here.
+        pub description: Option<Str>,
+    }
 }
 
-/// Health-check timing, used in `[defaults.health]` and per service.
-#[derive(Debug, Deserialize)]
-pub struct RawHealthTiming {
-    /// Time between checks.
-    pub interval: Option<Str>,
-    /// Time a check may take.
-    pub timeout: Option<Str>,
-    /// Failures before unhealthy.
-    pub retries: Option<Spanned<i64>>,
-    /// Grace period after start.
-    pub start_period: Option<Str>,
+crate::keys! {
+    /// `[docker_networks.<name>]`
+    #[derive(Debug, Deserialize)]
+    pub struct RawDockerNetwork {
+        /// Subnet, e.g. `"172.25.0.0/24"`.
+        pub cidr: Option<Str>,
+        /// Gateway address inside the subnet.
+        pub gateway: Option<Str>,
+        /// No route to the outside world.
+        pub internal: Option<Spanned<bool>>,
+        /// `bridge` or `overlay`.
+        pub driver: Option<Str>,
+        /// Encrypt overlay traffic.
+        pub encrypted: Option<Spanned<bool>>,
+        /// What it is for.
+        pub description: Option<Str>,
+    }
 }
 
-/// `[zones.<name>]`
-#[derive(Debug, Deserialize)]
-pub struct RawZone {
-    /// 802.1Q VLAN id (1–4094).
-    pub vlan: Option<Spanned<i64>>,
-    /// Network of the zone, e.g. `"10.0.3.0/24"`.
-    pub cidr: Option<Str>,
-    /// Gateway address (inside `cidr`).
-    pub gateway: Option<Str>,
-    /// What lives here.
-    pub description: Option<Str>,
+crate::keys! {
+    /// `[hosts.<name>]`
+    #[derive(Debug, Deserialize)]
+    pub struct RawHost {
+        /// `hypervisor`, `vm`, `firewall` or `physical`.
+        pub kind: Option<Str>,
+        /// The hypervisor a VM runs on.
+        pub on: Option<Str>,
+        /// Operating system, e.g. `debian-12`.
+        pub os: Option<Str>,
+        /// Roles from a fixed vocabulary (`docker`, `swarm-manager`, …).
+        #[serde(default)]
+        pub roles: Vec<Str>,
+        /// Network interfaces.
+        #[serde(default)]
+        pub interfaces: Vec<Spanned<RawInterface>>,
+        /// Sizing of a VM or machine.
+        pub resources: Option<Spanned<RawHostResources>>,
+        /// What it does.
+        pub description: Option<Str>,
+    }
 }
 
-/// `[docker_networks.<name>]`
-#[derive(Debug, Deserialize)]
-pub struct RawDockerNetwork {
-    /// Subnet, e.g. `"172.25.0.0/24"`.
-    pub cidr: Option<Str>,
-    /// Gateway address inside the subnet.
-    pub gateway: Option<Str>,
-    /// No route to the outside world.
-    pub internal: Option<Spanned<bool>>,
-    /// `bridge` or `overlay`.
-    pub driver: Option<Str>,
-    /// Encrypt overlay traffic.
-    pub encrypted: Option<Spanned<bool>>,
-    /// What it is for.
-    pub description: Option<Str>,
+crate::keys! {
+    /// One entry of `hosts.<name>.interfaces`.
+    #[derive(Debug, Deserialize)]
+    pub struct RawInterface {
+        /// Zone the interface sits in.
+        pub zone: Option<Str>,
+        /// Address in the zone's CIDR.
+        pub address: Option<Str>,
+        /// OS name of the interface (e.g. `eth0`, `vtnet1`).
+        pub name: Option<Str>,
+    }
 }
 
-/// `[hosts.<name>]`
-#[derive(Debug, Deserialize)]
-pub struct RawHost {
-    /// `hypervisor`, `vm`, `firewall` or `physical`.
-    pub kind: Option<Str>,
-    /// The hypervisor a VM runs on.
-    pub on: Option<Str>,
-    /// Operating system, e.g. `debian-12`.
-    pub os: Option<Str>,
-    /// Roles from a fixed vocabulary (`docker`, `swarm-manager`, …).
-    #[serde(default)]
-    pub roles: Vec<Str>,
-    /// Network interfaces.
-    #[serde(default)]
-    pub interfaces: Vec<Spanned<RawInterface>>,
-    /// Sizing of a VM or machine.
-    pub resources: Option<Spanned<RawHostResources>>,
-    /// What it does.
-    pub description: Option<Str>,
+crate::keys! {
+    /// `hosts.<name>.resources`
+    #[derive(Debug, Deserialize)]
+    pub struct RawHostResources {
+        /// Virtual or physical CPU cores.
+        pub cpus: Option<Spanned<i64>>,
+        /// Memory, e.g. `"8g"`.
+        pub memory: Option<Str>,
+        /// Root disk, e.g. `"50g"`.
+        pub disk: Option<Str>,
+    }
 }
 
-/// One entry of `hosts.<name>.interfaces`.
-#[derive(Debug, Deserialize)]
-pub struct RawInterface {
-    /// Zone the interface sits in.
-    pub zone: Option<Str>,
-    /// Address in the zone's CIDR.
-    pub address: Option<Str>,
-    /// OS name of the interface (e.g. `eth0`, `vtnet1`).
-    pub name: Option<Str>,
+crate::keys! {
+    /// `[services.<name>]`
+    #[derive(Debug, Deserialize)]
+    pub struct RawService {
+        /// `container` (default when `image` is set) or a built-in kind.
+        pub kind: Option<Str>,
+        /// Container image with a pinned tag or digest.
+        pub image: Option<Str>,
+        /// Hosts the service runs on.
+        #[serde(default)]
+        pub hosts: Vec<Str>,
+        /// Swarm replica count for container services.
+        pub replicas: Option<Spanned<i64>>,
+        /// Version of a built-in kind (e.g. postgres `16`).
+        pub version: Option<Spanned<IntOrStr>>,
+        /// Named ports: `{ http = 4000, dns = "udp/53" }`.
+        #[serde(default)]
+        pub ports: Named<Spanned<IntOrStr>>,
+        /// Docker network attachments with static addresses: `{ internal = "172.25.0.20" }`.
+        #[serde(default)]
+        pub networks: Named<Str>,
+        /// Container user `uid:gid`.
+        pub user: Option<Str>,
+        /// Health check.
+        pub health: Option<Spanned<RawHealth>>,
+        /// Limits and reservations.
+        pub resources: Option<Spanned<RawResources>>,
+        /// Secret names (never values).
+        #[serde(default)]
+        pub secrets: Vec<Str>,
+        /// Non-secret environment variables.
+        #[serde(default)]
+        pub env: Named<Str>,
+        /// Named volumes and their mount points: `{ uploads = "/app/uploads" }`.
+        #[serde(default)]
+        pub volumes: Named<Str>,
+        /// Writable tmpfs mounts on a read-only root.
+        #[serde(default)]
+        pub tmpfs: Vec<Str>,
+        /// Public exposure through the edge.
+        #[serde(default)]
+        pub expose: Vec<Spanned<RawExpose>>,
+        /// Services that must be healthy first.
+        #[serde(default)]
+        pub depends_on: Vec<Str>,
+        /// Capabilities added back after `cap_drop = ["ALL"]` (needs an exception).
+        #[serde(default)]
+        pub cap_add: Vec<Str>,
+        /// Read-only root filesystem (default true; `false` needs an exception).
+        pub read_only: Option<Spanned<bool>>,
+        /// Whether the service holds data that must be backed up.
+        pub stateful: Option<Spanned<bool>>,
+        /// Written reasons for each relaxation of the hardening defaults.
+        #[serde(default)]
+        pub exceptions: Named<Str>,
+        /// What it does.
+        pub description: Option<Str>,
+    }
 }
 
-/// `hosts.<name>.resources`
-#[derive(Debug, Deserialize)]
-pub struct RawHostResources {
-    /// Virtual or physical CPU cores.
-    pub cpus: Option<Spanned<i64>>,
-    /// Memory, e.g. `"8g"`.
-    pub memory: Option<Str>,
-    /// Root disk, e.g. `"50g"`.
-    pub disk: Option<Str>,
+crate::keys! {
+    /// `services.<name>.health`
+    #[derive(Debug, Deserialize)]
+    pub struct RawHealth {
+        /// HTTP path to GET, e.g. `"/api/health"`.
+        pub http: Option<Str>,
+        /// Named port to check (defaults to the service's first port).
+        pub port: Option<Str>,
+        /// Plain TCP connect check (`true`).
+        pub tcp: Option<Spanned<bool>>,
+        /// Command run inside the container (argv, no shell).
+        pub exec: Option<Spanned<Vec<Str>>>,
+        /// Expected HTTP status (default 200).
+        pub status: Option<Spanned<i64>>,
+        /// Time between checks.
+        pub interval: Option<Str>,
+        /// Time a check may take.
+        pub timeout: Option<Str>,
+        /// Failures before unhealthy.
+        pub retries: Option<Spanned<i64>>,
+        /// Grace period after start.
+        pub start_period: Option<Str>,
+    }
 }
 
-/// `[services.<name>]`
-#[derive(Debug, Deserialize)]
-pub struct RawService {
-    /// `container` (default when `image` is set) or a built-in kind.
-    pub kind: Option<Str>,
-    /// Container image with a pinned tag or digest.
-    pub image: Option<Str>,
-    /// Hosts the service runs on.
-    #[serde(default)]
-    pub hosts: Vec<Str>,
-    /// For replicated kinds (postgres): the host that holds the primary.
-    pub primary: Option<Str>,
-    /// Swarm replica count for container services.
-    pub replicas: Option<Spanned<i64>>,
-    /// Version of a built-in kind (e.g. postgres `16`).
-    pub version: Option<Spanned<IntOrStr>>,
-    /// Named ports: `{ http = 4000, dns = "udp/53" }`.
-    #[serde(default)]
-    pub ports: Named<Spanned<IntOrStr>>,
-    /// Docker network attachments with static addresses: `{ internal = "172.25.0.20" }`.
-    #[serde(default)]
-    pub networks: Named<Str>,
-    /// Container user `uid:gid`.
-    pub user: Option<Str>,
-    /// Health check.
-    pub health: Option<Spanned<RawHealth>>,
-    /// Limits and reservations.
-    pub resources: Option<Spanned<RawResources>>,
-    /// Secret names (never values).
-    #[serde(default)]
-    pub secrets: Vec<Str>,
-    /// Non-secret environment variables.
-    #[serde(default)]
-    pub env: Named<Str>,
-    /// Named volumes and their mount points: `{ uploads = "/app/uploads" }`.
-    #[serde(default)]
-    pub volumes: Named<Str>,
-    /// Writable tmpfs mounts on a read-only root.
-    #[serde(default)]
-    pub tmpfs: Vec<Str>,
-    /// Public exposure through the edge.
-    #[serde(default)]
-    pub expose: Vec<Spanned<RawExpose>>,
-    /// Services that must be healthy first.
-    #[serde(default)]
-    pub depends_on: Vec<Str>,
-    /// Capabilities added back after `cap_drop = ["ALL"]` (needs an exception).
-    #[serde(default)]
-    pub cap_add: Vec<Str>,
-    /// Read-only root filesystem (default true; `false` needs an exception).
-    pub read_only: Option<Spanned<bool>>,
-    /// Whether the service holds data that must be backed up.
-    pub stateful: Option<Spanned<bool>>,
-    /// Written reasons for each relaxation of the hardening defaults.
-    #[serde(default)]
-    pub exceptions: Named<Str>,
-    /// Load-balancing algorithm at the edge: `roundrobin` (default), `leastconn`, `source`.
-    pub balance: Option<Str>,
-    /// keepalived: the floating address the hosts share.
-    pub vip: Option<Str>,
-    /// keepalived: the VRRP router id, 1–255 (default 51).
-    pub vrid: Option<Spanned<i64>>,
-    /// What it does.
-    pub description: Option<Str>,
+crate::keys! {
+    /// Resource limits and reservations.
+    #[derive(Debug, Deserialize)]
+    pub struct RawResources {
+        /// CPU limit.
+        pub cpus: Option<Spanned<f64>>,
+        /// Memory limit.
+        pub memory: Option<Str>,
+        /// CPU reservation.
+        pub reserve_cpus: Option<Spanned<f64>>,
+        /// Memory reservation.
+        pub reserve_memory: Option<Str>,
+        /// Max processes.
+        pub pids: Option<Spanned<i64>>,
+    }
 }
 
-/// `services.<name>.health`
-#[derive(Debug, Deserialize)]
-pub struct RawHealth {
-    /// HTTP path to GET, e.g. `"/api/health"`.
-    pub http: Option<Str>,
-    /// Named port to check (defaults to the service's first port).
-    pub port: Option<Str>,
-    /// Plain TCP connect check (`true`).
-    pub tcp: Option<Spanned<bool>>,
-    /// Command run inside the container (argv, no shell).
-    pub exec: Option<Spanned<Vec<Str>>>,
-    /// Expected HTTP status (default 200).
-    pub status: Option<Spanned<i64>>,
-    /// Time between checks.
-    pub interval: Option<Str>,
-    /// Time a check may take.
-    pub timeout: Option<Str>,
-    /// Failures before unhealthy.
-    pub retries: Option<Spanned<i64>>,
-    /// Grace period after start.
-    pub start_period: Option<Str>,
+crate::keys! {
+    /// One entry of `services.<name>.expose`.
+    #[derive(Debug, Deserialize)]
+    pub struct RawExpose {
+        /// Public DNS name.
+        pub hostname: Option<Str>,
+        /// URL path prefix (default `/`).
+        pub path: Option<Str>,
+        /// Named port of the service (default: first port).
+        pub port: Option<Str>,
+        /// Pass WebSocket upgrades.
+        pub websocket: Option<Spanned<bool>>,
+    }
 }
 
-/// Resource limits and reservations.
-#[derive(Debug, Deserialize)]
-pub struct RawResources {
-    /// CPU limit.
-    pub cpus: Option<Spanned<f64>>,
-    /// Memory limit.
-    pub memory: Option<Str>,
-    /// CPU reservation.
-    pub reserve_cpus: Option<Spanned<f64>>,
-    /// Memory reservation.
-    pub reserve_memory: Option<Str>,
-    /// Max processes.
-    pub pids: Option<Spanned<i64>>,
+crate::keys! {
+    /// One `[[flows]]` entry.
+    #[derive(Debug, Deserialize)]
+    pub struct RawFlow {
+        /// `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
+        pub from: Option<Str>,
+        /// `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
+        pub to: Option<Str>,
+        /// Ports: `"tcp/5432"`, `"udp/53"`, `5432` (tcp), or a named port of the target service.
+        #[serde(default)]
+        pub ports: Vec<Spanned<IntOrStr>>,
+        /// Why this traffic is needed.
+        pub why: Option<Str>,
+    }
 }
 
-/// One entry of `services.<name>.expose`.
-#[derive(Debug, Deserialize)]
-pub struct RawExpose {
-    /// Public DNS name.
-    pub hostname: Option<Str>,
-    /// URL path prefix (default `/`).
-    pub path: Option<Str>,
-    /// Named port of the service (default: first port).
-    pub port: Option<Str>,
-    /// Pass WebSocket upgrades.
-    pub websocket: Option<Spanned<bool>>,
-    /// ModSecurity mode: `off`, `detect` or `block`.
-    pub waf: Option<Str>,
-    /// Certificate name (default: the certificate whose domains cover `hostname`).
-    pub tls: Option<Str>,
-    /// Requests per client address: `{ rate = "100r/m", burst = 20 }`.
-    pub rate_limit: Option<Spanned<RawRateLimit>>,
-    /// Largest request body (default `1m`).
-    pub max_body: Option<Str>,
-    /// OWASP CRS rule ids switched off for this path (false positives), e.g. `[942100]`.
-    #[serde(default)]
-    pub waf_exclusions: Vec<Spanned<i64>>,
+crate::keys! {
+    /// One `[[guardrails]]` entry.
+    #[derive(Debug, Deserialize)]
+    pub struct RawGuardrail {
+        /// The forbidden pair.
+        pub deny: Option<Spanned<RawDenyPair>>,
+        /// Why it must never be allowed.
+        pub why: Option<Str>,
+    }
 }
 
-/// `expose.rate_limit`
-#[derive(Debug, Deserialize)]
-pub struct RawRateLimit {
-    /// `<n>r/s` or `<n>r/m`.
-    pub rate: Option<Str>,
-    /// Requests allowed above the rate before rejecting (default 0).
-    pub burst: Option<Spanned<i64>>,
+crate::keys! {
+    /// `guardrails.deny`
+    #[derive(Debug, Deserialize)]
+    pub struct RawDenyPair {
+        /// `zone:<name>` or `internet`.
+        pub from: Option<Str>,
+        /// `zone:<name>` or `internet`.
+        pub to: Option<Str>,
+    }
 }
 
-/// One `[[flows]]` entry.
-#[derive(Debug, Deserialize)]
-pub struct RawFlow {
-    /// `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
-    pub from: Option<Str>,
-    /// `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
-    pub to: Option<Str>,
-    /// Ports: `"tcp/5432"`, `"udp/53"`, `5432` (tcp), or a named port of the target service.
-    #[serde(default)]
-    pub ports: Vec<Spanned<IntOrStr>>,
-    /// Why this traffic is needed.
-    pub why: Option<Str>,
-}
-
-/// One `[[guardrails]]` entry.
-#[derive(Debug, Deserialize)]
-pub struct RawGuardrail {
-    /// The forbidden pair.
-    pub deny: Option<Spanned<RawDenyPair>>,
-    /// Why it must never be allowed.
-    pub why: Option<Str>,
-}
-
-/// `guardrails.deny`
-#[derive(Debug, Deserialize)]
-pub struct RawDenyPair {
-    /// `zone:<name>` or `internet`.
-    pub from: Option<Str>,
-    /// `zone:<name>` or `internet`.
-    pub to: Option<Str>,
-}
-
-/// `[backups.<name>]`
-#[derive(Debug, Deserialize)]
-pub struct RawBackup {
-    /// Service whose data is backed up.
-    pub service: Option<Str>,
-    /// Method: `pg-basebackup`, `pg-dump`, `redis-rdb`, `restic`, `zfs-snapshot`, `minio-mirror`.
-    pub method: Option<Str>,
-    /// How often a full backup runs, e.g. `"24h"`.
-    pub every: Option<Str>,
-    /// Continuous archiving between full backups (e.g. PostgreSQL WAL).
-    pub continuous: Option<Spanned<bool>>,
-    /// Where backups go: `service:<name>` or `host:<name>`.
-    pub target: Option<Str>,
-    /// How long backups are kept (default `[defaults] backup_retention`).
-    pub retention: Option<Str>,
-    /// Run a restore test after each backup.
-    pub verify_restore: Option<Spanned<bool>>,
+crate::keys! {
+    /// `[backups.<name>]`
+    #[derive(Debug, Deserialize)]
+    pub struct RawBackup {
+        /// Service whose data is backed up.
+        pub service: Option<Str>,
+        /// Method: `pg-basebackup`, `pg-dump`, `redis-rdb`, `restic`, `zfs-snapshot`, `minio-mirror`.
+        pub method: Option<Str>,
+        /// How often a full backup runs, e.g. `"24h"`.
+        pub every: Option<Str>,
+        /// Continuous archiving between full backups (e.g. PostgreSQL WAL).
+        pub continuous: Option<Spanned<bool>>,
+        /// Where backups go: `service:<name>` or `host:<name>`.
+        pub target: Option<Str>,
+        /// How long backups are kept (default `[defaults] backup_retention`).
+        pub retention: Option<Str>,
+        /// Run a restore test after each backup.
+        pub verify_restore: Option<Spanned<bool>>,
+    }
 }

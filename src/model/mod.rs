@@ -66,16 +66,37 @@ pub struct Site {
     pub guardrails: Vec<Guardrail>,
     /// Backup policies, sorted by name.
     pub backups: Vec<Backup>,
-    /// TLS certificates, sorted by name.
-    pub certificates: Vec<Certificate>,
-    /// `[agent]`, when the site has hosts pull their configuration.
-    pub agent: Option<AgentSettings>,
     /// Repository-relative names of the site files, sorted.
     pub files: Vec<String>,
+    /// What each artifact family resolved of its own keys (see [`Ext`]).
+    pub ext: Ext,
     /// Lookups derived from the fields above, built on first use. The site does not
     /// change once resolved, and families ask the same questions once per route and
     /// host: answering each by a scan made them quadratic on large sites.
     pub derived: Derived,
+}
+
+/// The artifact families' own models, one per family that has keys: typed by the
+/// family (`site.ext.get::<families::edge::Edge>()`), so the core model never names a
+/// family's keys.
+#[derive(Default)]
+pub struct Ext(Vec<(&'static str, Box<dyn std::any::Any + Send + Sync>)>);
+
+impl Ext {
+    /// Stores a family's model.
+    pub fn insert(&mut self, family: &'static str, model: Box<dyn std::any::Any + Send + Sync>) {
+        self.0.push((family, model));
+    }
+    /// A family's model, if it resolved one.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.0.iter().find_map(|(_, m)| m.downcast_ref::<T>())
+    }
+}
+
+impl std::fmt::Debug for Ext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(n, _)| n)).finish()
+    }
 }
 
 /// Indexes over a resolved [`Site`] (see [`Site::derived`]). Built on first use, so
@@ -431,101 +452,12 @@ pub struct Resources {
     pub pids: u32,
 }
 
-/// ModSecurity mode of an exposure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WafMode {
-    /// No WAF.
-    Off,
-    /// Log only.
-    Detect,
-    /// Block matches.
-    Block,
-}
-
-/// A request rate: `count` requests per `per_seconds` (1 or 60).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Requests.
-    pub count: u32,
-    /// Per this many seconds: 1 (`r/s`) or 60 (`r/m`).
-    pub per_seconds: u32,
-}
-
-impl std::fmt::Display for Rate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}r/{}", self.count, if self.per_seconds == 1 { "s" } else { "m" })
-    }
-}
-
-/// A per-client rate limit.
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimit {
-    /// The rate.
-    pub rate: Rate,
-    /// Requests allowed above it before rejecting.
-    pub burst: u32,
-}
-
-/// `[agent]`.
-#[derive(Debug, Clone)]
-pub struct AgentSettings {
-    /// Repository URL.
-    pub repository: String,
-    /// Branch.
-    pub branch: String,
-    /// Time between runs.
-    pub interval: Duration,
-    /// Random delay per run.
-    pub splay: Duration,
-    /// Allowed signers' public keys (`type base64 comment`).
-    pub signers: Vec<String>,
-    /// `enforce` or `report`.
-    pub drift: String,
-    /// Where defined.
-    pub loc: Loc,
-}
-
-/// A TLS certificate served at the edge.
-#[derive(Debug)]
-pub struct Certificate {
-    /// Name.
-    pub name: String,
-    /// Where defined.
-    pub loc: Loc,
-    /// DNS names (`*.` wildcards allowed).
-    pub domains: Vec<At<String>>,
-    /// PEM file on the edge hosts.
-    pub file: String,
-    /// Renewed by ACME HTTP-01.
-    pub acme: bool,
-}
-
-impl Certificate {
-    /// Whether the certificate covers `host` (exactly, or by a one-label wildcard).
-    pub fn covers(&self, host: &str) -> bool {
-        self.domains.iter().any(|d| match d.value.strip_prefix("*.") {
-            Some(suffix) => host.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
-            None => d.value == host,
-        })
-    }
-}
-
-/// Edge load-balancing algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Balance {
-    /// Round robin.
-    Roundrobin,
-    /// Fewest connections.
-    Leastconn,
-    /// Hash of the client address (sticky).
-    Source,
-}
-
-/// A public exposure.
+/// A public exposure: where it is published. How the edge treats it (WAF, TLS
+/// certificate, rate limit, body size) is the edge family's (`families::edge`).
 #[derive(Debug, Clone)]
 pub struct Expose {
+    /// Position in the service's `expose` array (families key their own data by it).
+    pub index: usize,
     /// Public hostname.
     pub hostname: At<String>,
     /// Path prefix.
@@ -534,16 +466,6 @@ pub struct Expose {
     pub port: At<String>,
     /// WebSocket upgrades.
     pub websocket: bool,
-    /// WAF mode.
-    pub waf: WafMode,
-    /// Certificate named by `tls`, if any (else: the one that covers the hostname).
-    pub tls: Option<At<String>>,
-    /// Per-client rate limit.
-    pub rate_limit: Option<RateLimit>,
-    /// Largest request body.
-    pub max_body: Size,
-    /// CRS rule ids switched off.
-    pub waf_exclusions: Vec<u32>,
     /// Where declared.
     pub loc: Loc,
 }
@@ -608,8 +530,6 @@ pub struct Service {
     pub image: Option<At<Image>>,
     /// Hosts it runs on, in declared order.
     pub hosts: Vec<At<HostId>>,
-    /// Primary host of a replicated kind.
-    pub primary: Option<At<HostId>>,
     /// Swarm replicas.
     pub replicas: u32,
     /// Version of a built-in kind.
@@ -644,12 +564,6 @@ pub struct Service {
     pub stateful: bool,
     /// Written exceptions.
     pub exceptions: Vec<Exception>,
-    /// Edge load balancing.
-    pub balance: Balance,
-    /// keepalived floating address.
-    pub vip: Option<At<IpAddr>>,
-    /// keepalived router id.
-    pub vrid: u8,
     /// Description.
     pub description: Option<String>,
     /// What the site wrote, where a value may have failed to resolve: checks that would

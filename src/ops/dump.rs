@@ -19,7 +19,7 @@ pub fn dump_contexts(paths: &Paths, out: &mut dyn Write) -> Result<(Analysis, us
     let mut sources = crate::diag::SourceMap::default();
     let mut diags = crate::diag::Diagnostics::default();
     let display = paths.display(&paths.site);
-    let raw = load::load_site(&paths.site, &display, &mut sources, &mut diags);
+    let raw = load::load_site(&paths.site, &display, &crate::families::key_sets(), &mut sources, &mut diags);
     let analysis = analyze(raw, &display, sources, diags);
     if analysis.diags.has_errors() {
         return Ok((analysis, 0));

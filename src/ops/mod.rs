@@ -61,7 +61,8 @@ fn analyze(raw: load::RawSite, display: &str, sources: SourceMap, mut diags: Dia
             format!("site/{}", sources.name(i).strip_prefix(display).unwrap_or(sources.name(i)).trim_start_matches('/'))
         })
         .collect();
-    let site = resolve::resolve(&raw, &file_names, &mut diags);
+    let mut site = resolve::resolve(&raw, &file_names, &mut diags);
+    families::resolve(&raw, &mut site, &mut diags);
     // Freeing the parsed files (tens of MB on a large site) takes a while: let another
     // thread do it while this one verifies.
     rayon::spawn(move || drop(raw));
@@ -74,7 +75,7 @@ fn analyze(raw: load::RawSite, display: &str, sources: SourceMap, mut diags: Dia
 pub fn analyze_files(files: Vec<(String, Vec<u8>)>, display: &str) -> Analysis {
     let mut sources = SourceMap::default();
     let mut diags = Diagnostics::default();
-    let raw = load::load_files(files, display, &mut sources, &mut diags);
+    let raw = load::load_files(files, display, &families::key_sets(), &mut sources, &mut diags);
     analyze(raw, display, sources, diags)
 }
 
@@ -94,7 +95,7 @@ fn compile_timed(paths: &Paths, files: Vec<(String, Vec<u8>)>, diags: Diagnostic
     let mut sources = SourceMap::default();
     let mut diags = diags;
     let site_display = paths.display(&paths.site);
-    let raw = load::load_files(files, &site_display, &mut sources, &mut diags);
+    let raw = load::load_files(files, &site_display, &families::key_sets(), &mut sources, &mut diags);
     timer.next("analyze");
     let Analysis { site, mut sources, mut diags } = analyze(raw, &site_display, sources, diags);
     timer.next("templates");

@@ -17,8 +17,6 @@ pub trait Names {
     fn id(&self, to: RefTo, name: &str) -> Option<usize>;
     /// Every name in that table, sorted (for hints).
     fn names(&self, to: RefTo) -> Vec<&str>;
-    /// Certificate names, sorted.
-    fn certificates(&self) -> Vec<&str>;
 }
 
 impl Names for Site {
@@ -40,9 +38,6 @@ impl Names for Site {
             RefTo::Host => self.hosts.iter().map(|x| x.name.as_str()).collect(),
             RefTo::Service => self.services.iter().map(|x| x.name.as_str()).collect(),
         }
-    }
-    fn certificates(&self) -> Vec<&str> {
-        self.certificates.iter().map(|x| x.name.as_str()).collect()
     }
 }
 
@@ -126,7 +121,7 @@ impl Cx<'_, '_> {
             self.diags.push(
                 Diagnostic::error("missing-key", format!("`{table}` has no `{key}`"), at.clone())
                     .label(format!("`{key}` is required here"))
-                    .help(format!("add `{key} = ...`; see the site reference in README.md")),
+                    .help(format!("add `{key} = ...`; see the site reference in SITE-REFERENCE.md")),
             );
         }
         v.as_ref()

@@ -18,7 +18,6 @@ pub(super) struct Index<'a> {
     pub(super) hosts: BTreeMap<String, Entry<'a, RawHost>>,
     pub(super) services: BTreeMap<String, Entry<'a, RawService>>,
     pub(super) backups: BTreeMap<String, Entry<'a, RawBackup>>,
-    pub(super) certificates: BTreeMap<String, Entry<'a, RawCertificate>>,
     /// Id (position in name order) of every zone, network, host and service name, so
     /// that resolving a reference is one lookup, not a scan of every name.
     pub(super) ids: [std::collections::HashMap<String, usize>; 4],
@@ -64,7 +63,6 @@ impl<'a> Index<'a> {
             hosts: collect(raw, "hosts", NameKind::Label, |f| &f.hosts, diags),
             services: collect(raw, "services", NameKind::Label, |f| &f.services, diags),
             backups: collect(raw, "backups", NameKind::Ident, |f| &f.backups, diags),
-            certificates: collect(raw, "certificates", NameKind::Ident, |f| &f.certificates, diags),
             ids: Default::default(),
         };
         fn ids<T>(m: &BTreeMap<String, T>) -> std::collections::HashMap<String, usize> {
@@ -86,8 +84,5 @@ impl Names for Index<'_> {
             RefTo::Host => self.hosts.keys().map(String::as_str).collect(),
             RefTo::Service => self.services.keys().map(String::as_str).collect(),
         }
-    }
-    fn certificates(&self) -> Vec<&str> {
-        self.certificates.keys().map(String::as_str).collect()
     }
 }

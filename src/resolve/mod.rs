@@ -70,12 +70,6 @@ pub fn resolve(raw: &RawSite, file_names: &[String], diags: &mut Diagnostics) ->
             site.backups.push(backup);
         }
     }
-    for (name, (file, loc, c)) in &index.certificates {
-        let mut cx = Cx::new(*file, &index, diags);
-        if let Some(cert) = cx.certificate(name, loc.clone(), c) {
-            site.certificates.push(cert);
-        }
-    }
     // The model lives until the build is written: give back the vectors' growth slack
     // (a few MB on a 10,000-service site).
     site.zones.shrink_to_fit();
@@ -85,6 +79,5 @@ pub fn resolve(raw: &RawSite, file_names: &[String], diags: &mut Diagnostics) ->
     site.flows.shrink_to_fit();
     site.guardrails.shrink_to_fit();
     site.backups.shrink_to_fit();
-    site.certificates.shrink_to_fit();
     site
 }

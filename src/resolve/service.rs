@@ -5,7 +5,7 @@ use super::cx::{Cx, RefTo};
 use crate::diag::shortlist;
 use crate::diag::{Diagnostic, Loc, did_you_mean};
 use crate::load::schema::*;
-use crate::model::values::{self, Image, NameKind, PortSpec, Size, ValueError};
+use crate::model::values::{self, Image, NameKind, PortSpec, ValueError};
 use crate::model::*;
 
 impl Cx<'_, '_> {
@@ -34,11 +34,6 @@ impl Cx<'_, '_> {
             .filter_map(|h| self.reference_str(RefTo::Host, h))
             .map(|a| At { value: HostId(a.value), loc: a.loc })
             .collect();
-        let primary = s
-            .primary
-            .as_ref()
-            .and_then(|v| self.reference_str(RefTo::Host, v))
-            .map(|a| At { value: HostId(a.value), loc: a.loc });
         let replicas =
             s.replicas.as_ref().and_then(|v| self.int(v, 1, 1000, "replica count")).map(|a| a.value).unwrap_or(1);
         let version = s.version.as_ref().and_then(|v| {
@@ -143,7 +138,7 @@ impl Cx<'_, '_> {
         }
         let tmpfs = s.tmpfs.iter().filter_map(|v| self.value(v, values::abs_path)).collect();
         let mut expose = Vec::new();
-        for e in &s.expose {
+        for (index, e) in s.expose.iter().enumerate() {
             let eloc = self.loc(e.span());
             let e = e.get_ref();
             let hostname =
@@ -170,70 +165,13 @@ impl Cx<'_, '_> {
                     None
                 }
             };
-            let waf = e
-                .waf
-                .as_ref()
-                .and_then(|v| {
-                    self.vocabulary(
-                        v,
-                        "WAF mode",
-                        &[("off", WafMode::Off), ("detect", WafMode::Detect), ("block", WafMode::Block)],
-                    )
-                })
-                .map(|a| a.value)
-                .unwrap_or(WafMode::Block);
-            let tls = e.tls.as_ref().map(|t| At { value: t.get_ref().clone(), loc: self.loc(t.span()) });
-            if let Some(t) = &tls
-                && !self.names.certificates().contains(&t.value.as_str())
-            {
-                let names: Vec<&str> = self.names.certificates();
-                let d = Diagnostic::error(
-                    "unknown-reference",
-                    format!("unknown certificate `{}`", values::printable(&t.value)),
-                    t.loc.clone(),
-                )
-                .label("no such certificate");
-                let d = match did_you_mean(&t.value, names.iter().copied()) {
-                    Some(x) => d.help(format!("did you mean `{x}`?")),
-                    None => d.help(format!(
-                        "declare it: `[certificates.{}]` with `domains` and `file`",
-                        values::printable(&t.value)
-                    )),
-                };
-                self.diags.push(d);
-            }
-            let rate_limit = e.rate_limit.as_ref().and_then(|r| {
-                let rloc = self.loc(r.span());
-                let r = r.get_ref();
-                let rate =
-                    self.required(&r.rate, &rloc, "rate", "rate_limit").and_then(|v| self.value(v, parse_rate))?;
-                let burst = match &r.burst {
-                    Some(b) => self.int(b, 0, 100_000, "burst")?.value,
-                    None => 0,
-                };
-                Some(RateLimit { rate: rate.value, burst })
-            });
-            let max_body = match &e.max_body {
-                Some(v) => self.value(v, Size::parse).map(|a| a.value),
-                None => Some(Size(1 << 20)),
-            };
-            let waf_exclusions: Vec<u32> = e
-                .waf_exclusions
-                .iter()
-                .filter_map(|id| self.int::<u32>(id, 1, 9_999_999, "rule id"))
-                .map(|a| a.value)
-                .collect();
-            if let (Some(hostname), Some(path), Some(port), Some(max_body)) = (hostname, path, port, max_body) {
+            if let (Some(hostname), Some(path), Some(port)) = (hostname, path, port) {
                 expose.push(Expose {
+                    index,
                     hostname,
                     path,
                     port,
                     websocket: e.websocket.as_ref().is_some_and(|b| *b.get_ref()),
-                    waf,
-                    tls,
-                    rate_limit,
-                    max_body,
-                    waf_exclusions,
                     loc: eloc,
                 });
             }
@@ -303,7 +241,6 @@ impl Cx<'_, '_> {
             kind,
             image,
             hosts,
-            primary,
             replicas,
             version,
             ports,
@@ -321,29 +258,6 @@ impl Cx<'_, '_> {
             read_only,
             stateful,
             exceptions,
-            balance: s
-                .balance
-                .as_ref()
-                .and_then(|v| {
-                    self.vocabulary(
-                        v,
-                        "balance algorithm",
-                        &[
-                            ("roundrobin", Balance::Roundrobin),
-                            ("leastconn", Balance::Leastconn),
-                            ("source", Balance::Source),
-                        ],
-                    )
-                })
-                .map(|a| a.value)
-                .unwrap_or(Balance::Roundrobin),
-            vip: s.vip.as_ref().and_then(|v| self.value(v, values::address)),
-            vrid: s
-                .vrid
-                .as_ref()
-                .and_then(|v| self.int::<u8>(v, 1, 255, "VRRP router id"))
-                .map(|a| a.value)
-                .unwrap_or(51),
             description: self.opt_text(&s.description),
             declared: Declared { kind_known, health: s.health.is_some(), hosts: !s.hosts.is_empty() },
             loc,
@@ -473,48 +387,4 @@ impl Cx<'_, '_> {
         );
         None
     }
-
-    pub(super) fn certificate(&mut self, name: &str, loc: Loc, c: &RawCertificate) -> Option<Certificate> {
-        let t = format!("[certificates.{name}]");
-        if c.domains.is_empty() {
-            self.diags.push(
-                Diagnostic::error("missing-key", format!("certificate `{name}` covers no domain"), loc.clone())
-                    .help("add `domains = [\"media.example.org\"]`"),
-            );
-        }
-        let domains = c
-            .domains
-            .iter()
-            .filter_map(|d| {
-                self.value(d, |x| values::dns_name(x.strip_prefix("*.").unwrap_or(x)).map(|_| x.to_string()))
-            })
-            .collect();
-        let file = self.required(&c.file, &loc, "file", &t).and_then(|v| self.value(v, values::abs_path))?;
-        Some(Certificate {
-            name: name.to_string(),
-            loc,
-            domains,
-            file: file.value,
-            acme: c.acme.as_ref().is_some_and(|b| *b.get_ref()),
-        })
-    }
-}
-
-/// `<n>r/s` or `<n>r/m`.
-fn parse_rate(s: &str) -> Result<Rate, ValueError> {
-    let bad = || ValueError {
-        message: format!("`{}` is not a request rate", values::printable(s)),
-        help: "write requests per second or minute, e.g. `10r/s` or `100r/m`".into(),
-    };
-    let (n, per) = s.split_once("r/").ok_or_else(bad)?;
-    let count: u32 = n.parse().map_err(|_| bad())?;
-    let per_seconds = match per {
-        "s" => 1,
-        "m" => 60,
-        _ => return Err(bad()),
-    };
-    if count == 0 {
-        return Err(bad());
-    }
-    Ok(Rate { count, per_seconds })
 }

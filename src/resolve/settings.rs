@@ -8,7 +8,7 @@ use super::index::Index;
 use crate::diag::{Diagnostic, Diagnostics, FileId, Loc};
 use crate::load::RawSite;
 use crate::load::schema::*;
-use crate::model::values::{self, Duration, NameKind, Size, ValueError};
+use crate::model::values::{self, Duration, NameKind, Size};
 use crate::model::*;
 
 /// Reads `[site]`, `[recovery]` and `[defaults]`, each defined once.
@@ -82,10 +82,6 @@ pub(super) fn singletons(raw: &RawSite, index: &Index, site: &mut Site, diags: &
                 .help("add `[recovery]` with `rto = \"4h\"` and `rpo = \"1h\"` (your targets) to `site/site.toml`"),
         ),
         None => {}
-    }
-    if let Some((file, a)) = once(raw, "agent", |f| &f.agent, diags) {
-        let mut cx = Cx::new(file, index, diags);
-        site.agent = cx.agent(a);
     }
     if let Some((file, d)) = once(raw, "defaults", |f| &f.defaults, diags) {
         let mut cx = Cx::new(file, index, diags);
@@ -178,94 +174,4 @@ impl Cx<'_, '_> {
         }
         out
     }
-
-    pub(super) fn agent(&mut self, a: &Spanned<RawAgent>) -> Option<AgentSettings> {
-        let loc = self.loc(a.span());
-        let a = a.get_ref();
-        let repository =
-            self.required(&a.repository, &loc, "repository", "[agent]").and_then(|v| self.value(v, repository_url));
-        let branch = match &a.branch {
-            Some(b) => self.value(b, |s| {
-                values::name(s, NameKind::Ident).or_else(|_| values::abs_path(&format!("/{s}")).map(|_| s.to_string()))
-            }),
-            None => Some(At { value: "main".to_string(), loc: loc.clone() }),
-        };
-        let interval = a
-            .interval
-            .as_ref()
-            .map(|v| self.value(v, Duration::parse))
-            .unwrap_or(Some(At { value: Duration(300), loc: loc.clone() }));
-        let splay = a
-            .splay
-            .as_ref()
-            .map(|v| self.value(v, Duration::parse))
-            .unwrap_or(Some(At { value: Duration(60), loc: loc.clone() }));
-        let drift = match &a.drift {
-            Some(v) => self
-                .vocabulary(v, "drift policy", &[("enforce", "enforce"), ("report", "report")])
-                .map(|x| x.value.to_string()),
-            None => Some("enforce".to_string()),
-        };
-        if a.signers.is_empty() {
-            self.diags.push(
-                Diagnostic::error(
-                    "missing-key",
-                    "`[agent]` lists no signers, so hosts would apply unsigned commits",
-                    loc.clone(),
-                )
-                .help("add `signers = [\"ssh-ed25519 AAAA… ci@site\"]`: the public key CI signs rendered commits with"),
-            );
-        }
-        let signers: Vec<String> =
-            a.signers.iter().filter_map(|v| self.value(v, signer_key)).map(|x| x.value).collect();
-        Some(AgentSettings {
-            repository: repository?.value,
-            branch: branch?.value,
-            interval: interval?.value,
-            splay: splay?.value,
-            signers,
-            drift: drift?,
-            loc,
-        })
-    }
-}
-
-/// A repository URL hosts can fetch: `https://`, `ssh://`, `file://` or an absolute path,
-/// of plain URL characters.
-fn repository_url(s: &str) -> Result<String, ValueError> {
-    let ok_chars = s.chars().all(|c| c.is_ascii_alphanumeric() || ":/._~@+-".contains(c));
-    let ok_scheme = ["https://", "ssh://", "file://", "/"].iter().any(|p| s.starts_with(p));
-    if !ok_chars || !ok_scheme || s.len() > 300 {
-        return Err(ValueError {
-            message: format!("`{}` is not a repository URL hosts can fetch", values::printable(s)),
-            help: "write `https://host/path.git`, `ssh://git@host/path.git`, `file:///path` or an absolute path".into(),
-        });
-    }
-    Ok(s.to_string())
-}
-
-/// An SSH public key line for `allowed_signers`: `<type> <base64> [comment]`.
-fn signer_key(s: &str) -> Result<String, ValueError> {
-    let bad = |why: &str| ValueError {
-        message: format!("`{}` is not an SSH public key: {why}", values::printable(s)),
-        help: "paste the line of the `.pub` file, e.g. `ssh-ed25519 AAAAC3Nza… ci@medianest`".into(),
-    };
-    let mut parts = s.split(' ');
-    let kind = parts.next().unwrap_or("");
-    if !["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-rsa", "sk-ssh-ed25519@openssh.com"]
-        .contains(&kind)
-    {
-        return Err(bad("unknown key type"));
-    }
-    let b64 = parts.next().unwrap_or("");
-    if b64.len() < 16 || !b64.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)) {
-        return Err(bad("the key is not base64"));
-    }
-    let comment: Vec<&str> = parts.collect();
-    if comment.len() > 1
-        || !comment.iter().all(|c| c.chars().all(|ch| ch.is_ascii_alphanumeric() || "@._-".contains(ch)))
-    {
-        return Err(bad("the comment must be one word"));
-    }
-    Ok(s.to_string())
 }

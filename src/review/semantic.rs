@@ -1,8 +1,11 @@
 //! The semantic summary: what a change means, computed from the two resolved models
-//! (base and head), not from text. Each entity is reduced to a sorted map of facts; the
-//! summary lists entities added and removed, and the facts that changed, so a reviewer
-//! reads "flow added: service:medianest-backend → service:pgbouncer tcp/6432
-//! (application database)" before any config text.
+//! (base and head), not from text. Each entity is reduced to a sorted map of facts (the
+//! core's here, each family's from [`crate::families::Family::facts`]); the summary
+//! lists entities added and removed, and the facts that changed, so a reviewer reads
+//! "flow added: service:medianest-backend → service:pgbouncer tcp/6432 (application
+//! database)" before any config text. A scalar reads `old → new`, a list `+item` /
+//! `-item`; a change that loosens security (a guard-rail removed, a WAF lowered, a
+//! hardening exception or capability added, a signer added, …) is flagged.
 
 use std::collections::BTreeMap;
 
@@ -22,12 +25,16 @@ pub struct Change {
     pub subject: String,
     /// For `changed`: `field: old → new` per fact; for flows and guard-rails: the reason.
     pub details: Vec<String>,
+    /// The change loosens security (reviewers look at these first).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub relaxes: bool,
 }
 
 impl Change {
     /// The one-line text form.
     pub fn line(&self) -> String {
-        let mut s = format!("{} {}: {}", self.category, self.change, self.subject);
+        let flag = if self.relaxes { "[relaxes security] " } else { "" };
+        let mut s = format!("{flag}{} {}: {}", self.category, self.change, self.subject);
         if !self.details.is_empty() {
             let sep = if self.change == "changed" { "; " } else { ", " };
             s.push_str(&format!(" ({})", self.details.join(sep)));
@@ -36,27 +43,80 @@ impl Change {
     }
 }
 
-type Facts = BTreeMap<String, String>;
+/// One fact of an entity: a value, or a list compared item by item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Val {
+    /// A scalar (`""` when unset).
+    One(String),
+    /// A list, compared as a set of items.
+    Many(Vec<String>),
+}
+
+impl Val {
+    /// A list from any items.
+    pub fn many<T: ToString>(items: impl IntoIterator<Item = T>) -> Val {
+        Val::Many(items.into_iter().map(|x| x.to_string()).collect())
+    }
+    fn text(&self) -> String {
+        match self {
+            Val::One(s) => s.clone(),
+            Val::Many(v) => v.join(", "),
+        }
+    }
+}
+
+impl From<String> for Val {
+    fn from(s: String) -> Val {
+        Val::One(s)
+    }
+}
+
+/// A fact a family adds to an entity of the summary.
+#[derive(Debug, Clone)]
+pub struct Fact {
+    /// Category of the entity (`service`, `exposure`, or the family's own, `certificate`).
+    pub category: &'static str,
+    /// The entity, as the core names it ([`exposure_subject`] for exposures).
+    pub subject: String,
+    /// Field name, as written in the site.
+    pub field: &'static str,
+    /// Value.
+    pub value: Val,
+}
+
+/// How the summary names an exposure.
+pub fn exposure_subject(site: &Site, service: crate::model::ServiceId, e: &crate::model::Expose) -> String {
+    format!("https://{}{} → {}", e.hostname.value, e.path.value, site.service(service).name)
+}
+
+type Facts = BTreeMap<String, Val>;
 
 /// Every entity of a site as `(category, subject) → facts`.
 fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
     let mut out: BTreeMap<(String, String), Facts> = BTreeMap::new();
-    let mut put = |cat: &str, subject: String, f: Vec<(&str, String)>| {
+    let mut put = |cat: &str, subject: String, f: Vec<(&str, Val)>| {
+        let mut subject = subject;
+        // Two entries with the same name (two flows between the same endpoints) stay apart.
+        let mut n = 1;
+        while out.contains_key(&(cat.to_string(), subject.clone())) {
+            n += 1;
+            subject = format!("{} #{n}", subject.trim_end_matches(&format!(" #{}", n - 1)));
+        }
         out.insert((cat.to_string(), subject), f.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
     };
     put(
         "recovery",
         "targets".into(),
-        vec![("rto", site.recovery.rto.value.to_string()), ("rpo", site.recovery.rpo.value.to_string())],
+        vec![("rto", site.recovery.rto.value.to_string().into()), ("rpo", site.recovery.rpo.value.to_string().into())],
     );
     for z in &site.zones {
         put(
             "zone",
             z.name.clone(),
             vec![
-                ("vlan", z.vlan.as_ref().map(|v| v.value.to_string()).unwrap_or_default()),
-                ("cidr", z.cidr.as_ref().map(|v| v.value.to_string()).unwrap_or_default()),
-                ("gateway", z.gateway.as_ref().map(|v| v.value.to_string()).unwrap_or_default()),
+                ("vlan", z.vlan.as_ref().map(|v| v.value.to_string()).unwrap_or_default().into()),
+                ("cidr", z.cidr.as_ref().map(|v| v.value.to_string()).unwrap_or_default().into()),
+                ("gateway", z.gateway.as_ref().map(|v| v.value.to_string()).unwrap_or_default().into()),
             ],
         );
     }
@@ -65,9 +125,9 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
             "docker network",
             n.name.clone(),
             vec![
-                ("cidr", n.cidr.as_ref().map(|v| v.value.to_string()).unwrap_or_default()),
-                ("internal", n.internal.to_string()),
-                ("driver", format!("{:?}", n.driver).to_lowercase()),
+                ("cidr", n.cidr.as_ref().map(|v| v.value.to_string()).unwrap_or_default().into()),
+                ("internal", n.internal.to_string().into()),
+                ("driver", format!("{:?}", n.driver).to_lowercase().into()),
             ],
         );
     }
@@ -76,106 +136,165 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
             "host",
             h.name.clone(),
             vec![
-                ("kind", h.kind.value.name().to_string()),
-                ("on", h.on.as_ref().map(|o| site.host(o.value).name.clone()).unwrap_or_default()),
-                ("os", h.os.clone().unwrap_or_default()),
-                ("roles", h.roles.iter().map(|r| r.value.name()).collect::<Vec<_>>().join(", ")),
+                ("kind", h.kind.value.name().to_string().into()),
+                ("on", h.on.as_ref().map(|o| site.host(o.value).name.clone()).unwrap_or_default().into()),
+                ("os", h.os.clone().unwrap_or_default().into()),
+                ("roles", Val::many(h.roles.iter().map(|r| r.value.name()))),
                 (
-                    "addresses",
-                    h.interfaces
-                        .iter()
-                        .map(|i| format!("{} {}", site.zone(i.zone.value).name, i.address.value))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    "interfaces",
+                    Val::many(h.interfaces.iter().map(|i| {
+                        let name = i.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                        format!("{} {}{name}", site.zone(i.zone.value).name, i.address.value)
+                    })),
                 ),
             ],
         );
     }
-    for s in &site.services {
+    for (i, s) in site.services.iter().enumerate() {
+        let sid = crate::model::ServiceId(i);
         let r = &s.resources;
         put(
             "service",
             s.name.clone(),
             vec![
-                ("kind", s.kind.value.info().name.to_string()),
-                ("image", s.image.as_ref().map(|i| i.value.to_string()).unwrap_or_default()),
-                ("hosts", s.hosts.iter().map(|h| site.host(h.value).name.as_str()).collect::<Vec<_>>().join(", ")),
-                ("primary", s.primary.as_ref().map(|p| site.host(p.value).name.clone()).unwrap_or_default()),
-                ("replicas", s.replicas.to_string()),
-                ("ports", s.ports.iter().map(|p| format!("{} {}", p.name, p.spec)).collect::<Vec<_>>().join(", ")),
-                ("user", s.user.as_ref().map(|u| u.value.clone()).unwrap_or_default()),
+                ("kind", s.kind.value.info().name.to_string().into()),
+                ("image", s.image.as_ref().map(|i| i.value.to_string()).unwrap_or_default().into()),
+                ("hosts", Val::many(s.hosts.iter().map(|h| site.host(h.value).name.as_str()))),
+                ("replicas", s.replicas.to_string().into()),
+                ("ports", Val::many(s.ports.iter().map(|p| format!("{} {}", p.name, p.spec)))),
+                ("user", s.user.as_ref().map(|u| u.value.clone()).unwrap_or_default().into()),
                 (
                     "resources",
-                    format!("{} CPUs / {}, reserved {} / {}", r.cpus, r.memory, r.reserve_cpus, r.reserve_memory),
+                    format!(
+                        "{} CPUs / {}, reserved {} / {}, pids {}",
+                        r.cpus, r.memory, r.reserve_cpus, r.reserve_memory, r.pids
+                    )
+                    .into(),
                 ),
-                ("secrets", s.secrets.iter().map(|x| x.value.as_str()).collect::<Vec<_>>().join(", ")),
-                ("capabilities", s.cap_add.iter().map(|x| x.value.as_str()).collect::<Vec<_>>().join(", ")),
-                ("read-only root", s.read_only.value.to_string()),
-                ("env", s.env.iter().map(|(k, v)| format!("{}={}", k.value, v.value)).collect::<Vec<_>>().join(", ")),
+                ("secrets", Val::many(s.secrets.iter().map(|x| x.value.as_str()))),
+                ("cap_add", Val::many(s.cap_add.iter().map(|x| x.value.as_str()))),
+                ("read_only", s.read_only.value.to_string().into()),
+                ("env", Val::many(s.env.iter().map(|(k, v)| format!("{}={}", k.value, v.value)))),
+                (
+                    "networks",
+                    Val::many(s.networks.iter().map(|(n, a)| format!("{} {}", site.network(*n).name, a.value))),
+                ),
+                ("volumes", Val::many(s.volumes.iter().map(|v| format!("{} {}", v.name, v.target)))),
+                ("tmpfs", Val::many(s.tmpfs.iter().map(|x| x.value.as_str()))),
+                ("depends_on", Val::many(s.depends_on.iter().map(|d| site.service(d.value).name.as_str()))),
+                ("exceptions", Val::many(s.exceptions.iter().map(|e| format!("{}: {}", e.kind.key(), e.reason.value)))),
+                ("health", s.health.as_ref().map(health_text).unwrap_or_default().into()),
+                ("stateful", s.stateful.to_string().into()),
+                ("version", s.version.clone().unwrap_or_default().into()),
+                ("description", s.description.clone().unwrap_or_default().into()),
             ],
         );
         for e in &s.expose {
             put(
                 "exposure",
-                format!("https://{}{} → {}", e.hostname.value, e.path.value, s.name),
-                vec![
-                    ("port", e.port.value.clone()),
-                    ("websocket", e.websocket.to_string()),
-                    ("waf", format!("{:?}", e.waf).to_lowercase()),
-                ],
+                exposure_subject(site, sid, e),
+                vec![("port", e.port.value.clone().into()), ("websocket", e.websocket.to_string().into())],
             );
         }
     }
     for f in &site.flows {
-        let ports: Vec<String> = f.ports.iter().map(|p| p.value.to_string()).collect();
-        let subject =
-            format!("{} → {} {}", site.endpoint_name(&f.from.value), site.endpoint_name(&f.to.value), ports.join(", "));
-        put("flow", subject, vec![("why", f.why.clone())]);
+        // Named by its endpoints, so a change of ports reads as one changed flow.
+        let subject = format!("{} → {}", site.endpoint_name(&f.from.value), site.endpoint_name(&f.to.value));
+        put(
+            "flow",
+            subject,
+            vec![("ports", Val::many(f.ports.iter().map(|p| p.value.to_string()))), ("why", f.why.clone().into())],
+        );
     }
     let zone =
         |z: Option<crate::model::ZoneId>| site.endpoint_name(&z.map(Endpoint::Zone).unwrap_or(Endpoint::Internet));
     for g in &site.guardrails {
-        put("guard-rail", format!("deny {} → {}", zone(g.from), zone(g.to)), vec![("why", g.why.clone())]);
+        put("guard-rail", format!("deny {} → {}", zone(g.from), zone(g.to)), vec![("why", g.why.clone().into())]);
     }
     for b in &site.backups {
         put(
             "backup",
             b.name.clone(),
             vec![
-                ("service", site.service(b.service.value).name.clone()),
-                ("method", b.method.name().to_string()),
-                ("every", b.every.value.to_string()),
-                ("continuous", b.continuous.to_string()),
-                ("target", site.endpoint_name(&b.target.value)),
-                ("retention", b.retention.to_string()),
+                ("service", site.service(b.service.value).name.clone().into()),
+                ("method", b.method.name().to_string().into()),
+                ("every", b.every.value.to_string().into()),
+                ("continuous", b.continuous.to_string().into()),
+                ("target", site.endpoint_name(&b.target.value).into()),
+                ("retention", b.retention.to_string().into()),
+                ("verify_restore", b.verify_restore.to_string().into()),
             ],
         );
     }
     out
 }
 
+/// Every entity with the facts every family adds to it.
+fn all_facts(site: &Site) -> BTreeMap<(String, String), Facts> {
+    let mut out = facts(site);
+    for family in crate::families::FAMILIES {
+        for f in family.facts(site) {
+            out.entry((f.category.to_string(), f.subject)).or_default().insert(f.field.to_string(), f.value);
+        }
+    }
+    out
+}
+
+fn health_text(h: &crate::model::Health) -> String {
+    use crate::model::HealthCheck;
+    let check = match &h.check {
+        HealthCheck::Http { path, port, status } => format!("http {path} on {port} expects {status}"),
+        HealthCheck::Tcp { port } => format!("tcp {port}"),
+        HealthCheck::Exec(argv) => format!("exec {}", argv.join(" ")),
+    };
+    format!("{check}, every {} (timeout {}, {} retries, start {})", h.interval, h.timeout, h.retries, h.start_period)
+}
+
+/// Whether a change of one fact loosens security.
+fn relaxes(category: &str, field: &str, before: Option<&Val>, after: Option<&Val>) -> bool {
+    let one = |v: Option<&Val>| match v {
+        Some(Val::One(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let added = |v: Option<&Val>, w: Option<&Val>| match (v, w) {
+        (Some(Val::Many(a)), Some(Val::Many(b))) => b.iter().any(|x| !a.contains(x)),
+        (None, Some(Val::Many(b))) => !b.is_empty(),
+        _ => false,
+    };
+    match (category, field) {
+        ("service", "cap_add" | "exceptions") | ("agent", "signers") => added(before, after),
+        ("service", "read_only") => one(before) == "true" && one(after) == "false",
+        ("service", "user") => {
+            let root = |u: &str| crate::model::values::is_root_user(u);
+            !root(&one(before)) && root(&one(after))
+        }
+        ("exposure", "waf") => {
+            let rank = |w: &str| ["off", "detect", "block"].iter().position(|x| *x == w).unwrap_or(2);
+            rank(&one(after)) < rank(&one(before))
+        }
+        ("flow", "ports") => added(before, after),
+        _ => false,
+    }
+}
+
 /// The semantic changes from `base` to `head`, sorted by category, change and subject.
 pub fn compare(base: &Site, head: &Site) -> Vec<Change> {
-    let (old, new) = (facts(base), facts(head));
+    let (old, new) = (all_facts(base), all_facts(head));
     let mut out = Vec::new();
+    let get = |f: &Facts, k: &str| f.get(k).map(Val::text).filter(|v| !v.is_empty());
     let brief = |cat: &str, f: &Facts| -> Vec<String> {
         match cat {
-            "flow" | "guard-rail" => f.get("why").cloned().into_iter().collect(),
+            "flow" => ["ports", "why"].iter().filter_map(|k| get(f, k)).collect(),
+            "guard-rail" => get(f, "why").into_iter().collect(),
             "service" => {
                 let mut d = Vec::new();
-                if let Some(i) = f.get("image").filter(|i| !i.is_empty()) {
-                    d.push(i.clone());
-                } else if let Some(k) = f.get("kind") {
-                    d.push(k.clone());
-                }
-                if let Some(h) = f.get("hosts").filter(|h| !h.is_empty()) {
-                    d.push(format!("on {h}"));
-                }
+                d.extend(get(f, "image").or_else(|| get(f, "kind")));
+                d.extend(get(f, "hosts").map(|h| format!("on {h}")));
                 d
             }
-            "host" => f.get("addresses").cloned().into_iter().collect(),
+            "host" => get(f, "interfaces").into_iter().collect(),
             "exposure" => {
-                ["port", "waf", "websocket"].iter().filter_map(|k| Some(format!("{k} {}", f.get(*k)?))).collect()
+                ["port", "waf", "websocket"].iter().filter_map(|k| Some(format!("{k} {}", get(f, k)?))).collect()
             }
             _ => Vec::new(),
         }
@@ -187,17 +306,31 @@ pub fn compare(base: &Site, head: &Site) -> Vec<Change> {
                 change: "added",
                 subject: subject.clone(),
                 details: brief(cat, f),
+                // A new flow opens traffic, a new exposure a public route.
+                relaxes: cat == "flow"
+                    || cat == "exposure"
+                    || f.iter()
+                        .any(|(k, v)| relaxes(cat, k, None, Some(v)) && !matches!(v, Val::One(x) if x.is_empty())),
             }),
             Some(o) if o != f => {
-                let details = f
-                    .iter()
-                    .filter(|(k, v)| o.get(*k) != Some(*v))
-                    .map(|(k, v)| {
-                        let before = o.get(k).map(String::as_str).unwrap_or("");
-                        format!("{k}: {} → {}", shown(before), shown(v))
-                    })
-                    .collect();
-                out.push(Change { category: cat.clone(), change: "changed", subject: subject.clone(), details });
+                let mut relaxed = false;
+                let mut details = Vec::new();
+                let keys: std::collections::BTreeSet<&String> = f.keys().chain(o.keys()).collect();
+                for k in keys {
+                    let (before, after) = (o.get(k), f.get(k));
+                    if before == after {
+                        continue;
+                    }
+                    relaxed |= relaxes(cat, k, before, after);
+                    details.push(describe(k, before, after));
+                }
+                out.push(Change {
+                    category: cat.clone(),
+                    change: "changed",
+                    subject: subject.clone(),
+                    details,
+                    relaxes: relaxed,
+                });
             }
             _ => {}
         }
@@ -209,6 +342,7 @@ pub fn compare(base: &Site, head: &Site) -> Vec<Change> {
                 change: "removed",
                 subject: subject.clone(),
                 details: brief(cat, f),
+                relaxes: cat == "guard-rail",
             });
         }
     }
@@ -217,6 +351,32 @@ pub fn compare(base: &Site, head: &Site) -> Vec<Change> {
         (a.category.as_str(), rank(a.change), &a.subject).cmp(&(b.category.as_str(), rank(b.change), &b.subject))
     });
     out
+}
+
+/// `field: old → new` for a scalar, `field: +a, -b` for a list.
+fn describe(field: &str, before: Option<&Val>, after: Option<&Val>) -> String {
+    match (before, after) {
+        (Some(Val::Many(a)), Some(Val::Many(b))) => {
+            let mut d: Vec<String> = b.iter().filter(|x| !a.contains(x)).map(|x| format!("+{x}")).collect();
+            d.extend(a.iter().filter(|x| !b.contains(x)).map(|x| format!("-{x}")));
+            if d.is_empty() {
+                // Same items, another order (host order sets keepalived priority).
+                format!("{field}: order {} → {}", a.join(", "), b.join(", "))
+            } else {
+                format!("{field}: {}", d.join(", "))
+            }
+        }
+        (None, Some(Val::Many(b))) => {
+            format!("{field}: {}", b.iter().map(|x| format!("+{x}")).collect::<Vec<_>>().join(", "))
+        }
+        (Some(Val::Many(a)), None) => {
+            format!("{field}: {}", a.iter().map(|x| format!("-{x}")).collect::<Vec<_>>().join(", "))
+        }
+        _ => {
+            let t = |v: Option<&Val>| v.map(Val::text).unwrap_or_default();
+            format!("{field}: {} → {}", shown(&t(before)), shown(&t(after)))
+        }
+    }
 }
 
 fn shown(v: &str) -> &str {

@@ -13,3 +13,4 @@ mod invalid;
 mod properties;
 mod reference;
 mod review;
+mod semantic;

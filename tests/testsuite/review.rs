@@ -72,7 +72,7 @@ fn diff_reports_the_meaning_of_a_change_in_three_formats() {
     }
     let text = stdout(&repo.run(&["diff"]));
     for needle in [
-        "flow added: service:worker → service:db tcp/5432 (job results)",
+        "[relaxes security] flow added: service:worker → service:db (tcp/5432, job results)",
         "exposure added: https://jobs.lab.example.org/ → worker",
         "service changed: web (image: ghcr.io/lab/web:2.1.0 → ghcr.io/lab/web:2.2.0)",
         "service changed: worker (replicas: 1 → 2)",

@@ -17,9 +17,16 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::{Family, Lowering, edge, sources_of};
+pub mod keys;
+
+use std::any::Any;
+
+use super::{Family, Lowering, Part, edge, sources_of};
 use crate::artifact::{Apply, ArtifactMeta, Trace};
+use crate::diag::Diagnostics;
+use crate::load::keys::KeySet;
 use crate::model::{Role, ServiceKind, Site};
+use crate::review::semantic::{Fact, Val};
 
 /// The delivery family.
 pub struct Delivery;
@@ -99,8 +106,29 @@ impl Family for Delivery {
         "delivery"
     }
 
+    fn keys(&self) -> Option<KeySet> {
+        Some(KeySet::of::<keys::DeliveryFile>())
+    }
+
+    fn resolve(&self, parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Option<Box<dyn Any + Send + Sync>> {
+        keys::resolve(parts, site, diags).map(|a| Box::new(a) as Box<dyn Any + Send + Sync>)
+    }
+
+    fn facts(&self, site: &Site) -> Vec<Fact> {
+        let Some(a) = site.ext.get::<keys::AgentSettings>() else { return Vec::new() };
+        let fact = |field, value: Val| Fact { category: "agent", subject: "[agent]".into(), field, value };
+        vec![
+            fact("repository", a.repository.clone().into()),
+            fact("branch", a.branch.clone().into()),
+            fact("interval", a.interval.to_string().into()),
+            fact("splay", a.splay.to_string().into()),
+            fact("signers", Val::many(&a.signers)),
+            fact("drift", a.drift.clone().into()),
+        ]
+    }
+
     fn lower(&self, site: &Site, out: &mut Lowering) {
-        let Some(agent) = &site.agent else { return };
+        let Some(agent) = site.ext.get::<keys::AgentSettings>() else { return };
         for (i, h) in site.hosts.iter().enumerate().filter(|(_, h)| h.kind.value.is_linux()) {
             let id = crate::model::HostId(i);
             let on_host = site.services_on(id);

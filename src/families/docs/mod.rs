@@ -281,9 +281,11 @@ pub fn inventory(site: &Site) -> InventoryContext {
         .services
         .iter()
         .zip(backups_of)
-        .map(|(s, backups)| {
+        .enumerate()
+        .map(|(i, (s, backups))| {
+            let id = crate::model::ServiceId(i);
             let mut hosts: Vec<String> = s.hosts.iter().map(|h| site.host(h.value).name.clone()).collect();
-            if let Some(p) = &s.primary {
+            if let Some(p) = super::postgres::model(site).primary.get(&id) {
                 let pn = &site.host(p.value).name;
                 hosts = hosts.into_iter().map(|h| if &h == pn { format!("{h} (primary)") } else { h }).collect();
             }
@@ -314,7 +316,8 @@ pub fn inventory(site: &Site) -> InventoryContext {
                     .expose
                     .iter()
                     .map(|e| {
-                        format!("https://{}{} ({}, WAF {:?})", e.hostname.value, e.path.value, e.port.value, e.waf)
+                        let waf = super::edge::edge(site).of(id, e).waf;
+                        format!("https://{}{} ({}, WAF {:?})", e.hostname.value, e.path.value, e.port.value, waf)
                             .to_lowercase()
                     })
                     .collect(),

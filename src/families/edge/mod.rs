@@ -1,14 +1,74 @@
-//! What the edge families (haproxy, nginx, keepalived) share: the public routes derived
-//! from the services' `expose` entries, where each instance of a service is reached,
-//! and whether the flows let one host reach another. Nothing about a service is written
-//! twice in the site: hostnames, paths, ports, health checks and hosts all come from the
-//! service itself.
+//! Family **edge**: what the edge families (haproxy, nginx, keepalived) share. It owns
+//! the edge's keys ([`keys`]: WAF mode, certificate, rate limit and body size of each
+//! exposure, a service's balance algorithm, `[certificates.<name>]`) and renders no file
+//! itself. Here: the public routes derived from the services' `expose` entries, where
+//! each instance of a service is reached, and whether the flows let one host reach
+//! another. Nothing about a service is written twice in the site: hostnames, paths,
+//! ports, health checks and hosts all come from the service itself.
+
+pub mod keys;
 
 use std::net::IpAddr;
 
+use std::any::Any;
+
+use super::{Family, Lowering, Part};
 use crate::diag::{Diagnostic, Diagnostics, Loc};
+use crate::load::keys::KeySet;
 use crate::model::values::PortSpec;
-use crate::model::{Certificate, Endpoint, Expose, HostId, Service, ServiceId, ServiceKind, Site};
+use crate::model::{Endpoint, Expose, HostId, Service, ServiceId, ServiceKind, Site};
+use crate::review::semantic::{Fact, Val, exposure_subject};
+pub use keys::{Certificate, Edge, ExposeEdge, edge};
+
+/// The edge family: keys and shared routing, no files of its own.
+pub struct EdgeFamily;
+
+impl Family for EdgeFamily {
+    fn name(&self) -> &'static str {
+        "edge"
+    }
+    fn keys(&self) -> Option<KeySet> {
+        Some(KeySet::of::<keys::EdgeFile>())
+    }
+    fn resolve(&self, parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(keys::resolve(parts, site, diags)))
+    }
+    fn lower(&self, _site: &Site, _out: &mut Lowering) {}
+
+    fn facts(&self, site: &Site) -> Vec<Fact> {
+        let m = edge(site);
+        let mut out = Vec::new();
+        for (i, s) in site.services.iter().enumerate() {
+            let id = ServiceId(i);
+            out.push(Fact {
+                category: "service",
+                subject: s.name.clone(),
+                field: "balance",
+                value: m.balance(id).name().to_string().into(),
+            });
+            for e in &s.expose {
+                let x = m.of(id, e);
+                let subject = exposure_subject(site, id, e);
+                let fact = |field, value: Val| Fact { category: "exposure", subject: subject.clone(), field, value };
+                out.push(fact("waf", x.waf.name().to_string().into()));
+                out.push(fact("tls", x.tls.as_ref().map(|t| t.value.clone()).unwrap_or_default().into()));
+                out.push(fact(
+                    "rate_limit",
+                    x.rate_limit.map(|l| format!("{} burst {}", l.rate, l.burst)).unwrap_or_default().into(),
+                ));
+                out.push(fact("max_body", x.max_body.to_string().into()));
+                out.push(fact("waf_exclusions", Val::many(&x.waf_exclusions)));
+            }
+        }
+        for c in &m.certificates {
+            let fact = |field, value: Val| Fact { category: "certificate", subject: c.name.clone(), field, value };
+            out.push(fact("domains", Val::many(c.domains.iter().map(|d| d.value.as_str()))));
+            out.push(fact("file", c.file.clone().into()));
+            out.push(fact("acme", c.acme.to_string().into()));
+        }
+        out
+    }
+}
 
 /// One public route: a hostname and path prefix served by a service.
 #[derive(Debug, Clone)]
@@ -17,6 +77,8 @@ pub struct Route<'a> {
     pub service: ServiceId,
     /// Its `expose` entry.
     pub expose: &'a Expose,
+    /// How the edge treats it.
+    pub edge: &'a ExposeEdge,
     /// The service port it targets.
     pub port: PortSpec,
 }
@@ -25,8 +87,7 @@ impl Route<'_> {
     /// A stable identifier for names in configs: `<service>-<index>`.
     pub fn id(&self, site: &Site) -> String {
         let s = site.service(self.service);
-        let i = s.expose.iter().position(|e| std::ptr::eq(e, self.expose)).unwrap_or(0);
-        format!("{}-{i}", s.name)
+        format!("{}-{}", s.name, self.expose.index)
     }
 }
 
@@ -34,10 +95,11 @@ impl Route<'_> {
 /// HAProxy picks the most specific route).
 pub fn routes(site: &Site) -> Vec<Route<'_>> {
     let mut out = Vec::new();
+    let model = edge(site);
     for (i, s) in site.services.iter().enumerate() {
         for e in &s.expose {
             if let Some(p) = s.port(&e.port.value) {
-                out.push(Route { service: ServiceId(i), expose: e, port: p.spec });
+                out.push(Route { service: ServiceId(i), expose: e, edge: model.of(ServiceId(i), e), port: p.spec });
             }
         }
     }
@@ -104,11 +166,12 @@ pub fn health_path(service: &str) -> String {
 /// Prefix of [`health_path`].
 pub const HEALTH_PREFIX: &str = "/.medianest/health/";
 
-/// The certificate an exposure uses: the one it names, else the first that covers it.
-pub fn certificate_for<'a>(site: &'a Site, e: &Expose) -> Option<&'a Certificate> {
-    match &e.tls {
-        Some(name) => site.certificates.iter().find(|c| c.name == name.value),
-        None => site.certificates.iter().find(|c| c.covers(&e.hostname.value)),
+/// The certificate a route uses: the one it names, else the first that covers it.
+pub fn certificate_for<'a>(site: &'a Site, r: &Route) -> Option<&'a Certificate> {
+    let certs = &edge(site).certificates;
+    match &r.edge.tls {
+        Some(name) => certs.iter().find(|c| c.name == name.value),
+        None => certs.iter().find(|c| c.covers(&r.expose.hostname.value)),
     }
 }
 

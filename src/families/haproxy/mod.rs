@@ -157,7 +157,7 @@ fn backends(site: &Site, routes: &[Route]) -> Vec<BackendView> {
         let name = format!("be_{}", s.name);
         let entry = by_service.entry(name.clone()).or_insert_with(|| BackendView {
             name,
-            balance: format!("{:?}", s.balance).to_lowercase(),
+            balance: edge::edge(site).balance(r.service).name().to_string(),
             http_check: match s.health.as_ref().map(|h| &h.check) {
                 Some(HealthCheck::Http { path, status, .. }) => {
                     // Through an Nginx, the check goes to the path Nginx keeps for this
@@ -196,7 +196,7 @@ impl Family for Haproxy {
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
         let routes = edge::routes(site);
-        let mut certs: Vec<CrtView> = site
+        let mut certs: Vec<CrtView> = edge::edge(site)
             .certificates
             .iter()
             .map(|c| CrtView { file: c.file.clone(), domains: c.domains.iter().map(|d| d.value.clone()).collect() })
@@ -212,7 +212,7 @@ impl Family for Haproxy {
                         hostname: r.expose.hostname.value.clone(),
                         path: r.expose.path.value.clone(),
                         backend: format!("be_{}", site.service(r.service).name),
-                        limit: r.expose.rate_limit.map(|l| LimitView {
+                        limit: r.edge.rate_limit.map(|l| LimitView {
                             table: format!("st_{id}"),
                             period: if l.rate.per_seconds == 1 { "1s".into() } else { "1m".into() },
                             max: l.rate.count + l.burst,
@@ -223,7 +223,7 @@ impl Family for Haproxy {
         };
         let mut locs: Vec<&crate::diag::Loc> =
             site.services.iter().filter(|s| !s.expose.is_empty()).map(|s| &s.loc).collect();
-        locs.extend(site.certificates.iter().map(|c| &c.loc));
+        locs.extend(edge::edge(site).certificates.iter().map(|c| &c.loc));
         for (id, svc) in edge::services_of(site, ServiceKind::Haproxy) {
             let mut svc_locs = locs.clone();
             svc_locs.push(&svc.loc);
@@ -234,7 +234,7 @@ impl Family for Haproxy {
                 .filter(|s| !s.expose.is_empty())
                 .map(|s| Trace { what: "service", name: s.name.clone(), loc: s.loc.clone() })
                 .chain(site.hosts.iter().map(|h| Trace { what: "host", name: h.name.clone(), loc: h.loc.clone() }))
-                .chain(site.certificates.iter().map(|c| Trace {
+                .chain(edge::edge(site).certificates.iter().map(|c| Trace {
                     what: "certificate",
                     name: c.file.clone(),
                     loc: c.loc.clone(),
@@ -251,7 +251,7 @@ impl Family for Haproxy {
                     source: addr.to_string(),
                     stats_allow: monitoring_networks(site),
                     crt_list: CRT_LIST.into(),
-                    acme: site.certificates.iter().any(|c| c.acme),
+                    acme: edge::edge(site).certificates.iter().any(|c| c.acme),
                     routes: route_views(site),
                     backends: backends(site, &routes),
                 };
@@ -290,8 +290,8 @@ impl Family for Haproxy {
         let routes = edge::routes(site);
         for r in &routes {
             let e = r.expose;
-            match edge::certificate_for(site, e) {
-                None if e.tls.is_none() => diags.push(
+            match edge::certificate_for(site, r) {
+                None if r.edge.tls.is_none() => diags.push(
                     Diagnostic::error("missing-certificate", format!("no certificate covers `{}`", e.hostname.value), e.hostname.loc.clone())
                         .help(format!(
                             "declare one (the PEM file is provisioned on the edge hosts, never in git):\n\n[certificates.{}]\ndomains = [\"{}\"]\nfile = \"/etc/haproxy/certs/{}.pem\"\n",
@@ -301,7 +301,7 @@ impl Family for Haproxy {
                         )),
                 ),
                 Some(c) if !c.covers(&e.hostname.value) => diags.push(
-                    Diagnostic::error("missing-certificate", format!("certificate `{}` does not cover `{}`", c.name, e.hostname.value), e.tls.as_ref().map(|t| t.loc.clone()).unwrap_or(e.loc.clone()))
+                    Diagnostic::error("missing-certificate", format!("certificate `{}` does not cover `{}`", c.name, e.hostname.value), r.edge.tls.as_ref().map(|t| t.loc.clone()).unwrap_or(e.loc.clone()))
                         .also(c.loc.clone(), "certificate defined here")
                         .help(format!("add `\"{}\"` to its `domains`, or name another certificate", e.hostname.value)),
                 ),

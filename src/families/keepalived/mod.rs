@@ -6,10 +6,22 @@
 
 use serde::Serialize;
 
-use super::{Family, Lowering, edge, sources_of};
+pub mod keys;
+
+use std::any::Any;
+
+use super::{Family, Lowering, Part, edge, sources_of};
 use crate::artifact::{ArtifactMeta, Trace};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::load::keys::KeySet;
 use crate::model::{ServiceKind, Site, ZoneId};
+use crate::review::semantic::Fact;
+
+/// The keepalived model of a site (empty when the family resolved nothing).
+pub fn model(site: &Site) -> &keys::Model {
+    static EMPTY: keys::Model = keys::Model { services: std::collections::BTreeMap::new() };
+    site.ext.get::<keys::Model>().unwrap_or(&EMPTY)
+}
 
 /// The keepalived family.
 pub struct Keepalived;
@@ -46,9 +58,29 @@ impl Family for Keepalived {
         "keepalived"
     }
 
+    fn keys(&self) -> Option<KeySet> {
+        Some(KeySet::of::<keys::KeepalivedFile>())
+    }
+
+    fn resolve(&self, parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(keys::resolve(parts, site, diags)))
+    }
+
+    fn facts(&self, site: &Site) -> Vec<Fact> {
+        let mut out = Vec::new();
+        for (id, v) in &model(site).services {
+            let subject = site.service(*id).name.clone();
+            let vip = v.vip.as_ref().map(|a| a.value.to_string()).unwrap_or_default();
+            out.push(Fact { category: "service", subject: subject.clone(), field: "vip", value: vip.into() });
+            out.push(Fact { category: "service", subject, field: "vrid", value: v.vrid.to_string().into() });
+        }
+        out
+    }
+
     fn lower(&self, site: &Site, out: &mut Lowering) {
-        for (_, svc) in edge::services_of(site, ServiceKind::Keepalived) {
-            let Some(vip) = &svc.vip else { continue };
+        for (id, svc) in edge::services_of(site, ServiceKind::Keepalived) {
+            let vrrp = model(site).of(id);
+            let Some(vip) = &vrrp.vip else { continue };
             let Some(zone) = vip_zone(site, vip.value) else { continue };
             let prefix = site.zone(zone).cidr.as_ref().map(|c| c.value.prefix_len()).unwrap_or(32);
             let iface = |h: crate::model::HostId| site.host(h).interfaces.iter().find(|i| i.zone.value == zone);
@@ -60,7 +92,7 @@ impl Family for Keepalived {
                     host: host.name.clone(),
                     instance: svc.name.replace('-', "_"),
                     interface: me.name.clone().unwrap_or_default(),
-                    vrid: svc.vrid,
+                    vrid: vrrp.vrid,
                     priority: 150u16.saturating_sub(10 * i as u16).max(1),
                     source: me.address.value.to_string(),
                     peers: svc
@@ -93,8 +125,9 @@ impl Family for Keepalived {
     }
 
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
-        for (_, svc) in edge::services_of(site, ServiceKind::Keepalived) {
-            let Some(vip) = &svc.vip else {
+        for (id, svc) in edge::services_of(site, ServiceKind::Keepalived) {
+            let vrrp = model(site).of(id);
+            let Some(vip) = &vrrp.vip else {
                 diags.push(
                     Diagnostic::error(
                         "missing-key",

@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::edge::keys::WafMode;
 use super::edge::{self, Route};
 use super::{Family, Lowering, sources_of};
 use crate::artifact::{ArtifactMeta, Trace};
-use crate::model::{HealthCheck, HostId, ServiceKind, Site, WafMode};
+use crate::model::{HealthCheck, HostId, ServiceKind, Site};
 
 /// The nginx family.
 pub struct Nginx;
@@ -145,9 +146,7 @@ impl Family for Nginx {
                     real_ip_from: edge_addrs.clone(),
                     rate_zones: mine
                         .iter()
-                        .filter_map(|r| {
-                            Some(ZoneView { name: r.id(site), rate: r.expose.rate_limit?.rate.to_string() })
-                        })
+                        .filter_map(|r| Some(ZoneView { name: r.id(site), rate: r.edge.rate_limit?.rate.to_string() }))
                         .collect(),
                     upstreams: upstreams.into_iter().map(|(name, server)| UpstreamView { name, server }).collect(),
                     listen: listen.clone(),
@@ -177,14 +176,14 @@ impl Family for Nginx {
                                 path: r.expose.path.value.clone(),
                                 upstream: site.service(r.service).name.clone(),
                                 websocket: r.expose.websocket,
-                                waf: match r.expose.waf {
+                                waf: match r.edge.waf {
                                     WafMode::Block => "on".into(),
                                     WafMode::Detect => "detect".into(),
                                     WafMode::Off => "off".into(),
                                 },
-                                exclusions: r.expose.waf_exclusions.clone(),
-                                limit: r.expose.rate_limit.map(|l| (r.id(site), l.burst)),
-                                max_body: r.expose.max_body.to_string(),
+                                exclusions: r.edge.waf_exclusions.clone(),
+                                limit: r.edge.rate_limit.map(|l| (r.id(site), l.burst)),
+                                max_body: r.edge.max_body.to_string(),
                             })
                             .collect(),
                         health: {

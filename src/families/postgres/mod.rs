@@ -1,26 +1,62 @@
 //! Family **postgres**: PostgreSQL with streaming replicas. It owns what only PostgreSQL
-//! needs: which host holds the primary. It renders nothing yet (the data-tier issue adds
-//! `postgresql.conf`, `pg_hba.conf` and replication); its checks run today.
+//! needs ([`keys`]: which host holds the primary). It renders nothing yet (the data-tier
+//! issue adds `postgresql.conf`, `pg_hba.conf` and replication); its checks run today.
 
-use super::{Family, Lowering};
+pub mod keys;
+
+use std::any::Any;
+
+use super::{Family, Lowering, Part};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::load::keys::KeySet;
 use crate::model::{ServiceKind, Site};
+use crate::review::semantic::Fact;
 
 /// The postgres family.
 pub struct Postgres;
+
+/// The postgres model of a site (empty when the family resolved nothing).
+pub fn model(site: &Site) -> &keys::Model {
+    static EMPTY: keys::Model = keys::Model { primary: std::collections::BTreeMap::new() };
+    site.ext.get::<keys::Model>().unwrap_or(&EMPTY)
+}
 
 impl Family for Postgres {
     fn name(&self) -> &'static str {
         "postgres"
     }
 
+    fn keys(&self) -> Option<KeySet> {
+        Some(KeySet::of::<keys::PostgresFile>())
+    }
+
+    fn resolve(&self, parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(keys::resolve(parts, site, diags)))
+    }
+
     fn lower(&self, _site: &Site, _out: &mut Lowering) {}
 
+    fn facts(&self, site: &Site) -> Vec<Fact> {
+        let m = model(site);
+        m.primary
+            .iter()
+            .map(|(id, h)| Fact {
+                category: "service",
+                subject: site.service(*id).name.clone(),
+                field: "primary",
+                value: site.host(h.value).name.clone().into(),
+            })
+            .collect()
+    }
+
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
-        for s in site.services.iter().filter(|s| s.declared.kind_known) {
-            let info = s.kind.value.info();
-            match (&s.primary, s.kind.value) {
-                (Some(p), ServiceKind::Postgres) if !s.hosts.iter().any(|h| h.value == p.value) => diags.push(
+        let m = model(site);
+        for (i, s) in site.services.iter().enumerate() {
+            if !s.declared.kind_known || s.kind.value != ServiceKind::Postgres {
+                continue;
+            }
+            match m.primary.get(&crate::model::ServiceId(i)) {
+                Some(p) if !s.hosts.iter().any(|h| h.value == p.value) => diags.push(
                     Diagnostic::error(
                         "bad-placement",
                         format!("primary `{}` is not one of the hosts of `{}`", site.host(p.value).name, s.name),
@@ -28,15 +64,7 @@ impl Family for Postgres {
                     )
                     .help("the primary must be listed in `hosts`"),
                 ),
-                (Some(p), k) if k != ServiceKind::Postgres => diags.push(
-                    Diagnostic::error(
-                        "bad-value",
-                        format!("`primary` only applies to postgres, and `{}` is a `{}` service", s.name, info.name),
-                        p.loc.clone(),
-                    )
-                    .help("remove `primary`"),
-                ),
-                (None, ServiceKind::Postgres) if s.hosts.len() > 1 => diags.push(
+                None if s.hosts.len() > 1 => diags.push(
                     Diagnostic::error(
                         "missing-key",
                         format!("postgres service `{}` runs on {} hosts but names no primary", s.name, s.hosts.len()),

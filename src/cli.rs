@@ -117,6 +117,9 @@ pub enum Command {
         #[arg(value_name = "PATH[:LINE]")]
         target: String,
     },
+    /// Print the site-key reference (every key, its type, whether it is required, its
+    /// default and meaning), generated from the schema: what SITE-REFERENCE.md holds.
+    Schema,
     /// Write every render job (template, output path, JSON context) as JSON lines, for
     /// the Jinja2 benchmark peer in scripts/bench/. Not a stable interface.
     #[command(hide = true, name = "dump-contexts")]
@@ -383,6 +386,10 @@ pub fn run(cli: Cli) -> i32 {
                     print!("{text}");
                     exit::OK
                 })
+        }
+        Command::Schema => {
+            print!("{}", ops::schema::reference_markdown());
+            return exit::OK;
         }
         Command::DumpContexts { ref file } => {
             let written = match file {

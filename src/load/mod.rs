@@ -350,7 +350,7 @@ mod tests {
     fn tables_describe_the_schema_structs() {
         assert!(RawZone::TABLE.field("gateway").is_some());
         assert!(RawFile::TABLE.field("guardrails").is_some());
-        assert_eq!(RawZone::TABLE.field("vlan").unwrap().text(), "802.1Q VLAN id (1–4094).");
+        assert_eq!(RawZone::TABLE.field("vlan").unwrap().text(), "Required. 802.1Q VLAN id (1–4094).");
         let path: Vec<String> = ["hosts", "db1", "interfaces", "#0"].iter().map(|s| s.to_string()).collect();
         let known = keys::known_at(RawFile::shape(), &[], &path).unwrap();
         assert!(known.contains(&"address"), "{known:?}");

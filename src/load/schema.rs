@@ -37,9 +37,9 @@ crate::keys! {
     /// One file under `site/`.
     #[derive(Debug, Default, Deserialize)]
     pub struct RawFile {
-        /// Site-wide settings (exactly one file defines it).
+        /// Required (exactly one file defines it). Site-wide settings.
         pub site: Option<Spanned<RawSiteSettings>>,
-        /// Recovery targets (exactly one file defines it).
+        /// Required (exactly one file defines it). Recovery targets.
         pub recovery: Option<Spanned<RawRecovery>>,
         /// The one place where defaults live.
         pub defaults: Option<Spanned<RawDefaults>>,
@@ -55,7 +55,7 @@ crate::keys! {
         /// Services: containers and built-in kinds.
         #[serde(default)]
         pub services: Named<RawService>,
-        /// Allowed traffic (default deny).
+        /// Allowed traffic: anything no flow lists is denied.
         #[serde(default)]
         pub flows: Vec<Spanned<RawFlow>>,
         /// Forbidden zone pairs that no flow may open.
@@ -71,9 +71,9 @@ crate::keys! {
     /// `[site]`
     #[derive(Debug, Deserialize)]
     pub struct RawSiteSettings {
-        /// Short identifier of the site.
+        /// Required. Short identifier of the site.
         pub name: Option<Str>,
-        /// Internal DNS domain (e.g. `medianest.lan`).
+        /// Required. Internal DNS domain (e.g. `medianest.lan`).
         pub domain: Option<Str>,
         /// Public DNS domain for exposed services.
         pub public_domain: Option<Str>,
@@ -86,9 +86,9 @@ crate::keys! {
     /// `[recovery]`
     #[derive(Debug, Deserialize)]
     pub struct RawRecovery {
-        /// Recovery time objective (e.g. `"4h"`).
+        /// Required. Recovery time objective (e.g. `"4h"`).
         pub rto: Option<Str>,
-        /// Recovery point objective (e.g. `"1h"`).
+        /// Required. Recovery point objective (e.g. `"1h"`); every backup runs at least this often unless it archives continuously.
         pub rpo: Option<Str>,
     }
 }
@@ -101,9 +101,9 @@ crate::keys! {
         pub container: Option<Spanned<RawContainerDefaults>>,
         /// Health-check timing defaults.
         pub health: Option<Spanned<RawHealthTiming>>,
-        /// Resource limits for services that declare none.
+        /// Resource limits for services that declare none (default 0.5 CPUs / 256m, reserved 0.1 / 64m, 100 pids).
         pub resources: Option<Spanned<RawResources>>,
-        /// Backup retention when a policy declares none.
+        /// Backup retention when a policy declares none (default `"30d"`).
         pub backup_retention: Option<Str>,
     }
 }
@@ -112,11 +112,11 @@ crate::keys! {
     /// `[defaults.container]`
     #[derive(Debug, Deserialize)]
     pub struct RawContainerDefaults {
-        /// Restart policy (`unless-stopped`, `on-failure`, `always`, `no`).
+        /// Restart policy: `unless-stopped`, `on-failure`, `always` or `no` (default `unless-stopped`).
         pub restart: Option<Str>,
-        /// Default pids limit.
+        /// Default pids limit (default `100`).
         pub pids_limit: Option<Spanned<i64>>,
-        /// Default size of each tmpfs mount (e.g. `"64m"`).
+        /// Default size of each tmpfs mount (default `"64m"`).
         pub tmpfs_size: Option<Str>,
     }
 }
@@ -125,13 +125,13 @@ crate::keys! {
     /// Health-check timing, used in `[defaults.health]` and per service.
     #[derive(Debug, Deserialize)]
     pub struct RawHealthTiming {
-        /// Time between checks.
+        /// Time between checks (default `"30s"`).
         pub interval: Option<Str>,
-        /// Time a check may take.
+        /// Time a check may take (default `"5s"`).
         pub timeout: Option<Str>,
-        /// Failures before unhealthy.
+        /// Failures before unhealthy (default `3`).
         pub retries: Option<Spanned<i64>>,
-        /// Grace period after start.
+        /// Grace period after start (default `"30s"`).
         pub start_period: Option<Str>,
     }
 }
@@ -140,9 +140,9 @@ crate::keys! {
     /// `[zones.<name>]`
     #[derive(Debug, Deserialize)]
     pub struct RawZone {
-        /// 802.1Q VLAN id (1–4094).
+        /// Required. 802.1Q VLAN id (1–4094).
         pub vlan: Option<Spanned<i64>>,
-        /// Network of the zone, e.g. `"10.0.3.0/24"`.
+        /// Required. Network of the zone, e.g. `"10.0.3.0/24"`.
         pub cidr: Option<Str>,
         /// Gateway address (inside `cidr`).
         pub gateway: Option<Str>,
@@ -155,15 +155,15 @@ crate::keys! {
     /// `[docker_networks.<name>]`
     #[derive(Debug, Deserialize)]
     pub struct RawDockerNetwork {
-        /// Subnet, e.g. `"172.25.0.0/24"`.
+        /// Required. Subnet, e.g. `"172.25.0.0/24"`.
         pub cidr: Option<Str>,
         /// Gateway address inside the subnet.
         pub gateway: Option<Str>,
-        /// No route to the outside world.
+        /// No route to the outside world (default `false`).
         pub internal: Option<Spanned<bool>>,
-        /// `bridge` or `overlay`.
+        /// `bridge` or `overlay` (default `bridge`).
         pub driver: Option<Str>,
-        /// Encrypt overlay traffic.
+        /// Encrypt overlay traffic (default `false`).
         pub encrypted: Option<Spanned<bool>>,
         /// What it is for.
         pub description: Option<Str>,
@@ -174,16 +174,16 @@ crate::keys! {
     /// `[hosts.<name>]`
     #[derive(Debug, Deserialize)]
     pub struct RawHost {
-        /// `hypervisor`, `vm`, `firewall` or `physical`.
+        /// Required. `hypervisor`, `vm`, `firewall` or `physical`.
         pub kind: Option<Str>,
-        /// The hypervisor a VM runs on.
+        /// Required for a VM. The hypervisor it runs on.
         pub on: Option<Str>,
         /// Operating system, e.g. `debian-12`.
         pub os: Option<Str>,
         /// Roles from a fixed vocabulary (`docker`, `swarm-manager`, …).
         #[serde(default)]
         pub roles: Vec<Str>,
-        /// Network interfaces.
+        /// Required. Network interfaces; the first address is the host's main address.
         #[serde(default)]
         pub interfaces: Vec<Spanned<RawInterface>>,
         /// Sizing of a VM or machine.
@@ -197,9 +197,9 @@ crate::keys! {
     /// One entry of `hosts.<name>.interfaces`.
     #[derive(Debug, Deserialize)]
     pub struct RawInterface {
-        /// Zone the interface sits in.
+        /// Required. Zone the interface sits in.
         pub zone: Option<Str>,
-        /// Address in the zone's CIDR.
+        /// Required. Address in the zone's CIDR.
         pub address: Option<Str>,
         /// OS name of the interface (e.g. `eth0`, `vtnet1`).
         pub name: Option<Str>,
@@ -223,28 +223,28 @@ crate::keys! {
     /// `[services.<name>]`
     #[derive(Debug, Deserialize)]
     pub struct RawService {
-        /// `container` (default when `image` is set) or a built-in kind.
+        /// `container` or a built-in kind (`haproxy`, `nginx`, `postgres`, …) (default `container`).
         pub kind: Option<Str>,
-        /// Container image with a pinned tag or digest.
+        /// Required for containers. Container image with a pinned tag or digest.
         pub image: Option<Str>,
-        /// Hosts the service runs on.
+        /// Required. Hosts the service runs on.
         #[serde(default)]
         pub hosts: Vec<Str>,
-        /// Swarm replica count for container services.
+        /// Swarm replica count for container services (default `1`).
         pub replicas: Option<Spanned<i64>>,
         /// Version of a built-in kind (e.g. postgres `16`).
         pub version: Option<Spanned<IntOrStr>>,
-        /// Named ports: `{ http = 4000, dns = "udp/53" }`.
+        /// Named ports: `{ http = 4000, dns = "udp/53" }` (default: the kind's ports).
         #[serde(default)]
         pub ports: Named<Spanned<IntOrStr>>,
         /// Docker network attachments with static addresses: `{ internal = "172.25.0.20" }`.
         #[serde(default)]
         pub networks: Named<Str>,
-        /// Container user `uid:gid`.
+        /// Required for containers. Container user `uid:gid` (root needs an exception).
         pub user: Option<Str>,
-        /// Health check.
+        /// Required for containers (or an exception). Health check (default for native kinds: TCP connect to the first TCP port).
         pub health: Option<Spanned<RawHealth>>,
-        /// Limits and reservations.
+        /// Limits and reservations (default `[defaults.resources]`).
         pub resources: Option<Spanned<RawResources>>,
         /// Secret names (never values).
         #[serde(default)]
@@ -267,9 +267,9 @@ crate::keys! {
         /// Capabilities added back after `cap_drop = ["ALL"]` (needs an exception).
         #[serde(default)]
         pub cap_add: Vec<Str>,
-        /// Read-only root filesystem (default true; `false` needs an exception).
+        /// Read-only root filesystem; `false` needs an exception (default `true`).
         pub read_only: Option<Spanned<bool>>,
-        /// Whether the service holds data that must be backed up.
+        /// Whether the service holds data that must be backed up (default: the kind's, or `true` when it has volumes).
         pub stateful: Option<Spanned<bool>>,
         /// Written reasons for each relaxation of the hardening defaults.
         #[serde(default)]
@@ -285,15 +285,15 @@ crate::keys! {
     pub struct RawHealth {
         /// HTTP path to GET, e.g. `"/api/health"`.
         pub http: Option<Str>,
-        /// Named port to check (defaults to the service's first port).
+        /// Named port to check (default: the service's first port).
         pub port: Option<Str>,
         /// Plain TCP connect check (`true`).
         pub tcp: Option<Spanned<bool>>,
         /// Command run inside the container (argv, no shell).
         pub exec: Option<Spanned<Vec<Str>>>,
-        /// Expected HTTP status (default 200).
+        /// Expected HTTP status (default `200`).
         pub status: Option<Spanned<i64>>,
-        /// Time between checks.
+        /// Time between checks (default `[defaults.health]`).
         pub interval: Option<Str>,
         /// Time a check may take.
         pub timeout: Option<Str>,
@@ -325,13 +325,13 @@ crate::keys! {
     /// One entry of `services.<name>.expose`.
     #[derive(Debug, Deserialize)]
     pub struct RawExpose {
-        /// Public DNS name.
+        /// Required. Public DNS name.
         pub hostname: Option<Str>,
         /// URL path prefix (default `/`).
         pub path: Option<Str>,
-        /// Named port of the service (default: first port).
+        /// Named port of the service (default: its first port).
         pub port: Option<Str>,
-        /// Pass WebSocket upgrades.
+        /// Pass WebSocket upgrades (default `false`).
         pub websocket: Option<Spanned<bool>>,
     }
 }
@@ -340,14 +340,14 @@ crate::keys! {
     /// One `[[flows]]` entry.
     #[derive(Debug, Deserialize)]
     pub struct RawFlow {
-        /// `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
+        /// Required. `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
         pub from: Option<Str>,
-        /// `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
+        /// Required. `service:<name>`, `host:<name>`, `zone:<name>` or `internet`.
         pub to: Option<Str>,
-        /// Ports: `"tcp/5432"`, `"udp/53"`, `5432` (tcp), or a named port of the target service.
+        /// Required. Ports: `"tcp/5432"`, `"udp/53"`, `5432` (tcp), or a named port of the target service.
         #[serde(default)]
         pub ports: Vec<Spanned<IntOrStr>>,
-        /// Why this traffic is needed.
+        /// Required. Why this traffic is needed.
         pub why: Option<Str>,
     }
 }
@@ -356,9 +356,9 @@ crate::keys! {
     /// One `[[guardrails]]` entry.
     #[derive(Debug, Deserialize)]
     pub struct RawGuardrail {
-        /// The forbidden pair.
+        /// Required. The forbidden pair.
         pub deny: Option<Spanned<RawDenyPair>>,
-        /// Why it must never be allowed.
+        /// Required. Why it must never be allowed.
         pub why: Option<Str>,
     }
 }
@@ -367,9 +367,9 @@ crate::keys! {
     /// `guardrails.deny`
     #[derive(Debug, Deserialize)]
     pub struct RawDenyPair {
-        /// `zone:<name>` or `internet`.
+        /// Required. `zone:<name>` or `internet`.
         pub from: Option<Str>,
-        /// `zone:<name>` or `internet`.
+        /// Required. `zone:<name>` or `internet`.
         pub to: Option<Str>,
     }
 }
@@ -378,19 +378,19 @@ crate::keys! {
     /// `[backups.<name>]`
     #[derive(Debug, Deserialize)]
     pub struct RawBackup {
-        /// Service whose data is backed up.
+        /// Required. Service whose data is backed up.
         pub service: Option<Str>,
-        /// Method: `pg-basebackup`, `pg-dump`, `redis-rdb`, `restic`, `zfs-snapshot`, `minio-mirror`.
+        /// Required. `pg-basebackup`, `pg-dump`, `redis-rdb`, `restic`, `zfs-snapshot` or `minio-mirror`.
         pub method: Option<Str>,
-        /// How often a full backup runs, e.g. `"24h"`.
+        /// Required. How often a full backup runs, e.g. `"24h"`.
         pub every: Option<Str>,
-        /// Continuous archiving between full backups (e.g. PostgreSQL WAL).
+        /// Continuous archiving between full backups (PostgreSQL WAL) (default `false`).
         pub continuous: Option<Spanned<bool>>,
-        /// Where backups go: `service:<name>` or `host:<name>`.
+        /// Required. Where backups go: `service:<name>` or `host:<name>`.
         pub target: Option<Str>,
         /// How long backups are kept (default `[defaults] backup_retention`).
         pub retention: Option<Str>,
-        /// Run a restore test after each backup.
+        /// Run a restore test after each backup (default `false`).
         pub verify_restore: Option<Spanned<bool>>,
     }
 }

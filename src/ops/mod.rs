@@ -6,6 +6,7 @@
 pub mod diff;
 pub mod dump;
 pub mod explain;
+pub mod schema;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;

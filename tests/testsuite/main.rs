@@ -13,4 +13,5 @@ mod invalid;
 mod properties;
 mod reference;
 mod review;
+mod schema;
 mod semantic;

@@ -7,10 +7,10 @@
 //!
 //! | stage | module | input → output |
 //! | --- | --- | --- |
-//! | load | [`load`] (`src/load/`) | `site/**/*.toml` → [`load::RawSite`] (files parsed in parallel; schema types in [`load::schema`], spans kept, unknown keys reported) |
-//! | resolve | [`resolve`] | [`load::RawSite`] → [`model::Site`]: typed values ([`model::values`]), names → ids, `[defaults]` and kind defaults ([`model::kinds`]) applied |
-//! | verify | [`verify`] | [`model::Site`] → diagnostics: addressing, placement, ports, hardening, secrets, exposure, flows vs guard-rails, backups vs RPO |
-//! | lower | [`families`] | [`model::Site`] → [`render::RenderJob`]s (families in parallel, jobs in a fixed order), one module per artifact family ([`families::docs`], [`families::base`], [`families::haproxy`], [`families::nginx`], [`families::keepalived`], [`families::delivery`]; shared edge routing in [`families::edge`]) with typed template contexts; each family may add its own checks to verify and lines to `diff` |
+//! | load | [`load`] (`src/load/`) | `site/**/*.toml` → [`load::RawSite`] (files parsed in parallel; core schema in [`load::schema`], key tables in [`load::keys`], each family's own keys given to it typed; spans kept, unknown keys reported against the core and every family) |
+//! | resolve | [`resolve`] (`src/resolve/`) | [`load::RawSite`] → [`model::Site`]: typed values ([`model::values`]), names → ids, `[defaults]` and kind defaults ([`model::kinds`]) applied; then each family's keys into [`model::Site::ext`] ([`families::resolve`]) |
+//! | verify | [`verify`] (`src/verify/`) | [`model::Site`] → diagnostics: addressing, placement, hardening, traffic, backups; then each family's own checks ([`families::verify`], run by [`ops`]) |
+//! | lower | [`families`] | [`model::Site`] → [`render::RenderJob`]s (families in parallel, jobs in a fixed order), one folder per artifact family ([`families::docs`], [`families::base`], [`families::edge`], [`families::haproxy`], [`families::nginx`], [`families::keepalived`], [`families::delivery`], [`families::postgres`]) with its keys, checks, typed template contexts and review facts (ARCHITECTURE.md: "Adding a family") |
 //! | render | [`render`] | jobs → [`artifact::Artifact`]s, in parallel (rayon, ordered collect), strict minijinja with per-format escaping ([`render::escape`]) |
 //! | emit | [`emit`] | [`artifact::ArtifactSet`] → `generated/` (write only what changed, remove stale files) or a [`emit::Drift`] for `check` |
 //!

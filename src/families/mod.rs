@@ -1,10 +1,12 @@
 //! Stage 4, **lower**: the [`Site`] → one [`RenderJob`] per file, family by family.
 //!
-//! An artifact family (docs, base, and later haproxy, nginx, pfsense, compose, postgres,
-//! prometheus, bootstrap, dns, …) is one module here plus one folder under `templates/`.
-//! It reads the resolved site, builds typed, documented template contexts (never raw
-//! TOML) and says where each file goes, with what mode, owner and apply actions. Adding
-//! a family means adding a module and a line to [`FAMILIES`]; no other family changes.
+//! An artifact family (docs, base, edge, haproxy, nginx, keepalived, delivery, postgres,
+//! and later pfsense, compose, prometheus, dns, …) is one folder here plus one folder
+//! under `templates/`. It owns its site keys (a `keys!` struct, typed into its own model
+//! in [`Site::ext`]), its checks, its typed, documented template contexts (never raw
+//! TOML) and its review facts, and says where each file goes, with what mode, owner and
+//! apply actions. Adding a family means adding a folder and a line to [`FAMILIES`]; no
+//! other family and no core module changes (ARCHITECTURE.md, "Adding a family").
 
 pub mod base;
 pub mod delivery;

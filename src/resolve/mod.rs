@@ -6,10 +6,10 @@
 //! an entity with a bad field is still built (with the field left out) so that the
 //! checks in `verify` can run on everything else in the same pass.
 //!
-//! One file per concern: [`index`] (every named entity, name → id), [`cx`] (typing a
+//! One file per concern: `index` (every named entity, name → id), [`cx`] (typing a
 //! value and resolving a reference, with hints; what families use for their own keys),
-//! [`settings`] (`[site]`, `[recovery]`, `[defaults]`), [`network`] (zones, docker
-//! networks, hosts), [`service`] (services and their health checks) and [`policy`]
+//! `settings` (`[site]`, `[recovery]`, `[defaults]`), `network` (zones, docker
+//! networks, hosts), `service` (services and their health checks) and `policy`
 //! (flows, guard-rails, backups).
 
 pub mod cx;

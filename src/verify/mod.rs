@@ -1,9 +1,9 @@
 //! Stage 3, **verify**: the core checks that need the whole [`Site`].
 //!
-//! One file per concern: [`addressing`] (VLANs, overlapping networks, addresses inside
-//! their zone and unique), [`placement`] (hosts, where services run, dependencies, port
-//! clashes), [`hardening`] (container defaults and their written exceptions, secrets),
-//! [`traffic`] (exposures, flows against guard-rails) and [`backups`] (policies against
+//! One file per concern: `addressing` (VLANs, overlapping networks, addresses inside
+//! their zone and unique), `placement` (hosts, where services run, dependencies, port
+//! clashes), `hardening` (container defaults and their written exceptions, secrets),
+//! `traffic` (exposures, flows against guard-rails) and `backups` (policies against
 //! the RPO). They only read the model and push diagnostics; none stops at the first
 //! problem. Values that failed to resolve are `None` in the model and are skipped here,
 //! so one mistake is reported once.

@@ -69,7 +69,13 @@ pub fn diff(paths: &Paths, base: &Base) -> Result<(Compiled, Option<Review>)> {
             if analysis.diags.has_errors() {
                 notes.push(format!(
                     "the site at {label} has {} error(s) with this version of medianest, so its model cannot be compared; only files are",
-                    analysis.diags.error_count()
+                    // As many as `build` would show: identical ones are printed once.
+                    analysis
+                        .diags
+                        .sorted(&analysis.sources)
+                        .iter()
+                        .filter(|d| d.severity == crate::diag::Severity::Error)
+                        .count()
                 ));
                 Vec::new()
             } else {

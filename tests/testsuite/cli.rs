@@ -143,3 +143,25 @@ fn paths_can_be_overridden() {
     let manifest = std::fs::read_to_string(repo.path().join("rendered/manifest.json")).unwrap();
     assert!(manifest.contains("\"site/hosts.toml\""), "sources are named site/… whatever --site is");
 }
+
+#[test]
+fn the_closing_count_is_the_number_of_errors_shown() {
+    // A missing comma in an inline table: the TOML parser reports one of its errors
+    // twice at the same place; it is shown once, so it must be counted once.
+    let repo = Repo::base();
+    repo.write(
+        "site/zz-case.toml",
+        "[services.worker]\nimage = \"ghcr.io/lab/worker:1.0.0\"\nhosts = [\"app1\"]\nports = { http = 8080 metrics = 9100 }\n",
+    );
+    for cmd in ["build", "check"] {
+        let out = repo.run(&[cmd]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = stderr(&out);
+        let shown = err.lines().filter(|l| l.starts_with("error[")).count();
+        assert!(shown > 1, "{err}");
+        assert!(
+            err.contains(&format!("error: the site has {shown} errors; nothing was written")),
+            "{cmd}: {shown} errors shown, but the count differs:\n{err}"
+        );
+    }
+}

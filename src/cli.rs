@@ -113,7 +113,8 @@ pub enum Command {
     /// Say where a generated file, or one of its lines, comes from.
     #[command(after_help = EXIT_CODES)]
     Explain {
-        /// A path under generated/, optionally with `:<line>`.
+        /// A file under generated/: `generated/...`, a path relative to generated/, or an
+        /// absolute path inside it; optionally with `:<line>`.
         #[arg(value_name = "PATH[:LINE]")]
         target: String,
     },
@@ -377,7 +378,8 @@ pub fn run(cli: Cli) -> i32 {
                 let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
                 return exit::FAILED;
             }
-            ops::explain::parse_target(target, &out_name)
+            let known = |p: &str| p == crate::artifact::MANIFEST || compiled.artifacts.contains_key(p);
+            ops::explain::parse_target(target, &paths.out, &out_name, known)
                 .and_then(|(path, line)| ops::explain::explain(&compiled, &path, line, &out_name))
                 .map(|text| {
                     print!("{text}");

@@ -186,6 +186,52 @@ fn explain_answers_for_every_generated_file_of_the_reference_site() {
 }
 
 #[test]
+fn explain_takes_absolute_relative_and_dotted_paths() {
+    let root = repo_root();
+    let abs = root.join("generated/docs/inventory.md");
+    let line3 = format!("{}:3", abs.display());
+    for target in [
+        line3.as_str(),
+        "generated/docs/inventory.md:3",
+        "./generated/docs/inventory.md:3",
+        "docs/inventory.md:3",
+        ".//generated/./docs/inventory.md:3",
+    ] {
+        let out = medianest(&root, &["explain", target]);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.starts_with("generated/docs/inventory.md\n"), "{target}: {text}");
+        assert!(text.contains("\nline 3: "), "{target}: {text}");
+    }
+    // Without a line, an absolute path too.
+    let out = medianest(&root, &["explain", &abs.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("generated/docs/inventory.md\n"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("\nline "), "{}", stdout(&out));
+    // An absolute path when `-C` is relative to another working directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_medianest"))
+        .current_dir(root.join("site"))
+        .args(["-C", "..", "explain", &line3])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\nline 3: "), "{}", stdout(&out));
+    // An absolute path outside the output directory is a clear usage error, whatever
+    // it looks like (an installed path, a site file, a path that climbs out).
+    for target in [
+        "/etc/hosts".to_string(),
+        format!("{}", root.join("site/site.toml").display()),
+        format!("{}/generated/../site/site.toml:2", root.display()),
+    ] {
+        let out = medianest(&root, &["explain", &target]);
+        assert_eq!(out.status.code(), Some(2), "{target}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains("is outside the output directory"), "{target}: {err}");
+        assert!(err.contains(&format!("{}", root.join("generated").display())), "{target}: {err}");
+    }
+}
+
+#[test]
 fn the_ci_recipe_checks_and_writes_the_review_comment() {
     let repo = Repo::base();
     git(repo.path(), &["init", "-q"]);

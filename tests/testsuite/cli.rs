@@ -40,7 +40,7 @@ fn check_fails_on_a_hand_edit_with_a_diff_and_the_fix() {
     assert!(o.contains("changed  generated/hosts/app1/root/etc/hosts"), "{o}");
     assert!(o.contains("-10.1.3.99\tdb1.lab.lan db1"), "{o}");
     assert!(o.contains("+10.1.3.10\tdb1.lab.lan db1"), "{o}");
-    assert!(o.contains("run `medianest build` and commit `generated/`"), "{o}");
+    assert!(o.contains("run `medianest build`, then `git add site generated && git commit`"), "{o}");
 }
 
 #[test]

@@ -113,7 +113,8 @@ pub enum Command {
     /// Say where a generated file, or one of its lines, comes from.
     #[command(after_help = EXIT_CODES)]
     Explain {
-        /// A path under generated/, optionally with `:<line>`.
+        /// A file under generated/: `generated/...`, a path relative to generated/, or an
+        /// absolute path inside it; optionally with `:<line>`.
         #[arg(value_name = "PATH[:LINE]")]
         target: String,
     },
@@ -320,42 +321,54 @@ pub fn run(cli: Cli) -> i32 {
             std::mem::forget(compiled);
             exit::OK
         }),
-        Command::Check { committed } => ops::check(&paths, cache).and_then(|outcome| {
-            let files = match outcome {
-                ops::Outcome::Fresh { files } => files,
-                ops::Outcome::Compiled(compiled, drift) => {
-                    if !compiled.diags.is_empty() {
-                        let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
+        Command::Check { committed } => {
+            // `--committed` cannot pass outside a repository: say so before compiling.
+            let repo = if committed { ops::diff::open_repo(&paths, "check --committed").map(Some) } else { Ok(None) };
+            repo.and_then(|repo| ops::check(&paths, cache).map(|outcome| (repo, outcome))).and_then(|(repo, outcome)| {
+                let files = match outcome {
+                    ops::Outcome::Fresh { files } => files,
+                    ops::Outcome::Compiled(compiled, drift) => {
+                        if !compiled.diags.is_empty() {
+                            let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
+                        }
+                        let Some(drift) = drift else { return Ok(exit::FAILED) };
+                        if !drift.is_clean() {
+                            print!("{}", ops::diff::drift_report(&paths, &drift, &out_name));
+                            return Ok(exit::FAILED);
+                        }
+                        let files = compiled.artifacts.len() + 1;
+                        std::mem::forget(compiled);
+                        files
                     }
-                    let Some(drift) = drift else { return Ok(exit::FAILED) };
-                    if !drift.is_clean() {
-                        print!("{}", ops::render_drift(&drift, &out_name));
+                };
+                if let Some(repo) = repo {
+                    let found = ops::diff::uncommitted(&repo, &paths)?;
+                    if !found.files.is_empty() {
+                        let n = found.files.len();
+                        let dirs: Vec<String> = found.dirs.iter().map(|d| format!("`{d}`")).collect();
+                        println!(
+                            "error: `{out_name}` is up to date, but {n} file{} under {} differ{} from what is committed:",
+                            crate::diag::plural(n),
+                            dirs.join(" and "),
+                            if n == 1 { "s" } else { "" }
+                        );
+                        for d in &found.files {
+                            println!("  {:<10} {}", d.state, d.path);
+                        }
+                        println!(
+                            "help: run `{}`; CI and the hosts only see what is committed",
+                            found.fix()
+                        );
                         return Ok(exit::FAILED);
                     }
-                    let files = compiled.artifacts.len() + 1;
-                    std::mem::forget(compiled);
-                    files
                 }
-            };
-            if committed {
-                let dirty = ops::diff::uncommitted(&paths)?;
-                if !dirty.is_empty() {
-                    println!("error: `{out_name}` is up to date but not committed ({} file(s)):", dirty.len());
-                    for d in &dirty {
-                        println!("  {:<10} {}", d.state, d.path);
-                    }
-                    println!(
-                        "help: run `git add {out_name} && git commit`; CI and the hosts only see what is committed"
-                    );
-                    return Ok(exit::FAILED);
+                if !cli.quiet {
+                    let what = if committed { "up to date and committed" } else { "up to date" };
+                    let _ = writeln!(err.writer(), "`{out_name}` is {what} ({files} files)");
                 }
-            }
-            if !cli.quiet {
-                let what = if committed { "up to date and committed" } else { "up to date" };
-                let _ = writeln!(err.writer(), "`{out_name}` is {what} ({files} files)");
-            }
-            Ok(exit::OK)
-        }),
+                Ok(exit::OK)
+            })
+        }
         Command::Diff { ref base, worktree, format, stat, exit_code } => {
             let base = if worktree { ops::diff::Base::Worktree } else { ops::diff::Base::Rev(base.clone()) };
             ops::diff::diff(&paths, &base).map(|(compiled, review)| {
@@ -380,7 +393,8 @@ pub fn run(cli: Cli) -> i32 {
                 let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
                 return exit::FAILED;
             }
-            ops::explain::parse_target(target, &out_name)
+            let known = |p: &str| p == crate::artifact::MANIFEST || compiled.artifacts.contains_key(p);
+            ops::explain::parse_target(target, &paths.out, &out_name, known)
                 .and_then(|(path, line)| ops::explain::explain(&compiled, &path, line, &out_name))
                 .map(|text| {
                     print!("{text}");

@@ -219,11 +219,15 @@ impl Diagnostics {
     /// Renders every diagnostic, then a one-line summary, to `out`.
     pub fn emit(&self, sources: &SourceMap, out: &mut dyn WriteColorish) -> std::io::Result<()> {
         let config = term::Config { chars: term::Chars::ascii(), ..term::Config::default() };
-        for d in self.sorted(sources) {
+        let shown = self.sorted(sources);
+        for d in &shown {
             let cs = to_codespan(d);
             out.emit(&config, &sources.files, &cs)?;
         }
-        let (e, w) = (self.error_count(), self.warning_count());
+        // The closing count is what was printed: identical diagnostics (the TOML parser
+        // can report one error twice at the same place) are shown once, so counted once.
+        let e = shown.iter().filter(|d| d.severity == Severity::Error).count();
+        let w = shown.len() - e;
         if e > 0 {
             writeln!(
                 out.writer(),
@@ -374,5 +378,22 @@ mod tests {
         assert!(out.contains("kind = \"vmm\""), "{out}");
         assert!(out.contains("help: use `vm`"), "{out}");
         assert!(out.contains("nothing was written"), "{out}");
+    }
+
+    #[test]
+    fn the_closing_count_counts_what_is_shown() {
+        let mut s = SourceMap::default();
+        let f = s.add("site/a.toml".into(), "a = {b = 1 c = 2}\n".into());
+        let mut d = Diagnostics::default();
+        for _ in 0..2 {
+            d.push(Diagnostic::error("toml-syntax", "invalid TOML: missing comma", Loc::new(f, 15..16)));
+        }
+        d.push(Diagnostic::error("toml-syntax", "invalid TOML: extra assignment", Loc::new(f, 13..14)));
+        d.push(Diagnostic::error("x", "same place, same message", Loc::new(f, 0..1)).warning());
+        d.push(Diagnostic::error("x", "same place, same message", Loc::new(f, 0..1)).warning());
+        let out = d.render_plain(&s);
+        assert_eq!(out.matches("error[toml-syntax]").count(), 2, "{out}");
+        assert_eq!(out.matches("warning[x]").count(), 1, "{out}");
+        assert!(out.contains("error: the site has 2 errors and 1 warning; nothing was written"), "{out}");
     }
 }

@@ -5,8 +5,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use git2::{ObjectType, Repository, StatusOptions, TreeWalkMode, TreeWalkResult};
+
+/// The root is not inside a git repository. Callers say which command needed one.
+#[derive(Debug, thiserror::Error)]
+#[error("`{}` is not inside a git repository", .0.display())]
+pub struct NotARepo(pub PathBuf);
+
+/// A git2 error as one plain sentence: its message, without libgit2's class and code
+/// (`; class=Repository (6); code=NotFound (-3)`), which mean nothing to a user.
+fn plain(e: git2::Error) -> anyhow::Error {
+    anyhow!("{}", e.message())
+}
 
 /// A repository and where the medianest root sits inside its work tree.
 pub struct Repo {
@@ -27,8 +38,16 @@ pub struct Dirty {
 impl Repo {
     /// Opens the repository that contains `root`.
     pub fn discover(root: &Path) -> Result<Repo> {
-        let repo = Repository::discover(root)
-            .with_context(|| format!("`{}` is not inside a git repository", root.display()))?;
+        let repo = match Repository::discover(root) {
+            Ok(r) => r,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                let shown = root.canonicalize().or_else(|_| std::path::absolute(root)).unwrap_or(root.to_path_buf());
+                return Err(NotARepo(shown).into());
+            }
+            Err(e) => {
+                return Err(plain(e)).with_context(|| format!("failed to open the repository of `{}`", root.display()));
+            }
+        };
         let workdir: PathBuf =
             repo.workdir().context("the repository is bare; medianest needs a work tree")?.to_path_buf();
         let root = root.canonicalize().with_context(|| format!("failed to resolve `{}`", root.display()))?;
@@ -47,8 +66,8 @@ impl Repo {
 
     /// The commit a revision names, as a short id, and its full id.
     pub fn resolve(&self, rev: &str) -> Result<(String, String)> {
-        let obj = self.repo.revparse_single(rev).with_context(|| format!("unknown revision `{rev}`"))?;
-        let commit = obj.peel_to_commit().with_context(|| format!("`{rev}` does not name a commit"))?;
+        let obj = self.repo.revparse_single(rev).map_err(plain).with_context(|| format!("unknown revision `{rev}`"))?;
+        let commit = obj.peel_to_commit().map_err(plain).with_context(|| format!("`{rev}` does not name a commit"))?;
         let id = commit.id().to_string();
         Ok((id[..12.min(id.len())].to_string(), id))
     }
@@ -56,18 +75,18 @@ impl Repo {
     /// Every file under `dir` (relative to the medianest root) in the tree of `rev`, by
     /// path relative to `dir`; `None` when `dir` does not exist in that tree.
     pub fn files_at(&self, rev: &str, dir: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
-        let obj = self.repo.revparse_single(rev).with_context(|| format!("unknown revision `{rev}`"))?;
-        let tree = obj.peel_to_tree().with_context(|| format!("`{rev}` has no tree"))?;
+        let obj = self.repo.revparse_single(rev).map_err(plain).with_context(|| format!("unknown revision `{rev}`"))?;
+        let tree = obj.peel_to_tree().map_err(plain).with_context(|| format!("`{rev}` has no tree"))?;
         let full = self.full(dir);
         let entry = match tree.get_path(Path::new(&full)) {
             Ok(e) => e,
             Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("failed to look up `{full}` at `{rev}`")),
+            Err(e) => return Err(plain(e)).with_context(|| format!("failed to look up `{full}` at `{rev}`")),
         };
         if entry.kind() != Some(ObjectType::Tree) {
             bail!("`{full}` at `{rev}` is not a directory");
         }
-        let sub = entry.to_object(&self.repo)?.peel_to_tree()?;
+        let sub = entry.to_object(&self.repo).and_then(|o| o.peel_to_tree()).map_err(plain)?;
         let mut out = BTreeMap::new();
         let mut failure: Option<anyhow::Error> = None;
         sub.walk(TreeWalkMode::PreOrder, |parent, e| {
@@ -82,13 +101,12 @@ impl Repo {
                     TreeWalkResult::Ok
                 }
                 Err(err) => {
-                    failure =
-                        Some(anyhow::Error::new(err).context(format!("failed to read `{full}/{path}` at `{rev}`")));
+                    failure = Some(plain(err).context(format!("failed to read `{full}/{path}` at `{rev}`")));
                     TreeWalkResult::Abort
                 }
             }
         })
-        .or_else(|e| if failure.is_some() { Ok(()) } else { Err(e) })?;
+        .or_else(|e| if failure.is_some() { Ok(()) } else { Err(plain(e)) })?;
         if let Some(f) = failure {
             return Err(f);
         }
@@ -100,7 +118,8 @@ impl Repo {
     pub fn dirty(&self, dir: &str) -> Result<Vec<Dirty>> {
         let mut opts = StatusOptions::new();
         opts.pathspec(self.full(dir)).include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
-        let statuses = self.repo.statuses(Some(&mut opts)).context("failed to read the git status")?;
+        let statuses = self.repo.statuses(Some(&mut opts)).map_err(plain).context("failed to read the git status")?;
+        let scope = if dir == "." { self.prefix.clone() } else { self.full(dir) };
         let mut out = Vec::new();
         for s in statuses.iter() {
             let st = s.status();
@@ -120,10 +139,21 @@ impl Repo {
                 continue;
             };
             let path = s.path().unwrap_or("<non-UTF-8 path>");
+            // The pathspec `site` also matches `site-drafts/…` in some libgit2 versions.
+            if !scope.is_empty() && path != scope && !path.starts_with(&format!("{scope}/")) {
+                continue;
+            }
             let rel = path.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(path).to_string();
             out.push(Dirty { path: rel, state });
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
+    }
+
+    /// Whether `path` (relative to the medianest root) is in the index, i.e. `git rm`
+    /// can remove it.
+    pub fn is_tracked(&self, path: &str) -> Result<bool> {
+        let index = self.repo.index().map_err(plain).context("failed to read the git index")?;
+        Ok(index.get_path(Path::new(&self.full(path)), 0).is_some())
     }
 }

@@ -2,29 +2,115 @@
 //! lines, comes from.
 
 use std::fmt::Write;
+use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
 use super::Compiled;
 use crate::artifact::MANIFEST;
 use crate::diag::Loc;
 use crate::render::TemplateOrigin;
 
-/// Splits `path[:line]` and strips a leading `generated/`.
-pub fn parse_target(target: &str, out_name: &str) -> Result<(String, Option<usize>)> {
-    let (path, line) = match target.rsplit_once(':') {
-        Some((p, l)) if !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()) => {
-            let n: usize = l.parse()?;
-            if n == 0 {
-                bail!("line numbers start at 1");
-            }
-            (p, Some(n))
+/// Reads `explain`'s target, `<path>[:<line>]`, into a path relative to the output
+/// directory and a line.
+///
+/// The path may be absolute (it must then lie inside `out_dir`), start with the output
+/// directory's name as shown (`generated/…`, `./generated/…`), or be relative to the
+/// output directory (`docs/inventory.md`). `exists` says whether a path (relative to the
+/// output directory) is in the compiled set: when the whole target names such a file,
+/// it is taken as a path even if it ends in `:<digits>`; otherwise a trailing
+/// `:<digits>` is the line.
+pub fn parse_target(
+    target: &str,
+    out_dir: &Path,
+    out_name: &str,
+    exists: impl Fn(&str) -> bool,
+) -> Result<(String, Option<usize>)> {
+    let whole = out_relative(target, out_dir, out_name, &exists);
+    if let Ok(p) = &whole
+        && exists(p)
+    {
+        return Ok((p.clone(), None));
+    }
+    if let Some((p, l)) = target.rsplit_once(':')
+        && !p.is_empty()
+        && !l.is_empty()
+        && l.chars().all(|c| c.is_ascii_digit())
+    {
+        let n: usize = l.parse().map_err(|_| anyhow!("line `{l}` is out of range"))?;
+        if n == 0 {
+            bail!("line numbers start at 1");
         }
-        _ => (target, None),
-    };
-    let path = path.trim_start_matches("./");
-    let path = path.strip_prefix(&format!("{out_name}/")).unwrap_or(path);
-    Ok((path.to_string(), line))
+        return Ok((out_relative(p, out_dir, out_name, &exists)?, Some(n)));
+    }
+    whole.map(|p| (p, None))
+}
+
+/// `path` relative to the output directory: see [`parse_target`]. A relative path that
+/// starts with the output directory's name is taken as relative to the root, unless only
+/// the path relative to the output directory names a file.
+fn out_relative(path: &str, out_dir: &Path, out_name: &str, exists: &impl Fn(&str) -> bool) -> Result<String> {
+    if Path::new(path).is_absolute() {
+        let out_abs = normalize(&std::path::absolute(out_dir)?);
+        let target = normalize(Path::new(path));
+        if let Ok(rel) = target.strip_prefix(&out_abs) {
+            return Ok(slashed(rel));
+        }
+        // The same directory through a symlink (`/tmp` and `/private/tmp`, …).
+        if let (Ok(out_real), Some(real)) = (out_abs.canonicalize(), canonical_prefix(&target))
+            && let Ok(rel) = real.strip_prefix(&out_real)
+        {
+            return Ok(slashed(rel));
+        }
+        bail!(
+            "`{path}` is outside the output directory `{}`; `explain` takes a file under it, e.g. `{out_name}/docs/inventory.md:3`",
+            out_abs.display()
+        );
+    }
+    let rel = normalize(Path::new(path));
+    let prefix = normalize(Path::new(out_name));
+    match rel.strip_prefix(&prefix) {
+        Ok(inside) if !prefix.as_os_str().is_empty() && !(exists(&slashed(&rel)) && !exists(&slashed(inside))) => {
+            Ok(slashed(inside))
+        }
+        _ => Ok(slashed(&rel)),
+    }
+}
+
+/// `.` and empty components dropped, `..` applied, without touching the file system.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The canonical form of `p`: of the longest part that exists, with the rest appended.
+fn canonical_prefix(p: &Path) -> Option<PathBuf> {
+    let mut rest = Vec::new();
+    let mut cur = p;
+    loop {
+        if let Ok(real) = cur.canonicalize() {
+            return Some(rest.iter().rev().fold(real, |acc: PathBuf, c| acc.join(c)));
+        }
+        rest.push(cur.file_name()?.to_os_string());
+        cur = cur.parent()?;
+    }
+}
+
+fn slashed(p: &Path) -> String {
+    p.to_string_lossy().replace('\\', "/")
 }
 
 fn at(c: &Compiled, loc: &Loc) -> String {
@@ -127,11 +213,69 @@ pub fn explain(c: &Compiled, path: &str, line: Option<usize>, out_name: &str) ->
 mod tests {
     use super::*;
 
+    fn parse(target: &str, files: &[&str]) -> Result<(String, Option<usize>)> {
+        parse_target(target, Path::new("/abs/repo/generated"), "generated", |p| files.contains(&p))
+    }
+
+    fn ok(path: &str, line: Option<usize>) -> (String, Option<usize>) {
+        (path.to_string(), line)
+    }
+
     #[test]
     fn parses_targets() {
-        assert_eq!(parse_target("generated/docs/a.md:12", "generated").unwrap(), ("docs/a.md".into(), Some(12)));
-        assert_eq!(parse_target("docs/a.md", "generated").unwrap(), ("docs/a.md".into(), None));
-        assert!(parse_target("docs/a.md:0", "generated").is_err());
+        let files = ["docs/a.md"];
+        assert_eq!(parse("generated/docs/a.md:12", &files).unwrap(), ok("docs/a.md", Some(12)));
+        assert_eq!(parse("docs/a.md", &files).unwrap(), ok("docs/a.md", None));
+        assert!(parse("docs/a.md:0", &files).unwrap_err().to_string().contains("line numbers start at 1"));
+        assert!(parse("docs/a.md:99999999999999999999999", &files).is_err());
+        // A trailing colon or a non-number is part of the path.
+        assert_eq!(parse("docs/a.md:", &files).unwrap(), ok("docs/a.md:", None));
+        assert_eq!(parse("docs/a.md:x1", &files).unwrap(), ok("docs/a.md:x1", None));
+    }
+
+    #[test]
+    fn takes_generated_dotted_and_output_relative_paths() {
+        let files = ["docs/a.md"];
+        for t in ["generated/docs/a.md:3", "./generated/docs/a.md:3", ".//generated/./docs/a.md:3", "docs/a.md:3"] {
+            assert_eq!(parse(t, &files).unwrap(), ok("docs/a.md", Some(3)), "{t}");
+        }
+        // The output directory shown as a longer relative path (`--out build/out`).
+        let p = parse_target("./build/out/docs/a.md:2", Path::new("/r/build/out"), "build/out", |p| p == "docs/a.md");
+        assert_eq!(p.unwrap(), ok("docs/a.md", Some(2)));
+        // A file whose own path starts with `generated/` inside the output directory.
+        let files = ["generated/x.md"];
+        assert_eq!(parse("generated/x.md", &files).unwrap(), ok("generated/x.md", None));
+    }
+
+    #[test]
+    fn takes_absolute_paths_inside_the_output_directory_only() {
+        let files = ["docs/a.md"];
+        assert_eq!(parse("/abs/repo/generated/docs/a.md:3", &files).unwrap(), ok("docs/a.md", Some(3)));
+        assert_eq!(parse("/abs/repo/generated/./docs//a.md", &files).unwrap(), ok("docs/a.md", None));
+        for t in
+            ["/etc/hosts", "/abs/repo/site/a.toml:2", "/abs/repo/generated/../site/a.toml", "/abs/repo/generatedx/a"]
+        {
+            let e = parse(t, &files).unwrap_err().to_string();
+            assert!(e.contains("is outside the output directory `/abs/repo/generated`"), "{t}: {e}");
+        }
+        // A relative output directory is taken from the working directory.
+        let cwd = std::env::current_dir().unwrap();
+        let target = format!("{}/gen/docs/a.md:4", cwd.display());
+        let p = parse_target(&target, Path::new("gen"), "gen", |p| p == "docs/a.md");
+        assert_eq!(p.unwrap(), ok("docs/a.md", Some(4)));
+    }
+
+    #[test]
+    fn a_file_name_ending_in_a_number_is_a_path_when_it_exists() {
+        let files = ["hosts/h/root/etc/x:12", "docs/a.md"];
+        assert_eq!(parse("generated/hosts/h/root/etc/x:12", &files).unwrap(), ok("hosts/h/root/etc/x:12", None));
+        assert_eq!(parse("hosts/h/root/etc/x:12:3", &files).unwrap(), ok("hosts/h/root/etc/x:12", Some(3)));
+        assert_eq!(
+            parse("/abs/repo/generated/hosts/h/root/etc/x:12", &files).unwrap(),
+            ok("hosts/h/root/etc/x:12", None)
+        );
+        // Not in the compiled set: the number is the line.
+        assert_eq!(parse("hosts/h/root/etc/y:12", &files).unwrap(), ok("hosts/h/root/etc/y", Some(12)));
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn check_fails_on_a_hand_edit_with_a_diff_and_the_fix() {
     assert!(o.contains("changed  generated/hosts/app1/root/etc/hosts"), "{o}");
     assert!(o.contains("-10.1.3.99\tdb1.lab.lan db1"), "{o}");
     assert!(o.contains("+10.1.3.10\tdb1.lab.lan db1"), "{o}");
-    assert!(o.contains("run `medianest build` and commit `generated/`"), "{o}");
+    assert!(o.contains("run `medianest build`, then `git add site generated && git commit`"), "{o}");
 }
 
 #[test]
@@ -142,4 +142,26 @@ fn paths_can_be_overridden() {
     assert!(repo.path().join("rendered/manifest.json").exists());
     let manifest = std::fs::read_to_string(repo.path().join("rendered/manifest.json")).unwrap();
     assert!(manifest.contains("\"site/hosts.toml\""), "sources are named site/… whatever --site is");
+}
+
+#[test]
+fn the_closing_count_is_the_number_of_errors_shown() {
+    // A missing comma in an inline table: the TOML parser reports one of its errors
+    // twice at the same place; it is shown once, so it must be counted once.
+    let repo = Repo::base();
+    repo.write(
+        "site/zz-case.toml",
+        "[services.worker]\nimage = \"ghcr.io/lab/worker:1.0.0\"\nhosts = [\"app1\"]\nports = { http = 8080 metrics = 9100 }\n",
+    );
+    for cmd in ["build", "check"] {
+        let out = repo.run(&[cmd]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = stderr(&out);
+        let shown = err.lines().filter(|l| l.starts_with("error[")).count();
+        assert!(shown > 1, "{err}");
+        assert!(
+            err.contains(&format!("error: the site has {shown} errors; nothing was written")),
+            "{cmd}: {shown} errors shown, but the count differs:\n{err}"
+        );
+    }
 }

@@ -143,7 +143,7 @@ fn check_committed_red_and_green() {
     let out = repo.run(&["check", "--committed"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("modified   generated/docs/inventory.md"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("git add generated && git commit"));
+    assert!(stdout(&out).contains("git add site generated && git commit"), "{}", stdout(&out));
     // Stale: the site changed and nothing was built.
     commit_all(&repo, "bump");
     repo.write("site/services.toml", &services.replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.3.0"));
@@ -156,6 +156,98 @@ fn check_committed_red_and_green() {
     let out = repo.run(&["check", "--committed"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("extra    generated/stray.txt"), "{}", stdout(&out));
+}
+
+/// `check --committed` in `repo`: exit code and stdout.
+fn committed(repo: &Repo) -> (Option<i32>, String) {
+    let out = repo.run(&["check", "--committed"]);
+    (out.status.code(), stdout(&out) + &stderr(&out))
+}
+
+#[test]
+fn check_committed_fails_while_the_site_has_uncommitted_changes() {
+    let repo = Repo::base();
+    git(repo.path(), &["init", "-q"]);
+    repo.write("site/notes.toml", "# notes, no tables\n");
+    assert!(repo.run(&["build"]).status.success());
+    commit_all(&repo, "built");
+    assert_eq!(committed(&repo).0, Some(0));
+    // Each kind of change to site/, built (generated/ up to date) but not committed.
+    let hosts = std::fs::read_to_string(repo.path().join("site/hosts.toml")).unwrap();
+    let cases: [(&str, &dyn Fn(), &str); 4] = [
+        ("modified", &|| repo.write("site/hosts.toml", &format!("# a comment\n{hosts}")), "modified   site/hosts.toml"),
+        ("untracked", &|| repo.write("site/more.toml", "# more notes\n"), "untracked  site/more.toml"),
+        (
+            "added",
+            &|| {
+                repo.write("site/more.toml", "# more notes\n");
+                git(repo.path(), &["add", "site/more.toml"]);
+            },
+            "added      site/more.toml",
+        ),
+        (
+            "deleted",
+            &|| std::fs::remove_file(repo.path().join("site/notes.toml")).unwrap(),
+            "deleted    site/notes.toml",
+        ),
+    ];
+    for (what, edit, line) in cases {
+        edit();
+        assert!(repo.run(&["build"]).status.success(), "{what}");
+        assert!(repo.run(&["check"]).status.success(), "{what}: generated/ is up to date");
+        let (code, out) = committed(&repo);
+        assert_eq!(code, Some(1), "{what}: {out}");
+        assert!(out.contains(line), "{what}: {line:?} missing from\n{out}");
+        assert!(out.contains("git add site generated && git commit"), "{what}: {out}");
+        git(repo.path(), &["reset", "-q", "--hard"]);
+        git(repo.path(), &["clean", "-q", "-fd"]);
+        assert_eq!(committed(&repo).0, Some(0), "{what}: clean again");
+    }
+    // Directories that only start like `site` or `generated` are not theirs.
+    repo.write("site-drafts/x.toml", "# x\n");
+    repo.write("generated-old/x", "x\n");
+    let (code, out) = committed(&repo);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn check_committed_removes_an_untracked_extra_file_with_rm_not_git_rm() {
+    let repo = Repo::base();
+    git(repo.path(), &["init", "-q"]);
+    assert!(repo.run(&["build"]).status.success());
+    commit_all(&repo, "built");
+    repo.write("generated/stray.txt", "x\n");
+    let (code, out) = committed(&repo);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("extra    generated/stray.txt"), "{out}");
+    assert!(out.contains("`rm generated/stray.txt`"), "{out}");
+    assert!(!out.contains("git rm"), "git rm fails on an untracked file:\n{out}");
+    // Committed, the same file is removed with `git rm`; names are shell-quoted.
+    repo.write("generated/it's.txt", "x\n");
+    commit_all(&repo, "stray files");
+    let (code, out) = committed(&repo);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("`git rm 'generated/it'\\''s.txt' generated/stray.txt`, then `git commit`"), "{out}");
+    assert!(!out.contains("`rm "), "{out}");
+}
+
+#[test]
+fn check_committed_outside_a_git_repository_says_so_plainly() {
+    let repo = Repo::base();
+    assert!(repo.run(&["build"]).status.success());
+    let out = repo.run(&["check", "--committed"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let dir = repo.path().canonicalize().unwrap();
+    assert_eq!(
+        err,
+        format!("error: `check --committed` needs a git repository: `{}` is not inside one\n", dir.display())
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    // `diff` says the same kind of thing.
+    let out = repo.run(&["diff"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out), format!("error: `diff` needs a git repository: `{}` is not inside one\n", dir.display()));
 }
 
 #[test]
@@ -186,6 +278,52 @@ fn explain_answers_for_every_generated_file_of_the_reference_site() {
 }
 
 #[test]
+fn explain_takes_absolute_relative_and_dotted_paths() {
+    let root = repo_root();
+    let abs = root.join("generated/docs/inventory.md");
+    let line3 = format!("{}:3", abs.display());
+    for target in [
+        line3.as_str(),
+        "generated/docs/inventory.md:3",
+        "./generated/docs/inventory.md:3",
+        "docs/inventory.md:3",
+        ".//generated/./docs/inventory.md:3",
+    ] {
+        let out = medianest(&root, &["explain", target]);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.starts_with("generated/docs/inventory.md\n"), "{target}: {text}");
+        assert!(text.contains("\nline 3: "), "{target}: {text}");
+    }
+    // Without a line, an absolute path too.
+    let out = medianest(&root, &["explain", &abs.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("generated/docs/inventory.md\n"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("\nline "), "{}", stdout(&out));
+    // An absolute path when `-C` is relative to another working directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_medianest"))
+        .current_dir(root.join("site"))
+        .args(["-C", "..", "explain", &line3])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\nline 3: "), "{}", stdout(&out));
+    // An absolute path outside the output directory is a clear usage error, whatever
+    // it looks like (an installed path, a site file, a path that climbs out).
+    for target in [
+        "/etc/hosts".to_string(),
+        format!("{}", root.join("site/site.toml").display()),
+        format!("{}/generated/../site/site.toml:2", root.display()),
+    ] {
+        let out = medianest(&root, &["explain", &target]);
+        assert_eq!(out.status.code(), Some(2), "{target}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains("is outside the output directory"), "{target}: {err}");
+        assert!(err.contains(&format!("{}", root.join("generated").display())), "{target}: {err}");
+    }
+}
+
+#[test]
 fn the_ci_recipe_checks_and_writes_the_review_comment() {
     let repo = Repo::base();
     git(repo.path(), &["init", "-q"]);
@@ -207,7 +345,11 @@ fn the_ci_recipe_checks_and_writes_the_review_comment() {
     // Not built: the check fails and says what to run.
     let out = run();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stdout(&out).contains("run `medianest build` and commit `generated/`"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("run `medianest build`, then `git add site generated && git commit`"),
+        "{}",
+        stdout(&out)
+    );
     // Built and committed: the comment is written.
     assert!(repo.run(&["build"]).status.success());
     commit_all(&repo, "bump web");

@@ -82,7 +82,7 @@ pub enum Command {
     /// Compile in memory and compare with generated/; fail on any difference.
     #[command(after_help = EXIT_CODES)]
     Check {
-        /// Also fail when generated/ has changes that are not committed (CI).
+        /// Also fail when site/ or generated/ has changes that are not committed (CI).
         #[arg(long)]
         committed: bool,
     },

@@ -69,11 +69,11 @@ fn out_relative(path: &str, out_dir: &Path, out_name: &str, exists: &impl Fn(&st
     }
     let rel = normalize(Path::new(path));
     let prefix = normalize(Path::new(out_name));
-    match rel.strip_prefix(&prefix) {
-        Ok(inside) if !prefix.as_os_str().is_empty() && !(exists(&slashed(&rel)) && !exists(&slashed(inside))) => {
-            Ok(slashed(inside))
-        }
-        _ => Ok(slashed(&rel)),
+    let (rel, prefixed) = (slashed(&rel), rel.strip_prefix(&prefix).ok().map(slashed));
+    match prefixed {
+        // `generated/x` is `x` in the output directory, unless only `generated/x` exists there.
+        Some(inside) if !prefix.as_os_str().is_empty() && (exists(&inside) || !exists(&rel)) => Ok(inside),
+        _ => Ok(rel),
     }
 }
 

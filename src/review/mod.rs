@@ -77,6 +77,10 @@ pub struct HostSummary {
     pub reload: Vec<String>,
     /// Units the host restarts when it applies the change.
     pub restart: Vec<String>,
+    /// The host's whole tree (`generated/hosts/<host>/`) is gone: the host left the site.
+    /// In JSON only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tree_removed: bool,
 }
 
 /// Everything `diff` reports.
@@ -199,6 +203,13 @@ pub fn compare_files(
                 h.restart.extend(entry.actions.restart.clone());
             }
         }
+    }
+    // A host whose tree was in the base and has no file in the head left the site.
+    let head_hosts: BTreeSet<&str> = head.values().filter_map(|a| a.meta.host.as_deref()).collect();
+    let base_hosts: BTreeSet<&str> =
+        base.keys().filter_map(|p| p.strip_prefix("hosts/").and_then(|p| p.split('/').next())).collect();
+    for (name, h) in hosts.iter_mut() {
+        h.tree_removed = base_hosts.contains(name.as_str()) && !head_hosts.contains(name.as_str());
     }
     for h in hosts.values_mut() {
         h.reload.sort();

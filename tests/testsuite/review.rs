@@ -87,6 +87,138 @@ fn diff_reports_the_meaning_of_a_change_in_three_formats() {
     );
 }
 
+/// Filler VMs `fill<i>` in the app zone: each adds a line to every host's `/etc/hosts`.
+fn fillers(range: std::ops::Range<usize>) -> String {
+    range
+        .map(|i| {
+            format!(
+                "[hosts.fill{i:03}]\nkind = \"vm\"\non = \"pve1\"\ninterfaces = [{{ zone = \"app\", address = \"10.1.2.{}\" }}]\n\n",
+                100 + i
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_review_comment_too_long_for_a_pr_keeps_the_summary_and_the_file_list() {
+    let repo = Repo::base();
+    git(repo.path(), &["init", "-q"]);
+    repo.write("site/worker.toml", WORKER);
+    repo.write("site/fill.toml", &fillers(0..120));
+    assert!(repo.run(&["build"]).status.success());
+    commit_all(&repo, "base");
+    // fill000 leaves, fill120 joins (every /etc/hosts and plan.json changes), and the
+    // worker is exposed through the edge (haproxy.cfg changes; edge1 reloads haproxy).
+    repo.write("site/fill.toml", &fillers(1..121));
+    repo.write(
+        "site/worker.toml",
+        &(WORKER.to_string()
+            + "expose = [{ hostname = \"jobs.lab.example.org\", waf = \"detect\" }]\n\n[[flows]]\nfrom = \"service:proxy\"\nto = \"service:worker\"\nports = [\"http\"]\nwhy = \"edge to the job API\"\n"),
+    );
+    let full = stdout(&repo.run(&["diff"]));
+    assert!(full.len() > 120_000, "the change is meant to be far too long for a comment: {}", full.len());
+    let out = repo.run(&["diff", "--format", "markdown"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(md.chars().count() < 60_000 && md.len() < 60_000, "{}", md.len());
+
+    // The summary survives whole.
+    for needle in [
+        "#### What changes",
+        "- host added: fill120",
+        "- host removed: fill000",
+        "- exposure added: https://jobs.lab.example.org/ → worker",
+        "- flow added: service:proxy → service:worker tcp/9000 (edge to the job API)",
+        "| edge1 | 3 changed | base 1, haproxy 1, plan 1 | reloads haproxy.service |",
+        "#### Files",
+        "are left out to keep this comment under 60,000 characters",
+        "Run `medianest diff HEAD` locally to see every diff.",
+    ] {
+        assert!(md.contains(needle), "{needle:?} missing from\n{md}");
+    }
+    // What leaving the site means for fill000's agent.
+    assert!(md.contains("> **Host removed:** `fill000` leaves the site"), "{md}");
+    assert!(md.contains("refuses this commit"), "{md}");
+    assert!(md.contains("| fill000 | 2 removed | base 1, plan 1 | tree removed:"), "{md}");
+
+    let json: serde_json::Value = serde_json::from_str(&stdout(&repo.run(&["diff", "--format", "json"]))).unwrap();
+    let files = json["files"].as_array().unwrap();
+    assert!(files.len() > 240, "{}", files.len());
+    let (below, left_out) = {
+        let start = md.find("\nDiffs left out:\n").expect("a list of the diffs left out");
+        let end = md[start..].find("\n\n<details>").map_or(md.len(), |e| start + e + 1);
+        let below = md.find("\nDiffs below:\n").expect("a list of the diffs shown");
+        (&md[below..start], &md[start..end])
+    };
+    let mut shown = 0;
+    for f in files {
+        let path = f["path"].as_str().unwrap();
+        let line = format!("generated/{path} (+{} -{})", f["added_lines"], f["removed_lines"]);
+        let block = format!("** `generated/{path}`\n\n```diff\n");
+        // Every file is in the Files list with its line counts, either with its diff
+        // below or named as left out: never both, never neither.
+        let in_below = below.contains(&format!("{line}\n"));
+        let in_left = left_out.contains(&format!("{line} · "));
+        assert!(in_below != in_left, "{path}: below {in_below}, left out {in_left}\n{md}");
+        assert_eq!(md.contains(&block), in_below, "{path}\n{md}");
+        shown += usize::from(in_below);
+        // The checksum churn goes first: no manifest or plan diff while others are cut.
+        if path == "manifest.json" || path.ends_with("/plan.json") {
+            assert!(left_out.contains(&format!("{line} · checksums\n")), "{path}\n{md}");
+        }
+    }
+    assert!(shown > 10, "{md}");
+    // The config of the host that reloads is kept; whole files go before changed ones.
+    assert!(below.contains("generated/hosts/edge1/root/etc/haproxy/haproxy.cfg (+"), "{md}");
+    assert!(left_out.contains("generated/hosts/fill120/root/etc/hosts (+"), "{md}");
+    assert!(left_out.contains(" · whole file added\n"), "{md}");
+    assert!(left_out.contains("generated/hosts/fill000/root/etc/hosts (+0 -"), "{md}");
+    assert!(left_out.contains(" · whole file removed\n"), "{md}");
+    assert!(
+        left_out.contains("/root/etc/hosts (+1 -1) · no room left\n"),
+        "some changed /etc/hosts do not fit either: {md}"
+    );
+    assert!(md.contains("<details><summary><code>edge1</code>: 2 of 3 file diffs</summary>"), "{md}");
+}
+
+#[test]
+fn a_change_that_reaches_no_host_says_so() {
+    let repo = Repo::base();
+    git(repo.path(), &["init", "-q"]);
+    assert!(repo.run(&["build"]).status.success());
+    commit_all(&repo, "base");
+    // An image bump: only the inventory (and the manifest) change, no host file.
+    let services = std::fs::read_to_string(repo.path().join("site/services.toml")).unwrap();
+    repo.write("site/services.toml", &services.replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.2.0"));
+    assert!(repo.run(&["build"]).status.success());
+    let md = stdout(&repo.run(&["diff", "--format", "markdown"]));
+    assert!(
+        md.contains("> **This change reaches no host:** no generated host file changes; only `generated/docs/inventory.md`, `generated/manifest.json`, which no host applies, change"),
+        "{md}"
+    );
+    assert!(md.contains("- `M` generated/docs/inventory.md (+1 -1)\n"), "{md}");
+    let text = stdout(&repo.run(&["diff"]));
+    assert!(text.contains("note: this change reaches no host: no generated host file changes"), "{text}");
+    // An env change: the model changes, but no file under generated/ does.
+    commit_all(&repo, "bump");
+    repo.write(
+        "site/services.toml",
+        &services
+            .replace("MODE = \"production\"", "MODE = \"staging\"")
+            .replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.2.0"),
+    );
+    let md = stdout(&repo.run(&["diff", "--format", "markdown"]));
+    assert!(md.contains("- service changed: web (env: "), "{md}");
+    assert!(
+        md.contains("> **This change reaches no host:** no generated host file changes, and nothing else under `generated/` changes either"),
+        "{md}"
+    );
+    assert!(!md.contains("#### Hosts"), "no empty hosts table: {md}");
+    // A change that reaches a host says nothing of the kind.
+    let md = stdout(&edited_repo().run(&["diff", "--format", "markdown"]));
+    assert!(!md.contains("reaches no host"), "{md}");
+}
+
 #[test]
 fn diff_exit_code_and_stat() {
     let repo = edited_repo();

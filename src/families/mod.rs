@@ -55,12 +55,9 @@ pub trait Family: Sync {
     /// Facts this family's keys add to the entities of the semantic summary of
     /// `medianest diff` (an exposure's `waf`, a service's `balance`, its own entities):
     /// compared and formatted with the core's, so every key of a family is reviewed.
-    fn facts(&self, _site: &Site) -> Vec<crate::review::semantic::Fact> {
-        Vec::new()
-    }
-    /// Derived lines this family adds to the semantic summary (e.g. firewall rules
-    /// opened), computed from the two models. Most families add none.
-    fn review(&self, _base: &Site, _head: &Site) -> Vec<crate::review::semantic::Change> {
+    /// Derived lines ("fw1 opens tcp/5432 from app to db") are facts of an entity of the
+    /// family's own category, and read as added, removed or changed like the rest.
+    fn facts(&self, _site: &Site) -> Vec<crate::model::facts::Fact> {
         Vec::new()
     }
 }
@@ -118,6 +115,11 @@ pub fn service_keys<'a, S>(
         }
     }
     out
+}
+
+/// The facts every family adds to a site's entities, for the semantic review.
+pub fn facts(site: &Site) -> Vec<crate::model::facts::Fact> {
+    FAMILIES.iter().flat_map(|f| f.facts(site)).collect()
 }
 
 /// Every family's key set, in [`FAMILIES`] order (`None` for a family without keys):

@@ -5,6 +5,7 @@
 //! never dangle once `resolve` has succeeded. Every entity and every field a check may
 //! complain about keeps its source location ([`Loc`]).
 
+pub mod facts;
 pub mod kinds;
 pub mod values;
 

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, anyhow};
 
 use super::{Compiled, Paths, analyze_files, compile};
-use crate::families::FAMILIES;
 use crate::git;
 use crate::model::Site;
 use crate::review::{self, Review, semantic};
@@ -105,13 +104,9 @@ pub fn diff(paths: &Paths, base: &Base) -> Result<(Compiled, Option<Review>)> {
     Ok((compiled, Some(review)))
 }
 
-/// The model changes, plus whatever each family adds.
+/// The model changes, with the facts each family adds.
 fn semantic_changes(base: &Site, head: &Site) -> Vec<semantic::Change> {
-    let mut out = semantic::compare(base, head);
-    for f in FAMILIES {
-        out.extend(f.review(base, head));
-    }
-    out
+    semantic::compare(base, head, &crate::families::facts)
 }
 
 /// What `check --committed` found not committed.

@@ -1,6 +1,6 @@
 //! The semantic summary: what a change means, computed from the two resolved models
 //! (base and head), not from text. Each entity is reduced to a sorted map of facts (the
-//! core's here, each family's from [`crate::families::Family::facts`]); the summary
+//! core's here, each family's passed in by the caller); the summary
 //! lists entities added and removed, and the facts that changed, so a reviewer reads
 //! "flow added: service:medianest-backend → service:pgbouncer tcp/6432 (application
 //! database)" before any config text. A scalar reads `old → new`, a list `+item` /
@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::model::facts::{Fact, Val, exposure_subject};
 use crate::model::{Endpoint, Site};
 
 /// One line of the semantic summary.
@@ -41,52 +42,6 @@ impl Change {
         }
         s
     }
-}
-
-/// One fact of an entity: a value, or a list compared item by item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Val {
-    /// A scalar (`""` when unset).
-    One(String),
-    /// A list, compared as a set of items.
-    Many(Vec<String>),
-}
-
-impl Val {
-    /// A list from any items.
-    pub fn many<T: ToString>(items: impl IntoIterator<Item = T>) -> Val {
-        Val::Many(items.into_iter().map(|x| x.to_string()).collect())
-    }
-    fn text(&self) -> String {
-        match self {
-            Val::One(s) => s.clone(),
-            Val::Many(v) => v.join(", "),
-        }
-    }
-}
-
-impl From<String> for Val {
-    fn from(s: String) -> Val {
-        Val::One(s)
-    }
-}
-
-/// A fact a family adds to an entity of the summary.
-#[derive(Debug, Clone)]
-pub struct Fact {
-    /// Category of the entity (`service`, `exposure`, or the family's own, `certificate`).
-    pub category: &'static str,
-    /// The entity, as the core names it ([`exposure_subject`] for exposures).
-    pub subject: String,
-    /// Field name, as written in the site.
-    pub field: &'static str,
-    /// Value.
-    pub value: Val,
-}
-
-/// How the summary names an exposure.
-pub fn exposure_subject(site: &Site, service: crate::model::ServiceId, e: &crate::model::Expose) -> String {
-    format!("https://{}{} → {}", e.hostname.value, e.path.value, site.service(service).name)
 }
 
 type Facts = BTreeMap<String, Val>;
@@ -229,13 +184,11 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
     out
 }
 
-/// Every entity with the facts every family adds to it.
-fn all_facts(site: &Site) -> BTreeMap<(String, String), Facts> {
+/// Every entity with the facts `more` adds to it (each family's, from the caller).
+fn all_facts(site: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> BTreeMap<(String, String), Facts> {
     let mut out = facts(site);
-    for family in crate::families::FAMILIES {
-        for f in family.facts(site) {
-            out.entry((f.category.to_string(), f.subject)).or_default().insert(f.field.to_string(), f.value);
-        }
+    for f in more(site) {
+        out.entry((f.category.to_string(), f.subject)).or_default().insert(f.field.to_string(), f.value);
     }
     out
 }
@@ -277,9 +230,11 @@ fn relaxes(category: &str, field: &str, before: Option<&Val>, after: Option<&Val
     }
 }
 
-/// The semantic changes from `base` to `head`, sorted by category, change and subject.
-pub fn compare(base: &Site, head: &Site) -> Vec<Change> {
-    let (old, new) = (all_facts(base), all_facts(head));
+/// The semantic changes from `base` to `head`, sorted by category, change and subject;
+/// `more` gives the facts the artifact families add to a site's entities
+/// (`families::facts`), so review does not depend on the families.
+pub fn compare(base: &Site, head: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> Vec<Change> {
+    let (old, new) = (all_facts(base, more), all_facts(head, more));
     let mut out = Vec::new();
     let get = |f: &Facts, k: &str| f.get(k).map(Val::text).filter(|v| !v.is_empty());
     let brief = |cat: &str, f: &Facts| -> Vec<String> {

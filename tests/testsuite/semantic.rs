@@ -25,7 +25,7 @@ fn changes(edit: &dyn Fn(&str, String) -> String) -> Vec<Change> {
     let base = medianest::ops::analyze_files(site_files(&|_, t| t), "site");
     let head = medianest::ops::analyze_files(site_files(edit), "site");
     assert!(!base.diags.has_errors() && !head.diags.has_errors(), "{}", head.diags.render_plain(&head.sources));
-    compare(&base.site, &head.site)
+    compare(&base.site, &head.site, &medianest::families::facts)
 }
 
 fn lines(c: &[Change]) -> String {

@@ -25,8 +25,8 @@ use super::{Family, Lowering, Part, edge, sources_of};
 use crate::artifact::{Apply, ArtifactMeta, Trace};
 use crate::diag::Diagnostics;
 use crate::load::keys::KeySet;
+use crate::model::facts::{Fact, Val};
 use crate::model::{Role, ServiceKind, Site};
-use crate::review::semantic::{Fact, Val};
 
 /// The delivery family.
 pub struct Delivery;

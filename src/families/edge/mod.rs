@@ -15,9 +15,9 @@ use std::any::Any;
 use super::{Family, Lowering, Part};
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
+use crate::model::facts::{Fact, Val, exposure_subject};
 use crate::model::values::PortSpec;
 use crate::model::{Endpoint, Expose, HostId, Service, ServiceId, ServiceKind, Site};
-use crate::review::semantic::{Fact, Val, exposure_subject};
 pub use keys::{Certificate, Edge, ExposeEdge, edge};
 
 /// The edge family: keys and shared routing, no files of its own.

@@ -14,8 +14,8 @@ use super::{Family, Lowering, Part, edge, sources_of};
 use crate::artifact::{ArtifactMeta, Trace};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::load::keys::KeySet;
+use crate::model::facts::Fact;
 use crate::model::{ServiceKind, Site, ZoneId};
-use crate::review::semantic::Fact;
 
 /// The keepalived model of a site (empty when the family resolved nothing).
 pub fn model(site: &Site) -> &keys::Model {

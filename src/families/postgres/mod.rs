@@ -9,8 +9,8 @@ use std::any::Any;
 use super::{Family, Lowering, Part};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::load::keys::KeySet;
+use crate::model::facts::Fact;
 use crate::model::{ServiceKind, Site};
-use crate::review::semantic::Fact;
 
 /// The postgres family.
 pub struct Postgres;

@@ -347,8 +347,9 @@ fn unless_fresh<R>(
     Ok(Outcome::Compiled(Box::new(compiled), Some(result)))
 }
 
-/// A human report of drift: one line per file, unified diffs for changed text files, and
-/// the fix.
+/// A human report of drift: one line per file and unified diffs for changed text files.
+/// The fix depends on git (what to commit, `rm` or `git rm`): [`diff::drift_report`]
+/// adds it.
 pub fn render_drift(drift: &Drift, out_name: &str) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -382,12 +383,6 @@ pub fn render_drift(drift: &Drift, out_name: &str) -> String {
                 .header(&format!("{out_name}/{p} (on disk)"), &format!("{out_name}/{p} (compiled)"))
         );
     }
-    let _ = writeln!(
-        s,
-        "\nhelp: run `medianest build` and commit `{out_name}/`; files under `{out_name}/` are never edited by hand"
-    );
-    if !drift.extra.is_empty() {
-        let _ = writeln!(s, "help: files that no build makes (`extra`) are removed with `git rm`");
-    }
+    s.push('\n');
     s
 }

@@ -559,13 +559,7 @@ mod tests {
     fn review_of(files: Vec<FileChange>, reloading: &[&str]) -> Review {
         let mut hosts: BTreeMap<String, HostSummary> = BTreeMap::new();
         for f in &files {
-            let h = hosts.entry(f.host.clone().unwrap_or_default()).or_default();
-            match f.change {
-                FileChangeKind::Added => h.added += 1,
-                FileChangeKind::Removed => h.removed += 1,
-                FileChangeKind::Changed => h.changed += 1,
-            }
-            *h.families.entry(f.family.clone()).or_default() += 1;
+            hosts.entry(f.host.clone().unwrap_or_default()).or_default().count(f);
         }
         for r in reloading {
             hosts.get_mut(*r).unwrap().reload.push("haproxy.service".into());

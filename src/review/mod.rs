@@ -83,6 +83,18 @@ pub struct HostSummary {
     pub tree_removed: bool,
 }
 
+impl HostSummary {
+    /// Counts one changed file of this host.
+    pub fn count(&mut self, f: &FileChange) {
+        match f.change {
+            FileChangeKind::Added => self.added += 1,
+            FileChangeKind::Removed => self.removed += 1,
+            FileChangeKind::Changed => self.changed += 1,
+        }
+        *self.families.entry(f.family.clone()).or_default() += 1;
+    }
+}
+
 /// Everything `diff` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Review {
@@ -190,12 +202,7 @@ pub fn compare_files(
     let mut hosts: BTreeMap<String, HostSummary> = BTreeMap::new();
     for f in &files {
         let h = hosts.entry(f.host.clone().unwrap_or_default()).or_default();
-        match f.change {
-            FileChangeKind::Added => h.added += 1,
-            FileChangeKind::Removed => h.removed += 1,
-            FileChangeKind::Changed => h.changed += 1,
-        }
-        *h.families.entry(f.family.clone()).or_default() += 1;
+        h.count(f);
         if let (Some(host), Some(plan)) = (&f.host, f.host.as_ref().and_then(|x| plans.get(x))) {
             let source = f.path.trim_start_matches(&format!("hosts/{host}/")).to_string();
             if let Some(entry) = plan.files.iter().find(|p| p.source == source) {

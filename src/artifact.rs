@@ -66,10 +66,11 @@ pub struct ArtifactMeta {
     pub apply: Option<Apply>,
     /// Template it was rendered from (set by the renderer; empty for data files).
     pub template: String,
-    /// Site entities whose names appear in it, for `explain`. Shared: many files mention
-    /// the same entities (every `/etc/hosts` names every host), and one copy per file
-    /// made memory quadratic in the number of hosts.
-    pub traces: Arc<[Trace]>,
+    /// The site values its template context held (recorded by the builder, see
+    /// `families::provenance`), for `explain` and `sources`. In chunks, some shared:
+    /// many files hold the same values (every `/etc/hosts` names every host), and one
+    /// copy per file made memory quadratic in the number of hosts.
+    pub traces: Vec<Arc<[Trace]>>,
 }
 
 /// A site entity that a generated file mentions by name.
@@ -84,10 +85,9 @@ pub struct Trace {
 }
 
 impl ArtifactMeta {
-    /// Adds traces (builder style).
-    pub fn traced(mut self, traces: impl Into<Arc<[Trace]>>) -> Self {
-        self.traces = traces.into();
-        self
+    /// Every trace, chunk by chunk.
+    pub fn all_traces(&self) -> impl Iterator<Item = &Trace> {
+        self.traces.iter().flat_map(|c| c.iter())
     }
 
     /// A cluster-wide file (docs, manifests) readable by everyone.
@@ -101,7 +101,7 @@ impl ArtifactMeta {
             sources,
             apply: None,
             template: String::new(),
-            traces: Arc::from([]),
+            traces: Vec::new(),
         }
     }
 
@@ -123,7 +123,7 @@ impl ArtifactMeta {
             sources,
             apply: Some(Apply { target: target.into(), validate: None, reload: None, restart: None }),
             template: String::new(),
-            traces: Arc::from([]),
+            traces: Vec::new(),
         }
     }
 }

@@ -16,9 +16,11 @@ pub mod haproxy;
 pub mod keepalived;
 pub mod nginx;
 pub mod postgres;
+pub mod provenance;
 
 use std::any::Any;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use minijinja::Value;
 use serde::Serialize;
@@ -82,7 +84,11 @@ pub struct Lowering {
 }
 
 impl Lowering {
-    /// Adds a job rendering `template` with `context`.
+    /// Adds a job rendering `template` with `context`. What the context's [`Src`]
+    /// values record (and `shared`, the records of values converted once for many files)
+    /// become the file's traces; its `sources` are derived from them in [`lower`].
+    ///
+    /// [`Src`]: provenance::Src
     pub fn add(
         &mut self,
         template: &'static str,
@@ -90,7 +96,25 @@ impl Lowering {
         meta: crate::artifact::ArtifactMeta,
         origin: Option<Loc>,
     ) {
-        self.jobs.push(RenderJob { template, context: Value::from(minijinja::value::Serde(context)), meta, origin });
+        self.add_shared(template, context, &Arc::from([]), meta, origin);
+    }
+
+    /// [`Lowering::add`] for a context that holds a value converted once for many files
+    /// (with [`provenance::record`]): `shared` are that value's records.
+    pub fn add_shared(
+        &mut self,
+        template: &'static str,
+        context: &impl Serialize,
+        shared: &Arc<[Trace]>,
+        mut meta: crate::artifact::ArtifactMeta,
+        origin: Option<Loc>,
+    ) {
+        let (context, traces) = provenance::record(|| Value::from(minijinja::value::Serde(context)));
+        meta.traces = vec![traces.into()];
+        if !shared.is_empty() {
+            meta.traces.push(shared.clone());
+        }
+        self.jobs.push(RenderJob { template, context, meta, origin });
     }
 }
 
@@ -155,30 +179,29 @@ pub fn lower(site: &Site) -> Vec<RenderJob> {
         .map(|f| {
             let mut l = Lowering::default();
             f.lower(site, &mut l);
+            derive_sources(site, &mut l.jobs);
             l.jobs
         })
         .collect();
     per_family.into_iter().flatten().collect()
 }
 
-/// Traces for every named entity of the site (for `explain`).
-pub fn all_traces(site: &Site) -> Vec<Trace> {
-    let mut t = Vec::new();
-    t.extend(site.zones.iter().map(|z| Trace { what: "zone", name: z.name.clone(), loc: z.loc.clone() }));
-    t.extend(site.docker_networks.iter().map(|n| Trace {
-        what: "docker network",
-        name: n.name.clone(),
-        loc: n.loc.clone(),
-    }));
-    t.extend(host_traces(site));
-    t.extend(site.services.iter().map(|s| Trace { what: "service", name: s.name.clone(), loc: s.loc.clone() }));
-    t.extend(site.backups.iter().map(|b| Trace { what: "backup", name: b.name.clone(), loc: b.loc.clone() }));
-    t
-}
-
-/// Traces for every host.
-pub fn host_traces(site: &Site) -> Vec<Trace> {
-    site.hosts.iter().map(|h| Trace { what: "host", name: h.name.clone(), loc: h.loc.clone() }).collect()
+/// Each job's `sources`: the site files of everything its context recorded, and of the
+/// entity it is rendered for. A shared chunk of traces is read once.
+fn derive_sources(site: &Site, jobs: &mut [RenderJob]) {
+    let mut shared: std::collections::HashMap<*const Trace, BTreeSet<usize>> = Default::default();
+    for job in jobs {
+        let mut files: BTreeSet<usize> = job.origin.iter().map(|l| l.file).collect();
+        for chunk in &job.meta.traces {
+            let of_chunk = |c: &[Trace]| c.iter().map(|t| t.loc.file).collect::<BTreeSet<usize>>();
+            if Arc::strong_count(chunk) > 1 {
+                files.extend(shared.entry(chunk.as_ptr()).or_insert_with(|| of_chunk(chunk)).iter().copied());
+            } else {
+                files.extend(of_chunk(chunk));
+            }
+        }
+        job.meta.sources = files.into_iter().filter_map(|f| site.files.get(f).cloned()).collect();
+    }
 }
 
 /// The sorted, unique names of the site files that the locations come from.

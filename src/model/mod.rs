@@ -241,6 +241,8 @@ impl Default for Recovery {
 /// `[defaults]` after merging the site's values over the built-in ones.
 #[derive(Debug, Clone)]
 pub struct Defaults {
+    /// Where `[defaults]` is written; `None` when every value is built in.
+    pub loc: Option<Loc>,
     /// Container restart policy.
     pub restart: String,
     /// Container pids limit.
@@ -280,6 +282,7 @@ impl Default for Defaults {
                 pids: 100,
             },
             backup_retention: Duration(30 * 86400),
+            loc: None,
         }
     }
 }
@@ -375,7 +378,7 @@ pub struct Interface {
     /// Address.
     pub address: At<IpAddr>,
     /// OS interface name.
-    pub name: Option<String>,
+    pub name: Option<At<String>>,
 }
 
 /// Sizing of a machine.

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Result, anyhow, bail};
 
 use super::Compiled;
-use crate::artifact::MANIFEST;
+use crate::artifact::{MANIFEST, Trace};
 use crate::diag::Loc;
 use crate::render::TemplateOrigin;
 
@@ -183,12 +183,9 @@ pub fn explain(c: &Compiled, path: &str, line: Option<usize>, out_name: &str) ->
     }
     let _ = writeln!(s, "  from:      {}", if m.sources.is_empty() { "-".into() } else { m.sources.join(", ") });
     let Some(n) = line else {
-        if !m.traces.is_empty() {
-            let _ = writeln!(
-                s,
-                "  mentions:  {} site entities; add `:<line>` to see which a line comes from",
-                m.traces.len()
-            );
+        let values = m.all_traces().count();
+        if values > 0 {
+            let _ = writeln!(s, "  holds:     {values} site values; add `:<line>` to see which a line comes from");
         }
         return Ok(s);
     };
@@ -197,16 +194,32 @@ pub fn explain(c: &Compiled, path: &str, line: Option<usize>, out_name: &str) ->
         bail!("`{out_name}/{path}` has {} lines, not {n}", text.lines().count());
     };
     let _ = writeln!(s, "line {n}: {l}");
-    let mut found: Vec<_> = m.traces.iter().filter(|t| mentions(l, &t.name)).collect();
-    found.sort_by(|a, b| b.name.len().cmp(&a.name.len()).then(a.name.cmp(&b.name)));
+    let found = line_values(&m.all_traces().collect::<Vec<_>>(), l);
     if found.is_empty() {
-        let _ =
-            writeln!(s, "  no single site entity: this line is fixed text of the template, or derived from several");
+        let _ = writeln!(s, "  fixed template text: no site value appears on this line");
     }
     for t in found {
-        let _ = writeln!(s, "  {} `{}`, defined at {}", t.what, t.name, at(c, &t.loc));
+        let _ = writeln!(s, "  {} `{}`, from {}", t.what, t.name, at(c, &t.loc));
     }
     Ok(s)
+}
+
+/// The recorded site values that appear on `line` (as whole words), longest first, one
+/// per value and place. Values shorter than two characters say nothing about a line.
+pub fn line_values<'a>(traces: &[&'a Trace], line: &str) -> Vec<&'a Trace> {
+    let mut found: Vec<&Trace> =
+        traces.iter().copied().filter(|t| t.name.chars().count() >= 2 && mentions(line, &t.name)).collect();
+    found.sort_by(|a, b| {
+        (std::cmp::Reverse(a.name.len()), &a.name, a.loc.file, a.loc.span.start, a.what).cmp(&(
+            std::cmp::Reverse(b.name.len()),
+            &b.name,
+            b.loc.file,
+            b.loc.span.start,
+            b.what,
+        ))
+    });
+    found.dedup_by(|a, b| a.name == b.name && a.loc == b.loc);
+    found
 }
 
 #[cfg(test)]

@@ -67,8 +67,7 @@ impl Cx<'_, '_> {
                 self.required(&i.zone, &iloc, "zone", "interface").and_then(|v| self.reference_str(RefTo::Zone, v));
             let address =
                 self.required(&i.address, &iloc, "address", "interface").and_then(|v| self.value(v, values::address));
-            let iname =
-                i.name.as_ref().and_then(|v| self.value(v, |s| values::name(s, NameKind::Ident))).map(|a| a.value);
+            let iname = i.name.as_ref().and_then(|v| self.value(v, |s| values::name(s, NameKind::Ident)));
             if let (Some(zone), Some(address)) = (zone, address) {
                 interfaces.push(Interface {
                     zone: At { value: ZoneId(zone.value), loc: zone.loc },

@@ -86,6 +86,7 @@ pub(super) fn singletons(raw: &RawSite, index: &Index, site: &mut Site, diags: &
     if let Some((file, d)) = once(raw, "defaults", |f| &f.defaults, diags) {
         let mut cx = Cx::new(file, index, diags);
         site.defaults = cx.defaults(d.get_ref());
+        site.defaults.loc = Some(Loc::new(file, d.span()));
     }
 }
 

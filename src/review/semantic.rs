@@ -98,7 +98,7 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
                 (
                     "interfaces",
                     Val::many(h.interfaces.iter().map(|i| {
-                        let name = i.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                        let name = i.name.as_ref().map(|n| format!(" ({})", n.value)).unwrap_or_default();
                         format!("{} {}{name}", site.zone(i.zone.value).name, i.address.value)
                     })),
                 ),

@@ -97,14 +97,20 @@ fn input_changes_always_compile() {
     let out = repo.run(&["build"]);
     assert!(!stderr(&out).contains(NOTHING_CHANGED), "{}", stderr(&out));
     assert!(stderr(&out).contains(": 0 written"), "{}", stderr(&out));
-    // A new site file.
+    // A new site file, empty: compiled (not trusted to the fingerprint), no output changes.
     settle();
     repo.write("site/extra.toml", "# nothing yet\n");
     let out = repo.run(&["check"]);
-    assert_eq!(out.status.code(), Some(1), "the manifest lists every site file");
-    assert!(stdout(&out).contains("changed  generated/manifest.json"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains(NOTHING_CHANGED), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // The same file gains a zone: the inventory and the manifest change.
+    settle();
+    repo.write("site/extra.toml", "[zones.lab]\nvlan = 99\ncidr = \"10.99.0.0/24\"\n");
+    let out = repo.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "a new zone is in the inventory");
+    assert!(stdout(&out).contains("changed  generated/docs/inventory.md"), "{}", stdout(&out));
     let out = repo.run(&["build"]);
-    assert!(stderr(&out).contains(": 1 written"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(": 2 written"), "{}", stderr(&out));
     settle();
     let out = repo.run(&["check"]);
     assert!(stderr(&out).contains("is up to date"), "{}", stderr(&out));

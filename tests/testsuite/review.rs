@@ -403,7 +403,8 @@ fn explain_answers_for_every_generated_file_of_the_reference_site() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("template:  base/hosts.j2 (built-in"), "{text}");
-    assert!(text.contains("host `db1`, defined at site/hosts/data.toml:"), "{text}");
+    assert!(text.contains("host `db1`, from site/hosts/data.toml:"), "{text}");
+    assert!(text.contains("host address `10.0.3.10`, from site/hosts/data.toml:"), "{text}");
     // Unknown files and lines are usage errors.
     assert_eq!(medianest(&root, &["explain", "generated/nope.conf"]).status.code(), Some(2));
     assert_eq!(medianest(&root, &["explain", "generated/hosts/app1/root/etc/hosts:9999"]).status.code(), Some(2));

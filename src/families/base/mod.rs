@@ -6,8 +6,11 @@
 
 use serde::Serialize;
 
-use super::{Family, Lowering, sources_of};
-use crate::artifact::ArtifactMeta;
+use std::sync::Arc;
+
+use super::provenance::{Src, record};
+use super::{Family, Lowering};
+use crate::artifact::{ArtifactMeta, Trace};
 use crate::model::Site;
 
 /// The base family.
@@ -28,11 +31,20 @@ pub struct HostsFileContext {
 #[derive(Serialize, Clone)]
 pub struct HostEntry {
     /// Short name.
-    pub name: String,
+    pub name: Src<String>,
     /// Fully qualified name in the site domain.
-    pub fqdn: String,
+    pub fqdn: Src<String>,
     /// Main address (first interface).
-    pub address: String,
+    pub address: Option<Src<String>>,
+}
+
+fn entry(site: &Site, h: &crate::model::Host) -> HostEntry {
+    let fqdn = format!("{}.{}", h.name, site.settings.domain);
+    HostEntry {
+        name: Src::at(h.name.clone(), "host", &h.loc),
+        fqdn: Src::of(fqdn, "host name in the site domain", std::iter::once(&h.loc).chain(&site.settings.loc)),
+        address: h.interfaces.first().map(|i| Src::at(i.address.value.to_string(), "host address", &i.address.loc)),
+    }
 }
 
 impl Family for Base {
@@ -41,33 +53,16 @@ impl Family for Base {
     }
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
-        let entries: Vec<HostEntry> = site
-            .hosts
-            .iter()
-            .filter_map(|h| {
-                Some(HostEntry {
-                    name: h.name.clone(),
-                    fqdn: format!("{}.{}", h.name, site.settings.domain),
-                    address: h.primary_address()?.to_string(),
-                })
-            })
-            .collect();
-        let entries = minijinja::Value::from(minijinja::value::Serde(&entries));
-        let mut locs: Vec<&crate::diag::Loc> = site.hosts.iter().map(|h| &h.loc).collect();
-        locs.extend(site.settings.loc.as_ref());
-        let sources = sources_of(site, locs);
-        // Every host's file names every host: one shared list of traces for all of them.
-        let traces: std::sync::Arc<[crate::artifact::Trace]> = super::host_traces(site).into();
+        let entries: Vec<HostEntry> =
+            site.hosts.iter().filter(|h| h.primary_address().is_some()).map(|h| entry(site, h)).collect();
+        // Every host's file names every host: the list is converted, and its provenance
+        // recorded, once for all of them.
+        let (entries, shared) = record(|| minijinja::Value::from(minijinja::value::Serde(&entries)));
+        let shared: Arc<[Trace]> = shared.into();
         for h in site.hosts.iter().filter(|h| h.kind.value.is_linux()) {
-            let host = HostEntry {
-                name: h.name.clone(),
-                fqdn: format!("{}.{}", h.name, site.settings.domain),
-                address: String::new(),
-            };
-            let ctx = HostsFileContext { host, entries: entries.clone() };
-            let meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/hosts", 0o644, "root:root", sources.clone())
-                .traced(traces.clone());
-            out.add("base/hosts.j2", &ctx, meta, Some(h.loc.clone()));
+            let ctx = HostsFileContext { host: entry(site, h), entries: entries.clone() };
+            let meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/hosts", 0o644, "root:root", Vec::new());
+            out.add_shared("base/hosts.j2", &ctx, &shared, meta, Some(h.loc.clone()));
         }
     }
 }

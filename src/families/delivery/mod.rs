@@ -13,17 +13,16 @@
 //!
 //! Templates: `templates/delivery/`.
 
-use std::collections::BTreeSet;
-
 use serde::Serialize;
 
 pub mod keys;
 
 use std::any::Any;
 
-use super::{Family, Lowering, Part, edge, sources_of};
-use crate::artifact::{Apply, ArtifactMeta, Trace};
-use crate::diag::Diagnostics;
+use super::provenance::Src;
+use super::{Family, Lowering, Part, edge};
+use crate::artifact::{Apply, ArtifactMeta};
+use crate::diag::{Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::{Fact, Val};
 use crate::model::{Role, ServiceKind, Site};
@@ -35,49 +34,53 @@ pub struct Delivery;
 #[derive(Serialize, Clone)]
 pub struct DeliveryContext {
     /// Site name.
-    pub site: String,
+    pub site: Src<String>,
     /// Host name.
-    pub host: String,
+    pub host: Src<String>,
     /// Repository URL.
-    pub repository: String,
+    pub repository: Src<String>,
     /// Branch.
-    pub branch: String,
+    pub branch: Src<String>,
     /// Drift policy.
-    pub drift: String,
+    pub drift: Src<String>,
     /// Interval, e.g. `5m`.
-    pub interval: String,
+    pub interval: Src<String>,
     /// Interval in seconds.
-    pub interval_seconds: u64,
+    pub interval_seconds: Src<u64>,
     /// Splay, e.g. `1m`.
-    pub splay: String,
+    pub splay: Src<String>,
     /// Splay in seconds.
-    pub splay_seconds: u64,
+    pub splay_seconds: Src<u64>,
     /// Allowed signers' keys.
-    pub signers: Vec<String>,
+    pub signers: Vec<Src<String>>,
     /// Debian packages, sorted.
-    pub packages: Vec<String>,
+    pub packages: Vec<Src<String>>,
     /// Directories to create.
     pub directories: Vec<DirView>,
     /// Whether the host forwards IP (Docker).
-    pub forwarding: bool,
+    pub forwarding: Src<bool>,
     /// Whether the host binds addresses it may not hold yet (keepalived).
-    pub nonlocal_bind: bool,
+    pub nonlocal_bind: Src<bool>,
 }
 
 /// A directory the bootstrap creates.
 #[derive(Serialize, Clone)]
 pub struct DirView {
     /// Absolute path.
-    pub path: String,
+    pub path: Src<String>,
     /// Octal mode without a leading zero, as `stat -c %a` prints it.
-    pub mode: String,
+    pub mode: Src<String>,
     /// `uid:gid`.
-    pub owner: String,
+    pub owner: Src<String>,
 }
 
-fn packages(site: &Site, host: crate::model::HostId) -> Vec<String> {
+/// The Debian packages a host needs, each with the roles and services that need it.
+fn packages(site: &Site, host: crate::model::HostId) -> Vec<Src<String>> {
     let h = site.host(host);
-    let mut p: BTreeSet<String> = ["ca-certificates", "openssh-client"].iter().map(|s| s.to_string()).collect();
+    let mut p: std::collections::BTreeMap<&str, Vec<&Loc>> = Default::default();
+    for base in ["ca-certificates", "openssh-client"] {
+        p.entry(base).or_default().push(&h.loc);
+    }
     for r in &h.roles {
         if let Some(pkg) = match r.value {
             Role::Docker | Role::SwarmManager | Role::SwarmWorker => Some("docker.io"),
@@ -85,20 +88,20 @@ fn packages(site: &Site, host: crate::model::HostId) -> Vec<String> {
             Role::NfsServer => Some("nfs-kernel-server"),
             Role::Proxmox => None,
         } {
-            p.insert(pkg.into());
+            p.entry(pkg).or_default().push(&r.loc);
         }
     }
     for s in site.services_on(host) {
         let svc = site.service(s);
         if let Some(pkg) = svc.kind.value.info().package {
-            p.insert(pkg.into());
+            p.entry(pkg).or_default().push(&svc.loc);
         }
         if svc.kind.value == ServiceKind::Nginx {
-            p.insert("libnginx-mod-http-modsecurity".into());
-            p.insert("modsecurity-crs".into());
+            p.entry("libnginx-mod-http-modsecurity").or_default().push(&svc.loc);
+            p.entry("modsecurity-crs").or_default().push(&svc.loc);
         }
     }
-    p.into_iter().collect()
+    p.into_iter().map(|(pkg, locs)| Src::of(pkg.to_string(), "package", locs)).collect()
 }
 
 impl Family for Delivery {
@@ -137,42 +140,52 @@ impl Family for Delivery {
                 .map(|s| site.service(*s))
                 .filter(|s| s.kind.value.info().container)
                 .flat_map(|s| {
-                    let owner = s
-                        .user
-                        .as_ref()
-                        .map(|u| if u.value.contains(':') { u.value.clone() } else { format!("{0}:{0}", u.value) })
-                        .unwrap_or_else(|| "0:0".into());
+                    let owner = match &s.user {
+                        Some(u) => Src::at(
+                            if u.value.contains(':') { u.value.clone() } else { format!("{0}:{0}", u.value) },
+                            "container user",
+                            &u.loc,
+                        ),
+                        None => Src::at("0:0".to_string(), "container user (none written: root)", &s.loc),
+                    };
                     s.volumes.iter().map(move |v| DirView {
-                        path: format!("/srv/medianest/{}/{}", s.name, v.name),
-                        mode: "750".into(),
+                        path: Src::of(format!("/srv/medianest/{}/{}", s.name, v.name), "volume", [&s.loc, &v.loc]),
+                        mode: Src::at("750".to_string(), "volume directory mode (built-in)", &v.loc),
                         owner: owner.clone(),
                     })
                 })
                 .collect();
+            let at = |v: String, what| Src::at(v, what, &agent.loc);
+            let keepalived: Vec<_> = edge::services_of(site, ServiceKind::Keepalived)
+                .filter(|(_, s)| s.hosts.iter().any(|x| x.value == id))
+                .map(|(_, s)| &s.loc)
+                .collect();
             let ctx = DeliveryContext {
-                site: site.settings.name.clone(),
-                host: h.name.clone(),
-                repository: agent.repository.clone(),
-                branch: agent.branch.clone(),
-                drift: agent.drift.clone(),
-                interval: agent.interval.to_string(),
-                interval_seconds: agent.interval.0,
-                splay: agent.splay.to_string(),
-                splay_seconds: agent.splay.0,
-                signers: agent.signers.clone(),
+                site: Src::of(site.settings.name.clone(), "site name", &site.settings.loc),
+                host: Src::at(h.name.clone(), "host", &h.loc),
+                repository: at(agent.repository.clone(), "agent repository"),
+                branch: at(agent.branch.clone(), "agent branch"),
+                drift: at(agent.drift.clone(), "agent drift policy"),
+                interval: at(agent.interval.to_string(), "agent interval"),
+                interval_seconds: Src::at(agent.interval.0, "agent interval", &agent.loc),
+                splay: at(agent.splay.to_string(), "agent splay"),
+                splay_seconds: Src::at(agent.splay.0, "agent splay", &agent.loc),
+                signers: agent.signers.iter().map(|k| at(k.clone(), "agent signer")).collect(),
                 packages: packages(site, id),
                 directories,
-                forwarding: h.has_role(Role::Docker),
-                nonlocal_bind: edge::services_of(site, ServiceKind::Keepalived)
-                    .any(|(_, s)| s.hosts.iter().any(|x| x.value == id)),
+                forwarding: Src::of(
+                    h.has_role(Role::Docker),
+                    "IP forwarding (the docker role)",
+                    h.roles.iter().map(|r| &r.loc).chain([&h.loc]),
+                ),
+                nonlocal_bind: Src::of(
+                    !keepalived.is_empty(),
+                    "non-local bind (keepalived on the host)",
+                    keepalived.iter().copied().chain([&h.loc]),
+                ),
             };
-            let mut locs = vec![&agent.loc, &h.loc];
-            locs.extend(on_host.iter().map(|s| &site.service(*s).loc));
-            let sources = sources_of(site, locs);
-            let traces = vec![Trace { what: "host", name: h.name.clone(), loc: h.loc.clone() }];
             let file = |target: &str, reload: Option<&str>, restart: Option<&str>| {
-                let mut m = ArtifactMeta::host_file(self.name(), &h.name, target, 0o644, "root:root", sources.clone())
-                    .traced(traces.clone());
+                let mut m = ArtifactMeta::host_file(self.name(), &h.name, target, 0o644, "root:root", Vec::new());
                 m.apply = Some(Apply {
                     target: target.into(),
                     validate: None,
@@ -207,8 +220,7 @@ impl Family for Delivery {
                 file("/etc/sysctl.d/90-medianest.conf", None, Some("systemd-sysctl.service")),
                 origin.clone(),
             );
-            let mut meta = ArtifactMeta::shared(self.name(), format!("hosts/{}/bootstrap.sh", h.name), sources.clone())
-                .traced(traces.clone());
+            let mut meta = ArtifactMeta::shared(self.name(), format!("hosts/{}/bootstrap.sh", h.name), Vec::new());
             meta.host = Some(h.name.clone());
             meta.mode = 0o755;
             out.add("delivery/bootstrap.sh.j2", &ctx, meta, origin);

@@ -7,8 +7,10 @@
 
 use serde::Serialize;
 
+use super::provenance::Src;
 use super::{Family, Lowering};
 use crate::artifact::ArtifactMeta;
+use crate::diag::Loc;
 use crate::model::{Endpoint, HealthCheck, Site};
 
 /// The docs family.
@@ -20,11 +22,11 @@ pub struct InventoryContext {
     /// `[site]`.
     pub site: SiteView,
     /// RTO and RPO, e.g. `4h`.
-    pub rto: String,
+    pub rto: Src<String>,
     /// RPO.
-    pub rpo: String,
+    pub rpo: Src<String>,
     /// Defaults in force, as `(name, value)` rows.
-    pub defaults: Vec<(String, String)>,
+    pub defaults: Vec<(&'static str, Src<String>)>,
     /// Zones, by name.
     pub zones: Vec<ZoneView>,
     /// Docker networks, by name.
@@ -45,121 +47,121 @@ pub struct InventoryContext {
 #[derive(Serialize)]
 pub struct SiteView {
     /// Name.
-    pub name: String,
+    pub name: Src<String>,
     /// Internal domain.
-    pub domain: String,
+    pub domain: Src<String>,
     /// Public domain or empty.
-    pub public_domain: String,
+    pub public_domain: Src<String>,
     /// Description or empty.
-    pub description: String,
+    pub description: Src<String>,
 }
 
 /// A zone row.
 #[derive(Serialize)]
 pub struct ZoneView {
     /// Name.
-    pub name: String,
+    pub name: Src<String>,
     /// VLAN id.
-    pub vlan: String,
+    pub vlan: Src<String>,
     /// CIDR.
-    pub cidr: String,
+    pub cidr: Src<String>,
     /// Gateway or empty.
-    pub gateway: String,
+    pub gateway: Src<String>,
     /// Description or empty.
-    pub description: String,
+    pub description: Src<String>,
 }
 
 /// A docker network row.
 #[derive(Serialize)]
 pub struct NetworkView {
     /// Name.
-    pub name: String,
+    pub name: Src<String>,
     /// Subnet.
-    pub cidr: String,
+    pub cidr: Src<String>,
     /// `bridge` or `overlay`.
-    pub driver: String,
+    pub driver: Src<String>,
     /// Whether internal.
-    pub internal: bool,
+    pub internal: Src<bool>,
     /// Static attachments, `service address`.
-    pub members: Vec<String>,
+    pub members: Vec<Src<String>>,
 }
 
 /// A host row.
 #[derive(Serialize)]
 pub struct HostView {
     /// Name.
-    pub name: String,
+    pub name: Src<String>,
     /// Kind.
-    pub kind: String,
+    pub kind: Src<String>,
     /// Hypervisor or empty.
-    pub on: String,
+    pub on: Src<String>,
     /// OS or empty.
-    pub os: String,
+    pub os: Src<String>,
     /// Roles.
-    pub roles: Vec<String>,
+    pub roles: Vec<Src<String>>,
     /// `zone address` per interface.
-    pub addresses: Vec<String>,
+    pub addresses: Vec<Src<String>>,
     /// Services on it.
-    pub services: Vec<String>,
+    pub services: Vec<Src<String>>,
 }
 
 /// A service row.
 #[derive(Serialize)]
 pub struct ServiceView {
     /// Name.
-    pub name: String,
+    pub name: Src<String>,
     /// Kind.
-    pub kind: String,
+    pub kind: Src<String>,
     /// Image or `native`.
-    pub image: String,
+    pub image: Src<String>,
     /// Hosts (primary first for postgres).
-    pub hosts: Vec<String>,
+    pub hosts: Vec<Src<String>>,
     /// `name proto/port`.
-    pub ports: Vec<String>,
+    pub ports: Vec<Src<String>>,
     /// Health check, one line.
-    pub health: String,
+    pub health: Src<String>,
     /// `cpus / memory (reserved cpus / memory)`.
-    pub resources: String,
+    pub resources: Src<String>,
     /// Public URLs.
-    pub exposed: Vec<String>,
+    pub exposed: Vec<Src<String>>,
     /// Secret names.
-    pub secrets: Vec<String>,
+    pub secrets: Vec<Src<String>>,
     /// Backups covering it.
-    pub backups: Vec<String>,
+    pub backups: Vec<Src<String>>,
     /// Description or empty.
-    pub description: String,
+    pub description: Src<String>,
 }
 
 /// A flow or guard-rail row.
 #[derive(Serialize)]
 pub struct FlowView {
     /// Source.
-    pub from: String,
+    pub from: Src<String>,
     /// Destination.
-    pub to: String,
+    pub to: Src<String>,
     /// Ports.
-    pub ports: Vec<String>,
+    pub ports: Vec<Src<String>>,
     /// Reason.
-    pub why: String,
+    pub why: Src<String>,
 }
 
 /// A backup row.
 #[derive(Serialize)]
 pub struct BackupView {
     /// Name.
-    pub name: String,
+    pub name: Src<String>,
     /// Service.
-    pub service: String,
+    pub service: Src<String>,
     /// Method.
-    pub method: String,
+    pub method: Src<String>,
     /// Interval (and continuous archiving).
-    pub every: String,
+    pub every: Src<String>,
     /// Target.
-    pub target: String,
+    pub target: Src<String>,
     /// Retention.
-    pub retention: String,
+    pub retention: Src<String>,
     /// Restore test.
-    pub verify_restore: bool,
+    pub verify_restore: Src<bool>,
 }
 
 impl Family for Docs {
@@ -172,56 +174,70 @@ impl Family for Docs {
         out.add(
             "docs/inventory.md.j2",
             &ctx,
-            ArtifactMeta::shared(self.name(), "docs/inventory.md".into(), site.files.clone())
-                .traced(super::all_traces(site)),
+            ArtifactMeta::shared(self.name(), "docs/inventory.md".into(), Vec::new()),
             None,
         );
     }
 }
 
-fn opt(s: &Option<String>) -> String {
-    s.clone().unwrap_or_default()
+/// An optional free text of an entity, empty when not written.
+fn opt(s: &Option<String>, what: &'static str, loc: &Loc) -> Src<String> {
+    Src::at(s.clone().unwrap_or_default(), what, loc)
 }
 
 /// Builds the inventory context.
 pub fn inventory(site: &Site) -> InventoryContext {
     let d = &site.defaults;
+    let dflt = |v: String, what| Src::of(v, what, &d.loc);
+    let fixed = |v: &str| Src::of(v.to_string(), "built-in hardening", []);
     let defaults = vec![
-        ("container restart policy".into(), d.restart.clone()),
-        ("container pids limit".into(), d.pids_limit.to_string()),
-        ("tmpfs size".into(), d.tmpfs_size.to_string()),
-        ("container root filesystem".into(), "read-only".into()),
-        ("container capabilities".into(), "all dropped".into()),
-        ("no-new-privileges".into(), "on".into()),
+        ("container restart policy", dflt(d.restart.clone(), "default restart policy")),
+        ("container pids limit", dflt(d.pids_limit.to_string(), "default pids limit")),
+        ("tmpfs size", dflt(d.tmpfs_size.to_string(), "default tmpfs size")),
+        ("container root filesystem", fixed("read-only")),
+        ("container capabilities", fixed("all dropped")),
+        ("no-new-privileges", fixed("on")),
         (
-            "health check".into(),
-            format!(
-                "every {}, timeout {}, {} retries, start period {}",
-                d.health_interval, d.health_timeout, d.health_retries, d.health_start_period
+            "health check",
+            dflt(
+                format!(
+                    "every {}, timeout {}, {} retries, start period {}",
+                    d.health_interval, d.health_timeout, d.health_retries, d.health_start_period
+                ),
+                "default health timing",
             ),
         ),
         (
-            "resources".into(),
-            format!(
-                "{} CPUs / {} (reserved {} CPUs / {}), {} pids",
-                d.resources.cpus,
-                d.resources.memory,
-                d.resources.reserve_cpus,
-                d.resources.reserve_memory,
-                d.resources.pids
+            "resources",
+            dflt(
+                format!(
+                    "{} CPUs / {} (reserved {} CPUs / {}), {} pids",
+                    d.resources.cpus,
+                    d.resources.memory,
+                    d.resources.reserve_cpus,
+                    d.resources.reserve_memory,
+                    d.resources.pids
+                ),
+                "default resources",
             ),
         ),
-        ("backup retention".into(), d.backup_retention.to_string()),
+        ("backup retention", dflt(d.backup_retention.to_string(), "default backup retention")),
     ];
     let zones = site
         .zones
         .iter()
-        .map(|z| ZoneView {
-            name: z.name.clone(),
-            vlan: z.vlan.as_ref().map(|v| v.value.to_string()).unwrap_or_default(),
-            cidr: z.cidr.as_ref().map(|c| c.value.to_string()).unwrap_or_default(),
-            gateway: z.gateway.as_ref().map(|g| g.value.to_string()).unwrap_or_default(),
-            description: opt(&z.description),
+        .map(|z| {
+            let at = |v: Option<(String, &Loc)>, what| match v {
+                Some((v, l)) => Src::at(v, what, l),
+                None => Src::at(String::new(), what, &z.loc),
+            };
+            ZoneView {
+                name: Src::at(z.name.clone(), "zone", &z.loc),
+                vlan: at(z.vlan.as_ref().map(|v| (v.value.to_string(), &v.loc)), "VLAN id"),
+                cidr: at(z.cidr.as_ref().map(|v| (v.value.to_string(), &v.loc)), "zone network"),
+                gateway: at(z.gateway.as_ref().map(|v| (v.value.to_string(), &v.loc)), "zone gateway"),
+                description: opt(&z.description, "zone description", &z.loc),
+            }
         })
         .collect();
     let networks = site
@@ -229,24 +245,28 @@ pub fn inventory(site: &Site) -> InventoryContext {
         .iter()
         .enumerate()
         .map(|(i, n)| NetworkView {
-            name: n.name.clone(),
-            cidr: n.cidr.as_ref().map(|c| c.value.to_string()).unwrap_or_default(),
-            driver: match n.driver {
-                crate::model::NetDriver::Bridge => "bridge".into(),
-                crate::model::NetDriver::Overlay => {
-                    if n.encrypted {
-                        "overlay (encrypted)".into()
-                    } else {
-                        "overlay".into()
-                    }
-                }
+            name: Src::at(n.name.clone(), "docker network", &n.loc),
+            cidr: match &n.cidr {
+                Some(c) => Src::at(c.value.to_string(), "docker network subnet", &c.loc),
+                None => Src::at(String::new(), "docker network subnet", &n.loc),
             },
-            internal: n.internal,
+            driver: Src::at(
+                match n.driver {
+                    crate::model::NetDriver::Bridge => "bridge".into(),
+                    crate::model::NetDriver::Overlay if n.encrypted => "overlay (encrypted)".into(),
+                    crate::model::NetDriver::Overlay => "overlay".into(),
+                },
+                "docker network driver",
+                &n.loc,
+            ),
+            internal: Src::at(n.internal, "docker network internal", &n.loc),
             members: site
                 .services
                 .iter()
                 .flat_map(|s| {
-                    s.networks.iter().filter(|(id, _)| id.0 == i).map(move |(_, a)| format!("{} {}", s.name, a.value))
+                    s.networks.iter().filter(|(id, _)| id.0 == i).map(move |(_, a)| {
+                        Src::of(format!("{} {}", s.name, a.value), "network attachment", [&s.loc, &a.loc])
+                    })
                 })
                 .collect(),
         })
@@ -256,26 +276,38 @@ pub fn inventory(site: &Site) -> InventoryContext {
         .iter()
         .enumerate()
         .map(|(i, h)| HostView {
-            name: h.name.clone(),
-            kind: h.kind.value.name().into(),
-            on: h.on.as_ref().map(|o| site.host(o.value).name.clone()).unwrap_or_default(),
-            os: opt(&h.os),
-            roles: h.roles.iter().map(|r| r.value.name().to_string()).collect(),
+            name: Src::at(h.name.clone(), "host", &h.loc),
+            kind: Src::at(h.kind.value.name().into(), "host kind", &h.kind.loc),
+            on: match &h.on {
+                Some(o) => Src::at(site.host(o.value).name.clone(), "hypervisor", &o.loc),
+                None => Src::at(String::new(), "hypervisor", &h.loc),
+            },
+            os: opt(&h.os, "operating system", &h.loc),
+            roles: h.roles.iter().map(|r| Src::at(r.value.name().to_string(), "host role", &r.loc)).collect(),
             addresses: h
                 .interfaces
                 .iter()
-                .map(|i| format!("{} {}", site.zone(i.zone.value).name, i.address.value))
+                .map(|i| {
+                    Src::of(
+                        format!("{} {}", site.zone(i.zone.value).name, i.address.value),
+                        "interface",
+                        [&i.zone.loc, &i.address.loc],
+                    )
+                })
                 .collect(),
             services: site
                 .services_on(crate::model::HostId(i))
                 .into_iter()
-                .map(|s| site.service(s).name.clone())
+                .map(|s| {
+                    let s = site.service(s);
+                    Src::at(s.name.clone(), "service", &s.loc)
+                })
                 .collect(),
         })
         .collect();
-    let mut backups_of: Vec<Vec<String>> = vec![Vec::new(); site.services.len()];
+    let mut backups_of: Vec<Vec<Src<String>>> = vec![Vec::new(); site.services.len()];
     for b in &site.backups {
-        backups_of[b.service.value.0].push(b.name.clone());
+        backups_of[b.service.value.0].push(Src::of(b.name.clone(), "backup", [&b.loc, &b.service.loc]));
     }
     let services = site
         .services
@@ -284,46 +316,82 @@ pub fn inventory(site: &Site) -> InventoryContext {
         .enumerate()
         .map(|(i, (s, backups))| {
             let id = crate::model::ServiceId(i);
-            let mut hosts: Vec<String> = s.hosts.iter().map(|h| site.host(h.value).name.clone()).collect();
-            if let Some(p) = super::postgres::model(site).primary.get(&id) {
-                let pn = &site.host(p.value).name;
-                hosts = hosts.into_iter().map(|h| if &h == pn { format!("{h} (primary)") } else { h }).collect();
-            }
+            let at = |v: String, what| Src::at(v, what, &s.loc);
+            let primary = super::postgres::model(site).primary.get(&id);
+            let mut hosts: Vec<Src<String>> = s
+                .hosts
+                .iter()
+                .map(|h| {
+                    let name = &site.host(h.value).name;
+                    match primary {
+                        Some(p) if p.value == h.value => {
+                            Src::of(format!("{name} (primary)"), "primary host", [&h.loc, &p.loc])
+                        }
+                        _ => Src::at(name.clone(), "host of the service", &h.loc),
+                    }
+                })
+                .collect();
             if s.replicas > 1 {
-                hosts.push(format!("{} replicas", s.replicas));
+                hosts.push(at(format!("{} replicas", s.replicas), "replicas"));
             }
             let r = &s.resources;
             ServiceView {
-                name: s.name.clone(),
-                kind: s.kind.value.info().name.into(),
-                image: s.image.as_ref().map(|i| i.value.to_string()).unwrap_or_else(|| {
-                    s.kind.value.info().package.map(|p| format!("native ({p})")).unwrap_or_else(|| "appliance".into())
-                }),
-                hosts,
-                ports: s.ports.iter().map(|p| format!("{} {}", p.name, p.spec)).collect(),
-                health: match s.health.as_ref().map(|h| &h.check) {
-                    Some(HealthCheck::Http { path, port, .. }) => format!("GET {path} on {port}"),
-                    Some(HealthCheck::Tcp { port }) => format!("TCP connect to {port}"),
-                    Some(HealthCheck::Exec(argv)) => argv.join(" "),
-                    None => "none".into(),
+                name: at(s.name.clone(), "service"),
+                kind: Src::at(s.kind.value.info().name.into(), "service kind", &s.kind.loc),
+                image: match &s.image {
+                    Some(img) => Src::at(img.value.to_string(), "image", &img.loc),
+                    None => Src::at(
+                        s.kind
+                            .value
+                            .info()
+                            .package
+                            .map(|p| format!("native ({p})"))
+                            .unwrap_or_else(|| "appliance".into()),
+                        "service kind",
+                        &s.kind.loc,
+                    ),
                 },
+                hosts,
+                ports: s
+                    .ports
+                    .iter()
+                    .map(|p| Src::at(format!("{} {}", p.name, p.spec), "port", p.loc.as_ref().unwrap_or(&s.kind.loc)))
+                    .collect(),
+                health: Src::of(
+                    match s.health.as_ref().map(|h| &h.check) {
+                        Some(HealthCheck::Http { path, port, .. }) => format!("GET {path} on {port}"),
+                        Some(HealthCheck::Tcp { port }) => format!("TCP connect to {port}"),
+                        Some(HealthCheck::Exec(argv)) => argv.join(" "),
+                        None => "none".into(),
+                    },
+                    "health check",
+                    [s.health.as_ref().and_then(|h| h.loc.as_ref()).unwrap_or(&s.loc)],
+                ),
                 resources: if s.kind.value.info().container {
-                    format!("{} CPUs / {} (reserved {} / {})", r.cpus, r.memory, r.reserve_cpus, r.reserve_memory)
+                    Src::of(
+                        format!("{} CPUs / {} (reserved {} / {})", r.cpus, r.memory, r.reserve_cpus, r.reserve_memory),
+                        "resources",
+                        std::iter::once(&s.loc).chain(&d.loc),
+                    )
                 } else {
-                    "host".into()
+                    at("host".into(), "resources (a native service uses the host's)")
                 },
                 exposed: s
                     .expose
                     .iter()
                     .map(|e| {
                         let waf = super::edge::edge(site).of(id, e).waf;
-                        format!("https://{}{} ({}, WAF {:?})", e.hostname.value, e.path.value, e.port.value, waf)
-                            .to_lowercase()
+                        Src::at(
+                            format!("https://{}{} ({}, WAF {:?})", e.hostname.value, e.path.value, e.port.value, waf)
+                                .to_lowercase(),
+                            "exposure",
+                            &e.loc,
+                        )
                     })
                     .collect(),
-                secrets: s.secrets.iter().map(|x| x.value.clone()).collect(),
+                secrets: s.secrets.iter().map(|x| Src::at(x.value.clone(), "secret name", &x.loc)).collect(),
                 backups,
-                description: opt(&s.description),
+                description: opt(&s.description, "service description", &s.loc),
             }
         })
         .collect();
@@ -331,10 +399,10 @@ pub fn inventory(site: &Site) -> InventoryContext {
         .flows
         .iter()
         .map(|f| FlowView {
-            from: site.endpoint_name(&f.from.value),
-            to: site.endpoint_name(&f.to.value),
-            ports: f.ports.iter().map(|p| p.value.to_string()).collect(),
-            why: f.why.clone(),
+            from: Src::at(site.endpoint_name(&f.from.value), "flow source", &f.from.loc),
+            to: Src::at(site.endpoint_name(&f.to.value), "flow destination", &f.to.loc),
+            ports: f.ports.iter().map(|p| Src::at(p.value.to_string(), "flow port", &p.loc)).collect(),
+            why: Src::at(f.why.clone(), "flow reason", &f.loc),
         })
         .collect();
     let zone_ep =
@@ -342,30 +410,44 @@ pub fn inventory(site: &Site) -> InventoryContext {
     let guardrails = site
         .guardrails
         .iter()
-        .map(|g| FlowView { from: zone_ep(g.from), to: zone_ep(g.to), ports: vec![], why: g.why.clone() })
+        .map(|g| FlowView {
+            from: Src::at(zone_ep(g.from), "guard-rail source", &g.loc),
+            to: Src::at(zone_ep(g.to), "guard-rail destination", &g.loc),
+            ports: vec![],
+            why: Src::at(g.why.clone(), "guard-rail reason", &g.loc),
+        })
         .collect();
     let backups = site
         .backups
         .iter()
-        .map(|b| BackupView {
-            name: b.name.clone(),
-            service: site.service(b.service.value).name.clone(),
-            method: b.method.name().into(),
-            every: if b.continuous { format!("{} + continuous", b.every.value) } else { b.every.value.to_string() },
-            target: site.endpoint_name(&b.target.value),
-            retention: b.retention.to_string(),
-            verify_restore: b.verify_restore,
+        .map(|b| {
+            let at = |v: String, what| Src::at(v, what, &b.loc);
+            BackupView {
+                name: at(b.name.clone(), "backup"),
+                service: Src::at(site.service(b.service.value).name.clone(), "backed-up service", &b.service.loc),
+                method: at(b.method.name().into(), "backup method"),
+                every: Src::at(
+                    if b.continuous { format!("{} + continuous", b.every.value) } else { b.every.value.to_string() },
+                    "backup interval",
+                    &b.every.loc,
+                ),
+                target: Src::at(site.endpoint_name(&b.target.value), "backup target", &b.target.loc),
+                retention: Src::of(b.retention.to_string(), "backup retention", std::iter::once(&b.loc).chain(&d.loc)),
+                verify_restore: Src::at(b.verify_restore, "restore test", &b.loc),
+            }
         })
         .collect();
+    let settings = site.settings.loc.as_ref();
+    let st = |v: String, what| Src::of(v, what, settings);
     InventoryContext {
         site: SiteView {
-            name: site.settings.name.clone(),
-            domain: site.settings.domain.clone(),
-            public_domain: opt(&site.settings.public_domain),
-            description: opt(&site.settings.description),
+            name: st(site.settings.name.clone(), "site name"),
+            domain: st(site.settings.domain.clone(), "site domain"),
+            public_domain: st(site.settings.public_domain.clone().unwrap_or_default(), "public domain"),
+            description: st(site.settings.description.clone().unwrap_or_default(), "site description"),
         },
-        rto: site.recovery.rto.value.to_string(),
-        rpo: site.recovery.rpo.value.to_string(),
+        rto: Src::at(site.recovery.rto.value.to_string(), "RTO", &site.recovery.rto.loc),
+        rpo: Src::at(site.recovery.rpo.value.to_string(), "RPO", &site.recovery.rpo.loc),
         defaults,
         zones,
         networks,

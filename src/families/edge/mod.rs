@@ -12,12 +12,13 @@ use std::net::IpAddr;
 
 use std::any::Any;
 
+use super::provenance::Src;
 use super::{Family, Lowering, Part};
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::{Fact, Val, exposure_subject};
 use crate::model::values::PortSpec;
-use crate::model::{Endpoint, Expose, HostId, Service, ServiceId, ServiceKind, Site};
+use crate::model::{At, Endpoint, Expose, HostId, Service, ServiceId, ServiceKind, Site};
 pub use keys::{Certificate, Edge, ExposeEdge, edge};
 
 /// The edge family: keys and shared routing, no files of its own.
@@ -132,20 +133,39 @@ pub fn proxy_on(site: &Site, host: HostId) -> Option<ServiceId> {
     by_host.get(host.0).copied().flatten()
 }
 
-/// A host's main address.
-pub fn host_address(site: &Site, host: HostId) -> Option<IpAddr> {
-    site.host(host).primary_address()
+/// A host's main address (its first interface's), with where it is written.
+pub fn host_address(site: &Site, host: HostId) -> Option<&At<IpAddr>> {
+    site.host(host).interfaces.first().map(|i| &i.address)
 }
 
 /// Where the instance of `service` on `host` listens: its address on the first
 /// non-internal docker network it is attached to (then any network), else the host's.
-pub fn instance_address(site: &Site, service: ServiceId, host: HostId) -> Option<IpAddr> {
+pub fn instance_address(site: &Site, service: ServiceId, host: HostId) -> Option<&At<IpAddr>> {
     let s = site.service(service);
     let net = s.networks.iter().find(|(n, _)| !site.network(*n).internal).or_else(|| s.networks.first());
     match net {
-        Some((_, addr)) => Some(addr.value),
+        Some((_, addr)) => Some(addr),
         None => host_address(site, host),
     }
+}
+
+/// A named port of a service as a context value: where it is declared, or the service
+/// (for a kind's default port); `default` when the service has no such port.
+pub fn port_src(s: &Service, name: &str, default: u16) -> Src<u16> {
+    match s.port(name) {
+        Some(p) => Src::at(p.spec.port, "port", p.loc.as_ref().unwrap_or(&s.loc)),
+        None => Src::at(default, "port (built-in)", &s.loc),
+    }
+}
+
+/// Where a service's health timing comes from: its `health` table and `[defaults]`.
+pub fn health_locs<'a>(site: &'a Site, s: &'a Service) -> Vec<&'a Loc> {
+    let mut v: Vec<&Loc> = s.health.as_ref().and_then(|h| h.loc.as_ref()).into_iter().collect();
+    v.extend(site.defaults.loc.as_ref());
+    if v.is_empty() {
+        v.push(&s.loc);
+    }
+    v
 }
 
 /// Where the edge sends a route's traffic for one host of the service: the Nginx on that

@@ -16,9 +16,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::edge::{self, Route};
-use super::{Family, Lowering, sources_of};
-use crate::artifact::{ArtifactMeta, Trace};
-use crate::diag::{Diagnostic, Diagnostics};
+use super::provenance::Src;
+use super::{Family, Lowering};
+use crate::artifact::ArtifactMeta;
+use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::model::{HealthCheck, ServiceKind, Site};
 
 /// The haproxy family.
@@ -31,21 +32,21 @@ pub const CRT_LIST: &str = "/etc/haproxy/crt-list.txt";
 #[derive(Serialize)]
 pub struct HaproxyContext {
     /// Host name.
-    pub host: String,
+    pub host: Src<String>,
     /// Port of the HTTP frontend.
-    pub http_port: u16,
+    pub http_port: Src<u16>,
     /// Port of the HTTPS frontend.
-    pub https_port: u16,
+    pub https_port: Src<u16>,
     /// Stats / Prometheus listener `address:port`.
-    pub stats_bind: String,
+    pub stats_bind: Src<String>,
     /// Source address of connections to the servers (the host's own).
-    pub source: String,
+    pub source: Src<String>,
     /// Networks allowed to read the stats endpoint.
-    pub stats_allow: Vec<String>,
+    pub stats_allow: Vec<Src<String>>,
     /// Path of the crt-list.
     pub crt_list: String,
     /// Whether ACME challenges are passed to a local client.
-    pub acme: bool,
+    pub acme: Src<bool>,
     /// Routes, most specific first.
     pub routes: Vec<RouteView>,
     /// Backends, by name.
@@ -56,13 +57,13 @@ pub struct HaproxyContext {
 #[derive(Serialize)]
 pub struct RouteView {
     /// ACL name.
-    pub acl: String,
+    pub acl: Src<String>,
     /// Hostname.
-    pub hostname: String,
+    pub hostname: Src<String>,
     /// Path prefix (`/` matches everything).
-    pub path: String,
+    pub path: Src<String>,
     /// Backend name.
-    pub backend: String,
+    pub backend: Src<String>,
     /// Rate limit, if any.
     pub limit: Option<LimitView>,
 }
@@ -71,28 +72,28 @@ pub struct RouteView {
 #[derive(Serialize)]
 pub struct LimitView {
     /// Table (a backend holding only the stick table).
-    pub table: String,
+    pub table: Src<String>,
     /// Period, e.g. `1m`.
-    pub period: String,
+    pub period: Src<String>,
     /// Requests allowed in the period (rate plus burst).
-    pub max: u32,
+    pub max: Src<u32>,
 }
 
 /// A backend: one per exposed service.
 #[derive(Serialize)]
 pub struct BackendView {
     /// Name (`be_<service>`).
-    pub name: String,
+    pub name: Src<String>,
     /// `roundrobin`, `leastconn` or `source`.
-    pub balance: String,
+    pub balance: Src<String>,
     /// HTTP health check, if the service declares one.
     pub http_check: Option<HttpCheckView>,
     /// Whether any route to it carries WebSockets.
     pub websocket: bool,
     /// Health-check interval in seconds (the service's `health.interval`).
-    pub inter: u64,
+    pub inter: Src<u64>,
     /// Failed checks before a server is taken out (`health.retries`).
-    pub fall: u32,
+    pub fall: Src<u32>,
     /// Servers.
     pub servers: Vec<ServerView>,
 }
@@ -101,22 +102,22 @@ pub struct BackendView {
 #[derive(Serialize)]
 pub struct HttpCheckView {
     /// Path.
-    pub path: String,
+    pub path: Src<String>,
     /// Host header.
-    pub host: String,
+    pub host: Src<String>,
     /// Expected status.
-    pub status: u16,
+    pub status: Src<u16>,
 }
 
 /// A server line.
 #[derive(Serialize)]
 pub struct ServerView {
     /// Name (the host).
-    pub name: String,
+    pub name: Src<String>,
     /// Address.
-    pub address: String,
+    pub address: Src<String>,
     /// Port.
-    pub port: u16,
+    pub port: Src<u16>,
 }
 
 /// Context of `haproxy/crt-list.txt.j2`.
@@ -130,24 +131,22 @@ pub struct CrtListContext {
 #[derive(Serialize)]
 pub struct CrtView {
     /// PEM file.
-    pub file: String,
+    pub file: Src<String>,
     /// SNI names.
-    pub domains: Vec<String>,
+    pub domains: Vec<Src<String>>,
 }
 
-fn port(site: &Site, svc: crate::model::ServiceId, name: &str) -> Option<u16> {
-    site.service(svc).port(name).map(|p| p.spec.port)
-}
-
-/// The networks of the zones Prometheus runs in.
-fn monitoring_networks(site: &Site) -> Vec<String> {
-    let mut nets: Vec<String> = edge::services_of(site, ServiceKind::Prometheus)
-        .flat_map(|(id, _)| site.service_zones(id))
-        .filter_map(|z| site.zone(z).cidr.as_ref().map(|c| c.value.to_string()))
-        .collect();
-    nets.sort();
-    nets.dedup();
-    nets
+/// The networks of the zones Prometheus runs in, with the zone and service they come from.
+fn monitoring_networks(site: &Site) -> Vec<Src<String>> {
+    let mut nets: std::collections::BTreeMap<String, Vec<&Loc>> = Default::default();
+    for (id, prom) in edge::services_of(site, ServiceKind::Prometheus) {
+        for z in site.service_zones(id) {
+            if let Some(c) = &site.zone(z).cidr {
+                nets.entry(c.value.to_string()).or_default().extend([&c.loc, &prom.loc]);
+            }
+        }
+    }
+    nets.into_iter().map(|(n, locs)| Src::of(n, "monitoring network", locs)).collect()
 }
 
 fn backends(site: &Site, routes: &[Route]) -> Vec<BackendView> {
@@ -155,31 +154,42 @@ fn backends(site: &Site, routes: &[Route]) -> Vec<BackendView> {
     for r in routes {
         let s = site.service(r.service);
         let name = format!("be_{}", s.name);
+        let timing = edge::health_locs(site, s);
         let entry = by_service.entry(name.clone()).or_insert_with(|| BackendView {
-            name,
-            balance: edge::edge(site).balance(r.service).name().to_string(),
-            http_check: match s.health.as_ref().map(|h| &h.check) {
-                Some(HealthCheck::Http { path, status, .. }) => {
+            name: Src::at(name, "backend of service", &s.loc),
+            balance: Src::at(edge::edge(site).balance(r.service).name().to_string(), "balance algorithm", &s.loc),
+            http_check: match s.health.as_ref().map(|h| (h, &h.check)) {
+                Some((h, HealthCheck::Http { path, status, .. })) => {
                     // Through an Nginx, the check goes to the path Nginx keeps for this
                     // service's health, so path routing cannot send it elsewhere.
                     let via_proxy = s.hosts.iter().any(|h| edge::proxy_on(site, h.value).is_some());
                     let path = if via_proxy { edge::health_path(&s.name) } else { path.clone() };
-                    Some(HttpCheckView { path, host: r.expose.hostname.value.clone(), status: *status })
+                    let at = h.loc.as_ref().unwrap_or(&s.loc);
+                    Some(HttpCheckView {
+                        path: Src::at(path, "health check path", at),
+                        host: Src::at(r.expose.hostname.value.clone(), "exposed hostname", &r.expose.hostname.loc),
+                        status: Src::at(*status, "expected health status", at),
+                    })
                 }
                 _ => None,
             },
             websocket: false,
-            inter: s.health.as_ref().map(|h| h.interval.0).unwrap_or(5),
-            fall: s.health.as_ref().map(|h| h.retries).unwrap_or(3),
+            inter: Src::of(s.health.as_ref().map(|h| h.interval.0).unwrap_or(5), "health interval", timing.clone()),
+            fall: Src::of(s.health.as_ref().map(|h| h.retries).unwrap_or(3), "health retries", timing),
             servers: s
                 .hosts
                 .iter()
                 .filter_map(|h| {
                     let (target, p) = edge::edge_target(site, r, h.value)?;
+                    let address = edge::instance_address(site, target, h.value)?;
+                    let host = site.host(h.value);
+                    let tsvc = site.service(target);
+                    let port_loc =
+                        tsvc.ports.iter().find(|x| x.spec == p).and_then(|x| x.loc.as_ref()).unwrap_or(&tsvc.loc);
                     Some(ServerView {
-                        name: site.host(h.value).name.clone(),
-                        address: edge::instance_address(site, target, h.value)?.to_string(),
-                        port: p.port,
+                        name: Src::of(host.name.clone(), "host", [&host.loc, &h.loc]),
+                        address: Src::at(address.value.to_string(), "address", &address.loc),
+                        port: Src::at(p.port, "port", port_loc),
                     })
                 })
                 .collect(),
@@ -189,6 +199,48 @@ fn backends(site: &Site, routes: &[Route]) -> Vec<BackendView> {
     by_service.into_values().collect()
 }
 
+fn route_views(site: &Site, routes: &[Route]) -> Vec<RouteView> {
+    routes
+        .iter()
+        .map(|r| {
+            let id = r.id(site);
+            let e = r.expose;
+            RouteView {
+                acl: Src::at(format!("route_{id}"), "exposure", &e.loc),
+                hostname: Src::at(e.hostname.value.clone(), "exposed hostname", &e.hostname.loc),
+                path: Src::at(e.path.value.clone(), "exposed path", &e.path.loc),
+                backend: Src::at(
+                    format!("be_{}", site.service(r.service).name),
+                    "backend of service",
+                    &site.service(r.service).loc,
+                ),
+                limit: r.edge.rate_limit.map(|l| LimitView {
+                    table: Src::at(format!("st_{id}"), "rate limit of exposure", &e.loc),
+                    period: Src::at(
+                        if l.rate.per_seconds == 1 { "1s".into() } else { "1m".into() },
+                        "rate limit period",
+                        &e.loc,
+                    ),
+                    max: Src::at(l.rate.count + l.burst, "rate limit (rate + burst)", &e.loc),
+                }),
+            }
+        })
+        .collect()
+}
+
+fn crt_views(site: &Site) -> Vec<CrtView> {
+    let mut certs: Vec<CrtView> = edge::edge(site)
+        .certificates
+        .iter()
+        .map(|c| CrtView {
+            file: Src::at(c.file.clone(), "certificate file", &c.loc),
+            domains: c.domains.iter().map(|d| Src::at(d.value.clone(), "certificate domain", &d.loc)).collect(),
+        })
+        .collect();
+    certs.sort_by(|a, b| a.file.value.cmp(&b.file.value));
+    certs
+}
+
 impl Family for Haproxy {
     fn name(&self) -> &'static str {
         "haproxy"
@@ -196,63 +248,26 @@ impl Family for Haproxy {
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
         let routes = edge::routes(site);
-        let mut certs: Vec<CrtView> = edge::edge(site)
-            .certificates
-            .iter()
-            .map(|c| CrtView { file: c.file.clone(), domains: c.domains.iter().map(|d| d.value.clone()).collect() })
-            .collect();
-        certs.sort_by(|a, b| a.file.cmp(&b.file));
-        let route_views = |site: &Site| -> Vec<RouteView> {
-            routes
-                .iter()
-                .map(|r| {
-                    let id = r.id(site);
-                    RouteView {
-                        acl: format!("route_{id}"),
-                        hostname: r.expose.hostname.value.clone(),
-                        path: r.expose.path.value.clone(),
-                        backend: format!("be_{}", site.service(r.service).name),
-                        limit: r.edge.rate_limit.map(|l| LimitView {
-                            table: format!("st_{id}"),
-                            period: if l.rate.per_seconds == 1 { "1s".into() } else { "1m".into() },
-                            max: l.rate.count + l.burst,
-                        }),
-                    }
-                })
-                .collect()
-        };
-        let mut locs: Vec<&crate::diag::Loc> =
-            site.services.iter().filter(|s| !s.expose.is_empty()).map(|s| &s.loc).collect();
-        locs.extend(edge::edge(site).certificates.iter().map(|c| &c.loc));
-        for (id, svc) in edge::services_of(site, ServiceKind::Haproxy) {
-            let mut svc_locs = locs.clone();
-            svc_locs.push(&svc.loc);
-            let sources = sources_of(site, svc_locs);
-            let traces: Vec<Trace> = site
-                .services
-                .iter()
-                .filter(|s| !s.expose.is_empty())
-                .map(|s| Trace { what: "service", name: s.name.clone(), loc: s.loc.clone() })
-                .chain(site.hosts.iter().map(|h| Trace { what: "host", name: h.name.clone(), loc: h.loc.clone() }))
-                .chain(edge::edge(site).certificates.iter().map(|c| Trace {
-                    what: "certificate",
-                    name: c.file.clone(),
-                    loc: c.loc.clone(),
-                }))
-                .collect();
+        let certs = &edge::edge(site).certificates;
+        for (_, svc) in edge::services_of(site, ServiceKind::Haproxy) {
             for h in &svc.hosts {
                 let host = site.host(h.value);
-                let Some(addr) = host.primary_address() else { continue };
+                let Some(addr) = edge::host_address(site, h.value) else { continue };
+                let stats = edge::port_src(svc, "stats", 8404);
                 let ctx = HaproxyContext {
-                    host: host.name.clone(),
-                    http_port: port(site, id, "http").unwrap_or(80),
-                    https_port: port(site, id, "https").unwrap_or(443),
-                    stats_bind: format!("{}:{}", addr, port(site, id, "stats").unwrap_or(8404)),
-                    source: addr.to_string(),
+                    host: Src::at(host.name.clone(), "host", &host.loc),
+                    http_port: edge::port_src(svc, "http", 80),
+                    https_port: edge::port_src(svc, "https", 443),
+                    stats_bind: Src::of(
+                        format!("{}:{}", addr.value, stats.value),
+                        "stats listener (host address and port)",
+                        [&addr.loc, stats_loc(svc)],
+                    ),
+                    source: Src::at(addr.value.to_string(), "host address", &addr.loc),
                     stats_allow: monitoring_networks(site),
                     crt_list: CRT_LIST.into(),
-                    acme: edge::edge(site).certificates.iter().any(|c| c.acme),
-                    routes: route_views(site),
+                    acme: Src::of(certs.iter().any(|c| c.acme), "ACME renewal", certs.iter().map(|c| &c.loc)),
+                    routes: route_views(site, &routes),
                     backends: backends(site, &routes),
                 };
                 let mut meta = ArtifactMeta::host_file(
@@ -261,23 +276,16 @@ impl Family for Haproxy {
                     "/etc/haproxy/haproxy.cfg",
                     0o644,
                     "root:root",
-                    sources.clone(),
-                )
-                .traced(traces.clone());
+                    Vec::new(),
+                );
                 set_actions(&mut meta);
                 out.add("haproxy/haproxy.cfg.j2", &ctx, meta, Some(svc.loc.clone()));
                 let mut meta =
-                    ArtifactMeta::host_file(self.name(), &host.name, CRT_LIST, 0o644, "root:root", sources.clone())
-                        .traced(traces.clone());
+                    ArtifactMeta::host_file(self.name(), &host.name, CRT_LIST, 0o644, "root:root", Vec::new());
                 set_actions(&mut meta);
                 out.add(
                     "haproxy/crt-list.txt.j2",
-                    &CrtListContext {
-                        certificates: certs
-                            .iter()
-                            .map(|c| CrtView { file: c.file.clone(), domains: c.domains.clone() })
-                            .collect(),
-                    },
+                    &CrtListContext { certificates: crt_views(site) },
                     meta,
                     Some(svc.loc.clone()),
                 );
@@ -383,6 +391,10 @@ impl Family for Haproxy {
             }
         }
     }
+}
+
+fn stats_loc(s: &crate::model::Service) -> &Loc {
+    s.port("stats").and_then(|p| p.loc.as_ref()).unwrap_or(&s.loc)
 }
 
 fn set_actions(meta: &mut ArtifactMeta) {

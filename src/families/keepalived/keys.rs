@@ -40,8 +40,8 @@ crate::keys! {
 pub struct Vrrp {
     /// The floating address.
     pub vip: Option<At<IpAddr>>,
-    /// The router id.
-    pub vrid: u8,
+    /// The router id, and where it is written (the service, when it is the default).
+    pub vrid: At<u8>,
 }
 
 /// The keepalived family's model: settings per service that writes any.
@@ -53,8 +53,9 @@ pub struct Model {
 
 impl Model {
     /// A service's settings (no VIP, router id 51 when it writes none).
-    pub fn of(&self, id: ServiceId) -> Vrrp {
-        self.services.get(&id).cloned().unwrap_or(Vrrp { vip: None, vrid: 51 })
+    pub fn of(&self, site: &Site, id: ServiceId) -> Vrrp {
+        let default = || Vrrp { vip: None, vrid: At { value: 51, loc: site.service(id).loc.clone() } };
+        self.services.get(&id).cloned().unwrap_or_else(default)
     }
 }
 
@@ -84,8 +85,11 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
             continue;
         }
         let vip = k.vip.as_ref().and_then(|v| cx.value(v, values::address));
-        let vrid =
-            k.vrid.as_ref().and_then(|v| cx.int::<u8>(v, 1, 255, "VRRP router id")).map(|a| a.value).unwrap_or(51);
+        let vrid = k
+            .vrid
+            .as_ref()
+            .and_then(|v| cx.int::<u8>(v, 1, 255, "VRRP router id"))
+            .unwrap_or(At { value: 51, loc: svc.loc.clone() });
         out.services.insert(id, Vrrp { vip, vrid });
     }
     out

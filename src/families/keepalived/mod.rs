@@ -10,8 +10,9 @@ pub mod keys;
 
 use std::any::Any;
 
-use super::{Family, Lowering, Part, edge, sources_of};
-use crate::artifact::{ArtifactMeta, Trace};
+use super::provenance::Src;
+use super::{Family, Lowering, Part, edge};
+use crate::artifact::ArtifactMeta;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::load::keys::KeySet;
 use crate::model::facts::Fact;
@@ -30,23 +31,23 @@ pub struct Keepalived;
 #[derive(Serialize)]
 pub struct KeepalivedContext {
     /// Host name (router id).
-    pub host: String,
+    pub host: Src<String>,
     /// Instance name (the service).
-    pub instance: String,
+    pub instance: Src<String>,
     /// OS interface in the VIP's zone.
-    pub interface: String,
+    pub interface: Src<String>,
     /// VRRP router id.
-    pub vrid: u8,
+    pub vrid: Src<u8>,
     /// Priority: 150 for the first host, 10 less for each next one.
-    pub priority: u16,
+    pub priority: Src<u16>,
     /// This host's address on that interface.
-    pub source: String,
+    pub source: Src<String>,
     /// The other hosts' addresses.
-    pub peers: Vec<String>,
+    pub peers: Vec<Src<String>>,
     /// The floating address with the zone's prefix length.
-    pub vip: String,
+    pub vip: Src<String>,
     /// Whether HAProxy runs on the host (then it is tracked).
-    pub track_haproxy: bool,
+    pub track_haproxy: Src<bool>,
 }
 
 fn vip_zone(site: &Site, vip: std::net::IpAddr) -> Option<ZoneId> {
@@ -72,39 +73,51 @@ impl Family for Keepalived {
             let subject = site.service(*id).name.clone();
             let vip = v.vip.as_ref().map(|a| a.value.to_string()).unwrap_or_default();
             out.push(Fact { category: "service", subject: subject.clone(), field: "vip", value: vip.into() });
-            out.push(Fact { category: "service", subject, field: "vrid", value: v.vrid.to_string().into() });
+            out.push(Fact { category: "service", subject, field: "vrid", value: v.vrid.value.to_string().into() });
         }
         out
     }
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
         for (id, svc) in edge::services_of(site, ServiceKind::Keepalived) {
-            let vrrp = model(site).of(id);
+            let vrrp = model(site).of(site, id);
             let Some(vip) = &vrrp.vip else { continue };
             let Some(zone) = vip_zone(site, vip.value) else { continue };
+            let cidr = site.zone(zone).cidr.as_ref();
             let prefix = site.zone(zone).cidr.as_ref().map(|c| c.value.prefix_len()).unwrap_or(32);
             let iface = |h: crate::model::HostId| site.host(h).interfaces.iter().find(|i| i.zone.value == zone);
-            let sources = sources_of(site, [&svc.loc]);
+            let haproxy: Vec<_> = edge::services_of(site, ServiceKind::Haproxy).map(|(_, s)| s).collect();
             for (i, h) in svc.hosts.iter().enumerate() {
                 let host = site.host(h.value);
                 let Some(me) = iface(h.value) else { continue };
+                let on_host: Vec<_> = haproxy.iter().filter(|s| s.hosts.iter().any(|x| x.value == h.value)).collect();
                 let ctx = KeepalivedContext {
-                    host: host.name.clone(),
-                    instance: svc.name.replace('-', "_"),
-                    interface: me.name.clone().unwrap_or_default(),
-                    vrid: vrrp.vrid,
-                    priority: 150u16.saturating_sub(10 * i as u16).max(1),
-                    source: me.address.value.to_string(),
+                    host: Src::at(host.name.clone(), "host", &host.loc),
+                    instance: Src::at(svc.name.replace('-', "_"), "service", &svc.loc),
+                    interface: match &me.name {
+                        Some(n) => Src::at(n.value.clone(), "interface name", &n.loc),
+                        None => Src::at(String::new(), "interface name", &me.zone.loc),
+                    },
+                    vrid: Src::at(vrrp.vrid.value, "VRRP router id", &vrrp.vrid.loc),
+                    priority: Src::at(
+                        150u16.saturating_sub(10 * i as u16).max(1),
+                        "priority (the host's place in the service's hosts)",
+                        &h.loc,
+                    ),
+                    source: Src::at(me.address.value.to_string(), "host address", &me.address.loc),
                     peers: svc
                         .hosts
                         .iter()
                         .filter(|o| o.value != h.value)
                         .filter_map(|o| iface(o.value))
-                        .map(|x| x.address.value.to_string())
+                        .map(|x| Src::at(x.address.value.to_string(), "peer address", &x.address.loc))
                         .collect(),
-                    vip: format!("{}/{prefix}", vip.value),
-                    track_haproxy: edge::services_of(site, ServiceKind::Haproxy)
-                        .any(|(_, s)| s.hosts.iter().any(|x| x.value == h.value)),
+                    vip: Src::of(
+                        format!("{}/{prefix}", vip.value),
+                        "floating address",
+                        std::iter::once(&vip.loc).chain(cidr.map(|c| &c.loc)),
+                    ),
+                    track_haproxy: Src::of(!on_host.is_empty(), "HAProxy on the host", on_host.iter().map(|s| &s.loc)),
                 };
                 let mut meta = ArtifactMeta::host_file(
                     self.name(),
@@ -112,9 +125,8 @@ impl Family for Keepalived {
                     "/etc/keepalived/keepalived.conf",
                     0o644,
                     "root:root",
-                    sources.clone(),
-                )
-                .traced(vec![Trace { what: "service", name: svc.name.clone(), loc: svc.loc.clone() }]);
+                    Vec::new(),
+                );
                 if let Some(a) = meta.apply.as_mut() {
                     a.validate = Some("keepalived".into());
                     a.reload = Some("keepalived.service".into());
@@ -126,7 +138,7 @@ impl Family for Keepalived {
 
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
         for (id, svc) in edge::services_of(site, ServiceKind::Keepalived) {
-            let vrrp = model(site).of(id);
+            let vrrp = model(site).of(site, id);
             let Some(vip) = &vrrp.vip else {
                 diags.push(
                     Diagnostic::error(

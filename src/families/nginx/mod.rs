@@ -13,8 +13,10 @@ use serde::Serialize;
 
 use super::edge::keys::WafMode;
 use super::edge::{self, Route};
-use super::{Family, Lowering, sources_of};
-use crate::artifact::{ArtifactMeta, Trace};
+use super::provenance::Src;
+use super::{Family, Lowering};
+use crate::artifact::ArtifactMeta;
+use crate::diag::Loc;
 use crate::model::{HealthCheck, HostId, ServiceKind, Site};
 
 /// The nginx family.
@@ -24,78 +26,78 @@ pub struct Nginx;
 #[derive(Serialize)]
 pub struct NginxContext {
     /// Host name.
-    pub host: String,
+    pub host: Src<String>,
     /// Edge host addresses trusted for `X-Forwarded-For`.
-    pub real_ip_from: Vec<String>,
+    pub real_ip_from: Vec<Src<String>>,
     /// `limit_req_zone`s.
     pub rate_zones: Vec<ZoneView>,
     /// Upstreams: the local instance of each service this host routes to.
     pub upstreams: Vec<UpstreamView>,
     /// Address and port of the default server.
-    pub listen: String,
+    pub listen: Src<String>,
 }
 
 /// A rate-limit zone.
 #[derive(Serialize)]
 pub struct ZoneView {
     /// Zone name.
-    pub name: String,
+    pub name: Src<String>,
     /// Rate, e.g. `100r/m`.
-    pub rate: String,
+    pub rate: Src<String>,
 }
 
 /// An upstream.
 #[derive(Serialize)]
 pub struct UpstreamView {
     /// Name (the service).
-    pub name: String,
+    pub name: Src<String>,
     /// `address:port` of the local instance.
-    pub server: String,
+    pub server: Src<String>,
 }
 
 /// Context of `nginx/vhost.conf.j2`.
 #[derive(Serialize)]
 pub struct VhostContext {
     /// Public hostname.
-    pub hostname: String,
+    pub hostname: Src<String>,
     /// `address:port`.
-    pub listen: String,
+    pub listen: Src<String>,
     /// Locations, most specific first.
     pub locations: Vec<LocationView>,
     /// Health-check locations for the edge, one per service with an HTTP health check.
     pub health: Vec<HealthView>,
     /// Edge addresses allowed to use them.
-    pub edge: Vec<String>,
+    pub edge: Vec<Src<String>>,
 }
 
 /// A health-check location.
 #[derive(Serialize)]
 pub struct HealthView {
     /// The location (`/.medianest/health/<service>`).
-    pub location: String,
+    pub location: Src<String>,
     /// Upstream name.
-    pub upstream: String,
+    pub upstream: Src<String>,
     /// The service's health path.
-    pub path: String,
+    pub path: Src<String>,
 }
 
 /// A location.
 #[derive(Serialize)]
 pub struct LocationView {
     /// Path prefix.
-    pub path: String,
+    pub path: Src<String>,
     /// Upstream name.
-    pub upstream: String,
+    pub upstream: Src<String>,
     /// WebSocket upgrade.
-    pub websocket: bool,
+    pub websocket: Src<bool>,
     /// `on`, `detect` or `off`.
-    pub waf: String,
+    pub waf: Src<String>,
     /// CRS rule ids removed here.
-    pub exclusions: Vec<u32>,
+    pub exclusions: Vec<Src<u32>>,
     /// Rate-limit zone and burst.
-    pub limit: Option<(String, u32)>,
+    pub limit: Option<(Src<String>, Src<u32>)>,
     /// `client_max_body_size`.
-    pub max_body: String,
+    pub max_body: Src<String>,
 }
 
 fn served_on<'a>(site: &Site, routes: &'a [Route<'a>], host: HostId) -> Vec<&'a Route<'a>> {
@@ -112,94 +114,101 @@ impl Family for Nginx {
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
         let routes = edge::routes(site);
-        let mut edge_addrs: Vec<String> = edge::services_of(site, ServiceKind::Haproxy)
-            .flat_map(|(_, s)| s.hosts.iter().filter_map(|h| edge::host_address(site, h.value)))
-            .map(|a| a.to_string())
-            .collect();
-        edge_addrs.sort();
-        edge_addrs.dedup();
-        for (id, svc) in edge::services_of(site, ServiceKind::Nginx) {
-            let port = svc.port("http").map(|p| p.spec.port).unwrap_or(80);
+        let mut edge_addrs: BTreeMap<String, Vec<&Loc>> = BTreeMap::new();
+        for (_, s) in edge::services_of(site, ServiceKind::Haproxy) {
+            for h in &s.hosts {
+                if let Some(a) = edge::host_address(site, h.value) {
+                    edge_addrs.entry(a.value.to_string()).or_default().extend([&a.loc, &h.loc]);
+                }
+            }
+        }
+        let edge_addrs: Vec<Src<String>> =
+            edge_addrs.into_iter().map(|(a, locs)| Src::of(a, "edge host address", locs)).collect();
+        for (_, svc) in edge::services_of(site, ServiceKind::Nginx) {
+            let port = edge::port_src(svc, "http", 80);
             for h in &svc.hosts {
                 let host = site.host(h.value);
-                let Some(addr) = host.primary_address() else { continue };
-                let listen = format!("{addr}:{port}");
+                let Some(addr) = edge::host_address(site, h.value) else { continue };
+                let listen = Src::of(
+                    format!("{}:{}", addr.value, port.value),
+                    "listen address (host address and port)",
+                    [&addr.loc, svc.port("http").and_then(|p| p.loc.as_ref()).unwrap_or(&svc.loc)],
+                );
                 let mine = served_on(site, &routes, h.value);
-                let mut locs: Vec<&crate::diag::Loc> = vec![&svc.loc, &host.loc];
-                locs.extend(mine.iter().map(|r| &site.service(r.service).loc));
-                let sources = sources_of(site, locs);
-                let traces: Vec<Trace> = mine
-                    .iter()
-                    .map(|r| site.service(r.service))
-                    .map(|s| Trace { what: "service", name: s.name.clone(), loc: s.loc.clone() })
-                    .chain([Trace { what: "host", name: host.name.clone(), loc: host.loc.clone() }])
-                    .collect();
-                let mut upstreams: BTreeMap<String, String> = BTreeMap::new();
+                let mut upstreams: BTreeMap<String, UpstreamView> = BTreeMap::new();
                 for r in &mine {
                     let s = site.service(r.service);
                     if let Some(a) = edge::instance_address(site, r.service, h.value) {
-                        upstreams.insert(s.name.clone(), format!("{a}:{}", r.port.port));
+                        let port_loc = s.port(&r.expose.port.value).and_then(|p| p.loc.as_ref()).unwrap_or(&s.loc);
+                        upstreams.insert(
+                            s.name.clone(),
+                            UpstreamView {
+                                name: Src::at(s.name.clone(), "service", &s.loc),
+                                server: Src::of(
+                                    format!("{}:{}", a.value, r.port.port),
+                                    "service address and port",
+                                    [&a.loc, port_loc],
+                                ),
+                            },
+                        );
                     }
                 }
                 let ctx = NginxContext {
-                    host: host.name.clone(),
+                    host: Src::at(host.name.clone(), "host", &host.loc),
                     real_ip_from: edge_addrs.clone(),
                     rate_zones: mine
                         .iter()
-                        .filter_map(|r| Some(ZoneView { name: r.id(site), rate: r.edge.rate_limit?.rate.to_string() }))
+                        .filter_map(|r| {
+                            let l = r.edge.rate_limit?;
+                            Some(ZoneView {
+                                name: Src::at(r.id(site), "rate limit of exposure", &r.expose.loc),
+                                rate: Src::at(l.rate.to_string(), "rate limit", &r.expose.loc),
+                            })
+                        })
                         .collect(),
-                    upstreams: upstreams.into_iter().map(|(name, server)| UpstreamView { name, server }).collect(),
+                    upstreams: upstreams.into_values().collect(),
                     listen: listen.clone(),
                 };
                 let meta = |path: &str| {
-                    let mut m =
-                        ArtifactMeta::host_file(self.name(), &host.name, path, 0o644, "root:root", sources.clone())
-                            .traced(traces.clone());
+                    let mut m = ArtifactMeta::host_file(self.name(), &host.name, path, 0o644, "root:root", Vec::new());
                     if let Some(a) = m.apply.as_mut() {
                         a.validate = Some("nginx".into());
                         a.reload = Some("nginx.service".into());
                     }
                     m
                 };
-                out.add("nginx/nginx.conf.j2", &ctx, meta("/etc/nginx/nginx.conf"), Some(site.service(id).loc.clone()));
+                out.add("nginx/nginx.conf.j2", &ctx, meta("/etc/nginx/nginx.conf"), Some(svc.loc.clone()));
                 let mut by_host: BTreeMap<&str, Vec<&Route>> = BTreeMap::new();
                 for r in &mine {
                     by_host.entry(r.expose.hostname.value.as_str()).or_default().push(r);
                 }
                 for (hostname, rs) in by_host {
                     let ctx = VhostContext {
-                        hostname: hostname.to_string(),
+                        hostname: Src::of(
+                            hostname.to_string(),
+                            "exposed hostname",
+                            rs.iter().map(|r| &r.expose.hostname.loc),
+                        ),
                         listen: listen.clone(),
-                        locations: rs
-                            .iter()
-                            .map(|r| LocationView {
-                                path: r.expose.path.value.clone(),
-                                upstream: site.service(r.service).name.clone(),
-                                websocket: r.expose.websocket,
-                                waf: match r.edge.waf {
-                                    WafMode::Block => "on".into(),
-                                    WafMode::Detect => "detect".into(),
-                                    WafMode::Off => "off".into(),
-                                },
-                                exclusions: r.edge.waf_exclusions.clone(),
-                                limit: r.edge.rate_limit.map(|l| (r.id(site), l.burst)),
-                                max_body: r.edge.max_body.to_string(),
-                            })
-                            .collect(),
+                        locations: rs.iter().map(|r| location(site, r)).collect(),
                         health: {
                             let mut seen = std::collections::BTreeSet::new();
                             rs.iter()
                                 .filter(|r| seen.insert(r.service))
                                 .filter_map(|r| {
                                     let s = site.service(r.service);
-                                    match s.health.as_ref().map(|h| &h.check) {
-                                        Some(HealthCheck::Http { path, .. }) => Some(HealthView {
-                                            location: edge::health_path(&s.name),
-                                            upstream: s.name.clone(),
-                                            path: path.clone(),
-                                        }),
-                                        _ => None,
-                                    }
+                                    let h = s.health.as_ref()?;
+                                    let HealthCheck::Http { path, .. } = &h.check else { return None };
+                                    let at = h.loc.as_ref().unwrap_or(&s.loc);
+                                    Some(HealthView {
+                                        location: Src::at(
+                                            edge::health_path(&s.name),
+                                            "health check of service",
+                                            &s.loc,
+                                        ),
+                                        upstream: Src::at(s.name.clone(), "service", &s.loc),
+                                        path: Src::at(path.clone(), "health check path", at),
+                                    })
                                 })
                                 .collect()
                         },
@@ -214,5 +223,30 @@ impl Family for Nginx {
                 }
             }
         }
+    }
+}
+
+/// One `location` of a vhost: everything from the exposure and the edge's keys of it.
+fn location(site: &Site, r: &Route) -> LocationView {
+    let (e, x) = (r.expose, r.edge);
+    let s = site.service(r.service);
+    LocationView {
+        path: Src::at(e.path.value.clone(), "exposed path", &e.path.loc),
+        upstream: Src::at(s.name.clone(), "service", &s.loc),
+        websocket: Src::at(e.websocket, "websocket", &e.loc),
+        waf: Src::at(
+            match x.waf {
+                WafMode::Block => "on".into(),
+                WafMode::Detect => "detect".into(),
+                WafMode::Off => "off".into(),
+            },
+            "WAF mode",
+            &e.loc,
+        ),
+        exclusions: x.waf_exclusions.iter().map(|id| Src::at(*id, "WAF rule excluded", &e.loc)).collect(),
+        limit: x.rate_limit.map(|l| {
+            (Src::at(r.id(site), "rate limit of exposure", &e.loc), Src::at(l.burst, "rate limit burst", &e.loc))
+        }),
+        max_body: Src::at(x.max_body.to_string(), "largest request body", &e.loc),
     }
 }

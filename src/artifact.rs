@@ -265,7 +265,8 @@ pub struct HostPlan {
 }
 
 /// Builds the apply plan of every host from the host files in `set`; `hosts` lists all
-/// hosts so that a host with no files still gets an (empty) plan.
+/// hosts so that a host with no files still gets an (empty) plan. A plan's sources are
+/// the host's own and those of every file it lists.
 pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Artifact> {
     // Each host's files, found in one pass over the set.
     let mut by_host: BTreeMap<&str, Vec<&Artifact>> = BTreeMap::new();
@@ -306,7 +307,12 @@ pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Art
         let plan = HostPlan { format: FORMAT, host: host.clone(), files, reload, restart };
         let mut bytes = serde_json::to_vec_pretty(&plan).expect("plans always serialize");
         bytes.push(b'\n');
-        let mut meta = ArtifactMeta::shared("plan", format!("hosts/{host}/plan.json"), sources.clone());
+        // The plan holds every file's hash: it comes from what they come from.
+        let mut sources: Vec<String> = sources.clone();
+        sources.extend(by_host.get(host.as_str()).into_iter().flatten().flat_map(|a| a.meta.sources.iter().cloned()));
+        sources.sort();
+        sources.dedup();
+        let mut meta = ArtifactMeta::shared("plan", format!("hosts/{host}/plan.json"), sources);
         meta.host = Some(host.clone());
         out.push(Artifact::new(bytes, meta));
     }

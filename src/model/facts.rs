@@ -46,7 +46,14 @@ pub struct Fact {
     pub value: Val,
 }
 
-/// How the summary names an exposure.
+/// The identity of an exposure in the summary: its service and its place in `expose`,
+/// so a change of its hostname or path reads as one changed exposure (the summary shows
+/// it by its URL, [`exposure_url`]).
 pub fn exposure_subject(site: &Site, service: super::ServiceId, e: &super::Expose) -> String {
+    format!("{} expose[{}]", site.service(service).name, e.index)
+}
+
+/// How the summary shows an exposure.
+pub fn exposure_url(site: &Site, service: super::ServiceId, e: &super::Expose) -> String {
     format!("https://{}{} → {}", e.hostname.value, e.path.value, site.service(service).name)
 }

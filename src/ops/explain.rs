@@ -119,7 +119,7 @@ fn at(c: &Compiled, loc: &Loc) -> String {
 }
 
 /// Whether `name` occurs in `line` as a whole word (not inside a longer name).
-fn mentions(line: &str, name: &str) -> bool {
+pub fn mentions(line: &str, name: &str) -> bool {
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     line.match_indices(name).any(|(i, _)| {
         let before = line[..i].chars().next_back();

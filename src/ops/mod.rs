@@ -118,7 +118,15 @@ fn compile_timed(paths: &Paths, files: Vec<(String, Vec<u8>)>, diags: Diagnostic
         let hosts: Vec<(String, Vec<String>)> =
             site.hosts.iter().map(|h| (h.name.clone(), families::sources_of(&site, [&h.loc]))).collect();
         collect(&mut artifacts, rendered, &mut diags);
-        let plans = host_plans(&artifacts, &hosts);
+        let mut plans = host_plans(&artifacts, &hosts);
+        // A plan holds the host's name (the rest describes other files).
+        for (plan, h) in plans.iter_mut().zip(&site.hosts) {
+            plan.meta.traces = vec![std::sync::Arc::from([crate::artifact::Trace {
+                what: "host",
+                name: h.name.clone(),
+                loc: h.loc.clone(),
+            }])];
+        }
         collect(&mut artifacts, plans, &mut diags);
     }
     if diags.has_errors() {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::model::facts::{Fact, Val, exposure_subject};
+use crate::model::facts::{Fact, Val, exposure_subject, exposure_url};
 use crate::model::{Endpoint, Site};
 
 /// One line of the semantic summary.
@@ -46,6 +46,9 @@ impl Change {
 
 type Facts = BTreeMap<String, Val>;
 
+/// How an entity is shown when its identity is not how a reader knows it (exposures).
+type Shown = BTreeMap<(String, String), String>;
+
 /// Every entity of a site as `(category, subject) → facts`.
 fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
     let mut out: BTreeMap<(String, String), Facts> = BTreeMap::new();
@@ -59,6 +62,37 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
         }
         out.insert((cat.to_string(), subject), f.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
     };
+    let st = &site.settings;
+    put(
+        "site",
+        "[site]".into(),
+        vec![
+            ("name", st.name.clone().into()),
+            ("domain", st.domain.clone().into()),
+            ("public_domain", st.public_domain.clone().unwrap_or_default().into()),
+            ("description", st.description.clone().unwrap_or_default().into()),
+        ],
+    );
+    let d = &site.defaults;
+    put(
+        "defaults",
+        "[defaults]".into(),
+        vec![
+            ("container.restart", d.restart.clone().into()),
+            ("container.pids_limit", d.pids_limit.to_string().into()),
+            ("container.tmpfs_size", d.tmpfs_size.to_string().into()),
+            ("health.interval", d.health_interval.to_string().into()),
+            ("health.timeout", d.health_timeout.to_string().into()),
+            ("health.retries", d.health_retries.to_string().into()),
+            ("health.start_period", d.health_start_period.to_string().into()),
+            ("resources.cpus", d.resources.cpus.to_string().into()),
+            ("resources.memory", d.resources.memory.to_string().into()),
+            ("resources.reserve_cpus", d.resources.reserve_cpus.to_string().into()),
+            ("resources.reserve_memory", d.resources.reserve_memory.to_string().into()),
+            ("resources.pids", d.resources.pids.to_string().into()),
+            ("backup_retention", d.backup_retention.to_string().into()),
+        ],
+    );
     put(
         "recovery",
         "targets".into(),
@@ -72,6 +106,7 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
                 ("vlan", z.vlan.as_ref().map(|v| v.value.to_string()).unwrap_or_default().into()),
                 ("cidr", z.cidr.as_ref().map(|v| v.value.to_string()).unwrap_or_default().into()),
                 ("gateway", z.gateway.as_ref().map(|v| v.value.to_string()).unwrap_or_default().into()),
+                ("description", z.description.clone().unwrap_or_default().into()),
             ],
         );
     }
@@ -83,6 +118,9 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
                 ("cidr", n.cidr.as_ref().map(|v| v.value.to_string()).unwrap_or_default().into()),
                 ("internal", n.internal.to_string().into()),
                 ("driver", format!("{:?}", n.driver).to_lowercase().into()),
+                ("gateway", n.gateway.as_ref().map(|v| v.value.to_string()).unwrap_or_default().into()),
+                ("encrypted", n.encrypted.to_string().into()),
+                ("description", n.description.clone().unwrap_or_default().into()),
             ],
         );
     }
@@ -95,6 +133,23 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
                 ("on", h.on.as_ref().map(|o| site.host(o.value).name.clone()).unwrap_or_default().into()),
                 ("os", h.os.clone().unwrap_or_default().into()),
                 ("roles", Val::many(h.roles.iter().map(|r| r.value.name()))),
+                ("description", h.description.clone().unwrap_or_default().into()),
+                (
+                    "resources",
+                    h.resources
+                        .as_ref()
+                        .map(|r| {
+                            let o = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                            format!(
+                                "cpus {}, memory {}, disk {}",
+                                o(r.cpus.map(|c| c.to_string())),
+                                o(r.memory.map(|m| m.to_string())),
+                                o(r.disk.map(|d| d.to_string()))
+                            )
+                        })
+                        .unwrap_or_default()
+                        .into(),
+                ),
                 (
                     "interfaces",
                     Val::many(h.interfaces.iter().map(|i| {
@@ -118,14 +173,11 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
                 ("replicas", s.replicas.to_string().into()),
                 ("ports", Val::many(s.ports.iter().map(|p| format!("{} {}", p.name, p.spec)))),
                 ("user", s.user.as_ref().map(|u| u.value.clone()).unwrap_or_default().into()),
-                (
-                    "resources",
-                    format!(
-                        "{} CPUs / {}, reserved {} / {}, pids {}",
-                        r.cpus, r.memory, r.reserve_cpus, r.reserve_memory, r.pids
-                    )
-                    .into(),
-                ),
+                ("resources.cpus", r.cpus.to_string().into()),
+                ("resources.memory", r.memory.to_string().into()),
+                ("resources.reserve_cpus", r.reserve_cpus.to_string().into()),
+                ("resources.reserve_memory", r.reserve_memory.to_string().into()),
+                ("resources.pids", r.pids.to_string().into()),
                 ("secrets", Val::many(s.secrets.iter().map(|x| x.value.as_str()))),
                 ("cap_add", Val::many(s.cap_add.iter().map(|x| x.value.as_str()))),
                 ("read_only", s.read_only.value.to_string().into()),
@@ -148,7 +200,12 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
             put(
                 "exposure",
                 exposure_subject(site, sid, e),
-                vec![("port", e.port.value.clone().into()), ("websocket", e.websocket.to_string().into())],
+                vec![
+                    ("hostname", e.hostname.value.clone().into()),
+                    ("path", e.path.value.clone().into()),
+                    ("port", e.port.value.clone().into()),
+                    ("websocket", e.websocket.to_string().into()),
+                ],
             );
         }
     }
@@ -184,13 +241,21 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
     out
 }
 
-/// Every entity with the facts `more` adds to it (each family's, from the caller).
-fn all_facts(site: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> BTreeMap<(String, String), Facts> {
+/// Every entity with the facts `more` adds to it (each family's, from the caller), and
+/// how the entities whose identity is not their name are shown.
+fn all_facts(site: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> (BTreeMap<(String, String), Facts>, Shown) {
     let mut out = facts(site);
     for f in more(site) {
         out.entry((f.category.to_string(), f.subject)).or_default().insert(f.field.to_string(), f.value);
     }
-    out
+    let mut shown = Shown::new();
+    for (i, s) in site.services.iter().enumerate() {
+        let id = crate::model::ServiceId(i);
+        for e in &s.expose {
+            shown.insert(("exposure".into(), exposure_subject(site, id, e)), exposure_url(site, id, e));
+        }
+    }
+    (out, shown)
 }
 
 fn health_text(h: &crate::model::Health) -> String {
@@ -234,7 +299,8 @@ fn relaxes(category: &str, field: &str, before: Option<&Val>, after: Option<&Val
 /// `more` gives the facts the artifact families add to a site's entities
 /// (`families::facts`), so review does not depend on the families.
 pub fn compare(base: &Site, head: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> Vec<Change> {
-    let (old, new) = (all_facts(base, more), all_facts(head, more));
+    let ((old, old_shown), (new, new_shown)) = (all_facts(base, more), all_facts(head, more));
+    let show = |m: &Shown, key: &(String, String)| m.get(key).cloned().unwrap_or_else(|| key.1.clone());
     let mut out = Vec::new();
     let get = |f: &Facts, k: &str| f.get(k).map(Val::text).filter(|v| !v.is_empty());
     let brief = |cat: &str, f: &Facts| -> Vec<String> {
@@ -255,11 +321,12 @@ pub fn compare(base: &Site, head: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> V
         }
     };
     for ((cat, subject), f) in &new {
-        match old.get(&(cat.clone(), subject.clone())) {
+        let key = (cat.clone(), subject.clone());
+        match old.get(&key) {
             None => out.push(Change {
                 category: cat.clone(),
                 change: "added",
-                subject: subject.clone(),
+                subject: show(&new_shown, &key),
                 details: brief(cat, f),
                 // A new flow opens traffic, a new exposure a public route.
                 relaxes: cat == "flow"
@@ -282,7 +349,7 @@ pub fn compare(base: &Site, head: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> V
                 out.push(Change {
                     category: cat.clone(),
                     change: "changed",
-                    subject: subject.clone(),
+                    subject: show(&new_shown, &key),
                     details,
                     relaxes: relaxed,
                 });
@@ -295,7 +362,7 @@ pub fn compare(base: &Site, head: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> V
             out.push(Change {
                 category: cat.clone(),
                 change: "removed",
-                subject: subject.clone(),
+                subject: show(&old_shown, &(cat.clone(), subject.clone())),
                 details: brief(cat, f),
                 relaxes: cat == "guard-rail",
             });

@@ -4,6 +4,7 @@ mod support;
 
 mod agent;
 mod cli;
+mod coverage;
 mod delivery;
 mod determinism;
 mod edge;

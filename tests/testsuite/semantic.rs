@@ -97,3 +97,13 @@ fn a_primary_change_names_the_postgres_key() {
     let text = lines(&c);
     assert!(text.contains("service changed: db (primary: db1 → db2)"), "{text}");
 }
+
+#[test]
+fn a_path_change_is_one_changed_exposure() {
+    let c = changes(&|name, t| {
+        if name == "services.toml" { t.replace("path = \"/\", websocket", "path = \"/app/\", websocket") } else { t }
+    });
+    let text = lines(&c);
+    assert!(text.contains("exposure changed: https://lab.example.org/app/ → web (path: / → /app/)"), "{text}");
+    assert!(!text.contains("exposure added") && !text.contains("exposure removed"), "{text}");
+}

@@ -140,12 +140,14 @@ pub fn host_address(site: &Site, host: HostId) -> Option<&At<IpAddr>> {
 
 /// Where the instance of `service` on `host` listens: its address on the first
 /// non-internal docker network it is attached to (then any network), else the host's.
-pub fn instance_address(site: &Site, service: ServiceId, host: HostId) -> Option<&At<IpAddr>> {
+/// Also where the choice comes from: the network's definition (its `internal` flag), if
+/// a network was chosen.
+pub fn instance_address(site: &Site, service: ServiceId, host: HostId) -> Option<(&At<IpAddr>, Option<&Loc>)> {
     let s = site.service(service);
     let net = s.networks.iter().find(|(n, _)| !site.network(*n).internal).or_else(|| s.networks.first());
     match net {
-        Some((_, addr)) => Some(addr),
-        None => host_address(site, host),
+        Some((n, addr)) => Some((addr, Some(&site.network(*n).loc))),
+        None => host_address(site, host).map(|a| (a, None)),
     }
 }
 

@@ -181,14 +181,18 @@ fn backends(site: &Site, routes: &[Route]) -> Vec<BackendView> {
                 .iter()
                 .filter_map(|h| {
                     let (target, p) = edge::edge_target(site, r, h.value)?;
-                    let address = edge::instance_address(site, target, h.value)?;
+                    let (address, network) = edge::instance_address(site, target, h.value)?;
                     let host = site.host(h.value);
                     let tsvc = site.service(target);
                     let port_loc =
                         tsvc.ports.iter().find(|x| x.spec == p).and_then(|x| x.loc.as_ref()).unwrap_or(&tsvc.loc);
                     Some(ServerView {
                         name: Src::of(host.name.clone(), "host", [&host.loc, &h.loc]),
-                        address: Src::at(address.value.to_string(), "address", &address.loc),
+                        address: Src::of(
+                            address.value.to_string(),
+                            "address",
+                            std::iter::once(&address.loc).chain(network),
+                        ),
                         port: Src::at(p.port, "port", port_loc),
                     })
                 })

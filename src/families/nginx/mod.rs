@@ -138,7 +138,7 @@ impl Family for Nginx {
                 let mut upstreams: BTreeMap<String, UpstreamView> = BTreeMap::new();
                 for r in &mine {
                     let s = site.service(r.service);
-                    if let Some(a) = edge::instance_address(site, r.service, h.value) {
+                    if let Some((a, network)) = edge::instance_address(site, r.service, h.value) {
                         let port_loc = s.port(&r.expose.port.value).and_then(|p| p.loc.as_ref()).unwrap_or(&s.loc);
                         upstreams.insert(
                             s.name.clone(),
@@ -147,7 +147,7 @@ impl Family for Nginx {
                                 server: Src::of(
                                     format!("{}:{}", a.value, r.port.port),
                                     "service address and port",
-                                    [&a.loc, port_loc],
+                                    [&a.loc, port_loc].into_iter().chain(network),
                                 ),
                             },
                         );

@@ -31,14 +31,45 @@ pub fn check_rel_path(p: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A native check the agent runs on a staged file before any swap. One vocabulary for
+/// the families that name it and the agent that runs it (`agent::actions`), so a name
+/// is never matched as a string in two places; a plan naming another fails to parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Validator {
+    /// `nginx -t` on `etc/nginx/nginx.conf`.
+    Nginx,
+    /// `haproxy -c` on `etc/haproxy/haproxy.cfg`.
+    Haproxy,
+    /// `keepalived -t` on `etc/keepalived/keepalived.conf`.
+    Keepalived,
+}
+
+impl Validator {
+    /// The name written in plans.
+    pub fn name(self) -> &'static str {
+        match self {
+            Validator::Nginx => "nginx",
+            Validator::Haproxy => "haproxy",
+            Validator::Keepalived => "keepalived",
+        }
+    }
+}
+
+impl std::fmt::Display for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What the agent does with a host file, from a fixed vocabulary built into the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Apply {
     /// Absolute path on the host.
     pub target: String,
-    /// Native validation to run on the staged file (`nginx`, `haproxy`, …); none yet.
+    /// Native validation to run on the staged file.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub validate: Option<String>,
+    pub validate: Option<Validator>,
     /// systemd unit to reload after the swap.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reload: Option<String>,
@@ -240,7 +271,7 @@ pub struct PlanFile {
 pub struct PlanActions {
     /// Native validation.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub validate: Option<String>,
+    pub validate: Option<Validator>,
     /// Unit to reload.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reload: Option<String>,
@@ -290,7 +321,7 @@ pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Art
                     mode: format!("{:04o}", a.meta.mode),
                     owner: a.meta.owner.clone(),
                     actions: PlanActions {
-                        validate: apply.validate.clone(),
+                        validate: apply.validate,
                         reload: apply.reload.clone(),
                         restart: apply.restart.clone(),
                     },
@@ -335,6 +366,16 @@ mod tests {
         assert!(check_rel_path("hosts/db1/root/etc/hosts").is_ok());
         for bad in ["", "/etc/x", "a/../b", "a//b", "./a", "a/", "a\\b"] {
             assert!(check_rel_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_plan_names_only_known_validators() {
+        let known: PlanActions = serde_json::from_str(r#"{"validate": "haproxy"}"#).unwrap();
+        assert_eq!(known.validate, Some(Validator::Haproxy));
+        assert_eq!(serde_json::to_string(&known).unwrap(), r#"{"validate":"haproxy"}"#);
+        for bad in [r#"{"validate": "sh -c reboot"}"#, r#"{"validate": "Nginx"}"#] {
+            assert!(serde_json::from_str::<PlanActions>(bad).is_err(), "{bad}");
         }
     }
 

@@ -352,11 +352,9 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     }
     let changed: BTreeSet<&str> = changes.iter().map(|c| c.0).collect();
     let entries: Vec<_> = generation.plan.files.iter().filter(|f| changed.contains(f.target.as_str())).collect();
-    let validators: BTreeSet<&str> = entries.iter().filter_map(|f| f.actions.validate.as_deref()).collect();
+    let validators: BTreeSet<crate::artifact::Validator> = entries.iter().filter_map(|f| f.actions.validate).collect();
     for v in &validators {
-        if let Err(e) =
-            actions::validator(v, staged.path()).and_then(|c| actions::run(c, &format!("validation with {v}")))
-        {
+        if let Err(e) = actions::run(actions::validator(*v, staged.path()), &format!("validation with {v}")) {
             let e = e.context(format!("the new files of {commit} do not validate; nothing was changed"));
             return Err(anyhow::Error::new(ValidationFailed(format!("{e:#}"))));
         }

@@ -135,7 +135,8 @@ impl Sim {
             for (target, content, validate, reload) in list {
                 let mut meta = ArtifactMeta::host_file("test", host, target, 0o644, "root:root", vec![]);
                 if let Some(a) = meta.apply.as_mut() {
-                    a.validate = validate.map(str::to_string);
+                    a.validate =
+                        validate.map(|v| serde_json::from_value(serde_json::json!(v)).expect("a known validator"));
                     a.reload = reload.map(str::to_string);
                 }
                 set.insert(meta.path.clone(), Artifact::new(content.to_vec(), meta));

@@ -403,7 +403,7 @@ fn stats_loc(s: &crate::model::Service) -> &Loc {
 
 fn set_actions(meta: &mut ArtifactMeta) {
     if let Some(a) = meta.apply.as_mut() {
-        a.validate = Some("haproxy".into());
+        a.validate = Some(crate::artifact::Validator::Haproxy);
         a.reload = Some("haproxy.service".into());
     }
 }

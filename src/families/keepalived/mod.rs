@@ -128,7 +128,7 @@ impl Family for Keepalived {
                     Vec::new(),
                 );
                 if let Some(a) = meta.apply.as_mut() {
-                    a.validate = Some("keepalived".into());
+                    a.validate = Some(crate::artifact::Validator::Keepalived);
                     a.reload = Some("keepalived.service".into());
                 }
                 out.add("keepalived/keepalived.conf.j2", &ctx, meta, Some(svc.loc.clone()));

@@ -172,7 +172,7 @@ impl Family for Nginx {
                 let meta = |path: &str| {
                     let mut m = ArtifactMeta::host_file(self.name(), &host.name, path, 0o644, "root:root", Vec::new());
                     if let Some(a) = m.apply.as_mut() {
-                        a.validate = Some("nginx".into());
+                        a.validate = Some(crate::artifact::Validator::Nginx);
                         a.reload = Some("nginx.service".into());
                     }
                     m

@@ -29,3 +29,21 @@ fn reference_site_has_the_architecture() {
         assert!(inventory.contains(needle), "{needle:?} missing from the inventory");
     }
 }
+
+/// The README's "A minimal site" says it builds as is: it does, into the files it names.
+#[test]
+fn the_readme_minimal_site_builds() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("### A minimal site").expect("the README has a minimal site")..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let toml = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("site")).unwrap();
+    std::fs::write(dir.path().join("site/site.toml"), toml).unwrap();
+    let out = medianest(dir.path(), &["build"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tree = read_tree(&dir.path().join("generated"));
+    for f in ["hosts/pve1/root/etc/hosts", "hosts/app1/root/etc/hosts", "hosts/pve1/plan.json", "docs/inventory.md"] {
+        assert!(tree.contains_key(f), "{f} missing: {:?}", tree.keys().collect::<Vec<_>>());
+    }
+}

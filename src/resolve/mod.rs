@@ -9,10 +9,13 @@
 //! One file per concern: `index` (every named entity, name → id), [`cx`] (typing a
 //! value and resolving a reference, with hints; what families use for their own keys),
 //! `settings` (`[site]`, `[recovery]`, `[defaults]`), `network` (zones, docker
-//! networks, hosts), `service` (services and their health checks) and `policy`
-//! (flows, guard-rails, backups).
+//! networks, hosts), `service` (services, ports, networks, health checks), `exposure`
+//! (hostname, path, port), `hardening` (capabilities, exceptions) and `policy` (flows,
+//! guard-rails, backups).
 
 pub mod cx;
+mod exposure;
+mod hardening;
 mod index;
 mod network;
 mod policy;

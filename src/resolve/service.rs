@@ -58,10 +58,92 @@ impl Cx<'_, '_> {
             Some(text)
         });
 
+        let (ports, port_errors) = self.ports(s, kind.value);
+        let networks = self.networks(s);
+        let user = s.user.as_ref().and_then(|v| self.value(v, values::user));
+        let health = self.health(s, &ports, port_errors, defaults, kind.value);
+        let resources = match &s.resources {
+            Some(r) => self.resources(r.get_ref(), &defaults.resources),
+            None => defaults.resources.clone(),
+        };
+        let secrets = s.secrets.iter().filter_map(|v| self.value(v, |x| values::name(x, NameKind::Secret))).collect();
+        let mut env = Vec::new();
+        for (k, v) in &s.env {
+            let kloc = self.loc(k.span());
+            let key = match values::name(k.get_ref(), NameKind::Env) {
+                Ok(key) => At { value: key, loc: kloc },
+                Err(e) => {
+                    self.bad(kloc, e);
+                    continue;
+                }
+            };
+            if let Some(val) = self.value(v, values::text) {
+                env.push((key, val));
+            }
+        }
+        let mut volumes = Vec::new();
+        for (vname, target) in &s.volumes {
+            let vloc = self.loc(vname.span());
+            if let Err(e) = values::name(vname.get_ref(), NameKind::Ident) {
+                self.bad(vloc.clone(), e);
+            }
+            if let Some(t) = self.value(target, values::abs_path) {
+                volumes.push(Volume { name: vname.get_ref().clone(), target: t.value, loc: vloc });
+            }
+        }
+        let tmpfs = s.tmpfs.iter().filter_map(|v| self.value(v, values::abs_path)).collect();
+        let expose = self.exposures(name, s, &ports);
+        let depends_on = s
+            .depends_on
+            .iter()
+            .filter_map(|d| self.reference_str(RefTo::Service, d))
+            .map(|a| At { value: ServiceId(a.value), loc: a.loc })
+            .collect();
+        let cap_add = self.capabilities(s);
+        let read_only = match &s.read_only {
+            Some(b) => At { value: *b.get_ref(), loc: self.loc(b.span()) },
+            None => At { value: true, loc: loc.clone() },
+        };
+        let stateful = match &s.stateful {
+            Some(b) => *b.get_ref(),
+            None => info.stateful || !volumes.is_empty(),
+        };
+        let exceptions = self.exceptions(s);
+        Service {
+            name: name.to_string(),
+            kind,
+            image,
+            hosts,
+            replicas,
+            version,
+            ports,
+            networks,
+            user,
+            health,
+            resources,
+            secrets,
+            env,
+            volumes,
+            tmpfs,
+            expose,
+            depends_on,
+            cap_add,
+            read_only,
+            stateful,
+            exceptions,
+            description: self.opt_text(&s.description),
+            declared: Declared { kind_known, health: s.health.is_some(), hosts: !s.hosts.is_empty() },
+            loc,
+        }
+    }
+
+    /// Named ports (the kind's defaults when none are written); `true` when some port
+    /// failed to resolve.
+    fn ports(&mut self, s: &RawService, kind: ServiceKind) -> (Vec<Port>, bool) {
         let mut ports = Vec::new();
         let mut port_errors = false;
         if s.ports.is_empty() {
-            for (n, spec) in kind.value.default_ports() {
+            for (n, spec) in kind.default_ports() {
                 ports.push(Port { name: n, spec, loc: None });
             }
         }
@@ -95,6 +177,11 @@ impl Cx<'_, '_> {
             }
         }
 
+        (ports, port_errors)
+    }
+
+    /// Docker network attachments with their static addresses.
+    fn networks(&mut self, s: &RawService) -> Vec<(NetId, At<std::net::IpAddr>)> {
         let mut networks = Vec::new();
         for (nname, addr) in &s.networks {
             let nloc = self.loc(nname.span());
@@ -105,163 +192,7 @@ impl Cx<'_, '_> {
             }
         }
 
-        let user = s.user.as_ref().and_then(|v| self.value(v, values::user));
-        let health = self.health(s, &ports, port_errors, defaults, kind.value);
-        let resources = match &s.resources {
-            Some(r) => self.resources(r.get_ref(), &defaults.resources),
-            None => defaults.resources.clone(),
-        };
-        let secrets = s.secrets.iter().filter_map(|v| self.value(v, |x| values::name(x, NameKind::Secret))).collect();
-        let mut env = Vec::new();
-        for (k, v) in &s.env {
-            let kloc = self.loc(k.span());
-            let key = match values::name(k.get_ref(), NameKind::Env) {
-                Ok(key) => At { value: key, loc: kloc },
-                Err(e) => {
-                    self.bad(kloc, e);
-                    continue;
-                }
-            };
-            if let Some(val) = self.value(v, values::text) {
-                env.push((key, val));
-            }
-        }
-        let mut volumes = Vec::new();
-        for (vname, target) in &s.volumes {
-            let vloc = self.loc(vname.span());
-            if let Err(e) = values::name(vname.get_ref(), NameKind::Ident) {
-                self.bad(vloc.clone(), e);
-            }
-            if let Some(t) = self.value(target, values::abs_path) {
-                volumes.push(Volume { name: vname.get_ref().clone(), target: t.value, loc: vloc });
-            }
-        }
-        let tmpfs = s.tmpfs.iter().filter_map(|v| self.value(v, values::abs_path)).collect();
-        let mut expose = Vec::new();
-        for (index, e) in s.expose.iter().enumerate() {
-            let eloc = self.loc(e.span());
-            let e = e.get_ref();
-            let hostname =
-                self.required(&e.hostname, &eloc, "hostname", "expose").and_then(|v| self.value(v, values::dns_name));
-            let path = match &e.path {
-                Some(p) => self.value(p, values::abs_path),
-                None => Some(At { value: "/".to_string(), loc: eloc.clone() }),
-            };
-            let port = match &e.port {
-                Some(p) => Some(At { value: p.get_ref().clone(), loc: self.loc(p.span()) }),
-                None => ports.first().map(|p| At { value: p.name.clone(), loc: eloc.clone() }),
-            };
-            let port = match port {
-                Some(p) => Some(p),
-                None => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "expose-without-port",
-                            format!("service `{name}` is exposed but listens on no port"),
-                            eloc.clone(),
-                        )
-                        .help("declare the port it serves on, e.g. `ports = { http = 8080 }`"),
-                    );
-                    None
-                }
-            };
-            if let (Some(hostname), Some(path), Some(port)) = (hostname, path, port) {
-                expose.push(Expose {
-                    index,
-                    hostname,
-                    path,
-                    port,
-                    websocket: e.websocket.as_ref().is_some_and(|b| *b.get_ref()),
-                    loc: eloc,
-                });
-            }
-        }
-        let depends_on = s
-            .depends_on
-            .iter()
-            .filter_map(|d| self.reference_str(RefTo::Service, d))
-            .map(|a| At { value: ServiceId(a.value), loc: a.loc })
-            .collect();
-        let cap_add = s
-            .cap_add
-            .iter()
-            .filter_map(|v| {
-                self.value(v, |c| {
-                    let ok = !c.is_empty() && c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_');
-                    if ok {
-                        Ok(c.to_string())
-                    } else {
-                        Err(ValueError {
-                            message: format!("`{}` is not a capability", values::printable(c)),
-                            help: "write it as in capabilities(7) without `CAP_`, e.g. `NET_BIND_SERVICE`".into(),
-                        })
-                    }
-                })
-            })
-            .collect();
-        let read_only = match &s.read_only {
-            Some(b) => At { value: *b.get_ref(), loc: self.loc(b.span()) },
-            None => At { value: true, loc: loc.clone() },
-        };
-        let stateful = match &s.stateful {
-            Some(b) => *b.get_ref(),
-            None => info.stateful || !volumes.is_empty(),
-        };
-        let mut exceptions = Vec::new();
-        for (k, reason) in &s.exceptions {
-            let kloc = self.loc(k.span());
-            match ExceptionKind::ALL.iter().find(|(n, _)| n == k.get_ref()) {
-                Some((_, kind)) => {
-                    if let Some(r) = self.value(reason, values::text) {
-                        exceptions.push(Exception { kind: *kind, reason: r });
-                    }
-                }
-                None => {
-                    let names: Vec<&str> = ExceptionKind::ALL.iter().map(|(n, _)| *n).collect();
-                    let help = match did_you_mean(k.get_ref(), names.iter().copied()) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("exceptions can be written for {}", shortlist(&names)),
-                    };
-                    self.diags.push(
-                        Diagnostic::error(
-                            "unknown-exception",
-                            format!(
-                                "`{}` is not a hardening default that can be relaxed",
-                                values::printable(k.get_ref())
-                            ),
-                            kloc,
-                        )
-                        .help(help),
-                    );
-                }
-            }
-        }
-        Service {
-            name: name.to_string(),
-            kind,
-            image,
-            hosts,
-            replicas,
-            version,
-            ports,
-            networks,
-            user,
-            health,
-            resources,
-            secrets,
-            env,
-            volumes,
-            tmpfs,
-            expose,
-            depends_on,
-            cap_add,
-            read_only,
-            stateful,
-            exceptions,
-            description: self.opt_text(&s.description),
-            declared: Declared { kind_known, health: s.health.is_some(), hosts: !s.hosts.is_empty() },
-            loc,
-        }
+        networks
     }
 
     pub(super) fn health(

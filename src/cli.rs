@@ -388,7 +388,7 @@ pub fn run(cli: Cli) -> i32 {
         }
         Command::Pull(ref a) => return pull(a),
         Command::Explain { ref target } => {
-            let compiled = ops::compile(&paths);
+            let compiled = ops::compile_with(&paths, ops::Depth::Traces);
             if compiled.failed() {
                 let _ = compiled.diags.emit(&compiled.sources, err.as_mut());
                 return exit::FAILED;

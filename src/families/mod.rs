@@ -31,6 +31,7 @@ use crate::load::RawSite;
 use crate::load::keys::KeySet;
 use crate::model::Site;
 use crate::render::RenderJob;
+use provenance::Depth;
 
 /// A family's keys of one site file, as its own file-level type (downcast it).
 pub type Part<'a> = (FileId, &'a (dyn Any + Send + Sync));
@@ -77,16 +78,39 @@ pub const FAMILIES: &[&dyn Family] = &[
 ];
 
 /// The jobs being collected from the families.
-#[derive(Default)]
-pub struct Lowering {
+pub struct Lowering<'a> {
     /// Jobs so far.
     pub jobs: Vec<RenderJob>,
+    /// How much provenance the jobs keep.
+    pub depth: Depth,
+    /// The site's file names, for `sources`.
+    files: &'a [String],
 }
 
-impl Lowering {
+/// A value converted once for many files, with its recording (see
+/// [`Lowering::add_shared`]).
+pub struct Shared {
+    /// The converted value.
+    pub value: Value,
+    files: BTreeSet<FileId>,
+    traces: Arc<[Trace]>,
+}
+
+impl<'a> Lowering<'a> {
+    /// An empty lowering of `site`, keeping provenance at `depth`.
+    pub fn new(site: &'a Site, depth: Depth) -> Self {
+        Lowering { jobs: Vec::new(), depth, files: &site.files }
+    }
+
+    /// Converts a part of many files' contexts once, recording its provenance.
+    pub fn share(&self, value: &impl Serialize) -> Shared {
+        let (value, found) = provenance::record(self.depth, || Value::from(minijinja::value::Serde(value)));
+        Shared { value, files: found.files, traces: found.traces.into() }
+    }
+
     /// Adds a job rendering `template` with `context`. What the context's [`Src`]
-    /// values record (and `shared`, the records of values converted once for many files)
-    /// become the file's traces; its `sources` are derived from them in [`lower`].
+    /// values record become the file's traces, and the site files they come from (and
+    /// the file of `origin`, the entity it is rendered for) its `sources`.
     ///
     /// [`Src`]: provenance::Src
     pub fn add(
@@ -96,24 +120,29 @@ impl Lowering {
         meta: crate::artifact::ArtifactMeta,
         origin: Option<Loc>,
     ) {
-        self.add_shared(template, context, &Arc::from([]), meta, origin);
+        self.add_shared(template, context, &[], meta, origin);
     }
 
-    /// [`Lowering::add`] for a context that holds a value converted once for many files
-    /// (with [`provenance::record`]): `shared` are that value's records.
+    /// [`Lowering::add`] for a context that holds parts converted once for many files
+    /// ([`Lowering::share`]), whose provenance is added to the file's.
     pub fn add_shared(
         &mut self,
         template: &'static str,
         context: &impl Serialize,
-        shared: &Arc<[Trace]>,
+        shared: &[&Shared],
         mut meta: crate::artifact::ArtifactMeta,
         origin: Option<Loc>,
     ) {
-        let (context, traces) = provenance::record(|| Value::from(minijinja::value::Serde(context)));
-        meta.traces = vec![traces.into()];
-        if !shared.is_empty() {
-            meta.traces.push(shared.clone());
+        let (context, mut found) = provenance::record(self.depth, || Value::from(minijinja::value::Serde(context)));
+        found.files.extend(origin.iter().map(|l| l.file));
+        meta.traces = vec![found.traces.into()];
+        for s in shared {
+            found.files.extend(s.files.iter().copied());
+            if !s.traces.is_empty() {
+                meta.traces.push(s.traces.clone());
+            }
         }
+        meta.sources = found.files.into_iter().filter_map(|f| self.files.get(f).cloned()).collect();
         self.jobs.push(RenderJob { template, context, meta, origin });
     }
 }
@@ -170,38 +199,19 @@ pub fn verify(site: &Site, diags: &mut Diagnostics) {
     }
 }
 
-/// Lowers the site through every family.
-pub fn lower(site: &Site) -> Vec<RenderJob> {
+/// Lowers the site through every family, keeping provenance at `depth`.
+pub fn lower(site: &Site, depth: Depth) -> Vec<RenderJob> {
     use rayon::prelude::*;
     // Families are independent: lower them on every core, collected in this fixed order.
     let per_family: Vec<Vec<RenderJob>> = FAMILIES
         .par_iter()
         .map(|f| {
-            let mut l = Lowering::default();
+            let mut l = Lowering::new(site, depth);
             f.lower(site, &mut l);
-            derive_sources(site, &mut l.jobs);
             l.jobs
         })
         .collect();
     per_family.into_iter().flatten().collect()
-}
-
-/// Each job's `sources`: the site files of everything its context recorded, and of the
-/// entity it is rendered for. A shared chunk of traces is read once.
-fn derive_sources(site: &Site, jobs: &mut [RenderJob]) {
-    let mut shared: std::collections::HashMap<*const Trace, BTreeSet<usize>> = Default::default();
-    for job in jobs {
-        let mut files: BTreeSet<usize> = job.origin.iter().map(|l| l.file).collect();
-        for chunk in &job.meta.traces {
-            let of_chunk = |c: &[Trace]| c.iter().map(|t| t.loc.file).collect::<BTreeSet<usize>>();
-            if Arc::strong_count(chunk) > 1 {
-                files.extend(shared.entry(chunk.as_ptr()).or_insert_with(|| of_chunk(chunk)).iter().copied());
-            } else {
-                files.extend(of_chunk(chunk));
-            }
-        }
-        job.meta.sources = files.into_iter().filter_map(|f| site.files.get(f).cloned()).collect();
-    }
 }
 
 /// The sorted, unique names of the site files that the locations come from.

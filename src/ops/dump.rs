@@ -24,7 +24,7 @@ pub fn dump_contexts(paths: &Paths, out: &mut dyn Write) -> Result<(Analysis, us
     if analysis.diags.has_errors() {
         return Ok((analysis, 0));
     }
-    let jobs = families::lower(&analysis.site);
+    let jobs = families::lower(&analysis.site, families::provenance::Depth::Files);
     for job in &jobs {
         let line = serde_json::json!({
             "template": job.template,

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use crate::artifact::{Artifact, ArtifactSet, check_rel_path, host_plans};
 use crate::diag::{Diagnostic, Diagnostics, SourceMap};
 use crate::emit::{self, Drift, WriteReport};
+pub use crate::families::provenance::Depth;
 use crate::model::Site;
 pub use crate::paths::Paths;
 use crate::{families, fingerprint, load, render, resolve, verify};
@@ -81,18 +82,31 @@ pub fn analyze_files(files: Vec<(String, Vec<u8>)>, display: &str) -> Analysis {
 }
 
 /// load → resolve → verify → lower → render, in memory. Artifacts are empty when any
-/// stage reported an error; diagnostics hold everything that was found.
+/// stage reported an error; diagnostics hold everything that was found. Provenance is
+/// kept as far as the manifest needs it (each file's site files).
 pub fn compile(paths: &Paths) -> Compiled {
+    compile_with(paths, Depth::Files)
+}
+
+/// [`compile`], keeping each file's provenance at `depth` ([`Depth::Traces`] for
+/// `explain`: every value's text and place).
+pub fn compile_with(paths: &Paths, depth: Depth) -> Compiled {
     let mut timer = Timer::start("load");
     let mut diags = Diagnostics::default();
     let files = load::read_site(&paths.site, &paths.display(&paths.site), &mut diags);
-    let compiled = compile_timed(paths, files, diags, &mut timer);
+    let compiled = compile_timed(paths, files, diags, depth, &mut timer);
     timer.finish();
     compiled
 }
 
 /// The pipeline over site files already read (`diags` holds what reading them found).
-fn compile_timed(paths: &Paths, files: Vec<(String, Vec<u8>)>, diags: Diagnostics, timer: &mut Timer) -> Compiled {
+fn compile_timed(
+    paths: &Paths,
+    files: Vec<(String, Vec<u8>)>,
+    diags: Diagnostics,
+    depth: Depth,
+    timer: &mut Timer,
+) -> Compiled {
     let mut sources = SourceMap::default();
     let mut diags = diags;
     let site_display = paths.display(&paths.site);
@@ -106,7 +120,7 @@ fn compile_timed(paths: &Paths, files: Vec<(String, Vec<u8>)>, diags: Diagnostic
     let mut artifacts = ArtifactSet::new();
     if !diags.has_errors() {
         timer.next("lower");
-        let jobs = families::lower(&site);
+        let jobs = families::lower(&site, depth);
         timer.next("render");
         let rendered = templates.render_all(jobs, &mut diags);
         timer.next("plans");
@@ -334,7 +348,7 @@ fn unless_fresh<R>(
         return Ok(Outcome::Fresh { files });
     }
     timer.next("load");
-    let compiled = compile_timed(paths, files, diags, &mut timer);
+    let compiled = compile_timed(paths, files, diags, Depth::Files, &mut timer);
     if compiled.failed() {
         return Ok(Outcome::Compiled(Box::new(compiled), None));
     }

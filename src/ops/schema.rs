@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use crate::families::FAMILIES;
-use crate::load::keys::{Describe, Shape, Table};
+use crate::load::keys::{Shape, Table};
 use crate::load::schema::RawFile;
 
 /// The whole reference as Markdown.
@@ -103,11 +103,6 @@ fn split_doc(doc: &str) -> (String, String, String) {
         }
     }
     (required, default, rest.trim().to_string())
-}
-
-/// The type name of the root, for tests.
-pub fn root_shape() -> Shape {
-    RawFile::shape()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use medianest::artifact::ArtifactSet;
 use medianest::ops::explain::{line_values, mentions};
-use medianest::ops::{Compiled, Paths, compile};
+use medianest::ops::{Compiled, Depth, Paths, compile, compile_with};
 use toml::de::{DeTable, DeValue};
 
 use crate::support::*;
@@ -251,7 +251,7 @@ fn site_values(site: &Path) -> BTreeSet<String> {
 #[test]
 fn explain_traces_every_line_that_holds_a_site_value() {
     let root = repo_root();
-    let compiled = compile(&Paths::under(&root));
+    let compiled = compile_with(&Paths::under(&root), Depth::Traces);
     assert!(!compiled.failed());
     let values = site_values(&root.join("site"));
     let (mut bearing, mut resolved) = (0usize, 0usize);

@@ -385,7 +385,7 @@ fn check_committed_outside_a_git_repository_says_so_plainly() {
 #[test]
 fn explain_answers_for_every_generated_file_of_the_reference_site() {
     let root = repo_root();
-    let compiled = medianest::ops::compile(&medianest::ops::Paths::under(&root));
+    let compiled = medianest::ops::compile_with(&medianest::ops::Paths::under(&root), medianest::ops::Depth::Traces);
     assert!(!compiled.failed());
     let files = medianest::emit::list_tree(&root.join("generated")).unwrap();
     assert!(files.len() > 10);

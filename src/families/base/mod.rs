@@ -6,11 +6,9 @@
 
 use serde::Serialize;
 
-use std::sync::Arc;
-
-use super::provenance::{Src, record};
+use super::provenance::Src;
 use super::{Family, Lowering};
-use crate::artifact::{ArtifactMeta, Trace};
+use crate::artifact::ArtifactMeta;
 use crate::model::Site;
 
 /// The base family.
@@ -57,12 +55,11 @@ impl Family for Base {
             site.hosts.iter().filter(|h| h.primary_address().is_some()).map(|h| entry(site, h)).collect();
         // Every host's file names every host: the list is converted, and its provenance
         // recorded, once for all of them.
-        let (entries, shared) = record(|| minijinja::Value::from(minijinja::value::Serde(&entries)));
-        let shared: Arc<[Trace]> = shared.into();
+        let entries = out.share(&entries);
         for h in site.hosts.iter().filter(|h| h.kind.value.is_linux()) {
-            let ctx = HostsFileContext { host: entry(site, h), entries: entries.clone() };
+            let ctx = HostsFileContext { host: entry(site, h), entries: entries.value.clone() };
             let meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/hosts", 0o644, "root:root", Vec::new());
-            out.add_shared("base/hosts.j2", &ctx, &shared, meta, Some(h.loc.clone()));
+            out.add_shared("base/hosts.j2", &ctx, &[&entries], meta, Some(h.loc.clone()));
         }
     }
 }

@@ -47,10 +47,11 @@ pub struct HaproxyContext {
     pub crt_list: String,
     /// Whether ACME challenges are passed to a local client.
     pub acme: Src<bool>,
-    /// Routes, most specific first.
-    pub routes: Vec<RouteView>,
-    /// Backends, by name.
-    pub backends: Vec<BackendView>,
+    /// Routes ([`RouteView`]s), most specific first. Routes and backends are the same on
+    /// every edge host: converted, and their provenance recorded, once for all.
+    pub routes: minijinja::Value,
+    /// Backends ([`BackendView`]s), by name.
+    pub backends: minijinja::Value,
 }
 
 /// A route in the HTTPS frontend.
@@ -253,6 +254,9 @@ impl Family for Haproxy {
     fn lower(&self, site: &Site, out: &mut Lowering) {
         let routes = edge::routes(site);
         let certs = &edge::edge(site).certificates;
+        // The same on every edge host: converted, and recorded, once.
+        let route_list = out.share(&route_views(site, &routes));
+        let backend_list = out.share(&backends(site, &routes));
         for (_, svc) in edge::services_of(site, ServiceKind::Haproxy) {
             for h in &svc.hosts {
                 let host = site.host(h.value);
@@ -271,8 +275,8 @@ impl Family for Haproxy {
                     stats_allow: monitoring_networks(site),
                     crt_list: CRT_LIST.into(),
                     acme: Src::of(certs.iter().any(|c| c.acme), "ACME renewal", certs.iter().map(|c| &c.loc)),
-                    routes: route_views(site, &routes),
-                    backends: backends(site, &routes),
+                    routes: route_list.value.clone(),
+                    backends: backend_list.value.clone(),
                 };
                 let mut meta = ArtifactMeta::host_file(
                     self.name(),
@@ -283,7 +287,13 @@ impl Family for Haproxy {
                     Vec::new(),
                 );
                 set_actions(&mut meta);
-                out.add("haproxy/haproxy.cfg.j2", &ctx, meta, Some(svc.loc.clone()));
+                out.add_shared(
+                    "haproxy/haproxy.cfg.j2",
+                    &ctx,
+                    &[&route_list, &backend_list],
+                    meta,
+                    Some(svc.loc.clone()),
+                );
                 let mut meta =
                     ArtifactMeta::host_file(self.name(), &host.name, CRT_LIST, 0o644, "root:root", Vec::new());
                 set_actions(&mut meta);

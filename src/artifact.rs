@@ -121,7 +121,9 @@ impl ArtifactMeta {
         self.traces.iter().flat_map(|c| c.iter())
     }
 
-    /// A cluster-wide file (docs, manifests) readable by everyone.
+    /// A cluster-wide file (docs, plans) readable by everyone. A family's file gets its
+    /// `sources` from what its context records (`families::Lowering::add`); data files
+    /// built here pass theirs.
     pub fn shared(family: &'static str, path: String, sources: Vec<String>) -> Self {
         ArtifactMeta {
             path,
@@ -136,22 +138,16 @@ impl ArtifactMeta {
         }
     }
 
-    /// A file that `host` installs at the absolute path `target`.
-    pub fn host_file(
-        family: &'static str,
-        host: &str,
-        target: &str,
-        mode: u32,
-        owner: &str,
-        sources: Vec<String>,
-    ) -> Self {
+    /// A file that `host` installs at the absolute path `target` (its `sources` are
+    /// derived when a family adds it).
+    pub fn host_file(family: &'static str, host: &str, target: &str, mode: u32, owner: &str) -> Self {
         ArtifactMeta {
             path: format!("hosts/{host}/root{target}"),
             family,
             mode,
             owner: owner.into(),
             host: Some(host.into()),
-            sources,
+            sources: Vec::new(),
             apply: Some(Apply { target: target.into(), validate: None, reload: None, restart: None }),
             template: String::new(),
             traces: Vec::new(),
@@ -383,7 +379,7 @@ mod tests {
     fn plans_list_host_files_sorted() {
         let mut set = ArtifactSet::new();
         for target in ["/etc/b", "/etc/a"] {
-            let meta = ArtifactMeta::host_file("base", "h1", target, 0o644, "root:root", vec![]);
+            let meta = ArtifactMeta::host_file("base", "h1", target, 0o644, "root:root");
             set.insert(meta.path.clone(), Artifact::new(b"x\n".to_vec(), meta));
         }
         let plans = host_plans(&set, &[("h1".into(), vec![]), ("h2".into(), vec![])]);

@@ -133,7 +133,7 @@ impl Sim {
         let mut set = ArtifactSet::new();
         for (host, list) in [("web1", files), ("other", other)] {
             for (target, content, validate, reload) in list {
-                let mut meta = ArtifactMeta::host_file("test", host, target, 0o644, "root:root", vec![]);
+                let mut meta = ArtifactMeta::host_file("test", host, target, 0o644, "root:root");
                 if let Some(a) = meta.apply.as_mut() {
                     a.validate =
                         validate.map(|v| serde_json::from_value(serde_json::json!(v)).expect("a known validator"));

@@ -58,7 +58,7 @@ impl Family for Base {
         let entries = out.share(&entries);
         for h in site.hosts.iter().filter(|h| h.kind.value.is_linux()) {
             let ctx = HostsFileContext { host: entry(site, h), entries: entries.value.clone() };
-            let meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/hosts", 0o644, "root:root", Vec::new());
+            let meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/hosts", 0o644, "root:root");
             out.add_shared("base/hosts.j2", &ctx, &[&entries], meta, Some(h.loc.clone()));
         }
     }

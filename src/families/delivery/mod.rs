@@ -185,7 +185,7 @@ impl Family for Delivery {
                 ),
             };
             let file = |target: &str, reload: Option<&str>, restart: Option<&str>| {
-                let mut m = ArtifactMeta::host_file(self.name(), &h.name, target, 0o644, "root:root", Vec::new());
+                let mut m = ArtifactMeta::host_file(self.name(), &h.name, target, 0o644, "root:root");
                 m.apply = Some(Apply {
                     target: target.into(),
                     validate: None,

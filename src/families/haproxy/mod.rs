@@ -278,14 +278,8 @@ impl Family for Haproxy {
                     routes: route_list.value.clone(),
                     backends: backend_list.value.clone(),
                 };
-                let mut meta = ArtifactMeta::host_file(
-                    self.name(),
-                    &host.name,
-                    "/etc/haproxy/haproxy.cfg",
-                    0o644,
-                    "root:root",
-                    Vec::new(),
-                );
+                let mut meta =
+                    ArtifactMeta::host_file(self.name(), &host.name, "/etc/haproxy/haproxy.cfg", 0o644, "root:root");
                 set_actions(&mut meta);
                 out.add_shared(
                     "haproxy/haproxy.cfg.j2",
@@ -294,8 +288,7 @@ impl Family for Haproxy {
                     meta,
                     Some(svc.loc.clone()),
                 );
-                let mut meta =
-                    ArtifactMeta::host_file(self.name(), &host.name, CRT_LIST, 0o644, "root:root", Vec::new());
+                let mut meta = ArtifactMeta::host_file(self.name(), &host.name, CRT_LIST, 0o644, "root:root");
                 set_actions(&mut meta);
                 out.add(
                     "haproxy/crt-list.txt.j2",

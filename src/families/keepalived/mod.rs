@@ -125,7 +125,6 @@ impl Family for Keepalived {
                     "/etc/keepalived/keepalived.conf",
                     0o644,
                     "root:root",
-                    Vec::new(),
                 );
                 if let Some(a) = meta.apply.as_mut() {
                     a.validate = Some(crate::artifact::Validator::Keepalived);

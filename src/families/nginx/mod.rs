@@ -170,7 +170,7 @@ impl Family for Nginx {
                     listen: listen.clone(),
                 };
                 let meta = |path: &str| {
-                    let mut m = ArtifactMeta::host_file(self.name(), &host.name, path, 0o644, "root:root", Vec::new());
+                    let mut m = ArtifactMeta::host_file(self.name(), &host.name, path, 0o644, "root:root");
                     if let Some(a) = m.apply.as_mut() {
                         a.validate = Some(crate::artifact::Validator::Nginx);
                         a.reload = Some("nginx.service".into());

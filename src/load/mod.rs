@@ -71,6 +71,15 @@ pub fn read_site(site_dir: &Path, display_prefix: &str, diags: &mut Diagnostics)
             }
         }
     }
+    if paths.is_empty() {
+        diags.push(
+            Diagnostic::error_nowhere(
+                "missing-table",
+                format!("`{display_prefix}` holds no site file, so nothing defines `[site]` or `[recovery]`"),
+            )
+            .help("add `site.toml` with `[site]` (`name`, `domain`) and `[recovery]` (`rto`, `rpo`); README.md has a minimal site"),
+        );
+    }
     for path in paths {
         let rel = path.strip_prefix(site_dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
         match std::fs::read(&path) {

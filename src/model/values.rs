@@ -16,6 +16,8 @@ use serde::Serialize;
 /// Why a value was rejected, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueError {
+    /// The diagnostic code: `bad-value`, or `secret-value` for a credential.
+    pub code: &'static str,
     /// What is wrong.
     pub message: String,
     /// How to fix it.
@@ -23,14 +25,31 @@ pub struct ValueError {
 }
 
 fn err<T>(message: impl Into<String>, help: impl Into<String>) -> Result<T, ValueError> {
-    Err(ValueError { message: message.into(), help: help.into() })
+    Err(ValueError { code: "bad-value", message: message.into(), help: help.into() })
 }
 
 /// Characters that could start a new directive, comment or interpolation in some
 /// target format, and are therefore never accepted in site values.
 pub const FORBIDDEN_CHARS: &[char] = &[';', '{', '}', '"', '\'', '#', '`', '$', '\\'];
 
-/// Free text (descriptions, `why`): one line, printable, none of [`FORBIDDEN_CHARS`].
+/// Characters that show nothing, or reorder or break what is shown, though they are not
+/// control characters: line and paragraph separators, bidirectional overrides and
+/// isolates, zero-width and other format characters. A reviewer reading a diff cannot
+/// see them, so no site value may hold one.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
+}
+
+/// `U+XXXX`, for messages about a character that cannot be shown.
+pub fn code_point(c: char) -> String {
+    format!("U+{:04X}", c as u32)
+}
+
+/// Free text (descriptions, `why`): one line, printable, none of [`FORBIDDEN_CHARS`],
+/// no invisible characters, no credentials.
 pub fn text(s: &str) -> Result<String, ValueError> {
     if let Some(c) = s.chars().find(|c| c.is_control()) {
         return err(
@@ -38,14 +57,28 @@ pub fn text(s: &str) -> Result<String, ValueError> {
             "keep descriptions on one line without tabs or control characters",
         );
     }
+    if let Some(c) = s.chars().find(|c| is_invisible(*c)) {
+        return err(
+            format!("text contains the invisible character {} ({c:?})", code_point(c)),
+            "remove it: line separators, bidirectional overrides and zero-width characters hide or reorder what a reviewer reads",
+        );
+    }
+    if looks_like_secret_value(s) {
+        return Err(ValueError {
+            code: "secret-value",
+            message: "this text holds what looks like a credential".into(),
+            help: "never write credentials in the site; provision them as secrets and refer to them by name".into(),
+        });
+    }
     if let Some(c) = s.chars().find(|c| FORBIDDEN_CHARS.contains(c)) {
         return err(
             format!("text contains `{c}`, which could inject a directive into a generated config"),
             "rephrase without ; { } quotes # $ ` or backslashes",
         );
     }
-    if s.len() > 200 {
-        return err("text is longer than 200 characters", "keep it to one short sentence");
+    let n = s.chars().count();
+    if n > 200 {
+        return err(format!("text is {n} characters long, more than 200"), "keep it to one short sentence");
     }
     Ok(s.to_string())
 }
@@ -93,6 +126,12 @@ pub fn name(s: &str, kind: NameKind) -> Result<String, ValueError> {
         Some(c) => ok_first(c) && chars.all(ok_rest),
         None => false,
     };
+    if let Some(c) = s.chars().find(|c| !c.is_ascii()) {
+        return err(
+            format!("`{}` is not a valid name: `{c}` ({}) is not ASCII", printable(s), code_point(c)),
+            format!("use {rule}; a look-alike letter from another script makes another name"),
+        );
+    }
     if !valid || s.len() > 63 || s.ends_with('-') {
         return err(format!("`{}` is not a valid name", printable(s)), format!("use {rule}, at most 63 characters"));
     }
@@ -188,9 +227,11 @@ impl Duration {
         if num == 0 {
             return err("a duration must be greater than zero", help);
         }
-        num.checked_mul(mult)
-            .map(Duration)
-            .ok_or_else(|| ValueError { message: format!("`{s}` is too long"), help: help.into() })
+        num.checked_mul(mult).map(Duration).ok_or_else(|| ValueError {
+            code: "bad-value",
+            message: format!("`{s}` is too long"),
+            help: help.into(),
+        })
     }
 }
 
@@ -236,9 +277,11 @@ impl Size {
         if num == 0 {
             return err("a size must be greater than zero", help);
         }
-        num.checked_mul(mult)
-            .map(Size)
-            .ok_or_else(|| ValueError { message: format!("`{s}` is too large"), help: help.into() })
+        num.checked_mul(mult).map(Size).ok_or_else(|| ValueError {
+            code: "bad-value",
+            message: format!("`{s}` is too large"),
+            help: help.into(),
+        })
     }
 
     /// Mebibytes, rounded down.
@@ -450,10 +493,36 @@ pub fn user(s: &str) -> Result<String, ValueError> {
     Ok(s.to_string())
 }
 
-/// Whether a container user is root.
+/// Whether a container user is root: `root`, or uid 0 however it is written (`0`, `00`).
 pub fn is_root_user(u: &str) -> bool {
     let first = u.split(':').next().unwrap_or(u);
-    first == "0" || first == "root"
+    first == "root" || (!first.is_empty() && first.chars().all(|c| c == '0'))
+}
+
+/// A git branch name, by git's ref-name rules (`git check-ref-format --branch`): what
+/// hosts fetch must be a name git accepts, and never an option (`--upload-pack`).
+pub fn branch(s: &str) -> Result<String, ValueError> {
+    let bad_char = |c: char| c.is_ascii_control() || c == ' ' || "~^:?*[\\".contains(c) || !c.is_ascii();
+    let ok = !s.is_empty()
+        && s.len() <= 200
+        && !s.starts_with('-')
+        && !s.starts_with('/')
+        && !s.ends_with('/')
+        && !s.ends_with('.')
+        && !s.ends_with(".lock")
+        && s != "@"
+        && !s.contains("..")
+        && !s.contains("@{")
+        && !s.contains("//")
+        && !s.split('/').any(|c| c.starts_with('.') || c.ends_with(".lock"))
+        && !s.chars().any(bad_char);
+    if !ok {
+        return err(
+            format!("`{}` is not a branch name git accepts", printable(s)),
+            "use letters, digits, `-`, `_`, `.` and `/` (no `..`, no leading `-` or `.`), e.g. `main` or `release/2026`",
+        );
+    }
+    Ok(s.to_string())
 }
 
 /// A word of a command line (health `exec`): printable, no spaces or shell metacharacters.
@@ -484,19 +553,26 @@ pub fn looks_like_secret_name(key: &str) -> bool {
 const SECRET_VALUE_PREFIXES: &[&str] =
     &["-----BEGIN", "ghp_", "gho_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA", "sk_live_", "sk-"];
 
-/// Whether a value looks like a credential rather than configuration.
+/// Whether a value holds something shaped like a credential anywhere in it: a token
+/// that starts like a well-known key format (`--access AKIA…`, `Bearer xoxb-…`), a PEM
+/// block, or `user:password@` (in a URL or not).
 pub fn looks_like_secret_value(v: &str) -> bool {
-    if SECRET_VALUE_PREFIXES.iter().any(|p| v.starts_with(p)) {
+    if v.contains("-----BEGIN") {
         return true;
     }
-    // user:password@ in a URL.
-    if let Some((_, rest)) = v.split_once("://")
-        && let Some((userinfo, _)) = rest.split_once('@')
-        && userinfo.contains(':')
-    {
-        return true;
-    }
-    false
+    v.split(|c: char| c.is_whitespace() || "=,(<>\"'".contains(c)).any(|token| {
+        if SECRET_VALUE_PREFIXES.iter().any(|p| token.starts_with(p)) {
+            return true;
+        }
+        // user:password@ — after `scheme://` when there is one.
+        let rest = token.split_once("://").map(|(_, r)| r).unwrap_or(token);
+        match rest.split_once('@') {
+            Some((userinfo, _)) => {
+                userinfo.split_once(':').is_some_and(|(u, p)| !u.is_empty() && !p.is_empty() && !userinfo.contains('/'))
+            }
+            None => false,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -507,8 +583,51 @@ mod tests {
     fn recognises_credentials() {
         assert!(looks_like_secret_value("postgres://app:hunter2@db:5432/app"));
         assert!(looks_like_secret_value("ghp_abcdef"));
+        assert!(looks_like_secret_value("--access AKIAABCDEFGHIJKLMNOP"));
+        assert!(looks_like_secret_value("Bearer xoxb-123-456"));
+        assert!(looks_like_secret_value("key: -----BEGIN PRIVATE KEY-----"));
+        assert!(looks_like_secret_value("the admin:hunter2@ account"));
         assert!(!looks_like_secret_value("postgres://app@db:5432/app"));
         assert!(!looks_like_secret_value("production"));
+        assert!(!looks_like_secret_value("ssh://git@host:22/site.git"));
+        assert!(!looks_like_secret_value("at 10:30 every day, mail ops@lab"));
+    }
+
+    #[test]
+    fn text_refuses_invisible_characters_and_counts_characters() {
+        for bad in ["a\u{2028}b", "a\u{202E}b", "a\u{2066}b", "a\u{200B}b", "a\u{0085}b", "a\u{FEFF}"] {
+            assert!(text(bad).is_err(), "{bad:?}");
+        }
+        let e = text(&"é".repeat(201)).unwrap_err();
+        assert_eq!(e.message, "text is 201 characters long, more than 200");
+        assert!(text(&"é".repeat(150)).is_ok(), "150 characters of 2 bytes each are fine");
+        assert_eq!(text("admin:hunter2@ is the account").unwrap_err().code, "secret-value");
+    }
+
+    #[test]
+    fn names_say_which_character_is_not_ascii() {
+        let e = name("\u{0430}pp1", NameKind::Label).unwrap_err();
+        assert!(e.message.contains("U+0430"), "{}", e.message);
+    }
+
+    #[test]
+    fn root_by_any_spelling() {
+        for u in ["0", "00", "000:1000", "root", "root:root"] {
+            assert!(is_root_user(u), "{u}");
+        }
+        for u in ["1001", "10", "rooty"] {
+            assert!(!is_root_user(u), "{u}");
+        }
+    }
+
+    #[test]
+    fn branch_names_follow_git() {
+        for ok in ["main", "release/2026", "feature-x_1.2"] {
+            assert!(branch(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "--upload-pack", "x..y", "a b", "/main", "main/", "main.lock", ".hidden", "a@{b", "@", "a//b"] {
+            assert!(branch(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl Cx<'_, '_> {
 
     /// Reports a bad value.
     pub fn bad(&mut self, loc: Loc, e: ValueError) {
-        self.diags.push(Diagnostic::error("bad-value", e.message, loc).help(e.help));
+        self.diags.push(Diagnostic::error(e.code, e.message, loc).help(e.help));
     }
 
     /// Types a string value; reports and returns `None` when it is invalid.
@@ -140,6 +140,7 @@ impl Cx<'_, '_> {
             self.bad(
                 loc,
                 ValueError {
+                    code: "bad-value",
                     message: format!("{what} {n} is out of range"),
                     help: format!("use a value from {min} to {max}"),
                 },
@@ -157,6 +158,7 @@ impl Cx<'_, '_> {
             self.bad(
                 loc,
                 ValueError {
+                    code: "bad-value",
                     message: format!("{n} CPUs is out of range"),
                     help: "use a positive number such as `0.5` or `2.0`".into(),
                 },
@@ -198,9 +200,18 @@ impl Cx<'_, '_> {
             return Some(i);
         }
         let keys = self.names.names(to);
-        let mut d =
-            Diagnostic::error("unknown-reference", format!("unknown {} `{}`", to.what(), values::printable(name)), loc)
-                .label(format!("no such {}", to.what()));
+        // A look-alike letter from another script reads as a known name: say which one.
+        let foreign = name
+            .chars()
+            .find(|c| !c.is_ascii())
+            .map(|c| format!(" (`{c}` is {}, not ASCII)", values::code_point(c)))
+            .unwrap_or_default();
+        let mut d = Diagnostic::error(
+            "unknown-reference",
+            format!("unknown {} `{}`{foreign}", to.what(), values::printable(name)),
+            loc,
+        )
+        .label(format!("no such {}", to.what()));
         d = match did_you_mean(name, keys.iter().copied()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None if keys.is_empty() => {

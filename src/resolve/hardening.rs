@@ -19,6 +19,7 @@ impl Cx<'_, '_> {
                         Ok(c.to_string())
                     } else {
                         Err(ValueError {
+                            code: "bad-value",
                             message: format!("`{}` is not a capability", values::printable(c)),
                             help: "write it as in capabilities(7) without `CAP_`, e.g. `NET_BIND_SERVICE`".into(),
                         })

@@ -43,6 +43,7 @@ impl Cx<'_, '_> {
                         Some(Endpoint::Service(id)) => match site.service(id).port(s) {
                             Some(port) => Ok(port.spec),
                             None => Err(ValueError {
+                                code: "bad-value",
                                 message: format!(
                                     "service `{}` has no port named `{}`",
                                     site.service(id).name,
@@ -57,6 +58,7 @@ impl Cx<'_, '_> {
                             }),
                         },
                         _ => Err(ValueError {
+                            code: "bad-value",
                             message: format!("`{}` is not a port", values::printable(s)),
                             help: "write `tcp/N`, `udp/N` or a number; port names only work when `to` is a service"
                                 .into(),

@@ -49,6 +49,7 @@ impl Cx<'_, '_> {
                 self.bad(
                     loc,
                     ValueError {
+                        code: "bad-value",
                         message: format!("`{}` is not a version", values::printable(&text)),
                         help: "write a version such as `16` or `\"2.8.1\"`".into(),
                     },
@@ -77,7 +78,16 @@ impl Cx<'_, '_> {
                     continue;
                 }
             };
-            if let Some(val) = self.value(v, values::text) {
+            // A credential in an env value is named by its variable.
+            let typed = self.value(v, |x| {
+                values::text(x).map_err(|e| match e.code {
+                    "secret-value" => {
+                        ValueError { message: format!("the value of `{}` looks like a credential", key.value), ..e }
+                    }
+                    _ => e,
+                })
+            });
+            if let Some(val) = typed {
                 env.push((key, val));
             }
         }
@@ -159,6 +169,7 @@ impl Cx<'_, '_> {
                 IntOrStr::Int(n) => PortSpec::parse_int(*n),
                 IntOrStr::Str(st) => PortSpec::parse_str(st).unwrap_or_else(|| {
                     Err(ValueError {
+                        code: "bad-value",
                         message: format!("`{}` is not a port", values::printable(st)),
                         help: "write a number (`4000`) or `tcp/N` / `udp/N`".into(),
                     })
@@ -296,6 +307,7 @@ impl Cx<'_, '_> {
                 self.bad(
                     loc,
                     ValueError {
+                        code: "bad-value",
                         message: "empty health command".into(),
                         help: "write the command as a list, e.g. `exec = [\"pg_isready\", \"-q\"]`".into(),
                     },

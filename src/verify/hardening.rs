@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::model::values::{is_root_user, looks_like_secret_name, looks_like_secret_value};
+use crate::model::values::{is_root_user, looks_like_secret_name};
 use crate::model::*;
 
 pub(super) fn hardening(site: &Site, diags: &mut Diagnostics) {
@@ -104,15 +104,6 @@ pub(super) fn secrets(site: &Site, diags: &mut Diagnostics) {
                     Diagnostic::error("secret-value", format!("`{}` looks like a secret and has a literal value", k.value), v.loc.clone())
                         .label("a value here would be committed to git and rendered into configs")
                         .help(format!("list the secret in `secrets = [...]` and point the app at its file, e.g. `{}_FILE = \"/run/secrets/<name>\"`", k.value.trim_end_matches("_FILE"))),
-                );
-            } else if looks_like_secret_value(&v.value) {
-                diags.push(
-                    Diagnostic::error(
-                        "secret-value",
-                        format!("the value of `{}` looks like a credential", k.value),
-                        v.loc.clone(),
-                    )
-                    .help("never write credentials in the site; provision them as secrets and refer to them by name"),
                 );
             }
             if is_ref {

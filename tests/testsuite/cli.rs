@@ -165,3 +165,13 @@ fn the_closing_count_is_the_number_of_errors_shown() {
         );
     }
 }
+
+#[test]
+fn an_empty_site_directory_is_a_missing_table() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("site")).unwrap();
+    let out = medianest(dir.path(), &["build"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("error[missing-table]: `site` holds no site file"), "{}", stderr(&out));
+    assert!(!dir.path().join("generated").exists(), "nothing is written");
+}

@@ -7,7 +7,7 @@ use toml::Spanned;
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::families::{Part, parts_of};
 use crate::load::schema::Str;
-use crate::model::values::{self, Duration, NameKind, ValueError};
+use crate::model::values::{self, Duration, ValueError};
 use crate::model::{At, Site};
 use crate::resolve::cx::Cx;
 
@@ -83,9 +83,7 @@ fn agent(cx: &mut Cx, a: &Spanned<RawAgent>) -> Option<AgentSettings> {
     let repository =
         cx.required(&a.repository, &loc, "repository", "[agent]").and_then(|v| cx.value(v, repository_url));
     let branch = match &a.branch {
-        Some(b) => cx.value(b, |s| {
-            values::name(s, NameKind::Ident).or_else(|_| values::abs_path(&format!("/{s}")).map(|_| s.to_string()))
-        }),
+        Some(b) => cx.value(b, values::branch),
         None => Some(At { value: "main".to_string(), loc: loc.clone() }),
     };
     let interval = a
@@ -133,8 +131,27 @@ fn repository_url(s: &str) -> Result<String, ValueError> {
     let ok_scheme = ["https://", "ssh://", "file://", "/"].iter().any(|p| s.starts_with(p));
     if !ok_chars || !ok_scheme || s.len() > 300 {
         return Err(ValueError {
+            code: "bad-value",
             message: format!("`{}` is not a repository URL hosts can fetch", values::printable(s)),
             help: "write `https://host/path.git`, `ssh://git@host/path.git`, `file:///path` or an absolute path".into(),
+        });
+    }
+    // User-info in an https URL is a credential (or half of one) written into every
+    // host's agent.toml and bootstrap.sh; ssh takes its user, never a password.
+    let authority = s.split_once("://").map(|(_, r)| r.split('/').next().unwrap_or("")).unwrap_or("");
+    if let Some((userinfo, _)) = authority.split_once('@')
+        && (s.starts_with("https://") || userinfo.contains(':'))
+    {
+        return Err(ValueError {
+            code: "secret-value",
+            // Name the user, never the password after it.
+            message: format!(
+                "the repository URL carries user-info (`{}{}@`)",
+                values::printable(userinfo.split(':').next().unwrap_or("")),
+                if userinfo.contains(':') { ":…" } else { "" }
+            ),
+            help: "remove it: hosts authenticate with their own deploy key or token, provisioned outside the site"
+                .into(),
         });
     }
     Ok(s.to_string())
@@ -143,6 +160,7 @@ fn repository_url(s: &str) -> Result<String, ValueError> {
 /// An SSH public key line for `allowed_signers`: `<type> <base64> [comment]`.
 fn signer_key(s: &str) -> Result<String, ValueError> {
     let bad = |why: &str| ValueError {
+        code: "bad-value",
         message: format!("`{}` is not an SSH public key: {why}", values::printable(s)),
         help: "paste the line of the `.pub` file, e.g. `ssh-ed25519 AAAAC3Nza… ci@medianest`".into(),
     };

@@ -347,6 +347,7 @@ fn expose(cx: &mut Cx, e: &EdgeExpose, certs: &BTreeMap<String, crate::diag::Loc
 /// `<n>r/s` or `<n>r/m`.
 fn parse_rate(s: &str) -> Result<Rate, ValueError> {
     let bad = || ValueError {
+        code: "bad-value",
         message: format!("`{}` is not a request rate", values::printable(s)),
         help: "write requests per second or minute, e.g. `10r/s` or `100r/m`".into(),
     };

@@ -7,18 +7,19 @@
 //! reported with the closest known one, so one run lists every typo in every file.
 
 pub mod keys;
+mod pieces;
 pub mod schema;
 
 use std::path::Path;
 
 use rayon::prelude::*;
-use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
 use crate::diag::{Diagnostic, Diagnostics, FileId, Loc, SourceMap, did_you_mean};
 use crate::model::values::looks_like_secret_name;
 use keys::{Describe, KeySet, Shape};
 use schema::*;
+use serde::Deserialize;
 use toml::Spanned;
 
 /// Every site file, parsed, in sorted path order.
@@ -29,6 +30,9 @@ pub struct RawSite {
     /// For each key owner (in the order given to [`load_files`]), `(file, its keys of
     /// that file)` for each file that holds some: the owner's own file-level type.
     pub owned: Vec<Vec<(FileId, Box<dyn std::any::Any + Send + Sync>)>>,
+    /// `(file, key)` of every key taken out of a file because its value had the wrong
+    /// type (reported once, at the value; resolve does not also call it missing).
+    pub wrong_typed: std::collections::BTreeSet<(FileId, String)>,
 }
 
 /// One file's keys of one owner.
@@ -103,7 +107,11 @@ pub fn load_files(
     diags: &mut Diagnostics,
 ) -> RawSite {
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut raw = RawSite { files: Vec::new(), owned: owners.iter().map(|_| Vec::new()).collect() };
+    let mut raw = RawSite {
+        files: Vec::new(),
+        owned: owners.iter().map(|_| Vec::new()).collect(),
+        wrong_typed: Default::default(),
+    };
     let mut ids = Vec::with_capacity(files.len());
     for (rel, bytes) in files {
         let name = format!("{display_prefix}/{rel}");
@@ -121,7 +129,7 @@ pub fn load_files(
     }
     // Files parse independently: on every core, each into diagnostics of its own, merged
     // in file order so the result does not depend on the thread count.
-    let parsed: Vec<(Option<(RawFile, Vec<Owned>)>, Diagnostics)> = ids
+    let parsed: Vec<(Option<(pieces::Pieces, Vec<Owned>)>, Diagnostics)> = ids
         .par_iter()
         .map(|&file| {
             let mut found = Diagnostics::default();
@@ -131,7 +139,8 @@ pub fn load_files(
     for (file, (parsed, found)) in ids.into_iter().zip(parsed) {
         diags.extend(found);
         if let Some((parsed, owned)) = parsed {
-            raw.files.push((file, parsed));
+            raw.wrong_typed.extend(parsed.removed.into_iter().map(|k| (file, k)));
+            raw.files.push((file, parsed.file));
             for (i, part) in owned.into_iter().enumerate() {
                 if let Some(part) = part {
                     raw.owned[i].push((file, part));
@@ -149,7 +158,7 @@ pub fn parse_file(
     text: &str,
     owners: &[Option<KeySet>],
     diags: &mut Diagnostics,
-) -> Option<(RawFile, Vec<Owned>)> {
+) -> Option<(pieces::Pieces, Vec<Owned>)> {
     let (doc, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         for e in errors {
@@ -174,29 +183,26 @@ pub fn parse_file(
     for (path, span) in &unknown {
         report_unknown_key(file, path, span.clone(), &walk, diags);
     }
-    // Each owner reads its own keys from a pruned copy; the core ignores them.
+    // Each owner reads its own keys from a pruned copy (a value of the wrong type is
+    // reported and taken out, the rest kept); the core ignores them.
+    let mut removed = Vec::new();
     let owned: Vec<Owned> = owners
         .iter()
         .map(|o| {
             let set = o.as_ref()?;
             let pruned = keys::prune(doc.get_ref(), Shape::Table(set.table))?;
-            match (set.parse)(Spanned::new(doc.span(), pruned)) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    wrong_type(file, &e, diags);
-                    None
-                }
-            }
+            let deser = |t| (set.parse)(Spanned::new(doc.span(), t));
+            pieces::read(file, pruned, Shape::Table(set.table), &deser, &mut removed, diags)
         })
         .collect();
-    let result: Result<RawFile, _> = RawFile::deserialize(toml::de::Deserializer::from(doc));
-    match result {
-        Ok(parsed) => Some((parsed, owned)),
-        Err(e) => {
-            wrong_type(file, &e, diags);
-            None
-        }
-    }
+    // Almost every file reads whole (no copy); one with a wrong-typed value is parsed
+    // again and read piece by piece, so the error costs only that value.
+    let mut core = match RawFile::deserialize(toml::de::Deserializer::from(doc)) {
+        Ok(file) => pieces::Pieces { file, removed: Vec::new() },
+        Err(_) => pieces::core_keys(file, &DeTable::parse_recoverable(text).0, diags),
+    };
+    core.removed.extend(removed);
+    Some((core, owned))
 }
 
 fn wrong_type(file: FileId, e: &toml::de::Error, diags: &mut Diagnostics) {
@@ -311,7 +317,7 @@ mod tests {
         let mut sources = SourceMap::default();
         let f = sources.add("site/t.toml".into(), text.into());
         let mut diags = Diagnostics::default();
-        let r = parse_file(f, sources.text(f), &[], &mut diags).map(|(core, _)| core);
+        let r = parse_file(f, sources.text(f), &[], &mut diags).map(|(core, _)| core.file);
         (r, diags.render_plain(&sources))
     }
 
@@ -349,10 +355,14 @@ mod tests {
     }
 
     #[test]
-    fn reports_type_errors_at_the_value() {
-        let (r, out) = parse("[zones.db]\nvlan = \"ten\"\n");
-        assert!(r.is_none());
+    fn reports_type_errors_at_the_value_and_keeps_the_rest() {
+        let (r, out) = parse("[zones.db]\nvlan = \"ten\"\ncidr = \"10.0.3.0/24\"\n[zones.app]\nvlan = 20\n");
         assert!(out.contains("site/t.toml:2:8"), "{out}");
+        assert!(out.contains("`zones.db.vlan` is a string, but it takes an integer"), "{out}");
+        let r = r.expect("the file is kept");
+        let (_, db) = r.zones.iter().find(|(k, _)| k.get_ref() == "db").expect("the zone is kept");
+        assert!(db.vlan.is_none() && db.cidr.is_some());
+        assert!(r.zones.iter().any(|(k, _)| k.get_ref() == "app"), "other entities of the file are kept");
     }
 
     #[test]

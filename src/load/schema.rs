@@ -67,6 +67,22 @@ crate::keys! {
     }
 }
 
+impl RawFile {
+    /// Takes in another piece of the same file (see `load::pieces`).
+    pub fn absorb(&mut self, other: RawFile) {
+        self.site = self.site.take().or(other.site);
+        self.recovery = self.recovery.take().or(other.recovery);
+        self.defaults = self.defaults.take().or(other.defaults);
+        self.zones.extend(other.zones);
+        self.docker_networks.extend(other.docker_networks);
+        self.hosts.extend(other.hosts);
+        self.services.extend(other.services);
+        self.flows.extend(other.flows);
+        self.guardrails.extend(other.guardrails);
+        self.backups.extend(other.backups);
+    }
+}
+
 crate::keys! {
     /// `[site]`
     #[derive(Debug, Deserialize)]

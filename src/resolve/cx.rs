@@ -17,6 +17,11 @@ pub trait Names {
     fn id(&self, to: RefTo, name: &str) -> Option<usize>;
     /// Every name in that table, sorted (for hints).
     fn names(&self, to: RefTo) -> Vec<&str>;
+    /// Whether `key` was written in `file` but taken out for a wrong type (reported
+    /// already, so it is not also "missing").
+    fn wrong_typed(&self, _file: FileId, _key: &str) -> bool {
+        false
+    }
 }
 
 impl Names for Site {
@@ -117,7 +122,7 @@ impl Cx<'_, '_> {
 
     /// Reports a missing required key; returns the value when present.
     pub fn required<'v, T>(&mut self, v: &'v Option<T>, at: &Loc, key: &str, table: &str) -> Option<&'v T> {
-        if v.is_none() {
+        if v.is_none() && !self.names.wrong_typed(self.file, key) {
             self.diags.push(
                 Diagnostic::error("missing-key", format!("`{table}` has no `{key}`"), at.clone())
                     .label(format!("`{key}` is required here"))

@@ -18,6 +18,8 @@ pub(super) struct Index<'a> {
     pub(super) hosts: BTreeMap<String, Entry<'a, RawHost>>,
     pub(super) services: BTreeMap<String, Entry<'a, RawService>>,
     pub(super) backups: BTreeMap<String, Entry<'a, RawBackup>>,
+    /// Keys taken out of a file for a wrong type (see `RawSite::wrong_typed`).
+    pub(super) wrong_typed: &'a std::collections::BTreeSet<(FileId, String)>,
     /// Id (position in name order) of every zone, network, host and service name, so
     /// that resolving a reference is one lookup, not a scan of every name.
     pub(super) ids: [std::collections::HashMap<String, usize>; 4],
@@ -63,6 +65,7 @@ impl<'a> Index<'a> {
             hosts: collect(raw, "hosts", NameKind::Label, |f| &f.hosts, diags),
             services: collect(raw, "services", NameKind::Label, |f| &f.services, diags),
             backups: collect(raw, "backups", NameKind::Ident, |f| &f.backups, diags),
+            wrong_typed: &raw.wrong_typed,
             ids: Default::default(),
         };
         fn ids<T>(m: &BTreeMap<String, T>) -> std::collections::HashMap<String, usize> {
@@ -74,6 +77,9 @@ impl<'a> Index<'a> {
 }
 
 impl Names for Index<'_> {
+    fn wrong_typed(&self, file: FileId, key: &str) -> bool {
+        self.wrong_typed.contains(&(file, key.to_string()))
+    }
     fn id(&self, to: RefTo, name: &str) -> Option<usize> {
         self.ids[to as usize].get(name).copied()
     }

@@ -28,7 +28,7 @@ pub fn run(files: Vec<(String, Vec<u8>)>) {
         let _ = analysis.diags.render_plain(&analysis.sources);
         return;
     }
-    let jobs = families::lower(&analysis.site);
+    let jobs = families::lower(&analysis.site, families::provenance::Depth::Traces);
     let mut diags = Diagnostics::default();
     let artifacts = templates().render_all(jobs, &mut diags);
     assert!(!diags.has_errors(), "a valid site failed to render: {:?}", diags.render_plain(&analysis.sources));

@@ -221,8 +221,8 @@ impl Diagnostics {
         let config = term::Config { chars: term::Chars::ascii(), ..term::Config::default() };
         let shown = self.sorted(sources);
         for d in &shown {
-            let cs = to_codespan(d);
-            out.emit(&config, &sources.files, &cs)?;
+            let (files, cs) = display(d, sources);
+            out.emit(&config, &files, &cs)?;
         }
         // The closing count is what was printed: identical diagnostics (the TOML parser
         // can report one error twice at the same place) are shown once, so counted once.
@@ -254,25 +254,144 @@ pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn to_codespan(d: &Diagnostic) -> cs::Diagnostic<FileId> {
+/// Lines longer than this are shown cut around the label (a 20 MB one-line value is not
+/// echoed whole).
+const MAX_SHOWN: usize = 240;
+
+/// What a diagnostic shows of the site: only the lines its labels point at (the others
+/// kept as empty lines, so line numbers stay right), with every control and invisible
+/// character replaced by U+FFFD (one character for one: columns stay right), and long
+/// lines cut around the label. Raw bytes of a site file never reach the terminal.
+fn display(d: &Diagnostic, sources: &SourceMap) -> (SimpleFiles<String, String>, cs::Diagnostic<FileId>) {
+    let labels: Vec<(bool, &Loc, &String)> =
+        d.primary.iter().map(|(l, t)| (true, l, t)).chain(d.secondary.iter().map(|(l, t)| (false, l, t))).collect();
+    let mut files = SimpleFiles::new();
+    let mut ids: std::collections::BTreeMap<FileId, (FileId, Vec<(usize, usize)>)> = Default::default();
+    // The lines each file must show: (line start, line end) byte ranges.
+    for (_, loc, _) in &labels {
+        let text = sources.text(loc.file);
+        let start = floor_char_boundary(text, loc.span.start.min(text.len()));
+        let end = floor_char_boundary(text, loc.span.end.min(text.len())).max(start);
+        let first = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let last = text[end..].find('\n').map(|i| end + i).unwrap_or(text.len());
+        ids.entry(loc.file).or_insert((0, Vec::new())).1.push((first, last));
+    }
+    // Each file's shown text, and how to map an original offset into it.
+    // Per file, per shown line: (line start, line end, where it starts in the shown text,
+    // the first byte kept, the shown line).
+    type Shown = (usize, usize, usize, usize, String);
+    let mut maps: std::collections::BTreeMap<FileId, Vec<Shown>> = Default::default();
+    for (file, (new_id, ranges)) in ids.iter_mut() {
+        let text = sources.text(*file);
+        ranges.sort();
+        ranges.dedup();
+        let mut shown = String::new();
+        let mut map: Vec<Shown> = Vec::new();
+        let mut line_starts: Vec<usize> = Vec::new();
+        for &(a, b) in ranges.iter() {
+            let mut pos = a;
+            for line in text[a..b].split('\n') {
+                line_starts.push(pos);
+                pos += line.len() + 1;
+            }
+        }
+        line_starts.sort();
+        line_starts.dedup();
+        let mut line_no_done = 0usize;
+        for ls in line_starts {
+            let line_no = text[..ls].matches('\n').count();
+            shown.extend(std::iter::repeat_n('\n', line_no - line_no_done));
+            line_no_done = line_no;
+            let le = text[ls..].find('\n').map(|i| ls + i).unwrap_or(text.len());
+            let line = &text[ls..le];
+            // Where the labels on this line start (to keep them in the window).
+            let first_label = labels
+                .iter()
+                .filter(|(_, l, _)| l.file == *file && l.span.start >= ls && l.span.start <= le)
+                .map(|(_, l, _)| l.span.start - ls)
+                .min()
+                .unwrap_or(0);
+            let (from, body) = window(line, first_label);
+            map.push((ls, le, shown.len(), from, body.clone()));
+            shown.push_str(&body);
+        }
+        shown.push('\n');
+        *new_id = files.add(sources.name(*file).to_string(), shown);
+        maps.insert(*file, map);
+    }
+    let place = |loc: &Loc| -> (FileId, std::ops::Range<usize>) {
+        let (new_id, _) = ids[&loc.file];
+        let map = &maps[&loc.file];
+        let to = |off: usize| -> usize {
+            for (ls, le, ss, from, body) in map {
+                if off >= *ls && off <= *le {
+                    // Count characters (replacements keep the count, not the bytes).
+                    let text = sources.text(loc.file);
+                    let line = &text[*ls..*le];
+                    let rel = floor_char_boundary(line, (off - ls).max(*from));
+                    let n = line[*from..rel].chars().count() + usize::from(*from > 0);
+                    return ss + body.char_indices().nth(n).map(|(i, _)| i).unwrap_or(body.len());
+                }
+            }
+            0
+        };
+        let a = to(loc.span.start);
+        let b = to(loc.span.end).max(a);
+        (new_id, a..b)
+    };
     let mut out = match d.severity {
         Severity::Error => cs::Diagnostic::error(),
         Severity::Warning => cs::Diagnostic::warning(),
     }
     .with_code(d.code)
     .with_message(d.message.clone());
-    let mut labels = Vec::new();
-    if let Some((loc, text)) = &d.primary {
-        labels.push(cs::Label::primary(loc.file, loc.span.clone()).with_message(text.clone()));
+    let mut cs_labels = Vec::new();
+    for (primary, loc, text) in labels {
+        let (id, span) = place(loc);
+        let l = if primary { cs::Label::primary(id, span) } else { cs::Label::secondary(id, span) };
+        cs_labels.push(l.with_message(text.clone()));
     }
-    for (loc, text) in &d.secondary {
-        labels.push(cs::Label::secondary(loc.file, loc.span.clone()).with_message(text.clone()));
-    }
-    out = out.with_labels(labels);
+    out = out.with_labels(cs_labels);
     if let Some(h) = &d.help {
         out = out.with_notes(vec![format!("help: {h}")]);
     }
-    out
+    (files, out)
+}
+
+/// A line as shown: control and invisible characters replaced one for one, and a line
+/// longer than [`MAX_SHOWN`] cut to a window that starts at the line (or shortly before
+/// the first label, when it lies further in) and ends with `…`. Returns the first byte
+/// of the line that is kept, and the text (with a leading `…` when that is not 0).
+fn window(line: &str, label_at: usize) -> (usize, String) {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if (c.is_control() && c != '\t') || crate::model::values::is_invisible(c) || c == '\r' {
+                    '\u{FFFD}'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    if line.chars().count() <= MAX_SHOWN {
+        return (0, clean(line));
+    }
+    let from = if label_at > MAX_SHOWN / 2 { floor_char_boundary(line, label_at - 20) } else { 0 };
+    let mut end = from;
+    for (n, (i, c)) in line[from..].char_indices().enumerate() {
+        if n >= MAX_SHOWN {
+            break;
+        }
+        end = from + i + c.len_utf8();
+    }
+    let mut body = String::new();
+    if from > 0 {
+        body.push('…');
+    }
+    body.push_str(&clean(&line[from..end]));
+    body.push('…');
+    (from, body)
 }
 
 /// Where rendered diagnostics go: a colour terminal or plain bytes.

@@ -125,6 +125,12 @@ pub fn load_files(
                 continue;
             }
         };
+        // A UTF-8 byte-order mark is not part of the document: dropped, it neither
+        // shifts line-1 columns nor reaches a value.
+        let text = match text.strip_prefix('\u{FEFF}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
         ids.push(sources.add(name, text));
     }
     // Files parse independently: on every core, each into diagnostics of its own, merged

@@ -175,3 +175,36 @@ fn an_empty_site_directory_is_a_missing_table() {
     assert!(stderr(&out).contains("error[missing-table]: `site` holds no site file"), "{}", stderr(&out));
     assert!(!dir.path().join("generated").exists(), "nothing is written");
 }
+
+/// Raw bytes from a site file never reach the terminal, a huge line is not echoed
+/// whole, and a byte-order mark does not shift columns.
+#[test]
+fn diagnostics_show_no_raw_control_bytes_and_cut_long_lines() {
+    let repo = Repo::base();
+    // ESC ] 0 ; … BEL would set the terminal's title; CR would return the cursor.
+    repo.write(
+        "site/zz-esc.toml",
+        "[zones.lab]\nvlan = 99\ncidr = \"10.99.0.0/24\"\ndescription = \"a\u{1b}]0;pwned\u{7}b\"\r\n",
+    );
+    let out = repo.run(&["build"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\r'), "raw control bytes: {err:?}");
+    std::fs::remove_file(repo.path().join("site/zz-esc.toml")).unwrap();
+
+    let long = "x".repeat(2_000_000);
+    repo.write(
+        "site/zz-long.toml",
+        &format!("[zones.lab]\nvlan = 99\ncidr = \"10.99.0.0/24\"\ndescription = \"{long};\"\n"),
+    );
+    let out = repo.run(&["build"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.len() < 5_000, "a 2 MB line is echoed: {} bytes of stderr", err.len());
+    assert!(err.contains("site/zz-long.toml:4:15"), "{err}");
+    std::fs::remove_file(repo.path().join("site/zz-long.toml")).unwrap();
+
+    repo.write("site/zz-bom.toml", "\u{feff}[zones.Lab]\nvlan = 99\ncidr = \"10.99.0.0/24\"\n");
+    let err = stderr(&repo.run(&["build"]));
+    assert!(err.contains("site/zz-bom.toml:1:8"), "the BOM shifts columns: {err}");
+}

@@ -172,8 +172,10 @@ pub fn dns_name(s: &str) -> Result<String, ValueError> {
 }
 
 /// An IP address.
+/// An IPv4 address written as IPv4-mapped IPv6 (`::ffff:10.1.2.10`) is that IPv4
+/// address: compared as written, it escaped the overlap and duplicate checks.
 pub fn address(s: &str) -> Result<IpAddr, ValueError> {
-    IpAddr::from_str(s).or_else(|_| {
+    let addr = IpAddr::from_str(s).or_else(|_| {
         err(
             format!("`{}` is not an IP address", printable(s)),
             if s.contains('/') {
@@ -182,6 +184,10 @@ pub fn address(s: &str) -> Result<IpAddr, ValueError> {
                 "write an address such as `10.0.3.11`"
             },
         )
+    })?;
+    Ok(match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+        v4 => v4,
     })
 }
 
@@ -195,6 +201,14 @@ pub fn cidr(s: &str) -> Result<IpNet, ValueError> {
             format!("`{s}` has host bits set"),
             format!("did you mean `{}`? a network address has all host bits zero", net.trunc()),
         );
+    }
+    // IPv4-mapped IPv6 (`::ffff:10.1.2.0/120`) is the IPv4 network it maps.
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.network().to_ipv4_mapped()
+        && let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return Ok(IpNet::V4(n));
     }
     Ok(net)
 }
@@ -608,6 +622,13 @@ mod tests {
     fn names_say_which_character_is_not_ascii() {
         let e = name("\u{0430}pp1", NameKind::Label).unwrap_err();
         assert!(e.message.contains("U+0430"), "{}", e.message);
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_ipv4() {
+        assert_eq!(address("::ffff:10.1.2.10").unwrap(), address("10.1.2.10").unwrap());
+        assert_eq!(cidr("::ffff:10.1.2.0/120").unwrap(), cidr("10.1.2.0/24").unwrap());
+        assert!(address("fd00::1").unwrap().is_ipv6());
     }
 
     #[test]

@@ -10,7 +10,26 @@ impl Cx<'_, '_> {
     pub(super) fn zone(&mut self, name: &str, loc: Loc, z: &RawZone) -> Zone {
         let t = format!("[zones.{name}]");
         let vlan = self.required(&z.vlan, &loc, "vlan", &t).and_then(|v| self.int(v, 1, 4094, "VLAN id"));
-        let cidr = self.required(&z.cidr, &loc, "cidr", &t).and_then(|v| self.value(v, values::cidr));
+        // A zone holds a gateway and hosts: a /31 or /32 (/127, /128) has no room for
+        // them beside its network and broadcast addresses.
+        let cidr = self.required(&z.cidr, &loc, "cidr", &t).and_then(|v| {
+            self.value(v, |s| {
+                let net = values::cidr(s)?;
+                let room = match net {
+                    ipnet::IpNet::V4(n) => n.prefix_len() <= 30,
+                    ipnet::IpNet::V6(n) => n.prefix_len() <= 126,
+                };
+                if room {
+                    Ok(net)
+                } else {
+                    Err(values::ValueError {
+                        code: "bad-value",
+                        message: format!("zone network `{net}` has no room for a gateway and hosts"),
+                        help: "give the zone a /30 or larger (a VLAN usually has a /24)".into(),
+                    })
+                }
+            })
+        });
         Zone {
             name: name.to_string(),
             vlan,

@@ -160,6 +160,25 @@ impl Family for Keepalived {
                 );
                 continue;
             };
+            let edge_of_zone = site.zone(zone).cidr.as_ref().is_some_and(|c| match (c.value, vip.value) {
+                (ipnet::IpNet::V4(n), std::net::IpAddr::V4(a)) => a == n.network() || a == n.broadcast(),
+                (ipnet::IpNet::V6(n), std::net::IpAddr::V6(a)) => a == n.network(),
+                _ => false,
+            });
+            if edge_of_zone {
+                diags.push(
+                    Diagnostic::error(
+                        "address-outside-zone",
+                        format!(
+                            "VIP `{}` is the network or broadcast address of zone `{}`",
+                            vip.value,
+                            site.zone(zone).name
+                        ),
+                        vip.loc.clone(),
+                    )
+                    .help("use a host address between the first and the last"),
+                );
+            }
             if let Some(h) = site.hosts.iter().find(|h| h.interfaces.iter().any(|i| i.address.value == vip.value)) {
                 diags.push(
                     Diagnostic::error(

@@ -72,12 +72,15 @@ pub(super) fn flows(site: &Site, diags: &mut Diagnostics) {
                     .help("traffic inside a zone or host needs no flow"),
             );
         }
-        // The zone pairs this flow crosses: for each pair of machines that share no zone,
-        // every zone of the source against every zone of the destination.
+        // The zone pairs this flow uses: two machines that share a zone talk inside it
+        // (the pair zone → same zone: a guard-rail from a zone to itself forbids that);
+        // otherwise every zone of the source against every zone of the destination.
         let mut crossings: BTreeSet<(Option<ZoneId>, Option<ZoneId>)> = BTreeSet::new();
         for a in site.endpoint_zone_sets(&f.from.value) {
             for b in site.endpoint_zone_sets(&f.to.value) {
-                if a.iter().any(|z| b.contains(z)) {
+                let shared: Vec<&Option<ZoneId>> = a.iter().filter(|z| b.contains(z)).collect();
+                if !shared.is_empty() {
+                    crossings.extend(shared.into_iter().map(|z| (*z, *z)));
                     continue;
                 }
                 for za in &a {

@@ -316,6 +316,18 @@ impl fmt::Display for Size {
     }
 }
 
+impl Size {
+    /// As nginx writes a size (`client_max_body_size`): `k`, `m` or `g`, no `t`.
+    pub fn nginx(&self) -> String {
+        for (unit, shift) in [("g", 30), ("m", 20), ("k", 10)] {
+            if self.0.is_multiple_of(1u64 << shift) {
+                return format!("{}{unit}", self.0 >> shift);
+            }
+        }
+        self.0.to_string()
+    }
+}
+
 impl Serialize for Size {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -622,6 +634,13 @@ mod tests {
     fn names_say_which_character_is_not_ascii() {
         let e = name("\u{0430}pp1", NameKind::Label).unwrap_err();
         assert!(e.message.contains("U+0430"), "{}", e.message);
+    }
+
+    #[test]
+    fn nginx_sizes_have_no_t_suffix() {
+        assert_eq!(Size::parse("1t").unwrap().nginx(), "1024g");
+        assert_eq!(Size::parse("8m").unwrap().nginx(), "8m");
+        assert_eq!(Size::parse("1536k").unwrap().nginx(), "1536k");
     }
 
     #[test]

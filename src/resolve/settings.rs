@@ -142,16 +142,16 @@ impl Cx<'_, '_> {
         r: &mut u32,
         s: &mut Duration,
     ) {
-        if let Some(v) = interval.as_ref().and_then(|v| self.value(v, Duration::parse)) {
+        if let Some(v) = interval.as_ref().and_then(|v| self.value(v, health_timer)) {
             *i = v.value;
         }
-        if let Some(v) = timeout.as_ref().and_then(|v| self.value(v, Duration::parse)) {
+        if let Some(v) = timeout.as_ref().and_then(|v| self.value(v, health_timer)) {
             *t = v.value;
         }
         if let Some(v) = retries.as_ref().and_then(|v| self.int(v, 1, 100, "retries")) {
             *r = v.value;
         }
-        if let Some(v) = start.as_ref().and_then(|v| self.value(v, Duration::parse)) {
+        if let Some(v) = start.as_ref().and_then(|v| self.value(v, health_timer)) {
             *s = v.value;
         }
     }
@@ -175,4 +175,19 @@ impl Cx<'_, '_> {
         }
         out
     }
+}
+
+/// A health-check timing: rendered as HAProxy's `inter` (and the containers' health
+/// checks), whose timers hold at most 2^31 - 1 ms, a little under 25 days.
+fn health_timer(s: &str) -> Result<Duration, values::ValueError> {
+    const MAX: u64 = 24 * 86400;
+    let d = Duration::parse(s)?;
+    if d.0 > MAX {
+        return Err(values::ValueError {
+            code: "bad-value",
+            message: format!("health timing `{}` is longer than HAProxy's timers allow (24d)", values::printable(s)),
+            help: "use a duration of at most `24d`; a health check runs every few seconds or minutes".into(),
+        });
+    }
+    Ok(d)
 }

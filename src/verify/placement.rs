@@ -9,6 +9,22 @@ use crate::model::*;
 
 pub(super) fn hosts(site: &Site, diags: &mut Diagnostics) {
     for h in &site.hosts {
+        // `<host>.<domain>` goes into /etc/hosts and DNS, which take at most 253
+        // characters.
+        let fqdn = h.name.len() + 1 + site.settings.domain.len();
+        if !site.settings.domain.is_empty() && fqdn > 253 {
+            diags.push(
+                Diagnostic::error(
+                    "bad-value",
+                    format!(
+                        "`{}.{}` is {fqdn} characters long; a DNS name takes at most 253",
+                        h.name, site.settings.domain
+                    ),
+                    h.loc.clone(),
+                )
+                .help("shorten the host name or the site's `domain`"),
+            );
+        }
         match (h.kind.value, &h.on) {
             (HostKind::Vm, None) => diags.push(
                 Diagnostic::error(

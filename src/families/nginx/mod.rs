@@ -247,6 +247,6 @@ fn location(site: &Site, r: &Route) -> LocationView {
         limit: x.rate_limit.map(|l| {
             (Src::at(r.id(site), "rate limit of exposure", &e.loc), Src::at(l.burst, "rate limit burst", &e.loc))
         }),
-        max_body: Src::at(x.max_body.to_string(), "largest request body", &e.loc),
+        max_body: Src::at(x.max_body.nginx(), "largest request body", &e.loc),
     }
 }

@@ -544,7 +544,11 @@ pub fn branch(s: &str) -> Result<String, ValueError> {
         && !s.chars().any(bad_char);
     if !ok {
         return err(
-            format!("`{}` is not a branch name git accepts", printable(s)),
+            if s.is_empty() {
+                "an empty branch name is not one git accepts".to_string()
+            } else {
+                format!("`{}` is not a branch name git accepts", printable(s))
+            },
             "use letters, digits, `-`, `_`, `.` and `/` (no `..`, no leading `-` or `.`), e.g. `main` or `release/2026`",
         );
     }

@@ -137,6 +137,18 @@ impl Family for Keepalived {
 
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
         for (id, svc) in edge::services_of(site, ServiceKind::Keepalived) {
+            // One host has no peer to fail over to, and keepalived refuses the empty
+            // `unicast_peer {}` it would get.
+            if svc.hosts.len() == 1 {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-placement",
+                        format!("keepalived service `{}` runs on one host: a floating address needs a peer", svc.name),
+                        svc.hosts[0].loc.clone(),
+                    )
+                    .help("list the second host of the pair in `hosts`, or drop the keepalived service"),
+                );
+            }
             let vrrp = model(site).of(site, id);
             let Some(vip) = &vrrp.vip else {
                 diags.push(

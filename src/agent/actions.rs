@@ -44,6 +44,12 @@ pub fn run(mut c: Command, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// How the agent reloads a unit: `reload-or-restart`, which also starts a unit that is
+/// not running. Debian's keepalived unit stays inactive until its config exists
+/// (`ConditionFileNotEmpty`), and `systemctl reload` of an inactive unit fails, so a
+/// plain reload rolled back every first apply.
+pub const RELOAD: &str = "reload-or-restart";
+
 /// `systemctl <verb> <unit>`; the reload action `daemon-reload` (a changed unit file)
 /// is `systemctl daemon-reload`.
 pub fn systemctl(verb: &str, unit: &str) -> Result<()> {

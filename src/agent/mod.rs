@@ -253,7 +253,7 @@ fn undo(root: &Root, dir: &StateDir, j: &Journal) -> Result<()> {
         }
     }
     for unit in &j.reload {
-        let _ = actions::systemctl("reload", unit);
+        let _ = actions::systemctl(actions::RELOAD, unit);
     }
     dir.clear_journal()
 }
@@ -388,7 +388,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             crash_point("swapped");
         }
         for u in &reload {
-            actions::systemctl("reload", u)?;
+            actions::systemctl(actions::RELOAD, u)?;
             report.reloaded.push(u.clone());
         }
         for u in &restart {

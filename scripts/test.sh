@@ -23,7 +23,10 @@ done
 if [ -n "$missing" ]; then
     echo "== installing Debian packages:$missing"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
+    # Wait for another apt (an unattended upgrade) instead of failing at once.
+    apt_wait="-o DPkg::Lock::Timeout=600"
+    # shellcheck disable=SC2086 # the option is two words on purpose
+    $SUDO apt-get $apt_wait update -qq
     # Installing a server package must not start it: the tests start their own.
     policy=/usr/sbin/policy-rc.d
     created_policy=""
@@ -34,7 +37,7 @@ if [ -n "$missing" ]; then
         trap '$SUDO rm -f "$policy"' EXIT
     fi
     # shellcheck disable=SC2086 # word splitting of the package list is intended
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get $apt_wait install -y -qq --no-install-recommends $missing
     if [ -n "$created_policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
 fi
 

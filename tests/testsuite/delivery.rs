@@ -98,8 +98,10 @@ fn every_bootstrap_script_passes_shellcheck() {
         .filter(|p| p.exists())
         .collect();
     assert!(scripts.len() >= 10, "{scripts:?}");
+    // check-set-e-suppressed (SC2310): a function called in an `if` or before `||` runs
+    // without `set -e`, which once let a failed step print "done".
     let o = Command::new("shellcheck")
-        .arg("--shell=sh")
+        .args(["--shell=sh", "--enable=check-set-e-suppressed"])
         .args(&scripts)
         .output()
         .expect("shellcheck is installed by scripts/test.sh");
@@ -157,6 +159,34 @@ fn bootstrap_twice_against_a_fake_root_changes_nothing_the_second_time() {
     let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap();
     let new: Vec<&str> = calls.lines().skip(calls_before).collect();
     assert!(new.iter().all(|c| c.starts_with("systemctl is-enabled")), "the second run acted: {new:?}");
+}
+
+#[test]
+fn a_failing_bootstrap_step_stops_the_script_and_names_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_host(dir.path(), "debian");
+    // Where the units go is a file: writing them must fail, and say so.
+    std::fs::create_dir_all(dir.path().join("root/etc/systemd")).unwrap();
+    std::fs::write(dir.path().join("root/etc/systemd/system"), "not a directory\n").unwrap();
+    let o = bootstrap(dir.path(), "app1", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "bootstrap of app1 stopped: creating the directory of /etc/systemd/system/medianest-pull.service failed"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("done"), "{}", stdout(&o));
+    let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap_or_default();
+    assert!(!calls.contains("enable --now"), "nothing after the failed step ran:\n{calls}");
+    // A failing command of a step stops it too, named.
+    let dir = tempfile::tempdir().unwrap();
+    fake_host(dir.path(), "debian");
+    stub(&dir.path().join("stubs/sysctl"), "exit 3");
+    let o = bootstrap(dir.path(), "app1", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("stopped:") && stderr(&o).contains("sysctl --system failed"), "{}", stderr(&o));
 }
 
 #[test]

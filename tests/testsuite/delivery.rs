@@ -246,6 +246,24 @@ fn generated_systemd_units_pass_systemd_analyze_verify() {
     assert!(stderr(&o).contains("Unknown key"), "{}", stderr(&o));
 }
 
+/// `systemd-analyze security` rates the pull service (7.3 MEDIUM before it was
+/// sandboxed); the bar is 5.0.
+#[test]
+fn the_pull_service_is_sandboxed() {
+    let unit = repo_root().join("generated/hosts/app1/root/etc/systemd/system/medianest-pull.service");
+    let o =
+        Command::new("systemd-analyze").args(["security", "--offline=true", "--no-pager"]).arg(&unit).output().unwrap();
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for medianest-pull.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    println!("systemd-analyze security: medianest-pull.service exposure {score}");
+    assert!(score <= 5.0, "exposure {score} > 5.0:\n{text}");
+}
+
 #[test]
 fn pull_reads_the_agent_toml_the_bootstrap_writes() {
     // `pull --config` with the generated agent.toml: the repository is unreachable here, so

@@ -186,18 +186,36 @@ StateDirectory=medianest
 StateDirectoryMode=0700
 UMask=0077
 TimeoutStartSec=15min
+# Sandboxed as far as it goes while it still writes /etc (ProtectSystem=yes keeps /etc
+# writable), runs the native validators and talks to systemd over its socket.
 NoNewPrivileges=yes
 PrivateTmp=yes
+PrivateDevices=yes
+PrivateMounts=yes
 ProtectHome=yes
 ProtectSystem=yes
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
+ProtectKernelTunables=yes
 ProtectControlGroups=yes
 ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
 RestrictSUIDSGID=yes
 RestrictRealtime=yes
+RestrictNamespaces=yes
 LockPersonality=yes
+# Files are written with their owner and mode as root: chown, and reading and
+# writing files it does not own; nothing else.
+CapabilityBoundingSet=CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID
+AmbientCapabilities=
+# git over https/ssh, systemd's socket, and netlink for the validators.
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 SystemCallArchitectures=native
+# @system-service keeps @chown and @setuid, which writing files with their owners and
+# the validators need.
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
 MEDIANEST_EOF
 [ "$WROTE" = no ] || units=yes
 ensure_file /etc/systemd/system/medianest-pull.timer 644 <<'MEDIANEST_EOF'
@@ -209,7 +227,6 @@ Description=Run medianest pull every 5m
 OnBootSec=2min
 OnUnitActiveSec=300s
 RandomizedDelaySec=120s
-Persistent=true
 
 [Install]
 WantedBy=timers.target

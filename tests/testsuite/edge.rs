@@ -316,3 +316,155 @@ fn end_to_end_on_loopback() {
     });
     drop(running);
 }
+
+// --- Random valid sites pass the native checks ----------------------------------------
+
+/// One exposed container of a random site.
+#[derive(Debug, Clone)]
+struct RandomService {
+    routes: Vec<(String, String)>,
+    waf: &'static str,
+    websocket: bool,
+    rate: Option<(u32, &'static str, u32)>,
+    max_body: &'static str,
+    balance: &'static str,
+    http_health: Option<String>,
+}
+
+fn random_service() -> impl proptest::strategy::Strategy<Value = RandomService> {
+    use proptest::prelude::*;
+    let seg = "[a-z][a-z0-9_-]{0,8}";
+    let route = (
+        prop_oneof![Just(String::new()), "[a-z]([a-z0-9-]{0,9}[a-z0-9])?".prop_map(|l| format!("{l}."))],
+        proptest::collection::vec(seg, 0..3),
+    )
+        .prop_map(|(sub, segs)| {
+            let path = if segs.is_empty() { "/".to_string() } else { format!("/{}/", segs.join("/")) };
+            (format!("{sub}lab.example.org"), path)
+        });
+    (
+        proptest::collection::vec(route, 1..3),
+        prop_oneof![Just("off"), Just("detect"), Just("block")],
+        any::<bool>(),
+        proptest::option::of((1u32..1000, prop_oneof![Just("s"), Just("m")], 0u32..50)),
+        prop_oneof![Just("1m"), Just("512k"), Just("8m"), Just("1g"), Just("1t")],
+        prop_oneof![Just("roundrobin"), Just("leastconn"), Just("source")],
+        proptest::option::of("/[a-z]{1,10}"),
+    )
+        .prop_map(|(routes, waf, websocket, rate, max_body, balance, http_health)| RandomService {
+            routes,
+            waf,
+            websocket,
+            rate,
+            max_body,
+            balance,
+            http_health,
+        })
+}
+
+/// The overlay on the base fixture: the services on app1, their flows from the edge,
+/// and (when `proxy`) an app-tier Nginx on app1 that the edge goes through.
+fn random_overlay(services: &[RandomService], proxy: bool) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    // The base site already publishes lab.example.org/.
+    seen.insert(("lab.example.org".to_string(), "/".to_string()));
+    let mut s = String::new();
+    for (i, svc) in services.iter().enumerate() {
+        let port = 9100 + i;
+        let exposes: Vec<String> = svc
+            .routes
+            .iter()
+            .filter(|r| seen.insert((*r).clone()))
+            .map(|(host, path)| {
+                let rate = svc
+                    .rate
+                    .map(|(n, per, burst)| format!(", rate_limit = {{ rate = \"{n}r/{per}\", burst = {burst} }}"))
+                    .unwrap_or_default();
+                format!(
+                    "{{ hostname = \"{host}\", path = \"{path}\", waf = \"{}\", websocket = {}, max_body = \"{}\"{rate} }}",
+                    svc.waf, svc.websocket, svc.max_body
+                )
+            })
+            .collect();
+        let health = match &svc.http_health {
+            Some(p) => format!("{{ http = \"{p}\" }}"),
+            None => "{ tcp = true }".to_string(),
+        };
+        s.push_str(&format!(
+            "[services.svc{i}]\nimage = \"ghcr.io/lab/svc{i}:1.0.0\"\nhosts = [\"app1\"]\nuser = \"1001:1001\"\n\
+             ports = {{ http = {port} }}\nhealth = {health}\nbalance = \"{}\"\nexpose = [{}]\n\n\
+             [[flows]]\nfrom = \"service:proxy\"\nto = \"service:svc{i}\"\nports = [\"http\"]\nwhy = \"edge\"\n\n",
+            svc.balance,
+            exposes.join(", ")
+        ));
+    }
+    if proxy {
+        s.push_str(
+            "[services.appproxy]\nkind = \"nginx\"\nhosts = [\"app1\"]\n\n\
+             [[flows]]\nfrom = \"service:proxy\"\nto = \"service:appproxy\"\nports = [\"http\"]\nwhy = \"edge to the app tier\"\n",
+        );
+    }
+    s
+}
+
+/// Runs the native check of every HAProxy and Nginx config under `generated/hosts`.
+fn native_checks(generated: &Path, tmp: &Path, pem: &Path) -> Result<usize, String> {
+    let mut checked = 0;
+    for host in std::fs::read_dir(generated.join("hosts")).unwrap().map(|e| e.unwrap().path()) {
+        let root = host.join("root");
+        let name = host.file_name().unwrap().to_string_lossy().into_owned();
+        if root.join("etc/haproxy/haproxy.cfg").exists() {
+            let dir = tmp.join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let cfg = haproxy_config(&root, &dir, pem, &dir);
+            let o = Command::new("haproxy").args(["-dW", "-c", "-f"]).arg(&cfg).output().unwrap();
+            if !o.status.success() {
+                return Err(format!("haproxy -c for {name}: {}", ok(&o)));
+            }
+            checked += 1;
+        }
+        if root.join("etc/nginx/nginx.conf").exists() {
+            let conf = std::fs::read_to_string(root.join("etc/nginx/nginx.conf")).unwrap();
+            let listen = conf.lines().find_map(|l| l.trim().strip_prefix("listen ")).unwrap();
+            let addr = listen.split(':').next().unwrap();
+            let o = sh(&format!(
+                "unshare -n sh -c 'ip link set lo up && ip addr add {addr}/32 dev lo && nginx -t -q -c {}'",
+                root.join("etc/nginx/nginx.conf").display()
+            ));
+            if !o.status.success() {
+                return Err(format!("nginx -t for {name}: {}", ok(&o)));
+            }
+            checked += 1;
+        }
+    }
+    Ok(checked)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Random valid edge sites (1 to 4 exposed services with random routes, WAF modes,
+    /// rate limits, body sizes, balance algorithms and health checks, with or without an
+    /// app-tier Nginx) build, and every HAProxy and Nginx config they produce passes the
+    /// tool's own check.
+    #[test]
+    fn random_valid_edge_sites_pass_the_native_checks(
+        services in proptest::collection::vec(random_service(), 1..5),
+        proxy in proptest::prelude::any::<bool>(),
+    ) {
+        require_tools();
+        let repo = Repo::base();
+        repo.write("site/zz-random.toml", &random_overlay(&services, proxy));
+        let out = repo.run(&["build"]);
+        proptest::prop_assert!(out.status.success(), "a random valid site does not build:\n{}", stderr(&out));
+        let tmp = tempfile::tempdir().unwrap();
+        let (pem, _) = certificate(tmp.path(), &["lab.example.org", "*.lab.example.org"]);
+        let checked = native_checks(&repo.path().join("generated"), tmp.path(), &pem);
+        proptest::prop_assert!(checked.is_ok(), "{}", checked.unwrap_err());
+        proptest::prop_assert!(checked.unwrap() >= 1 + usize::from(proxy));
+    }
+}

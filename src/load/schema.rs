@@ -343,7 +343,7 @@ crate::keys! {
     pub struct RawExpose {
         /// Required. Public DNS name.
         pub hostname: Option<Str>,
-        /// URL path prefix (default `/`).
+        /// URL path prefix, matched by whole segments: `/api` matches `/api` and `/api/…`, never `/apiary` (default `/`).
         pub path: Option<Str>,
         /// Named port of the service (default: its first port).
         pub port: Option<Str>,

@@ -26,16 +26,21 @@ pub(super) fn exposure(site: &Site, diags: &mut Diagnostics) {
                     }),
                 );
             }
-            let key = (e.hostname.value.clone(), e.path.value.clone());
+            // `/api` and `/api/` match the same requests (whole segments).
+            let key = (e.hostname.value.clone(), e.path.value.trim_end_matches('/').to_string());
             if let Some((other, loc)) = routes.get(&key) {
                 diags.push(
                     Diagnostic::error(
                         "duplicate-route",
-                        format!("`{}{}` is exposed by both `{other}` and `{}`", e.hostname.value, e.path.value, s.name),
+                        if *other == s.name {
+                            format!("`{}{}` is exposed twice by `{other}`", e.hostname.value, e.path.value)
+                        } else {
+                            format!("`{}{}` is exposed by both `{other}` and `{}`", e.hostname.value, e.path.value, s.name)
+                        },
                         e.path.loc.clone(),
                     )
                     .also((*loc).clone(), format!("exposed by `{other}` here"))
-                    .help("give one of them another hostname or path"),
+                    .help("give one of them another hostname or path (a path matches by whole segments: `/api` and `/api/` are the same route)"),
                 );
             } else {
                 routes.insert(key, (&s.name, &e.loc));

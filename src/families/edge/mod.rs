@@ -179,6 +179,13 @@ pub fn edge_target(site: &Site, route: &Route, host: HostId) -> Option<(ServiceI
     }
 }
 
+/// How a route's path prefix matches, segment by segment: `/api/` matches `/api/…`, and
+/// `/api` matches `/api` itself and `/api/…`, never `/apiary`. Returns the prefix to
+/// match (always ending in `/`) and the exact path to match too, if any.
+pub fn path_match(path: &str) -> (String, Option<String>) {
+    if path.ends_with('/') { (path.to_string(), None) } else { (format!("{path}/"), Some(path.to_string())) }
+}
+
 /// The path under which the app-tier Nginx proxies a service's own health check, for the
 /// edge; the edge never routes public requests there.
 pub fn health_path(service: &str) -> String {

@@ -63,6 +63,10 @@ pub struct RouteView {
     pub hostname: Src<String>,
     /// Path prefix (`/` matches everything).
     pub path: Src<String>,
+    /// The prefix matched, ending in `/` (see [`edge::path_match`]).
+    pub path_prefix: Src<String>,
+    /// The path matched exactly too, when the prefix was written without a final `/`.
+    pub path_exact: Option<Src<String>>,
     /// Backend name.
     pub backend: Src<String>,
     /// Rate limit, if any.
@@ -214,6 +218,8 @@ fn route_views(site: &Site, routes: &[Route]) -> Vec<RouteView> {
                 acl: Src::at(format!("route_{id}"), "exposure", &e.loc),
                 hostname: Src::at(e.hostname.value.clone(), "exposed hostname", &e.hostname.loc),
                 path: Src::at(e.path.value.clone(), "exposed path", &e.path.loc),
+                path_prefix: Src::at(edge::path_match(&e.path.value).0, "exposed path", &e.path.loc),
+                path_exact: edge::path_match(&e.path.value).1.map(|p| Src::at(p, "exposed path", &e.path.loc)),
                 backend: Src::at(
                     format!("be_{}", site.service(r.service).name),
                     "backend of service",

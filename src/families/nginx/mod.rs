@@ -86,6 +86,9 @@ pub struct HealthView {
 pub struct LocationView {
     /// Path prefix.
     pub path: Src<String>,
+    /// The `location` arguments that match it by segment (see [`edge::path_match`]):
+    /// `/api/`, or `= /api` and `/api/`.
+    pub matches: Vec<Src<String>>,
     /// Upstream name.
     pub upstream: Src<String>,
     /// WebSocket upgrade.
@@ -232,6 +235,14 @@ fn location(site: &Site, r: &Route) -> LocationView {
     let s = site.service(r.service);
     LocationView {
         path: Src::at(e.path.value.clone(), "exposed path", &e.path.loc),
+        matches: {
+            let (prefix, exact) = edge::path_match(&e.path.value);
+            exact
+                .map(|x| Src::at(format!("= {x}"), "exposed path", &e.path.loc))
+                .into_iter()
+                .chain([Src::at(prefix, "exposed path", &e.path.loc)])
+                .collect()
+        },
         upstream: Src::at(s.name.clone(), "service", &s.loc),
         websocket: Src::at(e.websocket, "websocket", &e.loc),
         waf: Src::at(

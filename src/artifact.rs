@@ -43,6 +43,8 @@ pub enum Validator {
     Haproxy,
     /// `keepalived -t` on `etc/keepalived/keepalived.conf`.
     Keepalived,
+    /// `nft -c -f` on `etc/nftables.conf`.
+    Nft,
 }
 
 impl Validator {
@@ -52,6 +54,7 @@ impl Validator {
             Validator::Nginx => "nginx",
             Validator::Haproxy => "haproxy",
             Validator::Keepalived => "keepalived",
+            Validator::Nft => "nft",
         }
     }
 }

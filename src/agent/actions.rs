@@ -26,6 +26,11 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             c = Command::new("keepalived");
             c.arg("-t").arg("-f").arg(p("etc/keepalived/keepalived.conf"));
         }
+        Validator::Nft => {
+            // A dry run: the kernel checks the whole transaction, nothing is applied.
+            c = Command::new("nft");
+            c.arg("-c").arg("-f").arg(p("etc/nftables.conf"));
+        }
     }
     c
 }

@@ -14,6 +14,7 @@ pub mod docs;
 pub mod edge;
 pub mod haproxy;
 pub mod keepalived;
+pub mod nftables;
 pub mod nginx;
 pub mod postgres;
 pub mod provenance;
@@ -73,6 +74,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &haproxy::Haproxy,
     &keepalived::Keepalived,
     &nginx::Nginx,
+    &nftables::Nftables,
     &delivery::Delivery,
     &postgres::Postgres,
 ];

@@ -120,7 +120,7 @@ pub struct KindInfo {
     pub summary: &'static str,
 }
 
-use Proto::{Tcp, Udp};
+use Proto::{Tcp, Udp, Vrrp};
 
 /// Every service kind.
 pub const KINDS: &[KindInfo] = &[
@@ -147,7 +147,7 @@ pub const KINDS: &[KindInfo] = &[
         kind: ServiceKind::Keepalived,
         container: false,
         stateful: false,
-        ports: &[],
+        ports: &[("vrrp", Vrrp, 0)],
         package: Some("keepalived"),
         summary: "keepalived: a VRRP virtual IP for the edge pair",
     },

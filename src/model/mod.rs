@@ -6,6 +6,7 @@
 //! complain about keeps its source location ([`Loc`]).
 
 pub mod facts;
+pub mod flows;
 pub mod kinds;
 pub mod values;
 
@@ -111,6 +112,8 @@ pub struct Derived {
     /// For each host (by id), its app-tier Nginx service, the first by name (built and
     /// read by `families::edge::proxy_on`).
     pub proxy_by_host: std::sync::OnceLock<Vec<Option<ServiceId>>>,
+    /// The compiled flows (see [`Site::flow_plan`]).
+    pub flow_plan: std::sync::OnceLock<flows::Plan>,
 }
 
 impl Site {
@@ -133,6 +136,10 @@ impl Site {
             m
         });
         index.get(&port).into_iter().flatten().map(|&i| &self.flows[i])
+    }
+    /// The site's flows compiled to grants: the one source of every allow-list.
+    pub fn flow_plan(&self) -> &flows::Plan {
+        self.derived.flow_plan.get_or_init(|| flows::Plan::compile(self))
     }
     /// A host by id.
     pub fn host(&self, id: HostId) -> &Host {

@@ -334,7 +334,8 @@ impl Serialize for Size {
     }
 }
 
-/// Transport protocol of a port.
+/// The protocol of a port, or an IP protocol that has no ports (VRRP between a
+/// keepalived pair, ICMP echo): a firewall passes those by protocol alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
@@ -342,6 +343,17 @@ pub enum Proto {
     Tcp,
     /// UDP.
     Udp,
+    /// VRRP (IP protocol 112), written `vrrp`.
+    Vrrp,
+    /// ICMP echo (ping), written `icmp`.
+    Icmp,
+}
+
+impl Proto {
+    /// Whether the protocol has port numbers.
+    pub fn has_ports(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Udp)
+    }
 }
 
 impl fmt::Display for Proto {
@@ -349,11 +361,14 @@ impl fmt::Display for Proto {
         f.write_str(match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Vrrp => "vrrp",
+            Proto::Icmp => "icmp",
         })
     }
 }
 
-/// A protocol and port number, written `tcp/5432` (or just `5432` for TCP).
+/// A protocol and port number, written `tcp/5432` (or just `5432` for TCP); `vrrp` and
+/// `icmp` are written alone and carry port 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortSpec {
     /// Protocol.
@@ -371,14 +386,23 @@ impl PortSpec {
         }
     }
 
-    /// `tcp/N` or `udp/N`; `None` when `s` has no protocol prefix (it may be a port name).
+    /// `tcp/N`, `udp/N`, `vrrp` or `icmp`; `None` when `s` is none of those (it may be
+    /// a port name).
     pub fn parse_str(s: &str) -> Option<Result<Self, ValueError>> {
+        match s {
+            "vrrp" => return Some(Ok(PortSpec { proto: Proto::Vrrp, port: 0 })),
+            "icmp" => return Some(Ok(PortSpec { proto: Proto::Icmp, port: 0 })),
+            _ => {}
+        }
         let (proto, num) = s.split_once('/')?;
         let proto = match proto {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
             _ => {
-                return Some(err(format!("unknown protocol `{}`", printable(proto)), "use `tcp/N` or `udp/N`"));
+                return Some(err(
+                    format!("unknown protocol `{}`", printable(proto)),
+                    "use `tcp/N` or `udp/N` (or `vrrp` / `icmp` alone, which have no ports)",
+                ));
             }
         };
         Some(match num.parse::<i64>() {
@@ -393,7 +417,7 @@ impl PortSpec {
 
 impl fmt::Display for PortSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.proto, self.port)
+        if self.proto.has_ports() { write!(f, "{}/{}", self.proto, self.port) } else { write!(f, "{}", self.proto) }
     }
 }
 

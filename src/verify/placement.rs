@@ -274,7 +274,8 @@ pub(super) fn port_clashes(site: &Site, diags: &mut Diagnostics) {
         let mut used: BTreeMap<values_key::Key, (&str, &str, Option<&Loc>)> = BTreeMap::new();
         for sid in site.services_on(HostId(hid)) {
             let s = site.service(sid);
-            for p in &s.ports {
+            // VRRP and ICMP have no ports to clash on.
+            for p in s.ports.iter().filter(|p| p.spec.proto.has_ports()) {
                 let key = (p.spec.proto, p.spec.port);
                 if let Some((other, oport, oloc)) = used.get(&key) {
                     if *other == s.name {

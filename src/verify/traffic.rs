@@ -71,10 +71,12 @@ pub(super) fn flows(site: &Site, diags: &mut Diagnostics) {
                 }
             }
         }
-        if f.from.value == f.to.value && !matches!(f.from.value, Endpoint::Service(_)) {
+        // A zone to itself is traffic between its machines, and a service to itself runs
+        // between its hosts (replication); a host to itself goes over loopback.
+        if f.from.value == f.to.value && matches!(f.from.value, Endpoint::Host(_) | Endpoint::Internet) {
             diags.push(
                 Diagnostic::error("bad-endpoint", "a flow from an endpoint to itself says nothing", f.to.loc.clone())
-                    .help("traffic inside a zone or host needs no flow"),
+                    .help("a host reaches itself over loopback, which needs no flow"),
             );
         }
         // The zone pairs this flow uses: two machines that share a zone talk inside it

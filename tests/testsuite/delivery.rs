@@ -40,7 +40,7 @@ fn fake_host(dir: &Path, os_id: &str) {
     stub(
         &stubs.join("systemctl"),
         &format!(
-            "echo \"systemctl $*\" >> '{l}'\ncase $1 in\n  is-enabled) [ -e '{d}/enabled' ] ;;\n  enable) touch '{d}/enabled' ;;\n  start) mkdir -p '{r}/var/lib/medianest' && echo '{{}}' > '{r}/var/lib/medianest/state.json' ;;\nesac",
+            "echo \"systemctl $*\" >> '{l}'\nunit=$(eval echo \\${{$#}})\ncase $1 in\n  is-enabled) [ -e \"{d}/enabled.$unit\" ] ;;\n  enable) touch \"{d}/enabled.$unit\" ;;\n  start) mkdir -p '{r}/var/lib/medianest' && echo '{{}}' > '{r}/var/lib/medianest/state.json' ;;\nesac",
             d = dir.display(),
             r = root.display()
         ),
@@ -126,6 +126,8 @@ fn bootstrap_twice_against_a_fake_root_changes_nothing_the_second_time() {
         "libnginx-mod-http-modsecurity",
         "systemctl daemon-reload",
         "systemctl enable --now medianest-pull.timer",
+        "systemctl enable nftables.service",
+        "nftables",
         "systemctl start medianest-pull.service",
         "sysctl --system",
     ] {

@@ -139,7 +139,7 @@ fn a_review_comment_too_long_for_a_pr_keeps_the_summary_and_the_file_list() {
     // What leaving the site means for fill000's agent.
     assert!(md.contains("> **Host removed:** `fill000` leaves the site"), "{md}");
     assert!(md.contains("refuses this commit"), "{md}");
-    assert!(md.contains("| fill000 | 2 removed | base 1, plan 1 | tree removed:"), "{md}");
+    assert!(md.contains("| fill000 | 3 removed | base 1, nftables 1, plan 1 | tree removed:"), "{md}");
 
     let json: serde_json::Value = serde_json::from_str(&stdout(&repo.run(&["diff", "--format", "json"]))).unwrap();
     let files = json["files"].as_array().unwrap();

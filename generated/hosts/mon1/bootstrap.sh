@@ -100,7 +100,7 @@ fi
 
 # 2. Packages for the roles and services of mon1.
 missing=
-for pkg in ca-certificates docker.io openssh-client prometheus prometheus-alertmanager prometheus-node-exporter; do
+for pkg in ca-certificates docker.io nftables openssh-client prometheus prometheus-alertmanager prometheus-node-exporter; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"
@@ -233,6 +233,11 @@ MEDIANEST_EOF
 [ "$WROTE" = no ] || units=yes
 if [ "$units" = yes ]; then
     act "$SYSTEMCTL" daemon-reload
+fi
+# The host firewall loads at boot. Debian installs nftables.service disabled; it is not
+# started here: the first pull writes this host's rules and starts it.
+if ! "$SYSTEMCTL" is-enabled --quiet nftables.service 2>/dev/null; then
+    act "$SYSTEMCTL" enable nftables.service
 fi
 if ! "$SYSTEMCTL" is-enabled --quiet medianest-pull.timer 2>/dev/null; then
     act "$SYSTEMCTL" enable --now medianest-pull.timer

@@ -78,7 +78,8 @@ pub struct DirView {
 fn packages(site: &Site, host: crate::model::HostId) -> Vec<Src<String>> {
     let h = site.host(host);
     let mut p: std::collections::BTreeMap<&str, Vec<&Loc>> = Default::default();
-    for base in ["ca-certificates", "openssh-client"] {
+    // nftables: every Linux host gets a host firewall (family nftables).
+    for base in ["ca-certificates", "openssh-client", "nftables"] {
         p.entry(base).or_default().push(&h.loc);
     }
     for r in &h.roles {

@@ -18,7 +18,7 @@ use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::{Fact, Val, exposure_subject};
 use crate::model::values::PortSpec;
-use crate::model::{At, Endpoint, Expose, HostId, Service, ServiceId, ServiceKind, Site};
+use crate::model::{At, Expose, HostId, Service, ServiceId, ServiceKind, Site};
 pub use keys::{Certificate, Edge, ExposeEdge, edge};
 
 /// The edge family: keys and shared routing, no files of its own.
@@ -204,35 +204,11 @@ pub fn certificate_for<'a>(site: &'a Site, r: &Route) -> Option<&'a Certificate>
     }
 }
 
-fn covers_host(site: &Site, e: &Endpoint, h: HostId) -> bool {
-    match e {
-        Endpoint::Service(s) => site.service(*s).hosts.iter().any(|x| x.value == h),
-        Endpoint::Host(x) => *x == h,
-        Endpoint::Zone(z) => site.host(h).interfaces.iter().any(|i| i.zone.value == *z),
-        Endpoint::Internet => false,
-    }
-}
-
 /// Whether traffic from `from` (a host, or the internet when `None`) to `to` on `port`
-/// is allowed: the same host, hosts that share a zone (the firewall never sees it), or a
-/// declared flow.
+/// is allowed by a flow (see [`crate::model::flows`]): only a host reaching itself needs
+/// none, because each host's firewall drops what no flow allows, inside a zone too.
 pub fn flow_allows(site: &Site, from: Option<HostId>, to: HostId, port: PortSpec) -> bool {
-    if let Some(f) = from {
-        if f == to {
-            return true;
-        }
-        let fz = site.host_zones(f);
-        if site.host_zones(to).iter().any(|z| fz.contains(z)) {
-            return true;
-        }
-    }
-    site.flows_on_port(port).any(|fl| {
-        let from_ok = match from {
-            Some(h) => covers_host(site, &fl.from.value, h),
-            None => fl.from.value == Endpoint::Internet,
-        };
-        from_ok && covers_host(site, &fl.to.value, to)
-    })
+    site.flow_plan().allows(site, from, Some(to), port)
 }
 
 /// Reports a missing flow with the TOML that would add it.

@@ -133,7 +133,8 @@ impl Plan {
         self.into.get(host.0).into_iter().flatten().map(|&i| &self.grants[i])
     }
 
-    /// The grants `host` may use as a source (as itself or as a machine of its zones).
+    /// The grants `host` may use as a source (as itself or as a machine of one of its zones:
+    /// whether that zone covers it depends on the destination, see [`egress_zone`]).
     pub fn out_of_host(&self, host: HostId) -> impl Iterator<Item = &Grant> {
         self.out_of.get(host.0).into_iter().flatten().map(|&i| &self.grants[i])
     }
@@ -156,8 +157,13 @@ impl Plan {
     ) -> Box<dyn Iterator<Item = &'a Grant> + 'a> {
         match (from, to) {
             (Some(a), Some(b)) if a == b => Box::new(std::iter::once(&SELF)),
-            (_, Some(b)) => Box::new(self.into_host(b).filter(move |g| g.port == port && covers(site, g.from, from))),
-            (Some(a), None) => Box::new(self.out_of_host(a).filter(move |g| g.to == Dest::Internet && g.port == port)),
+            (_, Some(b)) => {
+                Box::new(self.into_host(b).filter(move |g| g.port == port && covers(site, g.from, from, Some(b))))
+            }
+            (Some(a), None) => Box::new(
+                self.out_of_host(a)
+                    .filter(move |g| g.to == Dest::Internet && g.port == port && covers(site, g.from, from, None)),
+            ),
             (None, None) => Box::new(std::iter::empty()),
         }
     }
@@ -171,14 +177,30 @@ static SELF: Grant = Grant {
     flow: usize::MAX,
 };
 
-/// Whether a source peer covers a machine (or the internet when `None`).
-fn covers(site: &Site, peer: Peer, from: Option<HostId>) -> bool {
+/// Whether a source peer covers a machine (or the internet when `None`) opening a
+/// connection to `to` (a host, or the internet).
+fn covers(site: &Site, peer: Peer, from: Option<HostId>, to: Option<HostId>) -> bool {
     match (peer, from) {
         (Peer::Host(h), Some(f)) => h == f,
-        (Peer::Zone(z), Some(f)) => site.host(f).interfaces.iter().any(|i| i.zone.value == z),
+        (Peer::Zone(z), Some(f)) => egress_zone(site, f, to) == Some(z),
         (Peer::Internet, None) => true,
         _ => false,
     }
+}
+
+/// The zone whose address a host's packets to `to` carry: a machine in several zones
+/// (the firewall) talks to a neighbour from its interface on their shared zone, and to
+/// anything else through its first interface (where its default route is). So
+/// `zone:management` covers the firewall only for what it reaches from its management
+/// address, which is what the receiving firewall sees.
+pub fn egress_zone(site: &Site, from: HostId, to: Option<HostId>) -> Option<ZoneId> {
+    let ifaces = &site.host(from).interfaces;
+    to.and_then(|t| {
+        let theirs = site.host_zones(t);
+        ifaces.iter().find(|i| theirs.contains(&i.zone.value))
+    })
+    .or(ifaces.first())
+    .map(|i| i.zone.value)
 }
 
 /// The networks a peer's packets come from: a host's addresses (as /32 or /128), a

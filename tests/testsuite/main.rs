@@ -11,6 +11,7 @@ mod edge;
 mod fingerprint;
 mod golden;
 mod invalid;
+mod nftables;
 mod properties;
 mod reference;
 mod review;

@@ -16,6 +16,7 @@ use crate::artifact::ArtifactMeta;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::load::keys::KeySet;
 use crate::model::facts::Fact;
+use crate::model::values::{PortSpec, Proto};
 use crate::model::{ServiceKind, Site, ZoneId};
 
 /// The keepalived model of a site (empty when the family resolved nothing).
@@ -241,6 +242,23 @@ impl Family for Keepalived {
                     ),
                     _ => {}
                 }
+            }
+            // The pair talks VRRP (unicast, IP protocol 112) to each other; each host's
+            // firewall drops it unless a flow allows it, and then both would take the VIP.
+            let vrrp = PortSpec { proto: Proto::Vrrp, port: 0 };
+            let need = svc.hosts.iter().find_map(|a| {
+                svc.hosts.iter().find(|b| a.value != b.value && !edge::flow_allows(site, Some(a.value), b.value, vrrp))
+            });
+            if need.is_some() {
+                edge::missing_flow(
+                    diags,
+                    &svc.loc,
+                    &format!("service:{}", svc.name),
+                    &format!("service:{}", svc.name),
+                    vrrp,
+                    "VRRP advertisements between the keepalived pair",
+                    &format!("keepalived service `{}` elects its master over VRRP", svc.name),
+                );
             }
         }
     }

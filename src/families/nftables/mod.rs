@@ -41,6 +41,11 @@ pub struct NftContext {
     /// The Docker networks of this host's containers, which reach the host's own ports
     /// (traffic inside one machine).
     pub container_networks: Vec<Src<String>>,
+    /// The zones' IPv4 networks: "from the internet" means from none of them (pfSense
+    /// forwards public traffic with its source address kept).
+    pub site_v4: Vec<Src<String>>,
+    /// The zones' IPv6 networks.
+    pub site_v6: Vec<Src<String>>,
 }
 
 /// One accepted kind of connection: a flow's port, from its sources.
@@ -150,12 +155,19 @@ impl Family for Nftables {
                     }
                 }
             }
+            let (mut site_v4, mut site_v6) = (Vec::new(), Vec::new());
+            for c in site.zones.iter().filter_map(|z| z.cidr.as_ref()) {
+                let side = if c.value.addr().is_ipv4() { &mut site_v4 } else { &mut site_v6 };
+                side.push(Src::at(c.value.to_string(), "zone network", &c.loc));
+            }
             let docker: Vec<&Loc> = h.roles.iter().filter(|r| r.value == Role::Docker).map(|r| &r.loc).collect();
             let ctx = NftContext {
                 host: Src::at(h.name.clone(), "host", &h.loc),
                 rules: rules(site, id),
                 docker: Src::of(!docker.is_empty(), "docker role", docker),
                 container_networks: nets.into_iter().map(|(n, l)| Src::of(n, "docker network", l)).collect(),
+                site_v4,
+                site_v6,
             };
             let mut meta = ArtifactMeta::host_file(self.name(), &h.name, "/etc/nftables.conf", 0o755, "root:root");
             if let Some(a) = meta.apply.as_mut() {

@@ -66,6 +66,37 @@ pub trait Family: Sync {
     }
 }
 
+/// An address or network as allow-lists write it: `10.0.5.10` for one address,
+/// `10.0.1.0/24` for a network.
+pub fn net_text(net: ipnet::IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() { net.addr().to_string() } else { net.to_string() }
+}
+
+/// The sources the flow plan lets open `port` on `host`, for an allow-list (HAProxy's
+/// stats ACL, Nginx `allow`, `pg_hba`): each address or network once, sorted, with the
+/// flows and addresses it comes from; the internet is `0.0.0.0/0` and `::/0`. Reading
+/// the plan, as the host firewall does, keeps every allow-list in step with it.
+pub fn allowed_sources(
+    site: &Site,
+    host: crate::model::HostId,
+    port: crate::model::values::PortSpec,
+) -> Vec<provenance::Src<String>> {
+    use crate::model::flows::{Peer, peer_locs, peer_networks};
+    let mut nets: std::collections::BTreeMap<ipnet::IpNet, Vec<&Loc>> = Default::default();
+    for g in site.flow_plan().into_host(host).filter(|g| g.port == port) {
+        let f = &site.flows[g.flow];
+        let locs = peer_locs(site, g.from, &f.from.loc);
+        let found = match g.from {
+            Peer::Internet => vec!["0.0.0.0/0".parse().expect("a network"), "::/0".parse().expect("a network")],
+            p => peer_networks(site, p),
+        };
+        for n in found {
+            nets.entry(n).or_default().extend(locs.iter().copied().chain([&f.loc]));
+        }
+    }
+    nets.into_iter().map(|(n, l)| provenance::Src::of(net_text(n), "allowed source (a flow)", l)).collect()
+}
+
 /// Every family, in the order their jobs are planned (output order is by path anyway).
 pub const FAMILIES: &[&dyn Family] = &[
     &docs::Docs,

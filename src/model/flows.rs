@@ -19,6 +19,7 @@ use ipnet::IpNet;
 
 use super::values::PortSpec;
 use super::{Endpoint, HostId, Site, ZoneId};
+use crate::diag::Loc;
 
 /// Who opens a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -210,6 +211,16 @@ pub fn peer_networks(site: &Site, peer: Peer) -> Vec<IpNet> {
         Peer::Host(h) => site.host(h).interfaces.iter().map(|i| IpNet::from(i.address.value)).collect(),
         Peer::Zone(z) => site.zone(z).cidr.iter().map(|c| c.value).collect(),
         Peer::Internet => Vec::new(),
+    }
+}
+
+/// Where a source's networks were written: a host's interface addresses or a zone's
+/// network, then the flow's `from` (which is all there is for the internet).
+pub fn peer_locs<'a>(site: &'a Site, p: Peer, from: &'a Loc) -> Vec<&'a Loc> {
+    match p {
+        Peer::Host(h) => site.host(h).interfaces.iter().map(|i| &i.address.loc).chain([from]).collect(),
+        Peer::Zone(z) => site.zone(z).cidr.iter().map(|c| &c.loc).chain([from]).collect(),
+        Peer::Internet => vec![from],
     }
 }
 

@@ -492,3 +492,31 @@ fn packets_follow_the_flows_in_network_namespaces() {
     );
     assert!(counted >= dropped as u64, "{counted} packets counted for {dropped} dropped connections");
 }
+
+#[test]
+fn allow_lists_follow_a_new_flow_everywhere() {
+    // A new zone's operators get the HAProxy stats page: the stats ACL and edge1's
+    // firewall both follow the one flow, and neither admits the zone before it.
+    let repo = Repo::base();
+    repo.write("site/ops.toml", "[zones.ops]\nvlan = 90\ncidr = \"10.1.9.0/24\"\ngateway = \"10.1.9.1\"\n");
+    let out = repo.run(&["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |rel: &str| std::fs::read_to_string(repo.path().join("generated/hosts/edge1/root").join(rel)).unwrap();
+    assert!(!read("etc/haproxy/haproxy.cfg").contains("10.1.9.0/24"));
+    assert!(!read("etc/nftables.conf").contains("ip saddr { 10.1.9.0/24 }"));
+    repo.write(
+        "site/ops.toml",
+        "[zones.ops]\nvlan = 90\ncidr = \"10.1.9.0/24\"\ngateway = \"10.1.9.1\"\n\n[[flows]]\nfrom = \"zone:ops\"\nto = \"service:proxy\"\nports = [\"stats\"]\nwhy = \"operators read the stats page\"\n",
+    );
+    let out = repo.run(&["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cfg = read("etc/haproxy/haproxy.cfg");
+    assert!(cfg.contains("    acl allowed src 10.1.9.0/24\n"), "{cfg}");
+    let nft = read("etc/nftables.conf");
+    assert!(nft.contains("ip saddr { 10.1.9.0/24 } tcp dport 8404 accept"), "{nft}");
+    // And only there: the flow reaches no other host.
+    let others = repo.generated().into_iter().filter(|(p, _)| p.ends_with("nftables.conf") && !p.contains("edge1"));
+    for (p, text) in others {
+        assert!(!String::from_utf8_lossy(&text).contains("10.1.9.0/24 }"), "{p}");
+    }
+}

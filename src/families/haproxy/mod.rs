@@ -8,8 +8,8 @@
 //! exposed service, with one server per host of the service (the Nginx on that host when
 //! there is one), health-checked with the service's own health declaration and
 //! `init-addr last,libc,none` so that a missing DNS name never fails the load. A stats and
-//! Prometheus endpoint listens on the host's address and admits only the monitoring
-//! zones. Templates: `templates/haproxy/`.
+//! Prometheus endpoint listens on the host's address and admits exactly the sources the
+//! flows let reach its port (the flow plan, as the host firewall reads it). Templates: `templates/haproxy/`.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +20,7 @@ use super::provenance::Src;
 use super::{Family, Lowering};
 use crate::artifact::ArtifactMeta;
 use crate::diag::{Diagnostic, Diagnostics, Loc};
+use crate::model::values::{PortSpec, Proto};
 use crate::model::{HealthCheck, ServiceKind, Site};
 
 /// The haproxy family.
@@ -41,7 +42,7 @@ pub struct HaproxyContext {
     pub stats_bind: Src<String>,
     /// Source address of connections to the servers (the host's own).
     pub source: Src<String>,
-    /// Networks allowed to read the stats endpoint.
+    /// Sources allowed to read the stats endpoint: those of the flows to its port.
     pub stats_allow: Vec<Src<String>>,
     /// Path of the crt-list.
     pub crt_list: String,
@@ -139,19 +140,6 @@ pub struct CrtView {
     pub file: Src<String>,
     /// SNI names.
     pub domains: Vec<Src<String>>,
-}
-
-/// The networks of the zones Prometheus runs in, with the zone and service they come from.
-fn monitoring_networks(site: &Site) -> Vec<Src<String>> {
-    let mut nets: std::collections::BTreeMap<String, Vec<&Loc>> = Default::default();
-    for (id, prom) in edge::services_of(site, ServiceKind::Prometheus) {
-        for z in site.service_zones(id) {
-            if let Some(c) = &site.zone(z).cidr {
-                nets.entry(c.value.to_string()).or_default().extend([&c.loc, &prom.loc]);
-            }
-        }
-    }
-    nets.into_iter().map(|(n, locs)| Src::of(n, "monitoring network", locs)).collect()
 }
 
 fn backends(site: &Site, routes: &[Route]) -> Vec<BackendView> {
@@ -278,7 +266,11 @@ impl Family for Haproxy {
                         [&addr.loc, stats_loc(svc)],
                     ),
                     source: Src::at(addr.value.to_string(), "host address", &addr.loc),
-                    stats_allow: monitoring_networks(site),
+                    stats_allow: super::allowed_sources(
+                        site,
+                        h.value,
+                        svc.port("stats").map_or(PortSpec { proto: Proto::Tcp, port: 8404 }, |p| p.spec),
+                    ),
                     crt_list: CRT_LIST.into(),
                     acme: Src::of(certs.iter().any(|c| c.acme), "ACME renewal", certs.iter().map(|c| &c.loc)),
                     routes: route_list.value.clone(),

@@ -21,7 +21,7 @@ use super::provenance::Src;
 use super::{Family, Lowering};
 use crate::artifact::{ArtifactMeta, Validator};
 use crate::diag::Loc;
-use crate::model::flows::{Peer, peer_networks};
+use crate::model::flows::{Peer, peer_locs, peer_networks};
 use crate::model::values::{PortSpec, Proto};
 use crate::model::{HostId, Role, Site};
 
@@ -126,16 +126,6 @@ fn proto_match(p: PortSpec, v6: bool) -> String {
         Proto::Vrrp => "meta l4proto vrrp".into(),
         Proto::Icmp if v6 => "icmpv6 type echo-request".into(),
         Proto::Icmp => "icmp type echo-request".into(),
-    }
-}
-
-/// Where a source's networks were written: a host's interfaces, a zone's network, or
-/// the flow's `from` for the internet.
-fn peer_locs<'a>(site: &'a Site, p: Peer, from: &'a Loc) -> Vec<&'a Loc> {
-    match p {
-        Peer::Host(h) => site.host(h).interfaces.iter().map(|i| &i.address.loc).chain([from]).collect(),
-        Peer::Zone(z) => site.zone(z).cidr.iter().map(|c| &c.loc).chain([from]).collect(),
-        Peer::Internet => vec![from],
     }
 }
 

@@ -17,6 +17,7 @@ use super::provenance::Src;
 use super::{Family, Lowering};
 use crate::artifact::ArtifactMeta;
 use crate::diag::Loc;
+use crate::model::values::{PortSpec, Proto};
 use crate::model::{HealthCheck, HostId, ServiceKind, Site};
 
 /// The nginx family.
@@ -66,7 +67,7 @@ pub struct VhostContext {
     pub locations: Vec<LocationView>,
     /// Health-check locations for the edge, one per service with an HTTP health check.
     pub health: Vec<HealthView>,
-    /// Edge addresses allowed to use them.
+    /// Sources allowed to use them: those of the flows to this host's HTTP port (the edge).
     pub edge: Vec<Src<String>>,
 }
 
@@ -215,7 +216,11 @@ impl Family for Nginx {
                                 })
                                 .collect()
                         },
-                        edge: edge_addrs.clone(),
+                        edge: super::allowed_sources(
+                            site,
+                            h.value,
+                            svc.port("http").map_or(PortSpec { proto: Proto::Tcp, port: 80 }, |p| p.spec),
+                        ),
                     };
                     out.add(
                         "nginx/vhost.conf.j2",

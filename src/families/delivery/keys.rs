@@ -45,6 +45,8 @@ crate::keys! {
 pub struct AgentSettings {
     /// Repository URL.
     pub repository: String,
+    /// Where the URL is written.
+    pub repository_loc: Loc,
     /// Branch.
     pub branch: String,
     /// Time between runs.
@@ -114,6 +116,7 @@ fn agent(cx: &mut Cx, a: &Spanned<RawAgent>) -> Option<AgentSettings> {
     }
     let signers: Vec<String> = a.signers.iter().filter_map(|v| cx.value(v, signer_key)).map(|x| x.value).collect();
     Some(AgentSettings {
+        repository_loc: repository.as_ref().map(|r| r.loc.clone())?,
         repository: repository?.value,
         branch: branch?.value,
         interval: interval?.value,

@@ -22,10 +22,11 @@ use std::any::Any;
 use super::provenance::Src;
 use super::{Family, Lowering, Part, edge};
 use crate::artifact::{Apply, ArtifactMeta};
-use crate::diag::{Diagnostics, Loc};
+use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::{Fact, Val};
-use crate::model::{Role, ServiceKind, Site};
+use crate::model::values::{PortSpec, Proto};
+use crate::model::{HostId, Role, ServiceKind, Site};
 
 /// The delivery family.
 pub struct Delivery;
@@ -74,6 +75,36 @@ pub struct DirView {
     pub owner: Src<String>,
 }
 
+/// Where the agent's fetch goes: a site host named in the URL (by name, name in the
+/// site domain, or address) or the internet, and the port its scheme uses. `None` for a
+/// local path, which needs no network.
+fn fetch_target(site: &Site, url: &str) -> Option<(Option<HostId>, PortSpec)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default = match scheme {
+        "https" => 443,
+        "ssh" => 22,
+        _ => return None,
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    // `[v6]:port`, `name:port` or a bare name.
+    let (name, port) = match hostport.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((v6, tail)) => (v6, tail.strip_prefix(':')),
+        None => match hostport.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (hostport, None),
+        },
+    };
+    let port = port.and_then(|p| p.parse().ok()).unwrap_or(default);
+    let local = format!(".{}", site.settings.domain);
+    let host = site.hosts.iter().position(|h| {
+        h.name == name
+            || name.strip_suffix(&local) == Some(h.name.as_str())
+            || h.interfaces.iter().any(|i| i.address.value.to_string() == name)
+    });
+    Some((host.map(HostId), PortSpec { proto: Proto::Tcp, port }))
+}
+
 /// The Debian packages a host needs, each with the roles and services that need it.
 fn packages(site: &Site, host: crate::model::HostId) -> Vec<Src<String>> {
     let h = site.host(host);
@@ -116,6 +147,44 @@ impl Family for Delivery {
 
     fn resolve(&self, parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Option<Box<dyn Any + Send + Sync>> {
         keys::resolve(parts, site, diags).map(|a| Box::new(a) as Box<dyn Any + Send + Sync>)
+    }
+
+    fn verify(&self, site: &Site, diags: &mut Diagnostics) {
+        let Some(a) = site.ext.get::<keys::AgentSettings>() else { return };
+        let Some((target, port)) = fetch_target(site, &a.repository) else { return };
+        // Every host's agent fetches the repository; a host no flow lets reach it never
+        // gets another change, including the one that would fix its flows.
+        let cut_off: Vec<&str> = site
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(i, h)| h.kind.value.is_linux() && !site.flow_plan().allows(site, Some(HostId(*i)), target, port))
+            .map(|(_, h)| h.name.as_str())
+            .collect();
+        if let Some(first) = cut_off.first() {
+            let to = match target {
+                Some(h) => format!("host:{}", site.host(h).name),
+                None => "internet".to_string(),
+            };
+            diags.push(
+                Diagnostic::error(
+                    "missing-flow",
+                    format!(
+                        "the pull agent fetches `{}` ({to} {port}), but no flow lets {} reach it",
+                        a.repository,
+                        crate::diag::shortlist(&cut_off)
+                    ),
+                    a.repository_loc.clone(),
+                )
+                .label("every host fetches this")
+                .help(format!(
+                    "add a flow from each host's zone, e.g. for `{first}`:\n\n[[flows]]\nfrom = \"zone:{}\"\nto = \"{to}\"\nports = [\"{port}\"]\nwhy = \"medianest pull fetches the site repository\"\n",
+                    site.host_zones(site.hosts.iter().position(|h| h.name == *first).map(HostId).unwrap_or(HostId(0)))
+                        .first()
+                        .map_or("…".to_string(), |z| site.zone(*z).name.clone())
+                )),
+            );
+        }
     }
 
     fn facts(&self, site: &Site) -> Vec<Fact> {

@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 #   iproute2, util-linux        private network and mount namespaces
 #   openssh-client, systemd     ssh-keygen (signed commits), systemd-analyze (units)
 #   libssl-dev, pkg-config      the agent's `https` feature (libgit2 over OpenSSL)
-DEBIAN_PACKAGES="shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
+#   libxml2-utils               xmllint: the pfSense config.xml against its RELAX NG schema
+DEBIAN_PACKAGES="libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do

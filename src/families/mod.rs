@@ -16,6 +16,7 @@ pub mod haproxy;
 pub mod keepalived;
 pub mod nftables;
 pub mod nginx;
+pub mod pfsense;
 pub mod postgres;
 pub mod provenance;
 
@@ -108,6 +109,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &nftables::Nftables,
     &delivery::Delivery,
     &postgres::Postgres,
+    &pfsense::Pfsense,
 ];
 
 /// The jobs being collected from the families.

@@ -5,7 +5,8 @@
 //! can never disagree about what is allowed. The form is a list of [`Grant`]s: "`from`
 //! may open `port` on `to`, because of flow *n*". Endpoints are expanded to machines
 //! here, once: a service becomes each of its hosts, a destination zone each host with an
-//! interface in it; a source zone stays a zone (its network is the match, which also
+//! interface in it except the firewall (in every zone; its own services are reached by
+//! naming it); a source zone stays a zone (its network is the match, which also
 //! covers machines the site does not list, like an operator's laptop).
 //!
 //! Traffic inside one zone is traffic: two hosts that share a VLAN never cross pfSense,
@@ -80,13 +81,7 @@ impl Plan {
             let dests: Vec<Dest> = match f.to.value {
                 Endpoint::Service(s) => site.service(s).hosts.iter().map(|h| Dest::Host(h.value)).collect(),
                 Endpoint::Host(h) => vec![Dest::Host(h)],
-                Endpoint::Zone(z) => site
-                    .hosts
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, h)| h.interfaces.iter().any(|x| x.zone.value == z))
-                    .map(|(id, _)| Dest::Host(HostId(id)))
-                    .collect(),
+                Endpoint::Zone(z) => zone_destinations(site, z).map(Dest::Host).collect(),
                 Endpoint::Internet => vec![Dest::Internet],
             };
             for &to in &dests {
@@ -168,6 +163,18 @@ impl Plan {
             (None, None) => Box::new(std::iter::empty()),
         }
     }
+}
+
+/// The machines a destination zone stands for: those with an interface in it, except
+/// the firewall. It has an address in every zone, and "operator SSH to the app hosts"
+/// must not open the firewall's own SSH; its services are reached by naming it
+/// (`service:pfsense`).
+pub fn zone_destinations(site: &Site, z: ZoneId) -> impl Iterator<Item = HostId> + '_ {
+    site.hosts
+        .iter()
+        .enumerate()
+        .filter(move |(_, h)| h.kind.value.is_linux() && h.interfaces.iter().any(|x| x.zone.value == z))
+        .map(|(id, _)| HostId(id))
 }
 
 /// Stands for "a host to itself" in [`Plan::allowing`].

@@ -12,6 +12,7 @@ mod fingerprint;
 mod golden;
 mod invalid;
 mod nftables;
+mod pfsense;
 mod properties;
 mod reference;
 mod review;

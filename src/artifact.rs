@@ -65,6 +65,15 @@ impl std::fmt::Display for Validator {
     }
 }
 
+/// A check the agent makes after a reload, on top of the unit being active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Probe {
+    /// The host still reaches its repository (a firewall change must never cut it off
+    /// the commit that would fix it): otherwise the previous files are restored.
+    Refetch,
+}
+
 /// What the agent does with a host file, from a fixed vocabulary built into the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Apply {
@@ -79,6 +88,9 @@ pub struct Apply {
     /// systemd unit to restart after the swap (when a reload is not enough).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub restart: Option<String>,
+    /// A check after the reload.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub probe: Option<Probe>,
 }
 
 /// Everything about a generated file except its bytes.
@@ -151,7 +163,7 @@ impl ArtifactMeta {
             owner: owner.into(),
             host: Some(host.into()),
             sources: Vec::new(),
-            apply: Some(Apply { target: target.into(), validate: None, reload: None, restart: None }),
+            apply: Some(Apply { target: target.into(), validate: None, reload: None, restart: None, probe: None }),
             template: String::new(),
             traces: Vec::new(),
         }
@@ -277,6 +289,9 @@ pub struct PlanActions {
     /// Unit to restart.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub restart: Option<String>,
+    /// Check after the reload.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub probe: Option<Probe>,
 }
 
 /// `hosts/<host>/plan.json`: what the agent on that host applies and how.
@@ -323,6 +338,7 @@ pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Art
                         validate: apply.validate,
                         reload: apply.reload.clone(),
                         restart: apply.restart.clone(),
+                        probe: apply.probe,
                     },
                 })
             })

@@ -7,7 +7,7 @@
 //! history → verify the tip's SSH signature → read and check the host's tree from that
 //! one commit → detect drift → stage and validate with the native tools → journal and
 //! back up → swap every file atomically, never through a symlink ([`fsops`]) → reload →
-//! health → record the state, or restore the previous files byte for byte and reload
+//! health (units active; the repository still reachable after a firewall change) → record the state, or restore the previous files byte for byte and reload
 //! again. A run with nothing to do writes nothing and reloads nothing.
 //!
 //! Exit codes: 0 applied or nothing to do, 1 refused (the repository did not prove
@@ -398,6 +398,10 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         crash_point("reloaded");
         for u in reload.iter().chain(&restart) {
             actions::systemctl("is-active", u).with_context(|| format!("`{u}` is not running after the change"))?;
+        }
+        if entries.iter().any(|f| f.actions.probe == Some(crate::artifact::Probe::Refetch)) {
+            source::reachable(&opts.repo, &opts.branch)
+                .context("the repository is unreachable after the change (a firewall that cuts the host off)")?;
         }
         Ok(())
     })();

@@ -41,6 +41,7 @@ impl Default for Limits {
 /// removed (the caller holds the agent's run lock, so nothing else uses the mirror), and a
 /// mirror that still fails is rebuilt once from scratch.
 pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(Repository, Oid)> {
+    network_timeouts();
     remove_stale_locks(mirror);
     match fetch_once(mirror, url, branch, limits) {
         Ok(x) => Ok(x),
@@ -51,6 +52,35 @@ pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Bounds how long a network transport waits: a remote that never answers (a firewall
+/// dropping the packets, a hung server) fails the run instead of holding the lock.
+fn network_timeouts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: libgit2 global options, set once before any transport is used.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(15_000);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(60_000);
+        }
+    });
+}
+
+/// Whether the repository still answers with `branch`: its refs are listed over the
+/// network, nothing is downloaded and the mirror is not touched. Asked after a change
+/// that could cut the host off (its firewall); the caller restores the previous files
+/// when it cannot.
+pub fn reachable(url: &str, branch: &str) -> Result<()> {
+    network_timeouts();
+    let mut remote = git2::Remote::create_detached(url).with_context(|| format!("bad repository URL `{url}`"))?;
+    remote.connect(git2::Direction::Fetch).with_context(|| format!("`{url}` does not answer"))?;
+    let want = format!("refs/heads/{branch}");
+    let found = remote.list().with_context(|| format!("failed to list `{url}`"))?.iter().any(|h| h.name() == want);
+    if !found {
+        bail!("`{url}` answers but has no branch `{branch}`");
+    }
+    Ok(())
 }
 
 fn remove_stale_locks(mirror: &Path) {

@@ -138,6 +138,10 @@ impl Sim {
                     a.validate =
                         validate.map(|v| serde_json::from_value(serde_json::json!(v)).expect("a known validator"));
                     a.reload = reload.map(str::to_string);
+                    // As the nftables family does: a firewall change is probed.
+                    if *reload == Some("nftables.service") {
+                        a.probe = Some(medianest::artifact::Probe::Refetch);
+                    }
                 }
                 set.insert(meta.path.clone(), Artifact::new(content.to_vec(), meta));
             }
@@ -821,4 +825,121 @@ fn a_full_disk_while_staging_changes_nothing() {
     assert!(reason.contains("No space left on device"), "failed for another reason: {reason}");
     assert_eq!(snapshot(&sim.root()), before, "a full disk changed the live files");
     assert!(sim.state().contains(&c1));
+}
+
+const NFT_OPEN: &[u8] = b"table inet medianest\ndelete table inet medianest\ntable inet medianest {\n    chain output {\n        type filter hook output priority filter; policy accept;\n    }\n}\n";
+const NFT_CUT_OFF: &[u8] = b"table inet medianest\ndelete table inet medianest\ntable inet medianest {\n    chain output {\n        type filter hook output priority filter; policy accept;\n        tcp dport 9418 reject with tcp reset\n    }\n}\n";
+
+#[test]
+fn a_firewall_that_cuts_the_host_off_its_repository_is_rolled_back() {
+    // The host and its git server in two network namespaces; systemctl applies the
+    // ruleset for real, with nft, inside the host's namespace. A ruleset that blocks the
+    // git port passes `nft -c` and loads, but the repository no longer answers: the
+    // agent restores the previous rules and says why.
+    let sim = Sim::new();
+    let (ns, remote_ns) = (format!("mnag{}", std::process::id()), format!("mnrm{}", std::process::id()));
+    let sh = |s: &str| {
+        let o = Command::new("sh").arg("-c").arg(s).output().unwrap();
+        assert!(o.status.success(), "{s}: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    struct Cleanup(Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for n in &self.0 {
+                let _ = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("ip netns pids {n} | xargs -r kill -9; ip netns del {n}"))
+                    .status();
+            }
+        }
+    }
+    let _cleanup = Cleanup(vec![ns.clone(), remote_ns.clone()]);
+    sh(&format!(
+        "ip netns add {ns} && ip netns add {remote_ns} && ip link add mnag{p} type veth peer name mnrm{p} && \
+         ip link set mnag{p} netns {ns} name eth0 && ip link set mnrm{p} netns {remote_ns} name eth0 && \
+         ip -n {ns} addr add 10.0.1.2/24 dev eth0 && ip -n {remote_ns} addr add 10.0.1.10/24 dev eth0 && \
+         ip -n {ns} link set eth0 up && ip -n {remote_ns} link set eth0 up && ip -n {ns} link set lo up && ip -n {remote_ns} link set lo up",
+        p = std::process::id() % 100000
+    ));
+    let daemon = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &remote_ns,
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=10.0.1.10",
+            "--port=9418",
+        ])
+        .arg(format!("--base-path={}", sim.path().display()))
+        .arg(sim.path())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Kill(daemon);
+    // systemctl applies the host's ruleset the way nftables.service does.
+    let systemctl = sim.path().join("stubs/systemctl");
+    std::fs::write(
+        &systemctl,
+        format!(
+            "#!/bin/sh\necho \"systemctl $*\" >> '{}'\nif [ \"$1\" = reload-or-restart ] && [ \"$2\" = nftables.service ]; then exec nft -f '{}/etc/nftables.conf'; fi\nexit 0\n",
+            sim.path().join("calls.log").display(),
+            sim.root().display()
+        ),
+    )
+    .unwrap();
+    let pull = || {
+        let path = format!("{}:{}", sim.path().join("stubs").display(), std::env::var("PATH").unwrap_or_default());
+        Command::new("ip")
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_medianest")])
+            .args(["pull", "--once", "--format", "json", "--host", "web1", "--repo", "git://10.0.1.10/remote.git"])
+            .arg("--root")
+            .arg(sim.root())
+            .arg("--state-dir")
+            .arg(sim.path().join("state"))
+            .arg("--allowed-signers")
+            .arg(sim.path().join("allowed_signers"))
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+    let nft = vec![("/etc/nftables.conf", NFT_OPEN, Some("nft"), Some("nftables.service"))];
+    sim.render(&nft, &[]);
+    let c1 = sim.commit("open", Some("key"));
+    // The daemon may take a moment to listen.
+    let mut o = pull();
+    for _ in 0..50 {
+        if o.status.code() != Some(4) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        o = pull();
+    }
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let before = snapshot(&sim.root());
+
+    let cut = vec![("/etc/nftables.conf", NFT_CUT_OFF, Some("nft"), Some("nftables.service"))];
+    sim.render(&cut, &[]);
+    sim.commit("cut off", Some("key"));
+    let o = pull();
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(3), "{r}");
+    assert_eq!(r["result"], "rolled-back", "{r}");
+    assert!(r["reason"].as_str().unwrap_or("").contains("unreachable"), "{r}");
+    assert_eq!(snapshot(&sim.root()), before, "the previous ruleset is back on disk");
+    assert!(sim.state().contains(&c1));
+    let live = sh(&format!("ip netns exec {ns} nft list table inet medianest"));
+    assert!(!live.contains("9418"), "the previous ruleset is loaded again:\n{live}");
+    assert_eq!(sim.calls().matches("reload-or-restart nftables.service").count(), 3, "{}", sim.calls());
+    // And the host still pulls.
+    assert_eq!(pull().status.code(), Some(3), "the same commit is refused again, not half-applied");
 }

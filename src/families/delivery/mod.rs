@@ -261,6 +261,7 @@ impl Family for Delivery {
                     validate: None,
                     reload: reload.map(Into::into),
                     restart: restart.map(Into::into),
+                    probe: None,
                 });
                 m
             };

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::provenance::Src;
 use super::{Family, Lowering};
-use crate::artifact::{ArtifactMeta, Validator};
+use crate::artifact::{ArtifactMeta, Probe, Validator};
 use crate::diag::Loc;
 use crate::model::flows::{Peer, peer_locs, peer_networks};
 use crate::model::values::{PortSpec, Proto};
@@ -163,6 +163,9 @@ impl Family for Nftables {
             if let Some(a) = meta.apply.as_mut() {
                 a.validate = Some(Validator::Nft);
                 a.reload = Some("nftables.service".into());
+                // A ruleset that cut the host off its repository would also block the
+                // commit that fixes it: the agent checks, and restores the old rules.
+                a.probe = Some(Probe::Refetch);
             }
             out.add("nftables/nftables.conf.j2", &ctx, meta, Some(h.loc.clone()));
         }

@@ -211,7 +211,9 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
 
     s.service(
         "services/infrastructure.toml",
-        "[services.pfsense]\nkind = \"pfsense\"\nhosts = [\"fw1\"]\ndescription = \"Firewall rules from the flows, and the Unbound resolver\"\n\n".into(),
+        "[services.pfsense]\nkind = \"pfsense\"\nhosts = [\"fw1\"]\nports = { dns = \"udp/53\", dns-tcp = 53, webgui = 443 }\n\
+         wan = \"igb9\"\nwan_address = \"dhcp\"\nadmin_zone = \"management\"\n\
+         description = \"Firewall rules from the flows, and the Unbound resolver\"\n\n".into(),
     );
 
     // MinIO on every storage host; backups are spread over them.
@@ -314,6 +316,18 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
         "public HTTPS for the exposed apps, port 80 only redirects",
     );
     s.flow(
+        "service:keepalived",
+        "service:keepalived",
+        "\"vrrp\"",
+        "the edge pair elects the holder of the floating address",
+    );
+    s.flow(
+        "zone:management",
+        "service:pfsense",
+        "\"tcp/443\"",
+        "operators administer pfSense from the management zone",
+    );
+    s.flow(
         "service:haproxy",
         "service:nginx",
         "\"tcp/80\"",
@@ -323,18 +337,20 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
     for (j, h) in s.dmz.clone().into_iter().enumerate() {
         let host = s.hosts[h].name.clone();
         let name = format!("ingress-{:04}", j + 1);
+        let port = 8443 + j;
         s.service(
             "services/edge.toml",
             format!(
                 "[services.{name}]\nimage = \"docker.io/library/traefik:3.1.2\"\nhosts = [\"{host}\"]\nuser = \"1000:1000\"\n\
-                 ports = {{ https = 8443 }}\nhealth = {{ tcp = true, port = \"https\" }}\ntmpfs = [\"/tmp\"]\n\
+                 ports = {{ https = {port} }}\nhealth = {{ tcp = true, port = \"https\" }}\ntmpfs = [\"/tmp\"]\n\
                  description = \"Ingress proxy on {host}: TLS passthrough for the non-HTTP apps\"\n\n"
             ),
         );
+        // One public port per ingress: pfSense forwards a WAN port to one address.
         s.flow(
             "internet",
             &format!("service:{name}"),
-            "\"tcp/8443\"",
+            &format!("\"tcp/{port}\""),
             "public TLS to the ingress proxies, forwarded by pfSense",
         );
         ingresses.push(name);

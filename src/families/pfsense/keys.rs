@@ -75,10 +75,19 @@ pub struct Firewall {
 }
 
 /// The pfsense family's model: settings per service that sets `wan`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Model {
     /// By service.
     pub services: BTreeMap<ServiceId, Firewall>,
+    /// Each firewall's config, built on first use: the checks and the lower both need
+    /// it, and building it twice doubled the family's cost on large sites.
+    pub built: std::sync::OnceLock<Vec<super::Firewalled>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("services", &self.services).finish_non_exhaustive()
+    }
 }
 
 /// An OS interface name (`igb0`, `vlan20`, `em1`): what the core accepts for a host's

@@ -41,12 +41,22 @@ pub const ALIAS_MAX: usize = 31;
 
 /// The pfsense model of a site (empty when the family resolved nothing).
 pub fn model(site: &Site) -> &keys::Model {
-    static EMPTY: keys::Model = keys::Model { services: BTreeMap::new() };
+    static EMPTY: keys::Model = keys::Model { services: BTreeMap::new(), built: std::sync::OnceLock::new() };
     site.ext.get::<keys::Model>().unwrap_or(&EMPTY)
 }
 
 /// The pfsense family.
 pub struct Pfsense;
+
+/// One firewall's config, or why it cannot be built.
+pub type Firewalled = (ServiceId, HostId, Result<Built, Vec<Diagnostic>>);
+
+/// Every firewall's config, built once per site (see [`keys::Model::built`]).
+pub fn built(site: &Site) -> &[Firewalled] {
+    model(site)
+        .built
+        .get_or_init(|| firewalls(site).into_iter().map(|(id, fw, h)| (id, h, build(site, id, fw, h))).collect())
+}
 
 /// Where the firewall's files go (under `generated/`).
 pub fn dir_of(host: &str) -> String {
@@ -285,7 +295,17 @@ fn firewalls(site: &Site) -> Vec<(ServiceId, &Firewall, HostId)> {
 
 /// Builds a firewall's config, or the reasons it cannot be.
 pub fn build(site: &Site, svc: ServiceId, fw: &Firewall, host: HostId) -> Result<Built, Vec<Diagnostic>> {
-    Builder { site, svc, fw, host, errors: Vec::new(), aliases: BTreeMap::new(), taken: BTreeMap::new() }.run()
+    Builder {
+        site,
+        svc,
+        fw,
+        host,
+        errors: Vec::new(),
+        aliases: BTreeMap::new(),
+        taken: BTreeMap::new(),
+        dests: Default::default(),
+    }
+    .run()
 }
 
 struct Builder<'a> {
@@ -297,6 +317,9 @@ struct Builder<'a> {
     aliases: BTreeMap<String, AliasView>,
     /// Alias name → what it was derived from, to catch two site names that map to one.
     taken: BTreeMap<String, (String, Loc)>,
+    /// What each destination endpoint became: many flows share one (36,000 flows to
+    /// 10,000 services on the synthetic site).
+    dests: std::collections::HashMap<Endpoint, Option<EndView>>,
 }
 
 fn hash_u64(parts: &[&str]) -> u64 {
@@ -405,6 +428,15 @@ impl<'a> Builder<'a> {
 
     /// The alias (or address) a flow's destination endpoint becomes.
     fn dest_of(&mut self, e: &Endpoint, at: &Loc) -> Option<EndView> {
+        if let Some(v) = self.dests.get(e) {
+            return v.clone();
+        }
+        let v = self.dest_uncached(e, at);
+        self.dests.insert(*e, v.clone());
+        v
+    }
+
+    fn dest_uncached(&mut self, e: &Endpoint, at: &Loc) -> Option<EndView> {
         let site = self.site;
         let addr = match *e {
             Endpoint::Service(s) => {
@@ -1110,8 +1142,9 @@ impl Family for Pfsense {
     }
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
-        for (id, fw, h) in firewalls(site) {
-            let Ok(built) = build(site, id, fw, h) else { continue };
+        for (id, h, built) in built(site) {
+            let (id, h) = (*id, *h);
+            let Ok(built) = built else { continue };
             let host = site.host(h);
             let dir = dir_of(&host.name);
             let svc = site.service(id);
@@ -1133,10 +1166,10 @@ impl Family for Pfsense {
     }
 
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
-        for (id, fw, h) in firewalls(site) {
-            if let Err(errors) = build(site, id, fw, h) {
+        for (_, _, built) in built(site) {
+            if let Err(errors) = built {
                 for d in errors {
-                    diags.push(d);
+                    diags.push(d.clone());
                 }
             }
         }

@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 #   openssh-client, systemd     ssh-keygen (signed commits), systemd-analyze (units)
 #   libssl-dev, pkg-config      the agent's `https` feature (libgit2 over OpenSSL)
 #   libxml2-utils               xmllint: the pfSense config.xml against its RELAX NG schema
-DEBIAN_PACKAGES="libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
+#   pdns-server, pdns-backend-bind, bind9-utils, bind9-dnsutils
+#                               the dns family: pdns_server and pdnsutil, named-checkzone, dig
+DEBIAN_PACKAGES="pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do

@@ -45,6 +45,12 @@ pub enum Validator {
     Keepalived,
     /// `nft -c -f` on `etc/nftables.conf`.
     Nft,
+    /// `pdnsutil check-all-zones` on `etc/powerdns/` (its `pdns.conf`, `named.conf` and
+    /// zone files), in a private mount namespace.
+    Pdns,
+    /// ifupdown2's parser, `ifup -a -s -i` on `etc/network/interfaces` (syntax and
+    /// attribute values; nothing is brought up).
+    Ifupdown2,
 }
 
 impl Validator {
@@ -55,6 +61,8 @@ impl Validator {
             Validator::Haproxy => "haproxy",
             Validator::Keepalived => "keepalived",
             Validator::Nft => "nft",
+            Validator::Pdns => "pdns",
+            Validator::Ifupdown2 => "ifupdown2",
         }
     }
 }

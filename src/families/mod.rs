@@ -10,6 +10,7 @@
 
 pub mod base;
 pub mod delivery;
+pub mod dns;
 pub mod docs;
 pub mod edge;
 pub mod haproxy;
@@ -110,6 +111,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &delivery::Delivery,
     &postgres::Postgres,
     &pfsense::Pfsense,
+    &dns::Dns,
 ];
 
 /// The jobs being collected from the families.

@@ -7,6 +7,7 @@ mod cli;
 mod coverage;
 mod delivery;
 mod determinism;
+mod dns;
 mod edge;
 mod fingerprint;
 mod golden;

@@ -128,6 +128,9 @@ fn packages(site: &Site, host: crate::model::HostId) -> Vec<Src<String>> {
         if let Some(pkg) = svc.kind.value.info().package {
             p.entry(pkg).or_default().push(&svc.loc);
         }
+        if svc.kind.value == ServiceKind::Powerdns {
+            p.entry("pdns-backend-bind").or_default().push(&svc.loc); // family dns: zones from files
+        }
         if svc.kind.value == ServiceKind::Nginx {
             p.entry("libnginx-mod-http-modsecurity").or_default().push(&svc.loc);
             p.entry("modsecurity-crs").or_default().push(&svc.loc);

@@ -20,6 +20,7 @@ pub mod nginx;
 pub mod pfsense;
 pub mod postgres;
 pub mod provenance;
+pub mod proxmox;
 
 use std::any::Any;
 use std::collections::BTreeSet;
@@ -112,6 +113,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &postgres::Postgres,
     &pfsense::Pfsense,
     &dns::Dns,
+    &proxmox::Proxmox,
 ];
 
 /// The jobs being collected from the families.

@@ -15,6 +15,7 @@ mod invalid;
 mod nftables;
 mod pfsense;
 mod properties;
+mod proxmox;
 mod reference;
 mod review;
 mod schema;

@@ -1,7 +1,7 @@
 //! Stage 4, **lower**: the [`Site`] → one [`RenderJob`] per file, family by family.
 //!
-//! An artifact family (docs, base, edge, haproxy, nginx, keepalived, delivery, postgres,
-//! and later pfsense, compose, prometheus, dns, …) is one folder here plus one folder
+//! An artifact family (docs, base, edge, haproxy, nginx, keepalived, nftables, delivery,
+//! postgres, pfsense, dns, proxmox, and later compose, prometheus, …) is one folder here plus one folder
 //! under `templates/`. It owns its site keys (a `keys!` struct, typed into its own model
 //! in [`Site::ext`]), its checks, its typed, documented template contexts (never raw
 //! TOML) and its review facts, and says where each file goes, with what mode, owner and

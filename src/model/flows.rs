@@ -231,6 +231,20 @@ pub fn peer_locs<'a>(site: &'a Site, p: Peer, from: &'a Loc) -> Vec<&'a Loc> {
     }
 }
 
+/// Where a grant's port was written: in the flow, and, when the flow names the port of
+/// its destination service (`ports = ["dns"]`), where that service declares it.
+pub fn port_locs(site: &Site, flow: usize, port: PortSpec) -> Vec<&Loc> {
+    let f = &site.flows[flow];
+    let mut v: Vec<&Loc> = f.ports.iter().filter(|p| p.value == port).map(|p| &p.loc).collect();
+    if let Endpoint::Service(s) = f.to.value {
+        v.extend(site.service(s).ports.iter().filter(|p| p.spec == port).filter_map(|p| p.loc.as_ref()));
+    }
+    if v.is_empty() {
+        v.push(&f.loc);
+    }
+    v
+}
+
 /// The addresses a destination host accepts connections on.
 pub fn host_addresses(site: &Site, host: HostId) -> Vec<IpAddr> {
     site.host(host).interfaces.iter().map(|i| i.address.value).collect()

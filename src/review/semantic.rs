@@ -290,7 +290,7 @@ fn relaxes(category: &str, field: &str, before: Option<&Val>, after: Option<&Val
             let rank = |w: &str| ["off", "detect", "block"].iter().position(|x| *x == w).unwrap_or(2);
             rank(&one(after)) < rank(&one(before))
         }
-        ("flow", "ports") => added(before, after),
+        ("flow", "ports") | ("firewall", "accepts") => added(before, after),
         _ => false,
     }
 }

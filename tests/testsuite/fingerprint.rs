@@ -109,10 +109,11 @@ fn input_changes_always_compile() {
     let out = repo.run(&["check"]);
     assert_eq!(out.status.code(), Some(1), "a new zone is in the inventory");
     assert!(stdout(&out).contains("changed  generated/docs/inventory.md"), "{}", stdout(&out));
-    // …and so do edge1's firewall ("from the internet" means from no zone of the site)
-    // and pve1's bridge (it carries every zone's VLAN), each with its plan.
+    // …and so do the flows page (a column per zone), edge1's firewall ("from the
+    // internet" means from no zone of the site) and pve1's bridge (it carries every
+    // zone's VLAN), each host file with its plan.
     let out = repo.run(&["build"]);
-    assert!(stderr(&out).contains(": 6 written"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(": 7 written"), "{}", stderr(&out));
     settle();
     let out = repo.run(&["check"]);
     assert!(stderr(&out).contains("is up to date"), "{}", stderr(&out));

@@ -520,3 +520,52 @@ fn allow_lists_follow_a_new_flow_everywhere() {
         assert!(!String::from_utf8_lossy(&text).contains("10.1.9.0/24 }"), "{p}");
     }
 }
+
+#[test]
+fn the_flows_page_lists_exactly_each_host_firewall_accepts() {
+    // docs/flows.md and every /etc/nftables.conf read the same grants: each line of a
+    // host's section is an accept rule of its firewall, and each flow comment of the
+    // firewall is a line of the page.
+    let page = std::fs::read_to_string(repo_root().join("generated/docs/flows.md")).unwrap();
+    let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut current = None;
+    for l in page.lines() {
+        if let Some(h) = l.strip_prefix("### ") {
+            current = Some(h.split(' ').next().unwrap().to_string());
+        } else if let (Some(h), Some(row)) = (&current, l.strip_prefix("| ")) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            if cells.len() >= 3 && cells[0] != "Port" && cells[0] != "---" {
+                sections.entry(h.clone()).or_default().push((cells[0].to_string(), cells[2].to_string()));
+            }
+        }
+    }
+    let rulesets: BTreeMap<String, std::path::PathBuf> = generated_rulesets().into_iter().collect();
+    let mut checked = 0;
+    for (host, file) in &rulesets {
+        let nft = std::fs::read_to_string(file).unwrap();
+        let input = &nft[..nft.find("chain forward").unwrap_or(nft.len())];
+        let lines = sections.get(host).cloned().unwrap_or_default();
+        for (port, flow) in &lines {
+            let comment = format!("# {flow}: ");
+            let want = match port.split_once('/') {
+                Some((proto, n)) => format!("{proto} dport {n} accept"),
+                None => port.clone(),
+            };
+            // A flow with several ports has one commented rule per port.
+            let found = input
+                .match_indices(&comment)
+                .any(|(at, _)| input[at..].lines().skip(1).take(2).any(|r| r.contains(&want)));
+            assert!(found, "{host}: no accept rule for {flow} {port}");
+            checked += 1;
+        }
+        let comments = input.lines().filter(|l| l.trim_start().starts_with("# ") && l.contains(" → ")).count();
+        let flows: BTreeSet<&str> = lines.iter().map(|(_, f)| f.as_str()).collect();
+        assert!(
+            comments >= flows.len() && comments <= lines.len(),
+            "{host}: {comments} rules, page lists {}",
+            lines.len()
+        );
+    }
+    assert!(checked > 50, "{checked}");
+    println!("flows.md: {checked} host accept lines, each an accept rule of that host's firewall");
+}

@@ -1,9 +1,12 @@
-//! Family **docs**: the Markdown inventory a reviewer reads in a pull request.
+//! Family **docs**: the Markdown a reviewer reads in a pull request.
 //!
-//! `generated/docs/inventory.md` lists the recovery targets, the defaults in force,
+//! `generated/docs/flows.md` is the flow plan as a zone matrix and per-host accept lists
+//! ([`flows`]). `generated/docs/inventory.md` lists the recovery targets, the defaults in force,
 //! zones with VLANs and CIDRs, docker networks, hosts with addresses and placement,
 //! services with images, ports and resources, flows with their reasons, guard-rails and
 //! backups. Template: `templates/docs/inventory.md.j2`.
+
+pub mod flows;
 
 use serde::Serialize;
 
@@ -175,6 +178,18 @@ impl Family for Docs {
             "docs/inventory.md.j2",
             &ctx,
             ArtifactMeta::shared(self.name(), "docs/inventory.md".into(), Vec::new()),
+            None,
+        );
+        #[derive(Serialize)]
+        struct Page<'a> {
+            site: &'a Src<String>,
+            #[serde(flatten)]
+            flows: flows::FlowsContext,
+        }
+        out.add(
+            "docs/flows.md.j2",
+            &Page { site: &ctx.site.name, flows: flows::flows(site) },
+            ArtifactMeta::shared(self.name(), "docs/flows.md".into(), Vec::new()),
             None,
         );
     }

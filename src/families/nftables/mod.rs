@@ -21,7 +21,8 @@ use super::provenance::Src;
 use super::{Family, Lowering};
 use crate::artifact::{ArtifactMeta, Probe, Validator};
 use crate::diag::Loc;
-use crate::model::flows::{Peer, peer_locs, peer_networks};
+use crate::model::facts::{Fact, Val};
+use crate::model::flows::{Peer, peer_locs, peer_networks, port_locs};
 use crate::model::values::{PortSpec, Proto};
 use crate::model::{HostId, Role, Site};
 
@@ -80,7 +81,7 @@ fn rules(site: &Site, host: HostId) -> Vec<RuleView> {
         .into_iter()
         .map(|((i, port), peers)| {
             let f = &site.flows[i];
-            let port_loc = f.ports.iter().find(|p| p.value == port).map(|p| &p.loc).unwrap_or(&f.loc);
+            let port_locs = port_locs(site, i, port);
             let mut v4 = BTreeMap::<String, Vec<&Loc>>::new();
             let mut v6 = BTreeMap::<String, Vec<&Loc>>::new();
             for p in &peers {
@@ -102,13 +103,13 @@ fn rules(site: &Site, host: HostId) -> Vec<RuleView> {
                     [&f.from.loc, &f.to.loc],
                 ),
                 why: Src::at(f.why.clone(), "flow reason", &f.loc),
-                m4: Src::at(proto_match(port, false), "protocol and port", port_loc),
-                m6: Src::at(proto_match(port, true), "protocol and port", port_loc),
+                m4: Src::of(proto_match(port, false), "protocol and port", port_locs.iter().copied()),
+                m6: Src::of(proto_match(port, true), "protocol and port", port_locs.iter().copied()),
                 published: port.proto.has_ports().then(|| {
-                    Src::at(
+                    Src::of(
                         format!("meta l4proto {} ct original proto-dst {}", port.proto, port.port),
                         "protocol and port",
-                        port_loc,
+                        port_locs.iter().copied(),
                     )
                 }),
                 any: peers.contains(&Peer::Internet),
@@ -132,6 +133,26 @@ fn proto_match(p: PortSpec, v6: bool) -> String {
 impl Family for Nftables {
     fn name(&self) -> &'static str {
         "nftables"
+    }
+
+    /// What each host's firewall accepts (`tcp/5432 from db2`), so a review sees where a
+    /// new flow opens a port, and a port opened to more sources reads as a relaxation.
+    fn facts(&self, site: &Site) -> Vec<Fact> {
+        let mut out = Vec::new();
+        for (i, h) in site.hosts.iter().enumerate().filter(|(_, h)| h.kind.value.is_linux()) {
+            let mut by_port: BTreeMap<PortSpec, BTreeSet<String>> = BTreeMap::new();
+            for g in site.flow_plan().into_host(HostId(i)) {
+                by_port.entry(g.port).or_default().insert(match g.from {
+                    Peer::Host(x) => site.host(x).name.clone(),
+                    Peer::Zone(z) => format!("zone {}", site.zone(z).name),
+                    Peer::Internet => "internet".to_string(),
+                });
+            }
+            let lines =
+                by_port.into_iter().flat_map(|(p, from)| from.into_iter().map(move |f| format!("{p} from {f}")));
+            out.push(Fact { category: "firewall", subject: h.name.clone(), field: "accepts", value: Val::many(lines) });
+        }
+        out
     }
 
     fn lower(&self, site: &Site, out: &mut Lowering) {

@@ -1,0 +1,147 @@
+//! `generated/docs/flows.md`: the flow plan ([`crate::model::flows`]) as a reviewer reads
+//! it. A zone × zone matrix of what crosses pfSense (the diagonal is traffic inside a
+//! zone, which only the host firewalls see), then, per host, every port it accepts and
+//! from whom: exactly the accept rules of its `/etc/nftables.conf`, read from the same
+//! grants. Template: `templates/docs/flows.md.j2`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::super::provenance::Src;
+use crate::diag::Loc;
+use crate::model::flows::{Dest, Peer, egress_zone, port_locs};
+use crate::model::values::PortSpec;
+use crate::model::{HostId, Site, ZoneId};
+
+/// Context of `docs/flows.md.j2`.
+#[derive(Serialize)]
+pub struct FlowsContext {
+    /// Column heads: the zones by name, then `internet`.
+    pub columns: Vec<Src<String>>,
+    /// One row per source zone, then `internet`.
+    pub rows: Vec<MatrixRow>,
+    /// Per host, what it accepts.
+    pub hosts: Vec<HostGrants>,
+}
+
+/// A row of the matrix.
+#[derive(Serialize)]
+pub struct MatrixRow {
+    /// The source zone (or `internet`).
+    pub from: Src<String>,
+    /// One cell per column: the ports allowed, `·` for none.
+    pub cells: Vec<Src<String>>,
+}
+
+/// What one host accepts.
+#[derive(Serialize)]
+pub struct HostGrants {
+    /// The host.
+    pub host: Src<String>,
+    /// Its addresses.
+    pub addresses: Src<String>,
+    /// One line per flow and port.
+    pub lines: Vec<GrantLine>,
+}
+
+/// One accepted port.
+#[derive(Serialize)]
+pub struct GrantLine {
+    /// Protocol and port.
+    pub port: Src<String>,
+    /// Where from (hosts by name, a zone, the internet).
+    pub from: Src<String>,
+    /// The flow, as written.
+    pub flow: Src<String>,
+    /// Its why.
+    pub why: Src<String>,
+}
+
+/// The zone a destination host receives on: its interface in the source's zone if it
+/// has one (a neighbour), else its first (where its default route is).
+fn ingress_zone(site: &Site, to: HostId, from: Option<ZoneId>) -> Option<ZoneId> {
+    let ifaces = &site.host(to).interfaces;
+    from.and_then(|z| ifaces.iter().find(|i| i.zone.value == z)).or(ifaces.first()).map(|i| i.zone.value)
+}
+
+/// Builds the flows page.
+pub fn flows(site: &Site) -> FlowsContext {
+    let plan = site.flow_plan();
+    let internet = site.zones.len();
+    // (source column, destination column) → ports, with the flows they come from.
+    let mut cells: BTreeMap<(usize, usize), (BTreeSet<PortSpec>, Vec<&Loc>)> = BTreeMap::new();
+    let mut per_host: BTreeMap<HostId, BTreeMap<(usize, PortSpec), BTreeSet<String>>> = BTreeMap::new();
+    for g in &plan.grants {
+        let dest_host = match g.to {
+            Dest::Host(h) => Some(h),
+            Dest::Internet => None,
+        };
+        let from_zone = match g.from {
+            Peer::Zone(z) => Some(z),
+            Peer::Host(h) => egress_zone(site, h, dest_host),
+            Peer::Internet => None,
+        };
+        let to_zone = dest_host.and_then(|h| ingress_zone(site, h, from_zone));
+        let col = |z: Option<ZoneId>| z.map_or(internet, |z| z.0);
+        let cell = cells.entry((col(from_zone), col(to_zone))).or_default();
+        cell.0.insert(g.port);
+        cell.1.extend(port_locs(site, g.flow, g.port));
+        if let Some(h) = dest_host {
+            let from = match g.from {
+                Peer::Host(x) => site.host(x).name.clone(),
+                Peer::Zone(z) => format!("zone {}", site.zone(z).name),
+                Peer::Internet => "internet".to_string(),
+            };
+            per_host.entry(h).or_default().entry((g.flow, g.port)).or_default().insert(from);
+        }
+    }
+    let name = |c: usize| if c == internet { "internet".to_string() } else { site.zones[c].name.clone() };
+    let zone_loc = |c: usize| if c == internet { None } else { Some(&site.zones[c].loc) };
+    let columns = (0..=internet).map(|c| Src::of(name(c), "zone", zone_loc(c))).collect();
+    let rows = (0..=internet)
+        .map(|r| MatrixRow {
+            from: Src::of(name(r), "zone", zone_loc(r)),
+            cells: (0..=internet)
+                .map(|c| match cells.get(&(r, c)) {
+                    Some((ports, locs)) => {
+                        let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+                        Src::of(ports.join(", "), "ports of the flows", locs.iter().copied())
+                    }
+                    None => Src::of("·".to_string(), "no flow", []),
+                })
+                .collect(),
+        })
+        .collect();
+    let hosts = per_host
+        .into_iter()
+        .map(|(h, lines)| {
+            let host = site.host(h);
+            HostGrants {
+                host: Src::at(host.name.clone(), "host", &host.loc),
+                addresses: Src::of(
+                    host.interfaces.iter().map(|i| i.address.value.to_string()).collect::<Vec<_>>().join(", "),
+                    "host addresses",
+                    host.interfaces.iter().map(|i| &i.address.loc),
+                ),
+                lines: lines
+                    .into_iter()
+                    .map(|((i, port), from)| {
+                        let f = &site.flows[i];
+                        GrantLine {
+                            port: Src::of(port.to_string(), "port", port_locs(site, i, port)),
+                            from: Src::at(from.into_iter().collect::<Vec<_>>().join(", "), "sources", &f.from.loc),
+                            flow: Src::of(
+                                format!("{} → {}", site.endpoint_name(&f.from.value), site.endpoint_name(&f.to.value)),
+                                "flow",
+                                [&f.from.loc, &f.to.loc],
+                            ),
+                            why: Src::at(f.why.clone(), "flow reason", &f.loc),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    FlowsContext { columns, rows, hosts }
+}

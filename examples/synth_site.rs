@@ -170,6 +170,11 @@ impl Synth {
                     address(z.octet, h.k)
                 );
                 t.push_str("resources = { cpus = 32, memory = \"256g\", disk = \"4t\" }\n");
+                let _ = writeln!(
+                    files.entry("proxmox.toml".into()).or_default(),
+                    "[proxmox.{}]\nuplink = \"eno1\"\n",
+                    h.name
+                );
             } else {
                 let hv = &self.hosts[self.hypervisors[i % self.hypervisors.len()]].name;
                 let _ = writeln!(t, "kind = \"vm\"\non = \"{hv}\"\nos = \"debian-12\"\nroles = [\"docker\"]");

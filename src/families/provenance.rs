@@ -72,6 +72,10 @@ impl<T> Src<T> {
         let mut locs = locs.into_iter().cloned();
         Src { value, what, first: locs.next(), more: locs.collect() }
     }
+    /// The same provenance for a value computed from this one (`10.0.1.5` → `10.0.1.5/32`).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Src<U> {
+        Src { value: f(self.value), what: self.what, first: self.first, more: self.more }
+    }
 }
 
 impl<T: Serialize + Display> Serialize for Src<T> {

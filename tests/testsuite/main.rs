@@ -14,6 +14,7 @@ mod golden;
 mod invalid;
 mod nftables;
 mod pfsense;
+mod postgres;
 mod properties;
 mod proxmox;
 mod reference;

@@ -1,8 +1,10 @@
-//! PostgreSQL's own keys on `[services.<name>]`: which host holds the primary.
+//! PostgreSQL's own keys on `[services.<name>]`: which host holds the primary, and how
+//! many connections the server accepts.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::families::{Part, parts_of, service_keys};
@@ -26,6 +28,8 @@ crate::keys! {
     pub struct PostgresService {
         /// Required when the service runs on more than one host. The host that holds the primary; the others are streaming replicas.
         pub primary: Option<Str>,
+        /// `max_connections` of every host of the service (default `100`, from 10 to 5000). Each connection is a server process; `work_mem` is derived from it (the service's memory / (4 × max_connections)), so more connections get less memory each. A replica must allow as many as its primary, so it is one value per service.
+        pub max_connections: Option<Spanned<i64>>,
     }
 }
 
@@ -34,6 +38,27 @@ crate::keys! {
 pub struct Model {
     /// The primary of each service that names one.
     pub primary: BTreeMap<ServiceId, At<HostId>>,
+    /// `max_connections` of each service that writes it.
+    pub max_connections: BTreeMap<ServiceId, At<u32>>,
+}
+
+/// `max_connections` when a service writes none (PostgreSQL's own default).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 100;
+/// The fewest connections accepted: PostgreSQL keeps 3 for superusers.
+pub const MIN_MAX_CONNECTIONS: i64 = 10;
+/// The most connections accepted: one process each, and a pooler (PgBouncer) is the
+/// answer to more clients.
+pub const MAX_MAX_CONNECTIONS: i64 = 5000;
+
+impl Model {
+    /// A service's `max_connections`, and where it is decided (the service itself when
+    /// it writes none: the default).
+    pub fn max_connections(&self, site: &Site, id: ServiceId) -> At<u32> {
+        self.max_connections
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| At { value: DEFAULT_MAX_CONNECTIONS, loc: site.service(id).loc.clone() })
+    }
 }
 
 /// Types PostgreSQL's keys of every file.
@@ -42,9 +67,29 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
     let services: Vec<_> = files.iter().map(|(f, x)| (*f, &x.services)).collect();
     let mut out = Model::default();
     for (file, id, k) in service_keys(site, &services) {
+        let svc = site.service(id);
+        if let Some(v) = &k.max_connections {
+            let mut cx = Cx::new(file, site, diags);
+            if svc.declared.kind_known && svc.kind.value != ServiceKind::Postgres {
+                let loc = cx.loc(v.span());
+                cx.diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!(
+                            "`max_connections` only applies to postgres, and `{}` is a `{}` service",
+                            svc.name,
+                            svc.kind.value.info().name
+                        ),
+                        loc,
+                    )
+                    .help("remove `max_connections`"),
+                );
+            } else if let Some(n) = cx.int(v, MIN_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS, "max_connections") {
+                out.max_connections.insert(id, n);
+            }
+        }
         let Some(p) = &k.primary else { continue };
         let mut cx = Cx::new(file, site, diags);
-        let svc = site.service(id);
         if svc.kind.value != ServiceKind::Postgres {
             let loc = cx.loc(p.span());
             cx.diags.push(

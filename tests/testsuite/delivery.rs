@@ -291,3 +291,61 @@ fn pull_reads_the_agent_toml_the_bootstrap_writes() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["result"], "fetch-failed");
 }
+
+#[test]
+fn postgresql_16_comes_from_pgdg_with_a_pinned_key() {
+    // db1 runs PostgreSQL 16, which Debian 12 does not ship: the bootstrap adds the
+    // PGDG repository, but only with a key whose fingerprint is the pinned one.
+    const PINNED: &str = "B97B0AFCAA1A47F044F244A07FCC7D46ACCC4CF8";
+    for (fingerprint, ok) in [(PINNED, true), ("0000000000000000000000000000000000000000", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        fake_host(dir.path(), "debian");
+        let stubs = dir.path().join("stubs");
+        let l = dir.path().join("calls.log");
+        stub(
+            &stubs.join("curl"),
+            &format!(
+                "echo \"curl $*\" >> '{}'\nwhile [ $# -gt 0 ]; do [ \"$1\" = -o ] && out=$2; shift; done\necho 'a key' > \"$out\"",
+                l.display()
+            ),
+        );
+        stub(
+            &stubs.join("gpg"),
+            &format!("echo 'pub:-:255:22:7FCC7D46ACCC4CF8:::::::scESC:'\necho 'fpr:::::::::{fingerprint}:'"),
+        );
+        let script = repo_root().join("generated/hosts/db1/bootstrap.sh");
+        let o = Command::new("sh")
+            .arg(&script)
+            .args(["--binary", env!("CARGO_BIN_EXE_medianest")])
+            .env("MEDIANEST_ROOT", dir.path().join("root"))
+            .env("MEDIANEST_APT_GET", stubs.join("apt-get"))
+            .env("MEDIANEST_DPKG_QUERY", stubs.join("dpkg-query"))
+            .env("MEDIANEST_SYSTEMCTL", stubs.join("systemctl"))
+            .env("MEDIANEST_SYSCTL", stubs.join("sysctl"))
+            .env("MEDIANEST_CURL", stubs.join("curl"))
+            .env("MEDIANEST_GPG", stubs.join("gpg"))
+            .output()
+            .unwrap();
+        let root = dir.path().join("root");
+        let calls = std::fs::read_to_string(&l).unwrap_or_default();
+        assert!(calls.contains("curl -fsSL --proto =https --tlsv1.2 -o"), "{calls}");
+        if ok {
+            assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+            let list = std::fs::read_to_string(root.join("etc/apt/sources.list.d/pgdg.list")).unwrap();
+            assert!(list.contains("[signed-by=/usr/share/keyrings/postgresql-pgdg.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main"), "{list}");
+            assert!(root.join("usr/share/keyrings/postgresql-pgdg.asc").exists());
+            let install = calls.lines().filter(|l| l.contains("install -y")).collect::<Vec<_>>();
+            // Debian's packages (with curl and gnupg) first, then PostgreSQL 16 from PGDG.
+            assert!(
+                install.len() == 2 && install[0].contains("gnupg") && install[1].ends_with(" postgresql-16"),
+                "{calls}"
+            );
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+            assert!(stderr(&o).contains("stopped: checking the PGDG key (fingerprint 0000"), "{}", stderr(&o));
+            assert!(!root.join("etc/apt/sources.list.d/pgdg.list").exists());
+            assert!(!root.join("usr/share/keyrings/postgresql-pgdg.asc").exists());
+            assert!(!calls.contains("postgresql-16"), "{calls}");
+        }
+    }
+}

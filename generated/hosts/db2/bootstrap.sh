@@ -6,7 +6,8 @@
 #   bootstrap.sh --binary PATH | --binary-url URL [--dry-run]
 #
 # Test hooks: MEDIANEST_ROOT is a root prefix; MEDIANEST_APT_GET, MEDIANEST_DPKG_QUERY,
-# MEDIANEST_SYSTEMCTL and MEDIANEST_SYSCTL name the commands to run instead.
+# MEDIANEST_SYSTEMCTL, MEDIANEST_SYSCTL, MEDIANEST_CURL and MEDIANEST_GPG name the
+# commands to run instead.
 set -eu
 
 ROOT=${MEDIANEST_ROOT:-}
@@ -14,6 +15,8 @@ APT_GET=${MEDIANEST_APT_GET:-apt-get}
 DPKG_QUERY=${MEDIANEST_DPKG_QUERY:-dpkg-query}
 SYSTEMCTL=${MEDIANEST_SYSTEMCTL:-systemctl}
 SYSCTL=${MEDIANEST_SYSCTL:-sysctl}
+CURL=${MEDIANEST_CURL:-curl}
+GPG=${MEDIANEST_GPG:-gpg}
 DRY_RUN=
 BINARY=
 BINARY_URL=
@@ -100,7 +103,41 @@ fi
 
 # 2. Packages for the roles and services of db2.
 missing=
-for pkg in ca-certificates docker.io nftables openssh-client pgbouncer postgresql prometheus-node-exporter; do
+for pkg in ca-certificates curl docker.io gnupg nftables openssh-client pgbouncer prometheus-node-exporter; do
+    # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
+    if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
+        missing="$missing $pkg"
+    fi
+done
+if [ -n "$missing" ]; then
+    act "$APT_GET" update -qq
+    # shellcheck disable=SC2086 # one word per package
+    act env DEBIAN_FRONTEND=noninteractive "$APT_GET" install -y -qq --no-install-recommends $missing
+fi
+
+# 2b. The PostgreSQL project's repository (PGDG) for postgresql-16: Debian 12 ships
+#     PostgreSQL 15 only. Its signing key is fetched over HTTPS and refused unless its
+#     fingerprint is the one pinned here, and apt trusts it for that repository only.
+PGDG_KEY=/usr/share/keyrings/postgresql-pgdg.asc
+PGDG_FINGERPRINT=B97B0AFCAA1A47F044F244A07FCC7D46ACCC4CF8
+if [ ! -f "$ROOT$PGDG_KEY" ]; then
+    key=$(mktemp) || fail "mktemp for the PGDG key"
+    act "$CURL" -fsSL --proto '=https' --tlsv1.2 -o "$key" https://www.postgresql.org/media/keys/ACCC4CF8.asc
+    if [ -z "$DRY_RUN" ]; then
+        gpg_home=$(mktemp -d) || fail "mktemp for gpg"
+        found=$(GNUPGHOME=$gpg_home "$GPG" --show-keys --with-colons "$key" | awk -F: '$1 == "fpr" { print $10; exit }') \
+            || fail "reading the PGDG key"
+        rm -rf "$gpg_home"
+        [ "$found" = "$PGDG_FINGERPRINT" ] || fail "checking the PGDG key (fingerprint ${found:-none}, pinned $PGDG_FINGERPRINT)"
+    fi
+    act install -D -m 0644 "$key" "$ROOT$PGDG_KEY"
+fi
+ensure_file /etc/apt/sources.list.d/pgdg.list 644 <<'MEDIANEST_EOF'
+deb [signed-by=/usr/share/keyrings/postgresql-pgdg.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main
+MEDIANEST_EOF
+missing=
+# shellcheck disable=SC2043 # the list is the site's: often one package
+for pkg in postgresql-16; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"
@@ -146,7 +183,7 @@ fi
 # 5. The medianest binary.
 if [ -n "$BINARY_URL" ]; then
     BINARY=$(mktemp)
-    act curl -fsSL --proto '=https' --tlsv1.2 -o "$BINARY" "$BINARY_URL"
+    act "$CURL" -fsSL --proto '=https' --tlsv1.2 -o "$BINARY" "$BINARY_URL"
 fi
 if ! cmp -s "$BINARY" "$ROOT/usr/local/bin/medianest" 2>/dev/null; then
     act install -D -m 0755 "$BINARY" "$ROOT/usr/local/bin/medianest"

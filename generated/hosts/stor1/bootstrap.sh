@@ -6,7 +6,8 @@
 #   bootstrap.sh --binary PATH | --binary-url URL [--dry-run]
 #
 # Test hooks: MEDIANEST_ROOT is a root prefix; MEDIANEST_APT_GET, MEDIANEST_DPKG_QUERY,
-# MEDIANEST_SYSTEMCTL and MEDIANEST_SYSCTL name the commands to run instead.
+# MEDIANEST_SYSTEMCTL, MEDIANEST_SYSCTL, MEDIANEST_CURL name the
+# commands to run instead.
 set -eu
 
 ROOT=${MEDIANEST_ROOT:-}
@@ -14,6 +15,7 @@ APT_GET=${MEDIANEST_APT_GET:-apt-get}
 DPKG_QUERY=${MEDIANEST_DPKG_QUERY:-dpkg-query}
 SYSTEMCTL=${MEDIANEST_SYSTEMCTL:-systemctl}
 SYSCTL=${MEDIANEST_SYSCTL:-sysctl}
+CURL=${MEDIANEST_CURL:-curl}
 DRY_RUN=
 BINARY=
 BINARY_URL=
@@ -147,7 +149,7 @@ fi
 # 5. The medianest binary.
 if [ -n "$BINARY_URL" ]; then
     BINARY=$(mktemp)
-    act curl -fsSL --proto '=https' --tlsv1.2 -o "$BINARY" "$BINARY_URL"
+    act "$CURL" -fsSL --proto '=https' --tlsv1.2 -o "$BINARY" "$BINARY_URL"
 fi
 if ! cmp -s "$BINARY" "$ROOT/usr/local/bin/medianest" 2>/dev/null; then
     act install -D -m 0755 "$BINARY" "$ROOT/usr/local/bin/medianest"

@@ -56,6 +56,9 @@ pub struct DeliveryContext {
     pub signers: Vec<Src<String>>,
     /// Debian packages, sorted.
     pub packages: Vec<Src<String>>,
+    /// Packages from the PostgreSQL project's repository (PGDG), sorted: installed after
+    /// the repository is added with its pinned signing key. Empty when Debian has all.
+    pub pgdg: Vec<Src<String>>,
     /// Directories to create.
     pub directories: Vec<DirView>,
     /// Whether the host forwards IP (Docker).
@@ -105,13 +108,19 @@ fn fetch_target(site: &Site, url: &str) -> Option<(Option<HostId>, PortSpec)> {
     Some((host.map(HostId), PortSpec { proto: Proto::Tcp, port }))
 }
 
-/// The Debian packages a host needs, each with the roles and services that need it.
-fn packages(site: &Site, host: crate::model::HostId) -> Vec<Src<String>> {
+/// The PostgreSQL major version Debian 12 ships; any other comes from PGDG.
+const DEBIAN_POSTGRES: &str = super::postgres::DEFAULT_VERSION;
+
+/// The packages a host needs, each with the roles and services that need it: those of
+/// Debian's own components, and those of the PostgreSQL project's repository (PGDG).
+fn packages(site: &Site, host: crate::model::HostId) -> (Vec<Src<String>>, Vec<Src<String>>) {
+    use std::collections::BTreeMap;
     let h = site.host(host);
-    let mut p: std::collections::BTreeMap<&str, Vec<&Loc>> = Default::default();
+    let mut p: BTreeMap<String, Vec<&Loc>> = BTreeMap::new();
+    let mut pgdg: BTreeMap<String, Vec<&Loc>> = BTreeMap::new();
     // nftables: every Linux host gets a host firewall (family nftables).
     for base in ["ca-certificates", "openssh-client", "nftables"] {
-        p.entry(base).or_default().push(&h.loc);
+        p.entry(base.into()).or_default().push(&h.loc);
     }
     for r in &h.roles {
         if let Some(pkg) = match r.value {
@@ -120,23 +129,39 @@ fn packages(site: &Site, host: crate::model::HostId) -> Vec<Src<String>> {
             Role::NfsServer => Some("nfs-kernel-server"),
             Role::Proxmox => None,
         } {
-            p.entry(pkg).or_default().push(&r.loc);
+            p.entry(pkg.into()).or_default().push(&r.loc);
         }
     }
     for s in site.services_on(host) {
         let svc = site.service(s);
+        if svc.kind.value == ServiceKind::Postgres {
+            // The server of the site's version: Debian 12 has 15, PGDG the others. The
+            // repository's key is fetched and checked with curl and gpg.
+            let v = super::postgres::version(site, s);
+            if v == DEBIAN_POSTGRES {
+                p.entry(format!("postgresql-{v}")).or_default().push(&svc.loc);
+            } else {
+                pgdg.entry(format!("postgresql-{v}")).or_default().push(&svc.loc);
+                for tool in ["curl", "gnupg"] {
+                    p.entry(tool.into()).or_default().push(&svc.loc);
+                }
+            }
+            continue;
+        }
         if let Some(pkg) = svc.kind.value.info().package {
-            p.entry(pkg).or_default().push(&svc.loc);
+            p.entry(pkg.into()).or_default().push(&svc.loc);
         }
         if svc.kind.value == ServiceKind::Powerdns {
-            p.entry("pdns-backend-bind").or_default().push(&svc.loc); // family dns: zones from files
+            p.entry("pdns-backend-bind".into()).or_default().push(&svc.loc); // family dns: zones from files
         }
         if svc.kind.value == ServiceKind::Nginx {
-            p.entry("libnginx-mod-http-modsecurity").or_default().push(&svc.loc);
-            p.entry("modsecurity-crs").or_default().push(&svc.loc);
+            p.entry("libnginx-mod-http-modsecurity".into()).or_default().push(&svc.loc);
+            p.entry("modsecurity-crs".into()).or_default().push(&svc.loc);
         }
     }
-    p.into_iter().map(|(pkg, locs)| Src::of(pkg.to_string(), "package", locs)).collect()
+    let list =
+        |m: BTreeMap<String, Vec<&Loc>>| m.into_iter().map(|(pkg, locs)| Src::of(pkg, "package", locs)).collect();
+    (list(p), list(pgdg))
 }
 
 impl Family for Delivery {
@@ -233,6 +258,7 @@ impl Family for Delivery {
                 .filter(|(_, s)| s.hosts.iter().any(|x| x.value == id))
                 .map(|(_, s)| &s.loc)
                 .collect();
+            let (debian, pgdg) = packages(site, id);
             let ctx = DeliveryContext {
                 site: Src::of(site.settings.name.clone(), "site name", &site.settings.loc),
                 host: Src::at(h.name.clone(), "host", &h.loc),
@@ -244,7 +270,8 @@ impl Family for Delivery {
                 splay: at(agent.splay.to_string(), "agent splay"),
                 splay_seconds: Src::at(agent.splay.0, "agent splay", &agent.loc),
                 signers: agent.signers.iter().map(|k| at(k.clone(), "agent signer")).collect(),
-                packages: packages(site, id),
+                packages: debian,
+                pgdg,
                 directories,
                 forwarding: Src::of(
                     h.has_role(Role::Docker),

@@ -177,7 +177,9 @@ impl Synth {
                 );
             } else {
                 let hv = &self.hosts[self.hypervisors[i % self.hypervisors.len()]].name;
-                let _ = writeln!(t, "kind = \"vm\"\non = \"{hv}\"\nos = \"debian-12\"\nroles = [\"docker\"]");
+                // Storage hosts hold the MinIO datasets in a ZFS pool (snapshot backups).
+                let roles = if ZONES[h.zone].name == "storage" { "\"docker\", \"zfs\"" } else { "\"docker\"" };
+                let _ = writeln!(t, "kind = \"vm\"\non = \"{hv}\"\nos = \"debian-12\"\nroles = [{roles}]");
                 let _ = writeln!(
                     t,
                     "interfaces = [{{ zone = \"{}\", address = \"{}\", name = \"ens18\" }}]",

@@ -142,6 +142,11 @@ impl Plan {
         self.allowing(site, from, to, port).next().is_some()
     }
 
+    /// Whether `from` may open any port at all on `to` (a host always reaches itself).
+    pub fn reaches(&self, site: &Site, from: HostId, to: HostId) -> bool {
+        from == to || self.into_host(to).any(|g| covers(site, g.from, Some(from), Some(to)))
+    }
+
     /// The grants that let `from` open `port` on `to` (see [`Plan::allows`]); empty for
     /// a host talking to itself, which needs none.
     pub fn allowing<'a>(

@@ -50,6 +50,26 @@ pub(super) fn backups(site: &Site, diags: &mut Diagnostics) {
                 .help("a backup must live somewhere else, e.g. `target = \"service:minio\"`"),
             );
         }
+        if b.method == BackupMethod::ZfsSnapshot {
+            // Snapshots are taken by the host that holds the dataset.
+            for h in svc.hosts.iter().filter(|h| !site.host(h.value).has_role(Role::Zfs)) {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-placement",
+                        format!(
+                            "backup `{}` snapshots `{}` with ZFS, but its host `{}` has no `zfs` role",
+                            b.name,
+                            svc.name,
+                            site.host(h.value).name
+                        ),
+                        b.loc.clone(),
+                    )
+                    .also(h.loc.clone(), "the service runs here")
+                    .help("give the host the `zfs` role (its pool holds the data), or back up with `restic`"),
+                );
+            }
+        }
+        backup_traffic(site, b, svc, diags);
         if b.continuous && svc.kind.value != ServiceKind::Postgres {
             diags.push(
                 Diagnostic::error(
@@ -72,4 +92,53 @@ pub(super) fn backups(site: &Site, diags: &mut Diagnostics) {
             );
         }
     }
+}
+
+/// Backup traffic is traffic: every host of the service sends to every machine of the
+/// target, which needs a flow (the host firewalls drop it otherwise).
+fn backup_traffic(site: &Site, b: &Backup, svc: &Service, diags: &mut Diagnostics) {
+    let targets: Vec<HostId> = match b.target.value {
+        Endpoint::Service(t) => site.service(t).hosts.iter().map(|h| h.value).collect(),
+        Endpoint::Host(h) => vec![h],
+        Endpoint::Zone(_) | Endpoint::Internet => return,
+    };
+    let plan = site.flow_plan();
+    let cut: Vec<(HostId, HostId)> = svc
+        .hosts
+        .iter()
+        .flat_map(|f| targets.iter().map(move |t| (f.value, *t)))
+        .filter(|(f, t)| !plan.reaches(site, *f, *t))
+        .collect();
+    let Some((from, to)) = cut.first() else { return };
+    // The port the job speaks: the target service's first TCP port (MinIO's S3 API), or
+    // SSH to a host (zfs send).
+    let port = match b.target.value {
+        Endpoint::Service(t) => site
+            .service(t)
+            .ports
+            .iter()
+            .find(|p| p.spec.proto == values::Proto::Tcp)
+            .map_or("tcp/443".to_string(), |p| p.spec.to_string()),
+        _ => "tcp/22".to_string(),
+    };
+    diags.push(
+        Diagnostic::error(
+            "missing-flow",
+            format!(
+                "backup `{}` sends `{}` from `{}` to `{}`, but no flow allows that traffic",
+                b.name,
+                svc.name,
+                site.host(*from).name,
+                site.host(*to).name
+            ),
+            b.target.loc.clone(),
+        )
+        .label("backup traffic is traffic")
+        .help(format!(
+            "add to the flows (e.g. site/policies/flows.toml):\n\n[[flows]]\nfrom = \"service:{}\"\nto = \"{}\"\nports = [\"{port}\"]\nwhy = \"backup `{}`\"\n",
+            svc.name,
+            site.endpoint_name(&b.target.value),
+            b.name
+        )),
+    );
 }

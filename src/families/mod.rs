@@ -102,6 +102,44 @@ pub fn allowed_sources(
     nets.into_iter().map(|(n, l)| provenance::Src::of(net_text(n), "allowed source (a flow)", l)).collect()
 }
 
+/// The host's addresses that the flow plan's grants on `ports` arrive at, with the flows
+/// that reach them: what a server listens on (`listen_addresses`, `bind`,
+/// `local-address`), so it listens exactly where the host firewall lets clients in.
+pub fn listen_addresses(
+    site: &Site,
+    host: crate::model::HostId,
+    ports: &[crate::model::values::PortSpec],
+) -> Vec<provenance::Src<String>> {
+    let h = site.host(host);
+    let mut hit: std::collections::BTreeMap<usize, Vec<&Loc>> = Default::default();
+    for g in site.flow_plan().into_host(host).filter(|g| ports.contains(&g.port)) {
+        let i = crate::model::flows::arrival(site, host, g.from);
+        if i < h.interfaces.len() {
+            hit.entry(i).or_default().push(&site.flows[g.flow].loc);
+        }
+    }
+    hit.into_iter()
+        .map(|(i, locs)| {
+            let a = &h.interfaces[i].address;
+            provenance::Src::of(
+                a.value.to_string(),
+                "listen address (reached by a flow)",
+                std::iter::once(&a.loc).chain(locs),
+            )
+        })
+        .collect()
+}
+
+/// A service's port by name (else its first), with where it is decided.
+pub fn service_port<'a>(
+    site: &'a Site,
+    id: crate::model::ServiceId,
+    name: &str,
+) -> Option<(crate::model::values::PortSpec, &'a Loc)> {
+    let svc = site.service(id);
+    svc.port(name).or(svc.ports.first()).map(|p| (p.spec, p.loc.as_ref().unwrap_or(&svc.loc)))
+}
+
 /// Every family, in the order their jobs are planned (output order is by path anyway).
 pub const FAMILIES: &[&dyn Family] = &[
     &docs::Docs,

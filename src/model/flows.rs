@@ -226,6 +226,18 @@ pub fn peer_networks(site: &Site, peer: Peer) -> Vec<IpNet> {
     }
 }
 
+/// The index of `host`'s interface that a connection from `from` arrives at: its
+/// interface in the zone the source speaks from (see [`egress_zone`]), else its first
+/// (anything routed comes in there).
+pub fn arrival(site: &Site, host: HostId, from: Peer) -> usize {
+    let zone = match from {
+        Peer::Host(src) => egress_zone(site, src, Some(host)),
+        Peer::Zone(z) => Some(z),
+        Peer::Internet => None,
+    };
+    zone.and_then(|z| site.host(host).interfaces.iter().position(|x| x.zone.value == z)).unwrap_or(0)
+}
+
 /// Where a source's networks were written: a host's interface addresses or a zone's
 /// network, then the flow's `from` (which is all there is for the internet).
 pub fn peer_locs<'a>(site: &'a Site, p: Peer, from: &'a Loc) -> Vec<&'a Loc> {

@@ -42,7 +42,7 @@ use crate::artifact::{ArtifactMeta, Validator};
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::Fact;
-use crate::model::flows::{Peer, egress_zone};
+
 use crate::model::values::{PortSpec, Proto};
 use crate::model::{HostId, ServiceId, ServiceKind, Site};
 
@@ -404,31 +404,6 @@ fn zones(site: &Site, ns_hosts: &[HostId]) -> Vec<ZoneContext> {
     out
 }
 
-/// The interface addresses of `host` that the flow plan's grants on `ports` arrive at
-/// (a source in a zone the host is in reaches its interface there; anything else comes
-/// routed, to the first interface), with the flows that reach them.
-fn reached(site: &Site, host: HostId, ports: &[PortSpec]) -> Vec<Src<String>> {
-    let h = site.host(host);
-    let mut hit: BTreeMap<usize, Vec<&Loc>> = BTreeMap::new();
-    for g in site.flow_plan().into_host(host).filter(|g| ports.contains(&g.port)) {
-        let zone = match g.from {
-            Peer::Host(src) => egress_zone(site, src, Some(host)),
-            Peer::Zone(z) => Some(z),
-            Peer::Internet => None,
-        };
-        let i = zone.and_then(|z| h.interfaces.iter().position(|x| x.zone.value == z)).unwrap_or(0);
-        if i < h.interfaces.len() {
-            hit.entry(i).or_default().push(&site.flows[g.flow].loc);
-        }
-    }
-    hit.into_iter()
-        .map(|(i, locs)| {
-            let a = &h.interfaces[i].address;
-            Src::of(a.value.to_string(), "listen address (reached by a flow)", std::iter::once(&a.loc).chain(locs))
-        })
-        .collect()
-}
-
 impl Family for Dns {
     fn name(&self) -> &'static str {
         "dns"
@@ -476,7 +451,8 @@ impl Family for Dns {
                     continue;
                 }
                 let host_src = Src::at(host.name.clone(), "host", &host.loc);
-                let mut local_address = reached(site, hid, &dns_ports.iter().map(|p| p.0).collect::<Vec<_>>());
+                let mut local_address =
+                    super::listen_addresses(site, hid, &dns_ports.iter().map(|p| p.0).collect::<Vec<_>>());
                 let unreached = local_address.is_empty();
                 if unreached {
                     local_address = host
@@ -490,7 +466,7 @@ impl Family for Dns {
                     .map(|(p, l)| Src::at(p.port, "DNS port", l))
                     .unwrap_or_else(|| Src::at(53, "DNS port", &svc.loc));
                 let webserver = api.and_then(|(p, l)| {
-                    let address = reached(site, hid, &[p]).into_iter().next()?;
+                    let address = super::listen_addresses(site, hid, &[p]).into_iter().next()?;
                     let allow_from = allowed_sources(site, hid, p);
                     Some(WebView { address, port: Src::at(p.port, "API port", l), allow_from })
                 });

@@ -44,8 +44,7 @@ use crate::artifact::ArtifactMeta;
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::{Fact, Val};
-use crate::model::flows::{Peer, egress_zone};
-use crate::model::values::PortSpec;
+use crate::model::flows::Peer;
 use crate::model::{HostId, ServiceId, ServiceKind, Site};
 
 /// Where Debian's package reads its configuration.
@@ -117,42 +116,6 @@ pub struct Entry {
     pub role: &'static str,
 }
 
-/// The index of `host`'s interface that a connection from `from` arrives at: its
-/// interface in the zone the source speaks from, else its first.
-pub fn arrival(site: &Site, host: HostId, from: Peer) -> usize {
-    let zone = match from {
-        Peer::Host(src) => egress_zone(site, src, Some(host)),
-        Peer::Zone(z) => Some(z),
-        Peer::Internet => None,
-    };
-    zone.and_then(|z| site.host(host).interfaces.iter().position(|x| x.zone.value == z)).unwrap_or(0)
-}
-
-/// The host's addresses that grants on `port` arrive at, with the flows that reach them
-/// (what a server listens on: the host firewall opens the same).
-pub fn reached(site: &Site, host: HostId, port: PortSpec) -> Vec<Src<String>> {
-    let h = site.host(host);
-    let mut hit: BTreeMap<usize, Vec<&Loc>> = BTreeMap::new();
-    for g in site.flow_plan().into_host(host).filter(|g| g.port == port) {
-        let i = arrival(site, host, g.from);
-        if i < h.interfaces.len() {
-            hit.entry(i).or_default().push(&site.flows[g.flow].loc);
-        }
-    }
-    hit.into_iter()
-        .map(|(i, locs)| {
-            let a = &h.interfaces[i].address;
-            Src::of(a.value.to_string(), "listen address (reached by a flow)", std::iter::once(&a.loc).chain(locs))
-        })
-        .collect()
-}
-
-/// A service's port by name (else its first), with where it is decided.
-pub fn port_of<'a>(site: &'a Site, id: ServiceId, name: &str) -> Option<(PortSpec, &'a Loc)> {
-    let svc = site.service(id);
-    svc.port(name).or(svc.ports.first()).map(|p| (p.spec, p.loc.as_ref().unwrap_or(&svc.loc)))
-}
-
 /// The pgbouncer services this family configures (a known kind, at least one host).
 fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
     site.services
@@ -194,7 +157,7 @@ fn address_from(site: &Site, from: HostId, to: HostId) -> Option<(String, &Loc)>
     if from == to {
         return Some(("127.0.0.1".into(), &t.loc));
     }
-    let i = arrival(site, to, Peer::Host(from));
+    let i = crate::model::flows::arrival(site, to, Peer::Host(from));
     t.interfaces.get(i).map(|a| (a.address.value.to_string(), &a.address.loc))
 }
 
@@ -214,8 +177,8 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
     let svc = site.service(id);
     let [(pg, dep_loc)] = backends(site, id)[..] else { return };
     let Some((primary, primary_loc, replicas)) = primary_of(site, pg) else { return };
-    let Some((port, port_loc)) = port_of(site, id, "pgbouncer") else { return };
-    let Some((pg_port, pg_port_loc)) = port_of(site, pg, "postgres") else { return };
+    let Some((port, port_loc)) = super::service_port(site, id, "pgbouncer") else { return };
+    let Some((pg_port, pg_port_loc)) = super::service_port(site, pg, "postgres") else { return };
     let m = model(site);
     let mode = m.pool_mode(site, id);
     let size = m.default_pool_size(site, id);
@@ -246,7 +209,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             host: host_src.clone(),
             service: service.clone(),
             backend: backend.clone(),
-            listen_addr: reached(site, hid, port),
+            listen_addr: super::listen_addresses(site, hid, &[port]),
             listen_port: Src::at(port.port, "pgbouncer port", port_loc),
             max_client_conn: Src::at(conns.value, "max_client_conn", &conns.loc),
             auth_file: AUTH_FILE,
@@ -408,7 +371,7 @@ impl Family for Pgbouncer {
                 );
             }
             let Some((primary, _, _)) = primary_of(site, pg) else { continue };
-            let Some((pg_port, _)) = port_of(site, pg, "postgres") else { continue };
+            let Some((pg_port, _)) = super::service_port(site, pg, "postgres") else { continue };
             for h in &s.hosts {
                 if h.value != primary && !site.flow_plan().allows(site, Some(h.value), Some(primary), pg_port) {
                     diags.push(

@@ -66,7 +66,7 @@ use crate::artifact::{ArtifactMeta, Validator};
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::Fact;
-use crate::model::flows::{Peer, egress_zone};
+use crate::model::flows::Peer;
 use crate::model::values::PortSpec;
 use crate::model::{HostId, ServiceId, ServiceKind, Site};
 
@@ -234,35 +234,6 @@ fn pg_port(site: &Site, id: ServiceId) -> Option<(PortSpec, &Loc)> {
     svc.port("postgres").or(svc.ports.first()).map(|p| (p.spec, p.loc.as_ref().unwrap_or(&svc.loc)))
 }
 
-/// The index of `host`'s interface that a connection from `from` arrives at: its
-/// interface in the zone the source speaks from, else its first.
-fn arrival(site: &Site, host: HostId, from: Peer) -> usize {
-    let zone = match from {
-        Peer::Host(src) => egress_zone(site, src, Some(host)),
-        Peer::Zone(z) => Some(z),
-        Peer::Internet => None,
-    };
-    zone.and_then(|z| site.host(host).interfaces.iter().position(|x| x.zone.value == z)).unwrap_or(0)
-}
-
-/// The host's addresses that grants on `port` arrive at, with the flows that reach them.
-fn reached(site: &Site, host: HostId, port: PortSpec) -> Vec<Src<String>> {
-    let h = site.host(host);
-    let mut hit: BTreeMap<usize, Vec<&Loc>> = BTreeMap::new();
-    for g in site.flow_plan().into_host(host).filter(|g| g.port == port) {
-        let i = arrival(site, host, g.from);
-        if i < h.interfaces.len() {
-            hit.entry(i).or_default().push(&site.flows[g.flow].loc);
-        }
-    }
-    hit.into_iter()
-        .map(|(i, locs)| {
-            let a = &h.interfaces[i].address;
-            Src::of(a.value.to_string(), "listen address (reached by a flow)", std::iter::once(&a.loc).chain(locs))
-        })
-        .collect()
-}
-
 /// The primary of a service: the named one, or its only host.
 fn primary_of(site: &Site, id: ServiceId) -> Option<(HostId, Loc)> {
     let svc = site.service(id);
@@ -343,7 +314,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             service: service.clone(),
             role,
             version: version.clone(),
-            listen_addresses: reached(site, hid, port),
+            listen_addresses: super::listen_addresses(site, hid, &[port]),
             port: Src::at(port.port, "postgres port", port_loc),
             max_connections: Src::at(conns.value, "max_connections", &conns.loc),
             shared_buffers: mem(sb, "shared_buffers (a quarter of the service's memory)"),
@@ -355,7 +326,8 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
 
         let standby = (!is_primary).then(|| {
             let p = site.host(primary);
-            let i = arrival(site, primary, Peer::Host(hid)).min(p.interfaces.len().saturating_sub(1));
+            let i =
+                crate::model::flows::arrival(site, primary, Peer::Host(hid)).min(p.interfaces.len().saturating_sub(1));
             let addr = p.interfaces.get(i).map(|x| (x.address.value.to_string(), &x.address.loc));
             let (address, addr_loc) = addr.unwrap_or_else(|| (String::new(), &p.loc));
             StandbyView {
@@ -402,7 +374,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
                 .filter(|r| site.flow_plan().allows(site, Some(**r), Some(hid), port))
                 .filter_map(|r| {
                     let rh = site.host(*r);
-                    let i = arrival(site, *r, Peer::Host(hid));
+                    let i = crate::model::flows::arrival(site, *r, Peer::Host(hid));
                     let a = rh.interfaces.get(i)?;
                     let flows: Vec<&Loc> = site
                         .flow_plan()

@@ -35,7 +35,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::pgbouncer::{port_of, reached};
 use super::provenance::Src;
 use super::{Family, Lowering, Part};
 use crate::artifact::ArtifactMeta;
@@ -127,7 +126,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
     if maxmemory.value.0 > svc.resources.memory.0 || maxmemory.value.0 < keys::MIN_MAXMEMORY {
         return;
     }
-    let Some((port, port_loc)) = port_of(site, id, "redis") else { return };
+    let Some((port, port_loc)) = super::service_port(site, id, "redis") else { return };
     let policy = m.maxmemory_policy(site, id);
     let aof = m.appendonly(site, id);
     let fsync = m.appendfsync(site, id);
@@ -140,7 +139,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
         let ctx = ConfContext {
             host: Src::at(host.name.clone(), "host", &host.loc),
             service: Src::at(svc.name.clone(), "service", &svc.loc),
-            bind: reached(site, h.value, port),
+            bind: super::listen_addresses(site, h.value, &[port]),
             port: Src::at(port.port, "redis port", port_loc),
             maxmemory: Src::of(redis_size(maxmemory.value), "maxmemory", [&maxmemory.loc]),
             maxmemory_policy: Src::at(policy.value.to_string(), "maxmemory_policy", &policy.loc),

@@ -267,7 +267,10 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
                  resources = {{ cpus = 4.0, memory = \"8g\", reserve_cpus = 1.0, reserve_memory = \"4g\", pids = 300 }}\n\
                  secrets = [\"postgres_password\"]\ndescription = \"PostgreSQL 16 for the apps of shard {}\"\n\n\
                  [services.{redis}]\nkind = \"redis\"\nhosts = [\"{host}\"]\nsecrets = [\"redis_password\"]\n\
-                 description = \"Redis cache and queues for the apps of shard {}\"\n\n",
+                 description = \"Redis cache and queues for the apps of shard {}\"\n\n\
+                 [services.{pg}-pool]\nkind = \"pgbouncer\"\nhosts = [\"{host}\"]\ndepends_on = [\"{pg}\"]\n\
+                 description = \"PgBouncer in front of the PostgreSQL of shard {}\"\n\n",
+                j + 1,
                 j + 1,
                 j + 1
             ),

@@ -532,6 +532,31 @@ impl Family for Postgres {
                     )
                     .help("add `primary = \"<host>\"`; the other hosts become streaming replicas"),
                 ),
+                Some(p) => {
+                    // Each replica streams from the primary: that connection needs a flow
+                    // like any other (the primary's firewall and pg_hba read the same).
+                    let Some((port, _)) = super::service_port(site, crate::model::ServiceId(i), "postgres") else {
+                        continue;
+                    };
+                    let cut = s.hosts.iter().find(|r| {
+                        r.value != p.value && !site.flow_plan().allows(site, Some(r.value), Some(p.value), port)
+                    });
+                    if let Some(r) = cut {
+                        super::edge::missing_flow(
+                            diags,
+                            &p.loc,
+                            &format!("service:{}", s.name),
+                            &format!("service:{}", s.name),
+                            port,
+                            "streaming replication from the primary",
+                            &format!(
+                                "replica `{}` streams from the primary `{}`",
+                                site.host(r.value).name,
+                                site.host(p.value).name
+                            ),
+                        );
+                    }
+                }
                 _ => {}
             }
         }

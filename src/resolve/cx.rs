@@ -103,6 +103,24 @@ impl Cx<'_, '_> {
         Loc::new(self.file, span)
     }
 
+    /// Reports a family's key written on a service of another kind (`key` only applies
+    /// to `kind`), at the key's value.
+    pub fn not_for_kind(&mut self, key: &str, kind: &str, svc: &crate::model::Service, span: std::ops::Range<usize>) {
+        let loc = self.loc(span);
+        self.diags.push(
+            Diagnostic::error(
+                "bad-value",
+                format!(
+                    "`{key}` only applies to {kind}, and `{}` is a `{}` service",
+                    svc.name,
+                    svc.kind.value.info().name
+                ),
+                loc,
+            )
+            .help(format!("remove `{key}`")),
+        );
+    }
+
     /// Reports a bad value.
     pub fn bad(&mut self, loc: Loc, e: ValueError) {
         self.diags.push(Diagnostic::error(e.code, e.message, loc).help(e.help));

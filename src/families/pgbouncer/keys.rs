@@ -138,20 +138,9 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
                 ("databases", k.databases.as_ref().and_then(|v| v.first()).map(|v| v.span())),
             ];
             for (key, span) in spans {
-                let Some(span) = span else { continue };
-                let loc = cx.loc(span);
-                cx.diags.push(
-                    Diagnostic::error(
-                        "bad-value",
-                        format!(
-                            "`{key}` only applies to pgbouncer, and `{}` is a `{}` service",
-                            svc.name,
-                            svc.kind.value.info().name
-                        ),
-                        loc,
-                    )
-                    .help(format!("remove `{key}`")),
-                );
+                if let Some(span) = span {
+                    cx.not_for_kind(key, "pgbouncer", svc, span);
+                }
             }
             continue;
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::families::{Part, parts_of, service_keys};
 use crate::load::schema::{Named, Str};
 use crate::model::{At, HostId, ServiceId, ServiceKind, Site};
@@ -71,19 +71,7 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
         if let Some(v) = &k.max_connections {
             let mut cx = Cx::new(file, site, diags);
             if svc.declared.kind_known && svc.kind.value != ServiceKind::Postgres {
-                let loc = cx.loc(v.span());
-                cx.diags.push(
-                    Diagnostic::error(
-                        "bad-value",
-                        format!(
-                            "`max_connections` only applies to postgres, and `{}` is a `{}` service",
-                            svc.name,
-                            svc.kind.value.info().name
-                        ),
-                        loc,
-                    )
-                    .help("remove `max_connections`"),
-                );
+                cx.not_for_kind("max_connections", "postgres", svc, v.span());
             } else if let Some(n) = cx.int(v, MIN_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS, "max_connections") {
                 out.max_connections.insert(id, n);
             }
@@ -91,19 +79,7 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
         let Some(p) = &k.primary else { continue };
         let mut cx = Cx::new(file, site, diags);
         if svc.kind.value != ServiceKind::Postgres {
-            let loc = cx.loc(p.span());
-            cx.diags.push(
-                Diagnostic::error(
-                    "bad-value",
-                    format!(
-                        "`primary` only applies to postgres, and `{}` is a `{}` service",
-                        svc.name,
-                        svc.kind.value.info().name
-                    ),
-                    loc,
-                )
-                .help("remove `primary`"),
-            );
+            cx.not_for_kind("primary", "postgres", svc, p.span());
             continue;
         }
         if let Some(h) = cx.reference_str(RefTo::Host, p) {

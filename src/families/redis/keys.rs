@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::families::{Part, parts_of, service_keys};
 use crate::load::schema::{Named, Str};
 use crate::model::values::{Duration, Size, ValueError};
@@ -142,20 +142,9 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
                 ("save", k.save.as_ref().map(|v| v.span())),
             ];
             for (key, span) in spans {
-                let Some(span) = span else { continue };
-                let loc = cx.loc(span);
-                cx.diags.push(
-                    Diagnostic::error(
-                        "bad-value",
-                        format!(
-                            "`{key}` only applies to redis, and `{}` is a `{}` service",
-                            svc.name,
-                            svc.kind.value.info().name
-                        ),
-                        loc,
-                    )
-                    .help(format!("remove `{key}`")),
-                );
+                if let Some(span) = span {
+                    cx.not_for_kind(key, "redis", svc, span);
+                }
             }
             continue;
         }

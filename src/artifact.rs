@@ -54,6 +54,11 @@ pub enum Validator {
     /// `postgres -C data_directory` with each staged `etc/postgresql/<v>/main/postgresql.conf`
     /// (and its `conf.d`), as the `postgres` user: the server's own parser, no server started.
     Postgres,
+    /// `promtool check config` on `etc/prometheus/prometheus.yml` (and the rule files it
+    /// names, relative to it, so the staged ones).
+    Promtool,
+    /// `amtool check-config` on `etc/prometheus/alertmanager.yml`.
+    Amtool,
 }
 
 impl Validator {
@@ -67,6 +72,8 @@ impl Validator {
             Validator::Pdns => "pdns",
             Validator::Ifupdown2 => "ifupdown2",
             Validator::Postgres => "postgres",
+            Validator::Promtool => "promtool",
+            Validator::Amtool => "amtool",
         }
     }
 }

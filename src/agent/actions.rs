@@ -56,6 +56,16 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             c = Command::new("sh");
             c.args(["-ec", POSTGRES_CHECK, "sh"]).arg(p("etc/postgresql"));
         }
+        Validator::Promtool => {
+            // `rule_files` are relative to the configuration, so the staged rules are
+            // the ones checked with it.
+            c = Command::new("promtool");
+            c.args(["check", "config"]).arg(p("etc/prometheus/prometheus.yml"));
+        }
+        Validator::Amtool => {
+            c = Command::new("amtool");
+            c.arg("check-config").arg(p("etc/prometheus/alertmanager.yml"));
+        }
     }
     c
 }

@@ -8,6 +8,7 @@
 //! apply actions. Adding a family means adding a folder and a line to [`FAMILIES`]; no
 //! other family and no core module changes (ARCHITECTURE.md, "Adding a family").
 
+pub mod alertmanager;
 pub mod base;
 pub mod delivery;
 pub mod dns;
@@ -20,6 +21,7 @@ pub mod nginx;
 pub mod pfsense;
 pub mod pgbouncer;
 pub mod postgres;
+pub mod prometheus;
 pub mod provenance;
 pub mod proxmox;
 pub mod redis;
@@ -118,6 +120,17 @@ pub fn listen_addresses(
             hit.entry(i).or_default().push(&site.flows[g.flow].loc);
         }
     }
+    // A flow between two services of this host needs no grant (loopback passes every
+    // firewall), but the client still connects to the address it is given: the one
+    // this host reaches itself at.
+    for f in site.flows.iter().filter(|f| f.ports.iter().any(|p| ports.contains(&p.value))) {
+        if endpoint_on(site, f.from.value, host) && endpoint_on(site, f.to.value, host) {
+            let i = crate::model::flows::arrival(site, host, crate::model::flows::Peer::Host(host));
+            if i < h.interfaces.len() {
+                hit.entry(i).or_default().push(&f.loc);
+            }
+        }
+    }
     hit.into_iter()
         .map(|(i, locs)| {
             let a = &h.interfaces[i].address;
@@ -130,6 +143,15 @@ pub fn listen_addresses(
         .collect()
 }
 
+/// Whether a flow endpoint names `host` itself or a service running on it.
+fn endpoint_on(site: &Site, e: crate::model::Endpoint, host: crate::model::HostId) -> bool {
+    match e {
+        crate::model::Endpoint::Host(h) => h == host,
+        crate::model::Endpoint::Service(s) => site.service(s).hosts.iter().any(|h| h.value == host),
+        _ => false,
+    }
+}
+
 /// A service's port by name (else its first), with where it is decided.
 pub fn service_port<'a>(
     site: &'a Site,
@@ -138,6 +160,13 @@ pub fn service_port<'a>(
 ) -> Option<(crate::model::values::PortSpec, &'a Loc)> {
     let svc = site.service(id);
     svc.port(name).or(svc.ports.first()).map(|p| (p.spec, p.loc.as_ref().unwrap_or(&svc.loc)))
+}
+
+/// Where a host holds a service's secret, as a file: `/run/medianest/secrets/<service>/<name>`
+/// (a tmpfs the secrets delivery fills; never under `/etc`, never in `generated/`).
+/// Configurations name this path (`routing_key_file`, `*_FILE`, `passfile`).
+pub fn secret_file(service: &str, name: &str) -> String {
+    format!("/run/medianest/secrets/{service}/{name}")
 }
 
 /// Every family, in the order their jobs are planned (output order is by path anyway).
@@ -156,6 +185,8 @@ pub const FAMILIES: &[&dyn Family] = &[
     &proxmox::Proxmox,
     &pgbouncer::Pgbouncer,
     &redis::Redis,
+    &prometheus::Prometheus,
+    &alertmanager::Alertmanager,
 ];
 
 /// The jobs being collected from the families.

@@ -63,6 +63,15 @@ impl Table {
     }
 }
 
+/// A key's name from its field's: a raw identifier (`r#for`, a key that is a Rust
+/// keyword) without its `r#`.
+pub const fn key_name(field: &'static str) -> &'static str {
+    match field.as_bytes() {
+        [b'r', b'#', ..] => field.split_at(2).1,
+        _ => field,
+    }
+}
+
 fn doc_text(doc: &[&str]) -> String {
     doc.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
@@ -165,7 +174,7 @@ macro_rules! keys {
                 doc: &[$($crate::doc_line!($($sattr)*)),*],
                 fields: &[$(
                     $crate::load::keys::Field {
-                        name: stringify!($field),
+                        name: $crate::load::keys::key_name(stringify!($field)),
                         doc: &[$($crate::doc_line!($($fattr)*)),*],
                         shape: <$ty as $crate::load::keys::Describe>::shape,
                     }

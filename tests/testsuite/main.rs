@@ -12,6 +12,7 @@ mod edge;
 mod fingerprint;
 mod golden;
 mod invalid;
+mod monitoring;
 mod nftables;
 mod pfsense;
 mod pgbouncer;

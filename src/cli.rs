@@ -157,6 +157,10 @@ pub struct PullArgs {
     /// `allowed_signers` file: require the tip commit to be SSH-signed by a listed key.
     #[arg(long)]
     pub allowed_signers: Option<PathBuf>,
+    /// Node exporter's textfile directory, where the metrics are also written when it
+    /// exists [default: /var/lib/prometheus/node-exporter, Debian's].
+    #[arg(long)]
+    pub textfile_dir: Option<PathBuf>,
     /// Fetch, verify and report what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -444,6 +448,7 @@ struct AgentFile {
     host: Option<String>,
     state_dir: Option<PathBuf>,
     allowed_signers: Option<PathBuf>,
+    textfile_dir: Option<PathBuf>,
     drift: Option<crate::agent::DriftPolicy>,
 }
 
@@ -472,6 +477,11 @@ fn pull(a: &PullArgs) -> i32 {
         root: a.root.clone(),
         state_dir: a.state_dir.clone().or(file.state_dir).unwrap_or_else(|| PathBuf::from("/var/lib/medianest")),
         allowed_signers: a.allowed_signers.clone().or(file.allowed_signers),
+        textfile_dir: a
+            .textfile_dir
+            .clone()
+            .or(file.textfile_dir)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/prometheus/node-exporter")),
         dry_run: a.dry_run,
         allow_rollback: a.allow_rollback,
         drift: a.drift.or(file.drift).unwrap_or(crate::agent::DriftPolicy::Enforce),

@@ -74,6 +74,9 @@ pub struct PullOptions {
     pub state_dir: PathBuf,
     /// `allowed_signers` file; when set, the tip must carry a valid SSH signature.
     pub allowed_signers: Option<PathBuf>,
+    /// Node exporter's textfile directory: the metrics are copied there (world-readable)
+    /// when it exists, since the state directory is root-only.
+    pub textfile_dir: PathBuf,
     /// Report what would change; write nothing.
     pub dry_run: bool,
     /// Accept a commit that does not descend from the applied one.
@@ -200,14 +203,17 @@ pub fn pull(opts: &PullOptions) -> Report {
     if !opts.dry_run {
         let st = state_dir.state().unwrap_or_default();
         let success = if code == exit::OK { now() } else { state_dir.previous_success() };
-        let _ = state_dir.write_metrics(&Metrics {
-            last_attempt: now(),
-            last_success: success,
-            commit: st.applied_commit.clone().unwrap_or_default(),
-            drift: report.drift.len(),
-            result: code,
-            seconds: start.elapsed().as_secs_f64(),
-        });
+        let _ = state_dir.write_metrics(
+            &Metrics {
+                last_attempt: now(),
+                last_success: success,
+                commit: st.applied_commit.clone().unwrap_or_default(),
+                drift: report.drift.len(),
+                result: code,
+                seconds: start.elapsed().as_secs_f64(),
+            },
+            &opts.textfile_dir,
+        );
         report.applied_commit = st.applied_commit;
     }
     finish(report, code, what, reason, start)

@@ -49,10 +49,19 @@ pub struct StateDir {
 
 /// Writes `bytes` to `path` atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+/// [`write_atomic`] with the file's mode (a temporary file is created 0600).
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().context("state files live in a directory")?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("failed to create a file in `{}`", dir.display()))?;
     tmp.write_all(bytes).with_context(|| format!("failed to write `{}`", path.display()))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("failed to set the mode of `{}`", path.display()))?;
     tmp.as_file().sync_all().with_context(|| format!("failed to sync `{}`", path.display()))?;
     tmp.persist(path).with_context(|| format!("failed to replace `{}`", path.display()))?;
     std::fs::File::open(dir)
@@ -139,8 +148,11 @@ impl StateDir {
         self.path.join("backup").join(name)
     }
 
-    /// Writes the Prometheus textfile metrics.
-    pub fn write_metrics(&self, m: &Metrics) -> Result<()> {
+    /// Writes the Prometheus textfile metrics into the state directory (where the next
+    /// run reads its last success) and, when it exists, node exporter's textfile
+    /// directory, readable by all: the exporter runs as `prometheus`, and the state
+    /// directory is root-only (0700).
+    pub fn write_metrics(&self, m: &Metrics, textfile_dir: &Path) -> Result<()> {
         let mut s = String::new();
         s.push_str("# HELP medianest_pull_last_attempt_timestamp_seconds When the agent last ran.\n# TYPE medianest_pull_last_attempt_timestamp_seconds gauge\n");
         s.push_str(&format!("medianest_pull_last_attempt_timestamp_seconds {}\n", m.last_attempt));
@@ -154,7 +166,12 @@ impl StateDir {
         s.push_str(&format!("medianest_pull_duration_seconds {:.3}\n", m.seconds));
         s.push_str("# HELP medianest_pull_result Result of the last run (0 ok, 1 refused, 3 rolled back, 5 fetch failed).\n# TYPE medianest_pull_result gauge\n");
         s.push_str(&format!("medianest_pull_result {}\n", m.result));
-        write_atomic(&self.path.join("medianest.prom"), s.as_bytes())
+        write_atomic(&self.path.join("medianest.prom"), s.as_bytes())?;
+        if textfile_dir.is_dir() {
+            let target = textfile_dir.join("medianest.prom");
+            write_atomic_mode(&target, s.as_bytes(), 0o644)?;
+        }
+        Ok(())
     }
 
     /// The metrics written by the previous run, for the timestamps it carries.

@@ -195,6 +195,8 @@ impl Sim {
 
     fn pull_with(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
         let path = format!("{}:{}", self.path().join("stubs").display(), std::env::var("PATH").unwrap_or_default());
+        // Node exporter's textfile directory, as its package creates it.
+        std::fs::create_dir_all(self.path().join("textfile")).unwrap();
         Command::new(env!("CARGO_BIN_EXE_medianest"))
             .args(["pull", "--once", "--format", "json", "--host", "web1", "--repo"])
             .arg(format!("file://{}", self.path().join("remote.git").display()))
@@ -202,6 +204,8 @@ impl Sim {
             .arg(self.root())
             .arg("--state-dir")
             .arg(self.path().join("state"))
+            .arg("--textfile-dir")
+            .arg(self.path().join("textfile"))
             .arg("--allowed-signers")
             .arg(self.path().join("allowed_signers"))
             .args(extra)
@@ -306,6 +310,11 @@ fn applies_a_signed_generation_then_a_rerun_changes_nothing() {
     let metrics = std::fs::read_to_string(sim.path().join("state/medianest.prom")).unwrap();
     assert!(metrics.contains(&format!("medianest_pull_applied_commit_info{{commit=\"{c1}\"}} 1")), "{metrics}");
     assert!(metrics.contains("medianest_pull_drift_files 0"));
+    // And where node exporter reads them: the state directory is root-only.
+    let textfile = sim.path().join("textfile/medianest.prom");
+    assert_eq!(std::fs::read_to_string(&textfile).unwrap(), metrics);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&textfile).unwrap().permissions().mode() & 0o777, 0o644);
 }
 
 #[test]
@@ -633,7 +642,7 @@ fn modes_and_owners_come_from_the_plan_whatever_the_umask() {
     let o = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "umask 000; exec '{}' pull --once --format json --host web1 --repo 'file://{}' --root '{}' --state-dir '{}'",
+            "umask 000; exec '{}' pull --once --format json --host web1 --repo 'file://{}' --root '{}' --state-dir '{}' --textfile-dir /nonexistent",
             env!("CARGO_BIN_EXE_medianest"),
             sim.path().join("remote.git").display(),
             sim.root().display(),
@@ -747,6 +756,8 @@ fn random_sigkills_during_apply_leave_no_torn_file() {
             .arg(sim.root())
             .arg("--state-dir")
             .arg(sim.path().join("state"))
+            .arg("--textfile-dir")
+            .arg(sim.path().join("textfile"))
             .args(extra)
             .env("PATH", &path)
             .stdout(std::process::Stdio::null())
@@ -811,7 +822,7 @@ fn a_full_disk_while_staging_changes_nothing() {
     std::fs::create_dir_all(&small).unwrap();
     let path = format!("{}:{}", sim.path().join("stubs").display(), std::env::var("PATH").unwrap());
     let script = format!(
-        "mount -t tmpfs -o size=256k tmpfs '{s}' && cp -a '{st}/.' '{s}/' && exec '{bin}' pull --once --format json --host web1 --repo 'file://{repo}' --root '{root}' --state-dir '{s}' --allowed-signers '{signers}'",
+        "mount -t tmpfs -o size=256k tmpfs '{s}' && cp -a '{st}/.' '{s}/' && exec '{bin}' pull --once --format json --host web1 --repo 'file://{repo}' --root '{root}' --state-dir '{s}' --textfile-dir /nonexistent --allowed-signers '{signers}'",
         s = small.display(),
         st = sim.path().join("state").display(),
         bin = env!("CARGO_BIN_EXE_medianest"),
@@ -906,6 +917,8 @@ fn a_firewall_that_cuts_the_host_off_its_repository_is_rolled_back() {
             .arg(sim.root())
             .arg("--state-dir")
             .arg(sim.path().join("state"))
+            .arg("--textfile-dir")
+            .arg(sim.path().join("textfile"))
             .arg("--allowed-signers")
             .arg(sim.path().join("allowed_signers"))
             .env("PATH", path)

@@ -165,6 +165,8 @@ branch = "main"
 host = "app1"
 state_dir = "/var/lib/medianest"
 allowed_signers = "/etc/medianest/allowed_signers"
+# Node exporter reads the agent's metrics here (the state directory is root-only).
+textfile_dir = "/var/lib/prometheus/node-exporter"
 drift = "enforce"
 # The timer runs the agent every 5m, up to 2m late at random.
 MEDIANEST_EOF

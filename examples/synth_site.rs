@@ -374,13 +374,28 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
         s.service(
             "services/monitoring.toml",
             format!(
-                "[services.{name}]\nimage = \"docker.io/prom/prometheus:v2.53.1\"\nhosts = [\"{host}\"]\nuser = \"65534:65534\"\n\
-                 ports = {{ http = 9090 }}\nhealth = {{ http = \"/-/healthy\" }}\nvolumes = {{ tsdb = \"/prometheus\" }}\nstateful = false\n\
+                "[services.{name}]\nkind = \"prometheus\"\nhosts = [\"{host}\"]\nretention = \"30d\"\n\
                  resources = {{ cpus = 2.0, memory = \"4g\", reserve_cpus = 0.5, reserve_memory = \"1g\" }}\n\
                  description = \"Metrics collector for its share of the apps, data can be rebuilt\"\n\n"
             ),
         );
         collectors.push(name);
+    }
+    // One Alertmanager for every collector, paging and chatting through its secrets.
+    {
+        let host = s.hosts[s.monitoring[0]].name.clone();
+        s.service(
+            "services/monitoring.toml",
+            format!(
+                "[services.alertmanager]\nkind = \"alertmanager\"\nhosts = [\"{host}\"]\n\
+                 secrets = [\"pagerduty_routing_key\", \"slack_webhook_url\"]\npagerduty = \"pagerduty_routing_key\"\n\
+                 slack = \"slack_webhook_url\"\ndescription = \"Alert routing: critical pages, warnings to chat\"\n\n"
+            ),
+        );
+        for c in &collectors {
+            s.flow(&format!("service:{c}"), "service:alertmanager", "\"tcp/9093\"", "firing alerts");
+            s.flow(&format!("service:{c}"), "service:haproxy", "\"tcp/8404\"", "HAProxy metrics");
+        }
     }
 
     // The authoritative DNS server, signed, on the first monitoring host: pfSense's

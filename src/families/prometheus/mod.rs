@@ -219,8 +219,8 @@ fn job_view(site: &Site, j: &Job) -> JobView {
     }
 }
 
-/// Lowers one Prometheus host.
-fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) {
+/// Lowers one Prometheus host; returns its rule groups (for the runbook pages).
+fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) -> Vec<Group> {
     let svc = site.service(prom);
     let h = site.host(host);
     let m = model(site);
@@ -270,6 +270,7 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) {
     out.add("prometheus/prometheus.yml.j2", &ctx, validated(CONF, 0o644), Some(svc.loc.clone()));
     let rules = RulesContext { host: Src::at(h.name.clone(), "host", &h.loc), groups: groups(site, prom, &jobs) };
     out.add("prometheus/rules.yml.j2", &rules, validated(RULES, 0o644), Some(svc.loc.clone()));
+    let groups = rules.groups;
     let retention = m.retention(site, prom);
     let defaults = DefaultsContext {
         host: Src::at(h.name.clone(), "host", &h.loc),
@@ -281,37 +282,32 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) {
         a.restart = Some(UNIT.into());
     }
     out.add("prometheus/default.j2", &defaults, meta, Some(svc.loc.clone()));
+    groups
 }
 
 /// One runbook page per service that has alerts, over every Prometheus host's rules.
-fn lower_runbooks(site: &Site, out: &mut Lowering) {
+fn lower_runbooks(site: &Site, all: Vec<Group>, out: &mut Lowering) {
     let mut pages: BTreeMap<String, BTreeMap<String, RunbookAlert>> = BTreeMap::new();
-    for prom in services(site) {
-        for h in &site.service(prom).hosts {
-            let jobs = scrape::jobs(site, prom, h.value);
-            for r in groups(site, prom, &jobs).into_iter().flat_map(|g| g.rules) {
-                let Some(alert) = r.alert.clone() else { continue };
-                for service in &r.services {
-                    let page = pages.entry(service.clone()).or_default();
-                    let a = page.entry(alert.clone()).or_insert_with(|| RunbookAlert {
-                        alert: alert.clone(),
-                        severity: r.severity.clone().unwrap_or_default(),
-                        summary: r.summary.clone().unwrap_or_default(),
-                        description: r
-                            .description
-                            .clone()
-                            .unwrap_or_else(|| "A rule of the site (see its `rules`).".into()),
-                        exprs: Vec::new(),
-                    });
-                    if !a.exprs.iter().any(|e| e.value == r.expr.value) {
-                        a.exprs.push(r.expr.clone());
-                    }
-                }
+    for r in all.into_iter().flat_map(|g| g.rules) {
+        let Some(alert) = r.alert.clone() else { continue };
+        for service in &r.services {
+            let page = pages.entry(service.clone()).or_default();
+            let a = page.entry(alert.clone()).or_insert_with(|| RunbookAlert {
+                alert: alert.clone(),
+                severity: r.severity.clone().unwrap_or_default(),
+                summary: r.summary.clone().unwrap_or_default(),
+                description: r.description.clone().unwrap_or_else(|| "A rule of the site (see its `rules`).".into()),
+                exprs: Vec::new(),
+            });
+            if !a.exprs.iter().any(|e| e.value == r.expr.value) {
+                a.exprs.push(r.expr.clone());
             }
         }
     }
     for (service, alerts) in pages {
-        let Some(id) = site.services.iter().position(|s| s.name == service) else { continue };
+        let Some(id) = crate::resolve::cx::Names::id(site, crate::resolve::cx::RefTo::Service, &service) else {
+            continue;
+        };
         let svc = site.service(ServiceId(id));
         let ctx = RunbookContext {
             service: Src::at(service.clone(), "service", &svc.loc),
@@ -360,14 +356,15 @@ impl Family for Prometheus {
     }
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
+        let mut all = Vec::new();
         for prom in services(site).collect::<Vec<_>>() {
             for h in &site.service(prom).hosts {
                 if !site.host(h.value).interfaces.is_empty() {
-                    lower_host(site, prom, h.value, out);
+                    all.extend(lower_host(site, prom, h.value, out));
                 }
             }
         }
-        lower_runbooks(site, out);
+        lower_runbooks(site, all, out);
     }
 
     fn facts(&self, site: &Site) -> Vec<Fact> {
@@ -416,15 +413,17 @@ impl Family for Prometheus {
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
         let m = model(site);
         let plan = site.flow_plan();
+        let exporters: Vec<(ServiceId, Vec<(PortSpec, &crate::diag::Loc)>)> = (0..site.services.len())
+            .map(ServiceId)
+            .map(|id| (id, exported_ports(site, id)))
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
         for prom in services(site) {
             let p = site.service(prom);
             // Every declared exporter is scraped from every Prometheus host.
-            for (i, t) in site.services.iter().enumerate() {
-                let id = ServiceId(i);
-                if id == prom {
-                    continue;
-                }
-                for (port, loc) in exported_ports(site, id) {
+            for (id, ports) in &exporters {
+                let t = site.service(*id);
+                for &(port, loc) in ports {
                     let missed = t
                         .hosts
                         .iter()
@@ -499,7 +498,7 @@ impl Family for Prometheus {
                 );
             }
             // Site rules do not reuse an alert name.
-            let Some(first) = p.hosts.first() else { continue };
+            let Some(first) = p.hosts.first().filter(|_| m.rules.contains_key(&prom)) else { continue };
             let base =
                 rules::baseline(site, &scrape::jobs(site, prom, first.value), m.scrape_interval(site, prom).value);
             let taken: std::collections::BTreeSet<&str> = rules::names(&base).collect();

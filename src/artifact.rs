@@ -59,6 +59,8 @@ pub enum Validator {
     Promtool,
     /// `amtool check-config` on `etc/prometheus/alertmanager.yml`.
     Amtool,
+    /// `rsyslogd -N1` on `etc/rsyslog.d/60-medianest.conf` (rsyslog's own parser).
+    Rsyslog,
 }
 
 impl Validator {
@@ -74,6 +76,7 @@ impl Validator {
             Validator::Postgres => "postgres",
             Validator::Promtool => "promtool",
             Validator::Amtool => "amtool",
+            Validator::Rsyslog => "rsyslog",
         }
     }
 }

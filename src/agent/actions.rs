@@ -66,6 +66,13 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             c = Command::new("amtool");
             c.arg("check-config").arg(p("etc/prometheus/alertmanager.yml"));
         }
+        Validator::Rsyslog => {
+            // Level 1 parses the file with its modules loaded and starts nothing. The file
+            // is an include of Debian's rsyslog.conf, which sets the work directory the
+            // queues and imfile's state need: a scratch one stands in for it.
+            c = Command::new("sh");
+            c.args(["-ec", RSYSLOG_CHECK, "sh"]).arg(p("etc/rsyslog.d/60-medianest.conf"));
+        }
     }
     c
 }
@@ -85,6 +92,12 @@ for conf in \"$t\"/*/main/postgresql.conf; do
   found=1
 done
 [ -n \"$found\" ]";
+
+/// The script of [`Validator::Rsyslog`] (`$1`: the staged file).
+const RSYSLOG_CHECK: &str = "t=$(mktemp -d)
+trap 'rm -rf \"$t\"' EXIT
+printf 'global(workDirectory=\"%s\")\\ninclude(file=\"%s\")\\n' \"$t\" \"$1\" > \"$t/check.conf\"
+rsyslogd -N1 -f \"$t/check.conf\"";
 
 /// The script of [`Validator::Pdns`] (`$1`: the staged `etc/powerdns`).
 const PDNS_CHECK: &str = "mount --bind \"$1\" /etc/powerdns

@@ -16,6 +16,7 @@ pub mod docs;
 pub mod edge;
 pub mod haproxy;
 pub mod keepalived;
+pub mod logship;
 pub mod nftables;
 pub mod nginx;
 pub mod pfsense;
@@ -187,6 +188,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &redis::Redis,
     &prometheus::Prometheus,
     &alertmanager::Alertmanager,
+    &logship::Logship,
 ];
 
 /// The jobs being collected from the families.

@@ -12,6 +12,7 @@ mod edge;
 mod fingerprint;
 mod golden;
 mod invalid;
+mod logship;
 mod monitoring;
 mod nftables;
 mod pfsense;

@@ -102,7 +102,7 @@ fi
 
 # 2. Packages for the roles and services of edge1.
 missing=
-for pkg in ca-certificates haproxy keepalived nftables openssh-client prometheus-node-exporter; do
+for pkg in ca-certificates haproxy keepalived nftables openssh-client prometheus-node-exporter rsyslog; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"
@@ -163,7 +163,8 @@ branch = "main"
 host = "edge1"
 state_dir = "/var/lib/medianest"
 allowed_signers = "/etc/medianest/allowed_signers"
-# Node exporter reads the agent's metrics here (the state directory is root-only).
+# The agent also writes its metrics where the node exporter reads them (the state
+# directory is root-only).
 textfile_dir = "/var/lib/prometheus/node-exporter"
 drift = "enforce"
 # The timer runs the agent every 5m, up to 2m late at random.

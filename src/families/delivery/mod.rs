@@ -52,6 +52,9 @@ pub struct DeliveryContext {
     pub splay: Src<String>,
     /// Splay in seconds.
     pub splay_seconds: Src<u64>,
+    /// Node exporter's textfile directory, when the host runs a node exporter: the agent
+    /// writes its metrics there too.
+    pub textfile_dir: Option<Src<String>>,
     /// Allowed signers' keys.
     pub signers: Vec<Src<String>>,
     /// Debian packages, sorted.
@@ -113,6 +116,9 @@ const DEBIAN_POSTGRES: &str = super::postgres::DEFAULT_VERSION;
 
 /// The packages a host needs, each with the roles and services that need it: those of
 /// Debian's own components, and those of the PostgreSQL project's repository (PGDG).
+/// Debian's node exporter reads `*.prom` files here (its `--collector.textfile.directory`).
+pub const TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
+
 fn packages(site: &Site, host: crate::model::HostId) -> (Vec<Src<String>>, Vec<Src<String>>) {
     use std::collections::BTreeMap;
     let h = site.host(host);
@@ -121,6 +127,10 @@ fn packages(site: &Site, host: crate::model::HostId) -> (Vec<Src<String>>, Vec<S
     // nftables: every Linux host gets a host firewall (family nftables).
     for base in ["ca-certificates", "openssh-client", "nftables"] {
         p.entry(base.into()).or_default().push(&h.loc);
+    }
+    // rsyslog ships the logs (family logship); Debian's cloud images leave it out.
+    if let Some(loc) = super::logship::input_loc(site) {
+        p.entry("rsyslog".into()).or_default().push(loc);
     }
     for r in &h.roles {
         if let Some(pkg) = match r.value {
@@ -269,6 +279,12 @@ impl Family for Delivery {
                 interval_seconds: Src::at(agent.interval.0, "agent interval", &agent.loc),
                 splay: at(agent.splay.to_string(), "agent splay"),
                 splay_seconds: Src::at(agent.splay.0, "agent splay", &agent.loc),
+                textfile_dir: site
+                    .services_on(id)
+                    .into_iter()
+                    .map(|s| site.service(s))
+                    .find(|s| s.kind.value == ServiceKind::NodeExporter)
+                    .map(|s| Src::at(TEXTFILE_DIR.to_string(), "node exporter's textfile directory", &s.loc)),
                 signers: agent.signers.iter().map(|k| at(k.clone(), "agent signer")).collect(),
                 packages: debian,
                 pgdg,

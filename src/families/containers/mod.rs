@@ -7,7 +7,10 @@
 //! holds every container service placed on the host, the bridges they attach to (ipam
 //! subnet and gateway, `internal`), their volumes (local, or NFS: `driver_opts` type
 //! `nfs`, `addr=` the server's address facing this host), and their secrets as files the
-//! operator writes, `/etc/medianest/secrets/<name>` (0400 root; never in git). Each
+//! operator writes, `/etc/medianest/secrets/<name>` (0400 root; never in git). A local
+//! volume is the host directory `/srv/medianest/<service>/<volume>` that the bootstrap
+//! makes, owned by the container's user, bind-mounted (a new named volume would belong
+//! to root, which a non-root container cannot write). Each
 //! service gets the full hardening: `read_only`, `tmpfs` entries
 //! `<path>:size=<tmpfs_size>,mode=1777,noexec,nosuid,nodev`, `cap_drop: [ALL]` plus the
 //! declared `cap_add`, `security_opt: [no-new-privileges:true, apparmor=docker-default]`,
@@ -104,6 +107,17 @@ pub const IMAGES: &str = "docs/images.txt";
 pub const NFS_OPTIONS: &str = "nfsvers=4.2,rw,hard,noatime";
 /// Export options.
 pub const EXPORT_OPTIONS: &str = "rw,sync,no_subtree_check,root_squash,sec=sys";
+
+/// Where a container's local volume lives on its host: made by the bootstrap (family
+/// delivery), owned by the container's user, bind-mounted by Compose and Swarm.
+pub fn volume_dir(service: &str, volume: &str) -> String {
+    format!("/srv/medianest/{service}/{volume}")
+}
+
+/// Whether a volume is shared over NFS (else it is a local directory).
+pub fn is_nfs(site: &Site, volume: &str) -> bool {
+    model(site).nfs.contains_key(volume)
+}
 
 /// The containers family.
 pub struct Containers;
@@ -423,9 +437,16 @@ fn service_view(site: &Site, id: ServiceId, host: Option<HostId>, here: &BTreeSe
     let image = s.image.as_ref().map(|i| Src::at(i.value.to_string(), "image", &i.loc));
     let mut mounts = Vec::new();
     for v in &s.volumes {
+        // An NFS volume is Docker's; a local one is the directory the bootstrap makes,
+        // owned by the container's user (a fresh named volume would be root's).
+        let nfs = m.nfs.contains_key(&v.name);
         mounts.push(MountView {
-            kind: "volume",
-            source: Src::at(v.name.clone(), "volume", &v.loc),
+            kind: if nfs { "volume" } else { "bind" },
+            source: if nfs {
+                Src::at(v.name.clone(), "volume", &v.loc)
+            } else {
+                Src::of(volume_dir(&s.name, &v.name), "volume directory", [sl, &v.loc])
+            },
             target: Src::at(v.target.clone(), "mount point", &v.loc),
             read_only: false,
         });
@@ -540,7 +561,7 @@ fn file_context(site: &Site, owner: HostId, ids: &[ServiceId], compose: bool) ->
                 gateway: net.gateway.as_ref().map(|g| Src::at(g.value.to_string(), "gateway", &g.loc)),
             });
         }
-        for v in &s.volumes {
+        for v in s.volumes.iter().filter(|v| m.nfs.contains_key(&v.name)) {
             volumes.entry(v.name.clone()).or_insert_with(|| {
                 let nfs = m.nfs.get(&v.name).and_then(|n| {
                     let server = site.host(n.server.value);

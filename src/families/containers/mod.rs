@@ -225,6 +225,16 @@ pub struct MountView {
     pub read_only: bool,
 }
 
+/// A dependency in the same Compose file.
+#[derive(Serialize)]
+pub struct DependsView {
+    /// The service.
+    pub name: Src<String>,
+    /// `service_healthy`, or `service_started` for one without a health check (its
+    /// exception), which would never become healthy.
+    pub condition: &'static str,
+}
+
 /// One container service as both templates write it.
 #[derive(Serialize)]
 pub struct ServiceView {
@@ -266,8 +276,8 @@ pub struct ServiceView {
     pub mounts: Vec<MountView>,
     /// Published ports.
     pub ports: Vec<PortView>,
-    /// Dependencies in the same file.
-    pub depends_on: Vec<Src<String>>,
+    /// Dependencies in the same file, with the condition Compose waits for.
+    pub depends_on: Vec<DependsView>,
     /// Dependencies elsewhere (a comment).
     pub depends_elsewhere: Vec<Src<String>>,
     /// CPU limit.
@@ -518,7 +528,13 @@ fn service_view(site: &Site, id: ServiceId, host: Option<HostId>, here: &BTreeSe
         networks,
         mounts,
         ports: ports(site, id, host),
-        depends_on: dep(depends_on),
+        depends_on: depends_on
+            .into_iter()
+            .map(|x| DependsView {
+                name: Src::at(site.service(x.value).name.clone(), "dependency", &x.loc),
+                condition: if site.service(x.value).health.is_some() { "service_healthy" } else { "service_started" },
+            })
+            .collect(),
         depends_elsewhere: dep(depends_elsewhere),
         cpus: Src::of(cpus(s.resources.cpus), "cpus", dl.into_iter().chain([sl])),
         memory: Src::of(s.resources.memory.to_string(), "memory", dl.into_iter().chain([sl])),

@@ -188,3 +188,48 @@ fn nfs_exports_list_exactly_the_client_hosts_and_images_are_listed() {
     assert!(lines.contains(&"ghcr.io/medianest/backend:1.4.2"));
     assert!(lines.iter().all(|l| l.contains(':') || l.contains('@')), "every image pinned");
 }
+
+#[test]
+fn the_family_keys_are_reviewed_by_diff() {
+    // Two builds of base-site with the API's family keys changed: each change is a
+    // summary line naming its field.
+    let base = r#"
+[containers]
+log_max_size = "10m"
+
+[services.api]
+image = "ghcr.io/lab/api:1.0.0"
+hosts = ["app1"]
+user = "1001:1001"
+ports = { api = 9000 }
+health = { http = "/health", port = "api" }
+command = ["api", "--serve"]
+publish = [{ port = "api", bind = "127.0.0.1" }]
+binds = [{ source = "/etc/ssl/certs", target = "/etc/ssl/certs" }]
+"#;
+    let edited = base
+        .replace("\"--serve\"", "\"--serve\", \"--verbose\"")
+        .replace("bind = \"127.0.0.1\"", "bind = \"10.1.2.10\"")
+        .replace("target = \"/etc/ssl/certs\" }", "target = \"/etc/ssl/certs\", writable = true }")
+        .replace("\"10m\"", "\"20m\"");
+    let build = |text: &str| {
+        let repo = Repo::base();
+        repo.write("site/zz-api.toml", text);
+        let c = medianest::ops::compile(&medianest::ops::Paths::under(repo.path()));
+        assert!(!c.failed(), "the site builds");
+        (repo, c)
+    };
+    let ((_a, a), (_b, b)) = (build(base), build(&edited));
+    let lines: Vec<String> = medianest::review::semantic::compare(&a.site, &b.site, &medianest::families::facts)
+        .iter()
+        .map(|c| c.line())
+        .collect();
+    for field in ["command", "publish", "binds", "log_max_size"] {
+        assert!(lines.iter().any(|l| l.contains(field)), "no line names `{field}`: {lines:?}");
+    }
+    let compose = &b.artifacts["hosts/app1/root/etc/medianest/compose/compose.yaml"];
+    let text = String::from_utf8(compose.bytes.clone()).unwrap();
+    assert!(text.contains("command: [\"api\", \"--serve\", \"--verbose\"]"), "{text}");
+    assert!(text.contains("host_ip: \"10.1.2.10\""), "{text}");
+    assert!(text.contains("max-size: \"20m\""), "{text}");
+}

@@ -32,6 +32,10 @@ for pkg in $DEBIAN_PACKAGES; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
 command -v npm > /dev/null || missing="$missing npm"
+# The docker CLI (`docker stack config`, offline, for the containers family's stack
+# files): the machine image has Docker's; elsewhere Debian's docker.io brings one (its
+# daemon is not started: see policy-rc.d below).
+command -v docker > /dev/null || missing="$missing docker.io"
 if [ -n "$missing" ]; then
     echo "== installing Debian packages:$missing"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -12,7 +12,8 @@
 //! ports unique on each host and, for some, a public `expose` entry with its own hostname
 //! served by the edge (an HAProxy + keepalived pair in the DMZ, one wildcard certificate,
 //! Nginx with ModSecurity on every app host); plus native PostgreSQL and Redis, MinIO,
-//! ingress containers and metrics collectors. Flows
+//! ingress containers and metrics collectors. The last tenth of the app hosts form a Docker
+//! Swarm (the containers family puts their apps in one stack). Flows
 //! use ports their targets really serve and say why; guard-rails forbid the usual
 //! pairs and no flow breaks them. Every stateful service has a backup within the 1h RPO
 //! (PostgreSQL: daily base backup plus continuous WAL archiving).
@@ -70,6 +71,9 @@ struct Synth {
     db: Vec<usize>,
     storage: Vec<usize>,
     monitoring: Vec<usize>,
+    /// The app hosts that form a Docker Swarm (the last tenth, the first of them the
+    /// manager): their apps go to the stack instead of a Compose file.
+    swarm: Vec<usize>,
     /// `[services.*]` text per file name.
     services: BTreeMap<String, String>,
     service_count: usize,
@@ -91,6 +95,7 @@ impl Synth {
             db: Vec::new(),
             storage: Vec::new(),
             monitoring: Vec::new(),
+            swarm: Vec::new(),
             services: BTreeMap::new(),
             service_count: 0,
             flows: Vec::new(),
@@ -127,6 +132,9 @@ impl Synth {
                     _ => s.monitoring.push(h),
                 }
             }
+        }
+        if s.app.len() >= 4 {
+            s.swarm = s.app[s.app.len() - (s.app.len() / 10).max(2)..].to_vec();
         }
         Ok(s)
     }
@@ -178,7 +186,15 @@ impl Synth {
             } else {
                 let hv = &self.hosts[self.hypervisors[i % self.hypervisors.len()]].name;
                 // Storage hosts hold the MinIO datasets in a ZFS pool (snapshot backups).
-                let roles = if ZONES[h.zone].name == "storage" { "\"docker\", \"zfs\"" } else { "\"docker\"" };
+                let roles = if ZONES[h.zone].name == "storage" {
+                    "\"docker\", \"zfs\""
+                } else if self.swarm.first() == Some(&i) {
+                    "\"docker\", \"swarm-manager\""
+                } else if self.swarm.contains(&i) {
+                    "\"docker\", \"swarm-worker\""
+                } else {
+                    "\"docker\""
+                };
                 let _ = writeln!(t, "kind = \"vm\"\non = \"{hv}\"\nos = \"debian-12\"\nroles = [{roles}]");
                 let _ = writeln!(
                     t,
@@ -429,8 +445,11 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
     for i in 0..n_apps {
         let name = format!("app-{:05}", i + 1);
         let h0 = app_hosts[i % app_hosts.len()];
-        let on: Vec<usize> =
-            if i % 5 == 4 && app_hosts.len() > 1 { vec![h0, app_hosts[(i + 1) % app_hosts.len()]] } else { vec![h0] };
+        // A pair stays on one side of the Swarm: a service runs in the stack or in
+        // Compose files, never both.
+        let h1 = app_hosts[(i + 1) % app_hosts.len()];
+        let same_side = s.swarm.contains(&h0) == s.swarm.contains(&h1);
+        let on: Vec<usize> = if i % 5 == 4 && app_hosts.len() > 1 && same_side { vec![h0, h1] } else { vec![h0] };
         let http = s.port(&on);
         let metrics = s.port(&on);
         let hosts: Vec<String> = on.iter().map(|h| format!("\"{}\"", s.hosts[*h].name)).collect();

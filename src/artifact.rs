@@ -61,6 +61,12 @@ pub enum Validator {
     Amtool,
     /// `rsyslogd -N1` on `etc/rsyslog.d/60-medianest.conf` (rsyslog's own parser).
     Rsyslog,
+    /// `docker compose -f etc/medianest/compose/compose.yaml config -q`: Compose's own
+    /// parser and its reference checks (volumes, networks, secrets).
+    Compose,
+    /// `docker stack config -c` on each staged `etc/medianest/stacks/*.yml`: the Swarm
+    /// v3 schema (works without an engine).
+    Stack,
 }
 
 impl Validator {
@@ -77,6 +83,8 @@ impl Validator {
             Validator::Promtool => "promtool",
             Validator::Amtool => "amtool",
             Validator::Rsyslog => "rsyslog",
+            Validator::Compose => "compose",
+            Validator::Stack => "stack",
         }
     }
 }
@@ -96,6 +104,19 @@ pub enum Probe {
     Refetch,
 }
 
+/// How the agent runs a file's containers after the swap, then waits until they
+/// converge (else it restores the previous file and deploys that again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deploy {
+    /// `docker compose -f <file> up -d --remove-orphans` (the project is the file's
+    /// `name:`), converged when every container runs and every health check passes.
+    Compose,
+    /// `docker stack deploy --prune --with-registry-auth -c <file> <stem>`, converged
+    /// when every service of the stack runs its replica count.
+    Stack,
+}
+
 /// What the agent does with a host file, from a fixed vocabulary built into the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Apply {
@@ -113,6 +134,9 @@ pub struct Apply {
     /// A check after the reload.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub probe: Option<Probe>,
+    /// Containers to deploy from it after the swap.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub deploy: Option<Deploy>,
 }
 
 /// Everything about a generated file except its bytes.
@@ -185,7 +209,14 @@ impl ArtifactMeta {
             owner: owner.into(),
             host: Some(host.into()),
             sources: Vec::new(),
-            apply: Some(Apply { target: target.into(), validate: None, reload: None, restart: None, probe: None }),
+            apply: Some(Apply {
+                target: target.into(),
+                validate: None,
+                reload: None,
+                restart: None,
+                probe: None,
+                deploy: None,
+            }),
             template: String::new(),
             traces: Vec::new(),
         }
@@ -314,6 +345,9 @@ pub struct PlanActions {
     /// Check after the reload.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub probe: Option<Probe>,
+    /// Containers deployed from the file.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub deploy: Option<Deploy>,
 }
 
 /// `hosts/<host>/plan.json`: what the agent on that host applies and how.
@@ -361,6 +395,7 @@ pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Art
                         reload: apply.reload.clone(),
                         restart: apply.restart.clone(),
                         probe: apply.probe,
+                        deploy: apply.deploy,
                     },
                 })
             })

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::artifact::Validator;
+use crate::artifact::{Deploy, Validator};
 
 /// The command of a plan's validator, run against the staged tree.
 pub fn validator(v: Validator, staged: &Path) -> Command {
@@ -73,8 +73,161 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             c = Command::new("sh");
             c.args(["-ec", RSYSLOG_CHECK, "sh"]).arg(p("etc/rsyslog.d/60-medianest.conf"));
         }
+        Validator::Compose => {
+            // Compose's own parser, with its reference checks; `-q` prints nothing.
+            c = Command::new("docker");
+            c.args(["compose", "-f"]).arg(p("etc/medianest/compose/compose.yaml")).args(["config", "-q"]);
+        }
+        Validator::Stack => {
+            c = Command::new("sh");
+            c.args(["-ec", STACK_CHECK, "sh"]).arg(p("etc/medianest/stacks"));
+        }
     }
     c
+}
+
+/// The script of [`Validator::Stack`] (`$1`: the staged `etc/medianest/stacks`).
+const STACK_CHECK: &str = "found=
+for f in \"$1\"/*.yml; do
+  [ -f \"$f\" ] || continue
+  docker stack config -c \"$f\" >/dev/null
+  found=1
+done
+[ -n \"$found\" ]";
+
+/// The name a stack file deploys as: its file stem, which must be a plain name (it
+/// becomes an argument of `docker stack`).
+pub fn stack_name(file: &Path) -> Result<String> {
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let ok = !stem.is_empty()
+        && stem.len() <= 63
+        && stem.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        bail!("`{}` is not a stack file the agent deploys", file.display());
+    }
+    Ok(stem.to_string())
+}
+
+/// Deploys the containers of `file` (a Compose file's project is its `name:`).
+pub fn deploy(d: Deploy, file: &Path) -> Result<()> {
+    let mut c = Command::new("docker");
+    match d {
+        Deploy::Compose => {
+            c.args(["compose", "-f"]).arg(file).args(["up", "-d", "--remove-orphans"]);
+            run(c, &format!("docker compose up ({})", file.display()))
+        }
+        Deploy::Stack => {
+            let name = stack_name(file)?;
+            c.args(["stack", "deploy", "--prune", "--with-registry-auth", "-c"]).arg(file).arg(&name);
+            run(c, &format!("docker stack deploy {name}"))
+        }
+    }
+}
+
+/// Stops what `file` deployed (a rollback of a file that did not exist before).
+pub fn teardown(d: Deploy, file: &Path) -> Result<()> {
+    let mut c = Command::new("docker");
+    match d {
+        Deploy::Compose => {
+            c.args(["compose", "-f"]).arg(file).args(["down", "--remove-orphans"]);
+            run(c, &format!("docker compose down ({})", file.display()))
+        }
+        Deploy::Stack => {
+            let name = stack_name(file)?;
+            c.args(["stack", "rm", &name]);
+            run(c, &format!("docker stack rm {name}"))
+        }
+    }
+}
+
+/// How long the agent waits for a deployment to converge: `MEDIANEST_CONVERGE_SECS`
+/// (tests), else five minutes, enough for image pulls and start periods.
+pub fn converge_deadline() -> std::time::Duration {
+    let secs = std::env::var("MEDIANEST_CONVERGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300u64);
+    std::time::Duration::from_secs(secs)
+}
+
+/// Waits until the containers of `file` converge (see [`Deploy`]), polling until
+/// `deadline`; the error says what had not.
+pub fn converge(d: Deploy, file: &Path, deadline: std::time::Duration) -> Result<()> {
+    let start = std::time::Instant::now();
+    let poll = (deadline / 10).clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(2));
+    loop {
+        let waiting = match d {
+            Deploy::Compose => compose_waiting(file)?,
+            Deploy::Stack => stack_waiting(&stack_name(file)?)?,
+        };
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() >= deadline {
+            bail!("not converged after {}s: {}", deadline.as_secs(), waiting.join(", "));
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// Output of a command that must succeed.
+fn output(mut c: Command, what: &str) -> Result<String> {
+    let out = c.output().with_context(|| format!("failed to run {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The containers of a Compose file that do not run healthy yet (`docker compose ps
+/// --format json`: one object per line, or an array from older releases); a file with
+/// no container at all has not converged either.
+fn compose_waiting(file: &Path) -> Result<Vec<String>> {
+    let mut c = Command::new("docker");
+    c.args(["compose", "-f"]).arg(file).args(["ps", "--all", "--format", "json"]);
+    let text = output(c, "docker compose ps")?;
+    let mut items: Vec<serde_json::Value> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(line).context("docker compose ps printed no JSON")? {
+            serde_json::Value::Array(v) => items.extend(v),
+            v => items.push(v),
+        }
+    }
+    if items.is_empty() {
+        return Ok(vec!["no container is running".into()]);
+    }
+    let field = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+    Ok(items
+        .iter()
+        .filter(|v| field(v, "State") != "running" || !matches!(field(v, "Health").as_str(), "" | "healthy"))
+        .map(|v| {
+            let health = field(v, "Health");
+            let state = if health.is_empty() { field(v, "State") } else { format!("{}, {health}", field(v, "State")) };
+            format!("{} ({state})", field(v, "Name"))
+        })
+        .collect())
+}
+
+/// The services of a stack below their replica count (`docker service ls`, `n/m`).
+fn stack_waiting(name: &str) -> Result<Vec<String>> {
+    let mut c = Command::new("docker");
+    c.args(["service", "ls", "--filter"])
+        .arg(format!("label=com.docker.stack.namespace={name}"))
+        .args(["--format", "{{.Name}} {{.Replicas}}"]);
+    let text = output(c, "docker service ls")?;
+    let mut waiting = Vec::new();
+    let mut seen = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        seen += 1;
+        let mut words = line.split_whitespace();
+        let (svc, replicas) = (words.next().unwrap_or("?"), words.next().unwrap_or(""));
+        let done = replicas.split_once('/').is_some_and(|(a, b)| a == b && !b.is_empty());
+        if !done {
+            waiting.push(format!("{svc} ({replicas})"));
+        }
+    }
+    if seen == 0 {
+        waiting.push(format!("stack {name} has no service"));
+    }
+    Ok(waiting)
 }
 
 /// The script of [`Validator::Postgres`] (`$1`: the staged `etc/postgresql`). The

@@ -7,8 +7,9 @@
 //! history → verify the tip's SSH signature → read and check the host's tree from that
 //! one commit → detect drift → stage and validate with the native tools → journal and
 //! back up → swap every file atomically, never through a symlink ([`fsops`]) → reload →
-//! health (units active; the repository still reachable after a firewall change) → record the state, or restore the previous files byte for byte and reload
-//! again. A run with nothing to do writes nothing and reloads nothing.
+//! health (units active; the repository still reachable after a firewall change) → deploy
+//! containers (Compose or a Swarm stack) and wait until they converge → record the state,
+//! or restore the previous files byte for byte, reload and redeploy them again. A run with nothing to do writes nothing and reloads nothing.
 //!
 //! Exit codes: 0 applied or nothing to do, 1 refused (the repository did not prove
 //! itself; nothing was written), 2 usage or I/O error, 3 the apply failed and was rolled
@@ -118,6 +119,8 @@ pub struct Report {
     pub reloaded: Vec<String>,
     /// Units restarted.
     pub restarted: Vec<String>,
+    /// Files whose containers were deployed.
+    pub deployed: Vec<String>,
     /// Whether an interrupted apply was undone first.
     pub recovered: bool,
     /// Milliseconds taken.
@@ -136,6 +139,7 @@ impl Report {
             drift: Vec::new(),
             reloaded: Vec::new(),
             restarted: Vec::new(),
+            deployed: Vec::new(),
             recovered: false,
             millis: 0,
         }
@@ -246,8 +250,16 @@ struct ValidationFailed(String);
 #[error("{0}")]
 struct FetchFailed(String);
 
-/// Restores the files a journal names, reloads, and clears it.
-fn undo(root: &Root, dir: &StateDir, j: &Journal) -> Result<()> {
+/// Restores the files a journal names, reloads, redeploys the previous containers, and
+/// clears it.
+fn undo(root: &Root, host_root: &std::path::Path, dir: &StateDir, j: &Journal) -> Result<()> {
+    let on_host = |target: &str| host_root.join(target.trim_start_matches('/'));
+    // Containers from a file that did not exist before: stopped while the file is there.
+    for (target, d) in &j.deploy {
+        if j.entries.iter().any(|e| &e.target == target && e.before.is_none()) && on_host(target).exists() {
+            let _ = actions::teardown(*d, &on_host(target));
+        }
+    }
     for e in j.entries.iter().rev() {
         match &e.before {
             Some((backup, mode, uid, gid)) => {
@@ -260,6 +272,13 @@ fn undo(root: &Root, dir: &StateDir, j: &Journal) -> Result<()> {
     }
     for unit in &j.reload {
         let _ = actions::systemctl(actions::RELOAD, unit);
+    }
+    for (target, d) in &j.deploy {
+        if on_host(target).exists()
+            && let Err(e) = actions::deploy(*d, &on_host(target))
+        {
+            log("redeploy-failed", serde_json::json!({ "target": target, "reason": format!("{e:#}") }));
+        }
     }
     dir.clear_journal()
 }
@@ -276,7 +295,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             anyhow::bail!("an interrupted apply of {} must be recovered first; run without --dry-run", j.commit);
         } else {
             log("recover", serde_json::json!({ "commit": j.commit, "files": j.entries.len() }));
-            undo(&root, dir, &j)?;
+            undo(&root, &opts.root, dir, &j)?;
             report.recovered = true;
         }
     }
@@ -374,6 +393,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         commit: commit.to_string(),
         entries: Vec::new(),
         reload: reload.iter().chain(&restart).cloned().collect(),
+        deploy: entries.iter().filter_map(|f| f.actions.deploy.map(|d| (f.target.clone(), d))).collect(),
     };
     for (i, (target, ..)) in changes.iter().enumerate() {
         let before = match root.read(target)? {
@@ -409,11 +429,20 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             source::reachable(&opts.repo, &opts.branch)
                 .context("the repository is unreachable after the change (a firewall that cuts the host off)")?;
         }
+        // Containers last: the host's firewall and units are in place when they start.
+        for (target, d) in &journal.deploy {
+            let file = opts.root.join(target.trim_start_matches('/'));
+            actions::deploy(*d, &file)?;
+            report.deployed.push(target.clone());
+            crash_point("deployed");
+            actions::converge(*d, &file, actions::converge_deadline())
+                .with_context(|| format!("the containers of `{target}` did not converge"))?;
+        }
         Ok(())
     })();
     if let Err(e) = applied {
         log("rollback", serde_json::json!({ "commit": commit.to_string(), "reason": format!("{e:#}") }));
-        undo(&root, dir, &journal).context("the rollback failed too; the host needs an operator")?;
+        undo(&root, &opts.root, dir, &journal).context("the rollback failed too; the host needs an operator")?;
         return Err(anyhow::Error::new(RolledBack(format!("{e:#}; the previous files were restored and reloaded"))));
     }
     let mut st = State { applied_commit: Some(commit.to_string()), files: BTreeMap::new() };

@@ -39,6 +39,10 @@ pub struct Journal {
     pub entries: Vec<JournalEntry>,
     /// Units to reload after restoring.
     pub reload: Vec<String>,
+    /// Files whose containers were deployed: after restoring, the previous file is
+    /// deployed again (or, when there was none, the new one torn down first).
+    #[serde(default)]
+    pub deploy: Vec<(String, crate::artifact::Deploy)>,
 }
 
 /// The state directory.

@@ -1,8 +1,8 @@
 //! Stage 4, **lower**: the [`Site`] → one [`RenderJob`] per file, family by family.
 //!
 //! An artifact family (docs, base, edge, haproxy, nginx, keepalived, nftables, delivery,
-//! postgres, pfsense, dns, proxmox, and later compose, prometheus, …) is one folder here plus one folder
-//! under `templates/`. It owns its site keys (a `keys!` struct, typed into its own model
+//! postgres, pfsense, dns, proxmox, pgbouncer, redis, prometheus, alertmanager, logship,
+//! containers) is one folder here plus one folder under `templates/`. It owns its site keys (a `keys!` struct, typed into its own model
 //! in [`Site::ext`]), its checks, its typed, documented template contexts (never raw
 //! TOML) and its review facts, and says where each file goes, with what mode, owner and
 //! apply actions. Adding a family means adding a folder and a line to [`FAMILIES`]; no
@@ -10,6 +10,7 @@
 
 pub mod alertmanager;
 pub mod base;
+pub mod containers;
 pub mod delivery;
 pub mod dns;
 pub mod docs;
@@ -189,6 +190,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &prometheus::Prometheus,
     &alertmanager::Alertmanager,
     &logship::Logship,
+    &containers::Containers,
 ];
 
 /// The jobs being collected from the families.

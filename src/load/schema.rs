@@ -253,7 +253,7 @@ crate::keys! {
         /// Named ports: `{ http = 4000, dns = "udp/53" }` (default: the kind's ports).
         #[serde(default)]
         pub ports: Named<Spanned<IntOrStr>>,
-        /// Docker network attachments with static addresses: `{ internal = "172.25.0.20" }`.
+        /// Docker network attachments: a static address on a bridge, `{ internal = "172.25.0.20" }`, or `"auto"` where the driver assigns one (overlays, whose addresses Swarm assigns): `{ front = "auto" }`.
         #[serde(default)]
         pub networks: Named<Str>,
         /// Required for containers. Container user `uid:gid` (root needs an exception).

@@ -547,8 +547,9 @@ pub struct Service {
     pub version: Option<String>,
     /// Named ports (declared, or the kind's defaults).
     pub ports: Vec<Port>,
-    /// Docker network attachments.
-    pub networks: Vec<(NetId, At<IpAddr>)>,
+    /// Docker network attachments, with the static address (`None`: the driver assigns
+    /// one, written `"auto"`).
+    pub networks: Vec<(NetId, At<Option<IpAddr>>)>,
     /// Container user.
     pub user: Option<At<String>>,
     /// Health check.

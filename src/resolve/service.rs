@@ -191,13 +191,18 @@ impl Cx<'_, '_> {
         (ports, port_errors)
     }
 
-    /// Docker network attachments with their static addresses.
-    fn networks(&mut self, s: &RawService) -> Vec<(NetId, At<std::net::IpAddr>)> {
+    /// Docker network attachments with their static addresses (`"auto"`: the driver
+    /// assigns one).
+    fn networks(&mut self, s: &RawService) -> Vec<(NetId, At<Option<std::net::IpAddr>>)> {
         let mut networks = Vec::new();
         for (nname, addr) in &s.networks {
             let nloc = self.loc(nname.span());
             let net = self.reference(RefTo::Network, nname.get_ref(), nloc);
-            let addr = self.value(addr, values::address);
+            let addr = if addr.get_ref() == "auto" {
+                Some(At { value: None, loc: self.loc(addr.span()) })
+            } else {
+                self.value(addr, |a| values::address(a).map(Some))
+            };
             if let (Some(net), Some(addr)) = (net, addr) {
                 networks.push((NetId(net), addr));
             }

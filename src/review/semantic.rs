@@ -184,7 +184,10 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
                 ("env", Val::many(s.env.iter().map(|(k, v)| format!("{}={}", k.value, v.value)))),
                 (
                     "networks",
-                    Val::many(s.networks.iter().map(|(n, a)| format!("{} {}", site.network(*n).name, a.value))),
+                    Val::many(s.networks.iter().map(|(n, a)| {
+                        let addr = a.value.map(|ip| ip.to_string()).unwrap_or_else(|| "auto".into());
+                        format!("{} {addr}", site.network(*n).name)
+                    })),
                 ),
                 ("volumes", Val::many(s.volumes.iter().map(|v| format!("{} {}", v.name, v.target)))),
                 ("tmpfs", Val::many(s.tmpfs.iter().map(|x| x.value.as_str()))),

@@ -107,7 +107,10 @@ pub(super) fn addressing(site: &Site, diags: &mut Diagnostics) {
     // Docker network attachments: inside the network, unique per network, not the gateway.
     let mut attached: BTreeMap<(NetId, IpAddr), (&str, &Loc)> = BTreeMap::new();
     for s in &site.services {
-        for (net, addr) in &s.networks {
+        for (net, at) in &s.networks {
+            // `"auto"`: the driver assigns it, nothing to check.
+            let Some(ip) = at.value else { continue };
+            let addr = &At { value: ip, loc: at.loc.clone() };
             let n = site.network(*net);
             if let Some(c) = &n.cidr
                 && !inside(site, diags, &addr.value, &addr.loc, c, &format!("docker network `{}`", n.name), "address")
@@ -138,7 +141,7 @@ pub(super) fn addressing(site: &Site, diags: &mut Diagnostics) {
                     .help("every container needs its own address on a network"),
                 );
             } else {
-                attached.insert((*net, addr.value), (&s.name, &addr.loc));
+                attached.insert((*net, ip), (&s.name, &at.loc));
             }
         }
     }

@@ -163,6 +163,10 @@ pub(super) fn services(site: &Site, diags: &mut Diagnostics) {
         }
         for (net, addr) in &s.networks {
             let n = site.network(*net);
+            if addr.value.is_none() {
+                // `"auto"`: the driver assigns the address, which fits overlays and replicas.
+                continue;
+            }
             if n.driver == NetDriver::Overlay {
                 diags.push(
                     Diagnostic::error(
@@ -174,7 +178,7 @@ pub(super) fn services(site: &Site, diags: &mut Diagnostics) {
                         addr.loc.clone(),
                     )
                     .also(n.loc.clone(), "network defined here")
-                    .help("remove the address, or use a `bridge` network (one per host) for static addresses"),
+                    .help(format!("write `{} = \"auto\"` to let Swarm assign it, or use a `bridge` network (one per host) for static addresses", n.name)),
                 );
             } else if s.replicas > 1 {
                 diags.push(

@@ -5,7 +5,7 @@
 //! non-zero exit, a reason, and not one byte changed anywhere under the root.
 //!
 //! Native tools and systemd are replaced by stubs on `PATH` (`nginx`, `haproxy`,
-//! `systemctl`) whose exit codes the tests control and whose calls they count.
+//! `systemctl`, `docker`) whose exit codes the tests control and whose calls they count.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -955,4 +955,124 @@ fn a_firewall_that_cuts_the_host_off_its_repository_is_rolled_back() {
     assert_eq!(sim.calls().matches("reload-or-restart nftables.service").count(), 3, "{}", sim.calls());
     // And the host still pulls.
     assert_eq!(pull().status.code(), Some(3), "the same commit is refused again, not half-applied");
+}
+
+/// A `docker` stub: logs its argv, and for `up` / `stack deploy` the sha256 of the file
+/// it deploys (so a test sees which bytes were running); `config` fails while
+/// `docker.rc` exists; `compose ps` prints `ps.json`, `service ls` prints `services.txt`.
+fn docker_stub(sim: &Sim) {
+    let d = sim.path();
+    let script = format!(
+        r#"#!/bin/sh
+echo "docker $*" >> '{log}'
+file=; prev=
+for a in "$@"; do
+  if [ "$prev" = -f ] || [ "$prev" = -c ]; then file=$a; fi
+  prev=$a
+done
+case " $* " in
+  *" config "*) if [ -e '{rc}' ]; then echo "docker stub: invalid" >&2; exit 1; fi ;;
+  *" up "*|*" stack deploy "*) echo "deployed $(sha256sum < "$file" | cut -c1-64)" >> '{log}' ;;
+  *" ps "*) cat '{ps}' ;;
+  *" service ls "*) cat '{svc}' ;;
+esac
+exit 0
+"#,
+        log = d.join("calls.log").display(),
+        rc = d.join("docker.rc").display(),
+        ps = d.join("ps.json").display(),
+        svc = d.join("services.txt").display(),
+    );
+    let path = d.join("stubs/docker");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Writes `generated/` for `web1` with one container file deployed by `deploy`.
+fn render_deploy(sim: &Sim, target: &str, content: &[u8], validate: &str, deploy: &str) {
+    let gen_dir = sim.work().join("generated");
+    let _ = std::fs::remove_dir_all(&gen_dir);
+    let mut set = ArtifactSet::new();
+    let mut meta = ArtifactMeta::host_file("containers", "web1", target, 0o640, "root:root");
+    if let Some(a) = meta.apply.as_mut() {
+        a.validate = Some(serde_json::from_value(serde_json::json!(validate)).expect("a known validator"));
+        a.deploy = Some(serde_json::from_value(serde_json::json!(deploy)).expect("a known deploy action"));
+    }
+    set.insert(meta.path.clone(), Artifact::new(content.to_vec(), meta));
+    for p in host_plans(&set, &[("web1".into(), vec![])]) {
+        set.insert(p.meta.path.clone(), p);
+    }
+    for (path, a) in &set {
+        let p = gen_dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, &a.bytes).unwrap();
+    }
+    std::fs::write(gen_dir.join("manifest.json"), manifest_bytes(&set)).unwrap();
+}
+
+fn sha(b: &[u8]) -> String {
+    medianest::artifact::sha256_hex(b)
+}
+
+#[test]
+fn containers_deploy_converge_and_a_failed_convergence_redeploys_the_previous_file() {
+    const COMPOSE: &str = "/etc/medianest/compose/compose.yaml";
+    const STACK: &str = "/etc/medianest/stacks/lab.yml";
+    let healthy = r#"{"Name":"lab-web-1","State":"running","Health":"healthy"}
+{"Name":"lab-worker-1","State":"running","Health":""}
+"#;
+    let unhealthy = r#"{"Name":"lab-web-1","State":"running","Health":"unhealthy"}"#;
+    for (target, validate, deploy, up, good, bad) in [
+        (COMPOSE, "compose", "compose", "compose -f", healthy, unhealthy),
+        (STACK, "stack", "stack", "stack deploy --prune --with-registry-auth -c", "lab_api 2/2\n", "lab_api 1/2\n"),
+    ] {
+        let sim = Sim::new();
+        docker_stub(&sim);
+        let (ps, svc) = (sim.path().join("ps.json"), sim.path().join("services.txt"));
+        std::fs::write(&ps, good).unwrap();
+        std::fs::write(&svc, good).unwrap();
+        let (v1, v2): (&[u8], &[u8]) = (b"name: lab\nservices: {}\n", b"name: lab\nservices: {web: {}}\n");
+        render_deploy(&sim, target, v1, validate, deploy);
+        sim.commit("v1", Some("key"));
+        let o = sim.pull_with(&[], &[("MEDIANEST_CONVERGE_SECS", "2")]);
+        let r = report(&o);
+        assert_eq!(o.status.code(), Some(0), "{deploy}: {r}\n{}", stderr(&o));
+        assert_eq!(r["deployed"], serde_json::json!([target]));
+        let calls = sim.calls();
+        let file = sim.root().join(target.trim_start_matches('/'));
+        assert!(calls.contains(&format!("docker {up} {}", file.display())), "{calls}");
+        assert!(calls.contains(&format!("deployed {}", sha(v1))), "{calls}");
+        if deploy == "stack" {
+            assert!(calls.contains(&format!("-c {} lab", file.display())), "the stack is named by its file: {calls}");
+            assert!(calls.contains("service ls --filter label=com.docker.stack.namespace=lab"), "{calls}");
+        } else {
+            assert!(calls.contains("up -d --remove-orphans"), "{calls}");
+            assert!(calls.contains("ps --all --format json"), "{calls}");
+        }
+
+        // v2 does not converge: v1 comes back byte for byte and is deployed again.
+        let before = snapshot(&sim.root());
+        render_deploy(&sim, target, v2, validate, deploy);
+        sim.commit("v2", Some("key"));
+        std::fs::write(&ps, bad).unwrap();
+        std::fs::write(&svc, bad).unwrap();
+        std::fs::write(sim.path().join("calls.log"), "").unwrap();
+        let o = sim.pull_with(&[], &[("MEDIANEST_CONVERGE_SECS", "1")]);
+        let r = report(&o);
+        assert_eq!(o.status.code(), Some(3), "{deploy}: {r}");
+        assert_eq!(r["result"], "rolled-back");
+        assert!(r["reason"].as_str().unwrap().contains("did not converge"), "{r}");
+        assert_eq!(snapshot(&sim.root()), before, "{deploy}: not restored byte for byte");
+        let calls = sim.calls();
+        let deployed: Vec<&str> = calls.lines().filter(|l| l.starts_with("deployed ")).collect();
+        assert_eq!(deployed, [format!("deployed {}", sha(v2)), format!("deployed {}", sha(v1))], "{calls}");
+
+        // A file Docker's own check refuses is never swapped in nor deployed.
+        std::fs::write(sim.path().join("docker.rc"), "").unwrap();
+        std::fs::write(sim.path().join("calls.log"), "").unwrap();
+        let o = sim.pull_with(&[], &[("MEDIANEST_CONVERGE_SECS", "1")]);
+        assert_eq!(report(&o)["result"], "invalid");
+        assert_eq!(snapshot(&sim.root()), before);
+        assert!(!sim.calls().contains("deployed"), "{}", sim.calls());
+    }
 }

@@ -15,6 +15,10 @@ fn stub(path: &Path, body: &str) {
 }
 
 /// A fake root and stubs that record what they were asked to do.
+/// The fingerprints the bootstrap pins: Docker's and PGDG's signing keys.
+const DOCKER_KEY: &str = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
+const PGDG_KEY: &str = "B97B0AFCAA1A47F044F244A07FCC7D46ACCC4CF8";
+
 fn fake_host(dir: &Path, os_id: &str) {
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
@@ -31,6 +35,21 @@ fn fake_host(dir: &Path, os_id: &str) {
         &stubs.join("apt-get"),
         &format!(
             "echo \"apt-get $*\" >> '{l}'\nif [ \"$1\" = install ]; then for p in \"$@\"; do echo \"$p\" >> '{i}'; done; fi"
+        ),
+    );
+    // curl writes the URL it fetched as the key; gpg prints the fingerprint of the
+    // repository's real key for it, or zeros while `bad-key` names that repository.
+    stub(
+        &stubs.join("curl"),
+        &format!(
+            "echo \"curl $*\" >> '{l}'\nfor a in \"$@\"; do [ \"$prev\" = -o ] && out=$a; prev=$a; url=$a; done\necho \"$url\" > \"$out\""
+        ),
+    );
+    stub(
+        &stubs.join("gpg"),
+        &format!(
+            "key=$(eval echo \\${{$#}})\ncase $(cat \"$key\") in\n  *docker*) repo=docker fpr={DOCKER_KEY} ;;\n  *) repo=pgdg fpr={PGDG_KEY} ;;\nesac\ngrep -qx \"$repo\" '{b}' 2>/dev/null && fpr=0000000000000000000000000000000000000000\necho \"fpr:::::::::$fpr:\"",
+            b = dir.join("bad-key").display()
         ),
     );
     stub(
@@ -61,6 +80,8 @@ fn bootstrap(dir: &Path, host: &str, extra: &[&str]) -> Output {
         .env("MEDIANEST_DPKG_QUERY", stubs.join("dpkg-query"))
         .env("MEDIANEST_SYSTEMCTL", stubs.join("systemctl"))
         .env("MEDIANEST_SYSCTL", stubs.join("sysctl"))
+        .env("MEDIANEST_CURL", stubs.join("curl"))
+        .env("MEDIANEST_GPG", stubs.join("gpg"))
         .output()
         .unwrap()
 }
@@ -122,7 +143,9 @@ fn bootstrap_twice_against_a_fake_root_changes_nothing_the_second_time() {
     let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap();
     for needle in [
         "apt-get install -y -qq --no-install-recommends",
-        "docker.io",
+        "docker-ce",
+        "docker-compose-plugin",
+        "nfs-common",
         "libnginx-mod-http-modsecurity",
         "systemctl daemon-reload",
         "systemctl enable --now medianest-pull.timer",
@@ -148,9 +171,9 @@ fn bootstrap_twice_against_a_fake_root_changes_nothing_the_second_time() {
     assert_eq!(bin.mode() & 0o777, 0o755);
     let state = std::fs::metadata(root.join("var/lib/medianest")).unwrap();
     assert_eq!((state.mode() & 0o777, state.uid()), (0o700, 0));
-    // Volume directories of the containers on app1, owned by their users.
-    let uploads = std::fs::metadata(root.join("srv/medianest/medianest-backend/uploads")).unwrap();
-    assert_eq!((uploads.mode() & 0o777, uploads.uid(), uploads.gid()), (0o750, 1001, 1001));
+    // The backend's volumes are NFS exports of stor1: Docker mounts them, no local
+    // directory is made (local volumes are; see the mon1 run below).
+    assert!(!root.join("srv/medianest/medianest-backend/uploads").exists());
 
     let before = snapshot(&root);
     let calls_before = calls.lines().count();
@@ -296,23 +319,14 @@ fn pull_reads_the_agent_toml_the_bootstrap_writes() {
 fn postgresql_16_comes_from_pgdg_with_a_pinned_key() {
     // db1 runs PostgreSQL 16, which Debian 12 does not ship: the bootstrap adds the
     // PGDG repository, but only with a key whose fingerprint is the pinned one.
-    const PINNED: &str = "B97B0AFCAA1A47F044F244A07FCC7D46ACCC4CF8";
-    for (fingerprint, ok) in [(PINNED, true), ("0000000000000000000000000000000000000000", false)] {
+    for ok in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         fake_host(dir.path(), "debian");
         let stubs = dir.path().join("stubs");
         let l = dir.path().join("calls.log");
-        stub(
-            &stubs.join("curl"),
-            &format!(
-                "echo \"curl $*\" >> '{}'\nwhile [ $# -gt 0 ]; do [ \"$1\" = -o ] && out=$2; shift; done\necho 'a key' > \"$out\"",
-                l.display()
-            ),
-        );
-        stub(
-            &stubs.join("gpg"),
-            &format!("echo 'pub:-:255:22:7FCC7D46ACCC4CF8:::::::scESC:'\necho 'fpr:::::::::{fingerprint}:'"),
-        );
+        if !ok {
+            std::fs::write(dir.path().join("bad-key"), "pgdg\n").unwrap();
+        }
         let script = repo_root().join("generated/hosts/db1/bootstrap.sh");
         let o = Command::new("sh")
             .arg(&script)
@@ -335,9 +349,10 @@ fn postgresql_16_comes_from_pgdg_with_a_pinned_key() {
             assert!(list.contains("[signed-by=/usr/share/keyrings/postgresql-pgdg.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main"), "{list}");
             assert!(root.join("usr/share/keyrings/postgresql-pgdg.asc").exists());
             let install = calls.lines().filter(|l| l.contains("install -y")).collect::<Vec<_>>();
-            // Debian's packages (with curl and gnupg) first, then PostgreSQL 16 from PGDG.
+            // Debian's packages (with curl and gnupg) first, then PostgreSQL 16 from PGDG
+            // (then Docker's: db1 runs exporter containers).
             assert!(
-                install.len() == 2 && install[0].contains("gnupg") && install[1].ends_with(" postgresql-16"),
+                install.len() == 3 && install[0].contains("gnupg") && install[1].ends_with(" postgresql-16"),
                 "{calls}"
             );
         } else {
@@ -346,6 +361,46 @@ fn postgresql_16_comes_from_pgdg_with_a_pinned_key() {
             assert!(!root.join("etc/apt/sources.list.d/pgdg.list").exists());
             assert!(!root.join("usr/share/keyrings/postgresql-pgdg.asc").exists());
             assert!(!calls.contains("postgresql-16"), "{calls}");
+        }
+    }
+}
+
+#[test]
+fn docker_comes_from_dockers_repository_with_a_pinned_key() {
+    // mon1 runs Grafana in Compose: Docker's engine and its Compose v2 plugin come from
+    // Docker's repository (Debian 12's docker.io has no `docker compose`), added only
+    // with the pinned key; Grafana's local volume is a directory owned by its user.
+    for ok in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        fake_host(dir.path(), "debian");
+        if !ok {
+            std::fs::write(dir.path().join("bad-key"), "docker\n").unwrap();
+        }
+        let o = bootstrap(dir.path(), "mon1", &[]);
+        let root = dir.path().join("root");
+        let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap_or_default();
+        assert!(calls.contains("curl -fsSL --proto =https --tlsv1.2 -o"), "{calls}");
+        assert!(calls.contains("https://download.docker.com/linux/debian/gpg"), "{calls}");
+        if ok {
+            assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+            let list = std::fs::read_to_string(root.join("etc/apt/sources.list.d/docker.list")).unwrap();
+            assert!(
+                list.contains(
+                    "deb [signed-by=/usr/share/keyrings/docker.asc] https://download.docker.com/linux/debian bookworm stable"
+                ),
+                "{list}"
+            );
+            let install: Vec<&str> = calls.lines().filter(|l| l.contains("install -y")).collect();
+            assert!(install.len() == 2 && install[0].contains("gnupg") && !install[0].contains("docker"), "{calls}");
+            assert!(install[1].ends_with(" containerd.io docker-ce docker-ce-cli docker-compose-plugin"), "{calls}");
+            let data = std::fs::metadata(root.join("srv/medianest/grafana/data")).unwrap();
+            assert_eq!((data.mode() & 0o777, data.uid(), data.gid()), (0o750, 472, 472));
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+            assert!(stderr(&o).contains("stopped: checking the Docker key (fingerprint 0000"), "{}", stderr(&o));
+            assert!(!root.join("etc/apt/sources.list.d/docker.list").exists());
+            assert!(!root.join("usr/share/keyrings/docker.asc").exists());
+            assert!(!calls.contains("docker-ce"), "{calls}");
         }
     }
 }

@@ -4,6 +4,7 @@ mod support;
 
 mod agent;
 mod cli;
+mod containers;
 mod coverage;
 mod delivery;
 mod determinism;

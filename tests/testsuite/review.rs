@@ -1,6 +1,6 @@
 //! The review workflow over real git repositories made in temp dirs: `diff` against a
 //! revision (golden text, Markdown and JSON for a flow added, a service exposed, an image
-//! bumped, a replica added), `diff` with no previous `generated/` or an older layout,
+//! bumped, a user changed), `diff` with no previous `generated/` or an older layout,
 //! `check --committed`, and `explain` on every file of the reference site.
 
 use std::path::Path;
@@ -48,10 +48,10 @@ fn edited_repo() -> Repo {
     repo.write("site/worker.toml", WORKER);
     assert!(repo.run(&["build"]).status.success());
     commit_all(&repo, "base");
-    // A flow added, a service exposed, an image bumped, a replica added.
+    // A flow added, a service exposed, an image bumped, a user changed.
     repo.write(
         "site/worker.toml",
-        &(WORKER.replace("replicas = 1", "replicas = 2")
+        &(WORKER.replace("user = \"1001:1001\"", "user = \"1002:1002\"")
             + "expose = [{ hostname = \"jobs.lab.example.org\", waf = \"detect\" }]\n\n[[flows]]\nfrom = \"service:worker\"\nto = \"service:db\"\nports = [\"postgres\"]\nwhy = \"job results\"\n\n[[flows]]\nfrom = \"service:proxy\"\nto = \"service:worker\"\nports = [\"http\"]\nwhy = \"edge to the job API\"\n"),
     );
     let services = std::fs::read_to_string(repo.path().join("site/services.toml")).unwrap();
@@ -75,7 +75,7 @@ fn diff_reports_the_meaning_of_a_change_in_three_formats() {
         "[relaxes security] flow added: service:worker → service:db (tcp/5432, job results)",
         "exposure added: https://jobs.lab.example.org/ → worker",
         "service changed: web (image: ghcr.io/lab/web:2.1.0 → ghcr.io/lab/web:2.2.0)",
-        "service changed: worker (replicas: 1 → 2)",
+        "service changed: worker (user: 1001:1001 → 1002:1002)",
         "M generated/docs/inventory.md",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from\n{text}");
@@ -187,28 +187,29 @@ fn a_change_that_reaches_no_host_says_so() {
     git(repo.path(), &["init", "-q"]);
     assert!(repo.run(&["build"]).status.success());
     commit_all(&repo, "base");
-    // An image bump: only the inventory (and the manifest) change, no host file.
+    // A description: only the inventory (and the manifest) change, no host file. (An
+    // image bump reaches the host's Compose file.)
     let services = std::fs::read_to_string(repo.path().join("site/services.toml")).unwrap();
-    repo.write("site/services.toml", &services.replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.2.0"));
+    let described = services.replace("primary = \"db1\"", "primary = \"db1\"\ndescription = \"the lab database\"");
+    repo.write("site/services.toml", &described);
     assert!(repo.run(&["build"]).status.success());
     let md = stdout(&repo.run(&["diff", "--format", "markdown"]));
     assert!(
         md.contains("> **This change reaches no host:** no generated host file changes; only `generated/docs/inventory.md`, `generated/manifest.json`, which no host applies, change"),
         "{md}"
     );
-    assert!(md.contains("- `M` generated/docs/inventory.md (+1 -1)\n"), "{md}");
+    assert!(md.contains("- `M` generated/docs/inventory.md (+4 -0)\n"), "{md}");
     let text = stdout(&repo.run(&["diff"]));
     assert!(text.contains("note: this change reaches no host: no generated host file changes"), "{text}");
-    // An env change: the model changes, but no file under generated/ does.
-    commit_all(&repo, "bump");
+    // An env change of a native service: the model changes, but no file under
+    // generated/ does.
+    commit_all(&repo, "describe");
     repo.write(
         "site/services.toml",
-        &services
-            .replace("MODE = \"production\"", "MODE = \"staging\"")
-            .replace("ghcr.io/lab/web:2.1.0", "ghcr.io/lab/web:2.2.0"),
+        &described.replace("kind = \"haproxy\"", "kind = \"haproxy\"\nenv = { TZ = \"UTC\" }"),
     );
     let md = stdout(&repo.run(&["diff", "--format", "markdown"]));
-    assert!(md.contains("- service changed: web (env: "), "{md}");
+    assert!(md.contains("- service changed: proxy (env: "), "{md}");
     assert!(
         md.contains("> **This change reaches no host:** no generated host file changes, and nothing else under `generated/` changes either"),
         "{md}"

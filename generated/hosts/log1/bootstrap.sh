@@ -6,7 +6,7 @@
 #   bootstrap.sh --binary PATH | --binary-url URL [--dry-run]
 #
 # Test hooks: MEDIANEST_ROOT is a root prefix; MEDIANEST_APT_GET, MEDIANEST_DPKG_QUERY,
-# MEDIANEST_SYSTEMCTL, MEDIANEST_SYSCTL, MEDIANEST_CURL name the
+# MEDIANEST_SYSTEMCTL, MEDIANEST_SYSCTL, MEDIANEST_CURL and MEDIANEST_GPG name the
 # commands to run instead.
 set -eu
 
@@ -16,6 +16,7 @@ DPKG_QUERY=${MEDIANEST_DPKG_QUERY:-dpkg-query}
 SYSTEMCTL=${MEDIANEST_SYSTEMCTL:-systemctl}
 SYSCTL=${MEDIANEST_SYSCTL:-sysctl}
 CURL=${MEDIANEST_CURL:-curl}
+GPG=${MEDIANEST_GPG:-gpg}
 DRY_RUN=
 BINARY=
 BINARY_URL=
@@ -102,7 +103,41 @@ fi
 
 # 2. Packages for the roles and services of log1.
 missing=
-for pkg in ca-certificates docker.io nftables openssh-client prometheus-node-exporter rsyslog; do
+for pkg in ca-certificates curl gnupg nftables openssh-client prometheus-node-exporter rsyslog; do
+    # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
+    if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
+        missing="$missing $pkg"
+    fi
+done
+if [ -n "$missing" ]; then
+    act "$APT_GET" update -qq
+    # shellcheck disable=SC2086 # one word per package
+    act env DEBIAN_FRONTEND=noninteractive "$APT_GET" install -y -qq --no-install-recommends $missing
+fi
+
+# 2c. Docker's repository for containerd.io docker-ce docker-ce-cli docker-compose-plugin: Debian 12's
+#     docker.io is engine 20.10 without Compose v2, which the agent deploys with. Its
+#     signing key is fetched over HTTPS and refused unless its fingerprint is the one
+#     pinned here, and apt trusts it for that repository only.
+DOCKER_KEY=/usr/share/keyrings/docker.asc
+DOCKER_FINGERPRINT=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
+if [ ! -f "$ROOT$DOCKER_KEY" ]; then
+    key=$(mktemp) || fail "mktemp for the Docker key"
+    act "$CURL" -fsSL --proto '=https' --tlsv1.2 -o "$key" https://download.docker.com/linux/debian/gpg
+    if [ -z "$DRY_RUN" ]; then
+        gpg_home=$(mktemp -d) || fail "mktemp for gpg"
+        found=$(GNUPGHOME=$gpg_home "$GPG" --show-keys --with-colons "$key" | awk -F: '$1 == "fpr" { print $10; exit }') \
+            || fail "reading the Docker key"
+        rm -rf "$gpg_home"
+        [ "$found" = "$DOCKER_FINGERPRINT" ] || fail "checking the Docker key (fingerprint ${found:-none}, pinned $DOCKER_FINGERPRINT)"
+    fi
+    act install -D -m 0644 "$key" "$ROOT$DOCKER_KEY"
+fi
+ensure_file /etc/apt/sources.list.d/docker.list 644 <<'MEDIANEST_EOF'
+deb [signed-by=/usr/share/keyrings/docker.asc] https://download.docker.com/linux/debian bookworm stable
+MEDIANEST_EOF
+missing=
+for pkg in containerd.io docker-ce docker-ce-cli docker-compose-plugin; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"

@@ -2,7 +2,10 @@
 //! site has an `[agent]` table. Per host:
 //!
 //! - `bootstrap.sh` (in the host's folder, not applied by the agent): POSIX sh, idempotent;
-//!   checks the OS, installs the packages the host's roles and services need, creates the
+//!   checks the OS, installs the packages the host's roles and services need (Debian's;
+//!   PostgreSQL from PGDG when Debian lacks the version; on Docker and Swarm hosts Docker's
+//!   engine and Compose v2 plugin from Docker's repository, [`DOCKER_PACKAGES`]: each
+//!   repository's key pinned by fingerprint), creates the
 //!   agent's directories and the container volume directories, applies the sysctl
 //!   hardening, installs the `medianest` binary from a path or URL, writes the agent's
 //!   configuration and systemd units, enables the timer and runs the first pull;
@@ -62,6 +65,9 @@ pub struct DeliveryContext {
     /// Packages from the PostgreSQL project's repository (PGDG), sorted: installed after
     /// the repository is added with its pinned signing key. Empty when Debian has all.
     pub pgdg: Vec<Src<String>>,
+    /// Packages from Docker's repository ([`DOCKER_PACKAGES`]), on Docker and Swarm
+    /// hosts; empty elsewhere.
+    pub docker: Vec<Src<String>>,
     /// Directories to create.
     pub directories: Vec<DirView>,
     /// Whether the host forwards IP (Docker).
@@ -114,16 +120,35 @@ fn fetch_target(site: &Site, url: &str) -> Option<(Option<HostId>, PortSpec)> {
 /// The PostgreSQL major version Debian 12 ships; any other comes from PGDG.
 const DEBIAN_POSTGRES: &str = super::postgres::DEFAULT_VERSION;
 
-/// The packages a host needs, each with the roles and services that need it: those of
-/// Debian's own components, and those of the PostgreSQL project's repository (PGDG).
+/// Docker's own packages on a Docker or Swarm host: the engine, its CLI and the Compose
+/// v2 plugin (`docker compose`), from Docker's repository. Debian 12's `docker.io` is
+/// engine 20.10 with no Compose v2 (its `docker-compose` is the Python 1.29, which
+/// refuses the top-level `name` the Compose files carry), and the agent deploys with
+/// `docker compose` and `docker stack`.
+pub const DOCKER_PACKAGES: &[&str] = &["containerd.io", "docker-ce", "docker-ce-cli", "docker-compose-plugin"];
+
+/// A host's packages: Debian's, the PostgreSQL project's (PGDG) and Docker's.
+pub struct Packages {
+    /// From Debian's own components.
+    pub debian: Vec<Src<String>>,
+    /// From PGDG.
+    pub pgdg: Vec<Src<String>>,
+    /// From Docker's repository.
+    pub docker: Vec<Src<String>>,
+}
+
 /// Debian's node exporter reads `*.prom` files here (its `--collector.textfile.directory`).
 pub const TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
 
-fn packages(site: &Site, host: crate::model::HostId) -> (Vec<Src<String>>, Vec<Src<String>>) {
+/// The packages a host needs, each with the roles and services that need it: those of
+/// Debian's own components, of the PostgreSQL project's repository (PGDG) and of
+/// Docker's ([`DOCKER_PACKAGES`]).
+fn packages(site: &Site, host: crate::model::HostId) -> Packages {
     use std::collections::BTreeMap;
     let h = site.host(host);
     let mut p: BTreeMap<String, Vec<&Loc>> = BTreeMap::new();
     let mut pgdg: BTreeMap<String, Vec<&Loc>> = BTreeMap::new();
+    let mut docker: BTreeMap<String, Vec<&Loc>> = BTreeMap::new();
     // nftables: every Linux host gets a host firewall (family nftables).
     for base in ["ca-certificates", "openssh-client", "nftables"] {
         p.entry(base.into()).or_default().push(&h.loc);
@@ -133,8 +158,17 @@ fn packages(site: &Site, host: crate::model::HostId) -> (Vec<Src<String>>, Vec<S
         p.entry("rsyslog".into()).or_default().push(loc);
     }
     for r in &h.roles {
+        if matches!(r.value, Role::Docker | Role::SwarmManager | Role::SwarmWorker) {
+            // The repository's key is fetched and checked with curl and gpg.
+            for pkg in DOCKER_PACKAGES {
+                docker.entry(pkg.to_string()).or_default().push(&r.loc);
+            }
+            for tool in ["curl", "gnupg"] {
+                p.entry(tool.into()).or_default().push(&r.loc);
+            }
+        }
         if let Some(pkg) = match r.value {
-            Role::Docker | Role::SwarmManager | Role::SwarmWorker => Some("docker.io"),
+            Role::Docker | Role::SwarmManager | Role::SwarmWorker => None,
             Role::Zfs => Some("zfsutils-linux"),
             Role::NfsServer => Some("nfs-kernel-server"),
             Role::Proxmox => None,
@@ -169,9 +203,15 @@ fn packages(site: &Site, host: crate::model::HostId) -> (Vec<Src<String>>, Vec<S
             p.entry("modsecurity-crs".into()).or_default().push(&svc.loc);
         }
     }
+    // Docker mounts the NFS volumes of the host's containers with mount.nfs.
+    for n in super::containers::model(site).nfs.values() {
+        if let Some(locs) = super::containers::nfs_clients(site, &n.name).remove(&host) {
+            p.entry("nfs-common".into()).or_default().extend(locs.into_iter().chain([&n.loc]));
+        }
+    }
     let list =
         |m: BTreeMap<String, Vec<&Loc>>| m.into_iter().map(|(pkg, locs)| Src::of(pkg, "package", locs)).collect();
-    (list(p), list(pgdg))
+    Packages { debian: list(p), pgdg: list(pgdg), docker: list(docker) }
 }
 
 impl Family for Delivery {
@@ -256,8 +296,9 @@ impl Family for Delivery {
                         ),
                         None => Src::at("0:0".to_string(), "container user (none written: root)", &s.loc),
                     };
-                    s.volumes.iter().map(move |v| DirView {
-                        path: Src::of(format!("/srv/medianest/{}/{}", s.name, v.name), "volume", [&s.loc, &v.loc]),
+                    // NFS volumes are mounted by Docker, not made here.
+                    s.volumes.iter().filter(|v| !super::containers::is_nfs(site, &v.name)).map(move |v| DirView {
+                        path: Src::of(super::containers::volume_dir(&s.name, &v.name), "volume", [&s.loc, &v.loc]),
                         mode: Src::at("750".to_string(), "volume directory mode (built-in)", &v.loc),
                         owner: owner.clone(),
                     })
@@ -268,7 +309,7 @@ impl Family for Delivery {
                 .filter(|(_, s)| s.hosts.iter().any(|x| x.value == id))
                 .map(|(_, s)| &s.loc)
                 .collect();
-            let (debian, pgdg) = packages(site, id);
+            let Packages { debian, pgdg, docker } = packages(site, id);
             let ctx = DeliveryContext {
                 site: Src::of(site.settings.name.clone(), "site name", &site.settings.loc),
                 host: Src::at(h.name.clone(), "host", &h.loc),
@@ -288,6 +329,7 @@ impl Family for Delivery {
                 signers: agent.signers.iter().map(|k| at(k.clone(), "agent signer")).collect(),
                 packages: debian,
                 pgdg,
+                docker,
                 directories,
                 forwarding: Src::of(
                     h.has_role(Role::Docker),
@@ -308,6 +350,7 @@ impl Family for Delivery {
                     reload: reload.map(Into::into),
                     restart: restart.map(Into::into),
                     probe: None,
+                    deploy: None,
                 });
                 m
             };

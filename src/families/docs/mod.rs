@@ -280,7 +280,8 @@ pub fn inventory(site: &Site) -> InventoryContext {
                 .iter()
                 .flat_map(|s| {
                     s.networks.iter().filter(|(id, _)| id.0 == i).map(move |(_, a)| {
-                        Src::of(format!("{} {}", s.name, a.value), "network attachment", [&s.loc, &a.loc])
+                        let addr = a.value.map(|ip| ip.to_string()).unwrap_or_else(|| "auto".into());
+                        Src::of(format!("{} {addr}", s.name), "network attachment", [&s.loc, &a.loc])
                     })
                 })
                 .collect(),

@@ -142,12 +142,14 @@ pub fn host_address(site: &Site, host: HostId) -> Option<&At<IpAddr>> {
 /// non-internal docker network it is attached to (then any network), else the host's.
 /// Also where the choice comes from: the network's definition (its `internal` flag), if
 /// a network was chosen.
-pub fn instance_address(site: &Site, service: ServiceId, host: HostId) -> Option<(&At<IpAddr>, Option<&Loc>)> {
+/// Only static addresses count: one the driver assigns (`"auto"`) is not known here.
+pub fn instance_address(site: &Site, service: ServiceId, host: HostId) -> Option<(At<IpAddr>, Option<&Loc>)> {
     let s = site.service(service);
-    let net = s.networks.iter().find(|(n, _)| !site.network(*n).internal).or_else(|| s.networks.first());
+    let fixed: Vec<_> = s.networks.iter().filter_map(|(n, a)| a.value.map(|ip| (*n, ip, &a.loc))).collect();
+    let net = fixed.iter().find(|(n, _, _)| !site.network(*n).internal).or_else(|| fixed.first());
     match net {
-        Some((n, addr)) => Some((addr, Some(&site.network(*n).loc))),
-        None => host_address(site, host).map(|a| (a, None)),
+        Some((n, ip, loc)) => Some((At { value: *ip, loc: (*loc).clone() }, Some(&site.network(*n).loc))),
+        None => host_address(site, host).map(|a| (a.clone(), None)),
     }
 }
 

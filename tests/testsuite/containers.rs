@@ -15,9 +15,10 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// The compose-spec schema (shared reference material beside the repository).
+/// The compose-spec schema (the Compose Specification's JSON schema, Apache-2.0, kept
+/// in the suite so a clone tests on its own).
 fn schema() -> PathBuf {
-    repo_root().join("../shared/reference/compose-spec.json")
+    suite("containers/compose-spec.json")
 }
 
 /// `check-jsonschema`: `$MEDIANEST_CHECK_JSONSCHEMA`, else the venv of scripts/test.sh.

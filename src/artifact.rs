@@ -61,6 +61,8 @@ pub enum Validator {
     Amtool,
     /// `rsyslogd -N1` on `etc/rsyslog.d/60-medianest.conf` (rsyslog's own parser).
     Rsyslog,
+    /// `prometheus-blackbox-exporter --config.check` on `etc/prometheus/blackbox.yml`.
+    Blackbox,
     /// `docker compose -f etc/medianest/compose/compose.yaml config -q`: Compose's own
     /// parser and its reference checks (volumes, networks, secrets).
     Compose,
@@ -83,6 +85,7 @@ impl Validator {
             Validator::Promtool => "promtool",
             Validator::Amtool => "amtool",
             Validator::Rsyslog => "rsyslog",
+            Validator::Blackbox => "blackbox",
             Validator::Compose => "compose",
             Validator::Stack => "stack",
         }

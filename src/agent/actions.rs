@@ -73,6 +73,10 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             c = Command::new("sh");
             c.args(["-ec", RSYSLOG_CHECK, "sh"]).arg(p("etc/rsyslog.d/60-medianest.conf"));
         }
+        Validator::Blackbox => {
+            c = Command::new("prometheus-blackbox-exporter");
+            c.arg("--config.check").arg(format!("--config.file={}", p("etc/prometheus/blackbox.yml").display()));
+        }
         Validator::Compose => {
             // Compose's own parser, with its reference checks; `-q` prints nothing.
             c = Command::new("docker");

@@ -2,7 +2,7 @@
 //!
 //! An artifact family (docs, base, edge, haproxy, nginx, keepalived, nftables, delivery,
 //! postgres, pfsense, dns, proxmox, pgbouncer, redis, prometheus, alertmanager, logship,
-//! containers) is one folder here plus one folder under `templates/`. It owns its site keys (a `keys!` struct, typed into its own model
+//! grafana, containers) is one folder here plus one folder under `templates/`. It owns its site keys (a `keys!` struct, typed into its own model
 //! in [`Site::ext`]), its checks, its typed, documented template contexts (never raw
 //! TOML) and its review facts, and says where each file goes, with what mode, owner and
 //! apply actions. Adding a family means adding a folder and a line to [`FAMILIES`]; no
@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod dns;
 pub mod docs;
 pub mod edge;
+pub mod grafana;
 pub mod haproxy;
 pub mod keepalived;
 pub mod logship;
@@ -190,6 +191,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &prometheus::Prometheus,
     &alertmanager::Alertmanager,
     &logship::Logship,
+    &grafana::Grafana,
     &containers::Containers,
 ];
 

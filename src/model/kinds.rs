@@ -97,6 +97,8 @@ pub enum ServiceKind {
     Powerdns,
     /// Prometheus node exporter.
     NodeExporter,
+    /// Prometheus blackbox exporter: probes from outside a service.
+    BlackboxExporter,
     /// pfSense firewall rules.
     Pfsense,
 }
@@ -231,6 +233,15 @@ pub const KINDS: &[KindInfo] = &[
         ports: &[("metrics", Tcp, 9100)],
         package: Some("prometheus-node-exporter"),
         summary: "Prometheus node exporter",
+    },
+    KindInfo {
+        name: "blackbox-exporter",
+        kind: ServiceKind::BlackboxExporter,
+        container: false,
+        stateful: false,
+        ports: &[("http", Tcp, 9115)],
+        package: Some("prometheus-blackbox-exporter"),
+        summary: "Prometheus blackbox exporter: HTTPS probes of every public hostname, with certificate expiry",
     },
     KindInfo {
         name: "pfsense",

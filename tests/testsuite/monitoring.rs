@@ -56,6 +56,13 @@ fn reference_configs_pass_promtool_and_amtool_and_broken_copies_fail() {
     assert!(rules >= 20, "the baseline has its rules: {out}");
     let (ok, out) = run(Command::new("amtool").arg("check-config").arg(etc.join("alertmanager.yml")));
     assert!(ok && out.contains("2 receivers"), "{out}");
+    let bb = |file: &std::path::Path| {
+        run(Command::new("prometheus-blackbox-exporter")
+            .arg("--config.check")
+            .arg(format!("--config.file={}", file.display())))
+    };
+    let (ok, out) = bb(&etc.join("blackbox.yml"));
+    assert!(ok && out.contains("Config file is ok"), "{out}");
 
     // Each tool can fail: a rule with bad PromQL, a job twice, an undefined receiver.
     let d = scratch_copy();
@@ -75,6 +82,10 @@ fn reference_configs_pass_promtool_and_amtool_and_broken_copies_fail() {
     std::fs::write(&am, text).unwrap();
     let (ok, out) = run(Command::new("amtool").arg("check-config").arg(&am));
     assert!(!ok && out.contains("undefined receiver"), "{out}");
+    let text = std::fs::read_to_string(d.path().join("blackbox.yml")).unwrap().replace("timeout: 10s", "timeout: soon");
+    std::fs::write(d.path().join("blackbox.yml"), text).unwrap();
+    let (ok, out) = bb(&d.path().join("blackbox.yml"));
+    assert!(!ok && out.contains("soon"), "{out}");
 }
 
 #[test]
@@ -110,10 +121,18 @@ fn every_scrape_target_is_a_grant_of_the_flow_plan() {
     let mon1 = HostId(site.hosts.iter().position(|h| h.name == "mon1").unwrap());
     let plan = site.flow_plan();
     let mut checked = 0;
+    let mut probes = 0;
     for job in conf["scrape_configs"].as_array().unwrap() {
         for sc in job["static_configs"].as_array().unwrap() {
             let host = sc["labels"]["host"].as_str().unwrap();
             let h = HostId(site.hosts.iter().position(|x| x.name == host).unwrap());
+            if job["params"]["module"].is_array() {
+                // A probe: the blackbox exporter (on mon1) fetches the URL over HTTPS.
+                let https = PortSpec { proto: Proto::Tcp, port: 443 };
+                assert!(plan.allows(site, Some(mon1), Some(h), https), "{job} probes {host} without a flow");
+                probes += 1;
+                continue;
+            }
             for t in sc["targets"].as_array().unwrap() {
                 let (addr, port) = t.as_str().unwrap().rsplit_once(':').unwrap();
                 let port = PortSpec { proto: Proto::Tcp, port: port.parse().unwrap() };
@@ -140,7 +159,8 @@ fn every_scrape_target_is_a_grant_of_the_flow_plan() {
         })
         .sum();
     assert_eq!(checked, reached + 1, "every target of every flow from Prometheus, and Prometheus itself");
-    eprintln!("scrape targets checked against the flow plan: {checked}");
+    assert_eq!(probes, 2, "media.example.org through edge1 and edge2");
+    eprintln!("scrape targets checked against the flow plan: {checked}, and {probes} probes");
 }
 
 /// The generated rules, parsed: alert name → (labels, annotations) of its first rule
@@ -220,12 +240,19 @@ fn promtool_unit_tests_prove_the_key_alerts_fire_and_stay_silent() {
         ("service", "haproxy"),
         ("proxy", "app"),
     ];
+    let probe = [
+        ("job", "probe-media.example.org"),
+        ("instance", "https://10.0.6.10/"),
+        ("host", "edge1"),
+        ("zone", "dmz"),
+        ("service", "haproxy"),
+        ("hostname", "media.example.org"),
+    ];
     let policy =
         [("job", "node-exporter"), ("instance", "10.0.3.10:9100"), ("host", "db1"), ("policy", "postgres-pitr")];
-    // Two hours ago, as the backup job's metric says it (the test's clock starts at 0).
     let tests = serde_json::json!({
         "rule_files": ["rules/medianest.yml"],
-        "evaluation_interval": "30s",
+        "evaluation_interval": "1m",
         "tests": [
             {
                 "interval": "30s",
@@ -267,10 +294,25 @@ fn promtool_unit_tests_prove_the_key_alerts_fire_and_stay_silent() {
                 ],
             },
             {
+                // A certificate that expires 16 days after the test's clock starts: 14
+                // days ahead from day 2 on.
+                "interval": "5m",
+                "input_series": [
+                    series("probe_ssl_earliest_cert_expiry", &probe, &format!("{}x900", 16 * 86400)),
+                    series("probe_success", &probe, "1x480 0x420"),
+                ],
+                "alert_rule_test": [
+                    silent("CertificateExpiring", "1d"),
+                    expect(&rules, "CertificateExpiring", &format!("< {}", 14 * 86400), "3d", &probe, "13d 0h 0m 0s"),
+                    silent("EndpointDown", "40h"),
+                    expect(&rules, "EndpointDown", "probe_success", "50h", &probe, ""),
+                ],
+            },
+            {
                 // The policy's last success at t=0; its limit is its interval plus the
                 // RPO (continuous WAL archiving): 1d + 1h.
-                "interval": "10m",
-                "input_series": [series("medianest_backup_last_success_timestamp_seconds", &policy, "0x200")],
+                "interval": "5m",
+                "input_series": [series("medianest_backup_last_success_timestamp_seconds", &policy, "0x400")],
                 "alert_rule_test": [
                     silent("BackupTooOld", "24h"),
                     expect(&rules, "BackupTooOld", "postgres-pitr", "25h10m", &policy, "1d 1h 10m 0s"),
@@ -355,6 +397,75 @@ f=$(ls "$T/hook" | grep "pagerduty.json$" | head -1)
 printf "payload=%s\n" "$(tr -d "\n" < "$T/hook/$f")"
 "#;
 
+/// The reference site's Grafana dashboards, by file name.
+fn dashboards() -> BTreeMap<String, Value> {
+    let dir = repo_root().join("generated/hosts/mon1/root/etc/medianest/grafana/dashboards");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn grafana_is_provisioned_with_the_prometheus_a_flow_reaches_and_well_formed_dashboards() {
+    let prov = repo_root().join("generated/hosts/mon1/root/etc/medianest/grafana/provisioning");
+    let ds: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(prov.join("datasources/medianest.yaml")).unwrap()).unwrap();
+    assert_eq!(ds["apiVersion"], 1);
+    let sources = ds["datasources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "{ds}");
+    assert_eq!(sources[0]["type"], "prometheus");
+    assert_eq!(sources[0]["url"], "http://10.0.5.10:9090", "the address grafana → prometheus arrives at");
+    assert_eq!(sources[0]["isDefault"], true);
+    let uid = sources[0]["uid"].as_str().unwrap();
+    let provider: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(prov.join("dashboards/medianest.yaml")).unwrap()).unwrap();
+    assert_eq!(provider["providers"][0]["type"], "file");
+    assert_eq!(provider["providers"][0]["allowUiUpdates"], false);
+    // The dashboards: the structure Grafana's provisioning reads (uid, title, panels with
+    // unique ids, a grid position and Prometheus targets on the provisioned data source).
+    let boards = dashboards();
+    let names: Vec<&str> = boards.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["medianest-data.json", "medianest-edge.json", "medianest-fleet.json", "medianest-services.json"]
+    );
+    let mut uids = std::collections::BTreeSet::new();
+    let mut queries = 0;
+    for (file, d) in &boards {
+        assert!(uids.insert(d["uid"].as_str().unwrap().to_string()), "{file}: uid repeated");
+        assert_eq!(format!("{}.json", d["uid"].as_str().unwrap()), *file);
+        assert!(d["title"].as_str().unwrap().starts_with("MediaNest / "), "{file}");
+        assert!(d["schemaVersion"].as_u64().unwrap() >= 36, "{file}");
+        let panels = d["panels"].as_array().unwrap();
+        assert!(!panels.is_empty(), "{file}");
+        let mut ids = std::collections::BTreeSet::new();
+        for p in panels {
+            assert!(ids.insert(p["id"].as_u64().unwrap()), "{file}: panel id repeated");
+            assert!(["timeseries", "stat", "table"].contains(&p["type"].as_str().unwrap()), "{file}: {p}");
+            for k in ["h", "w", "x", "y"] {
+                assert!(p["gridPos"][k].is_u64(), "{file}: gridPos.{k}");
+            }
+            assert!(p["gridPos"]["x"].as_u64().unwrap() + p["gridPos"]["w"].as_u64().unwrap() <= 24, "{file}");
+            assert_eq!(p["datasource"]["uid"], uid, "{file}: every panel reads the provisioned source");
+            let targets = p["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{file}: {}", p["title"]);
+            for t in targets {
+                assert!(!t["expr"].as_str().unwrap().is_empty() && t["refId"].is_string(), "{file}");
+                queries += 1;
+            }
+        }
+        for v in d["templating"]["list"].as_array().unwrap() {
+            assert_eq!(v["datasource"]["uid"], uid, "{file}");
+        }
+    }
+    eprintln!("grafana: {} dashboards, {queries} queries", boards.len());
+}
+
 #[test]
 fn an_alert_fires_end_to_end_and_reaches_the_pager_with_host_and_runbook() {
     let dir = tempfile::tempdir().unwrap();
@@ -364,13 +475,22 @@ fn an_alert_fires_end_to_end_and_reaches_the_pager_with_host_and_runbook() {
     // Every PromQL expression of the reference site's rules.
     let text = std::fs::read_to_string(reference_etc().join("rules/medianest.yml")).unwrap();
     let rules: Value = serde_saphyr::from_str(&text).unwrap();
-    let exprs: Vec<&str> = rules["groups"]
+    let mut exprs: Vec<String> = rules["groups"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|g| g["rules"].as_array().unwrap())
-        .map(|r| r["expr"].as_str().unwrap())
+        .map(|r| r["expr"].as_str().unwrap().to_string())
         .collect();
+    // And every query of the generated dashboards, a variable standing for any value.
+    let dashboards = dashboards();
+    for d in dashboards.values() {
+        for p in d["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                exprs.push(t["expr"].as_str().unwrap().replace("$service", ".+"));
+            }
+        }
+    }
     let scratch = tempfile::tempdir().unwrap();
     let queries = scratch.path().join("queries.txt");
     std::fs::write(&queries, exprs.join("\n") + "\n").unwrap();

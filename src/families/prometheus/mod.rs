@@ -23,6 +23,7 @@
 //! window, so the backup-age alerts always have their samples.
 
 pub mod keys;
+pub mod probe;
 pub mod rules;
 pub mod scrape;
 
@@ -53,8 +54,31 @@ pub const UNIT: &str = "prometheus.service";
 /// Where the runbook pages go in `generated/`.
 pub const RUNBOOKS: &str = "docs/runbooks";
 
+/// The blackbox exporter's configuration.
+pub const BLACKBOX: &str = "/etc/prometheus/blackbox.yml";
+/// Its unit.
+pub const BLACKBOX_UNIT: &str = "prometheus-blackbox-exporter.service";
+
 /// The prometheus family.
 pub struct Prometheus;
+
+/// One blackbox module.
+#[derive(Serialize)]
+pub struct ModuleView {
+    /// Module name.
+    pub name: Src<String>,
+    /// The hostname it sends.
+    pub hostname: Src<String>,
+}
+
+/// Context of `prometheus/blackbox.yml.j2`.
+#[derive(Serialize)]
+pub struct BlackboxContext {
+    /// The host.
+    pub host: Src<String>,
+    /// Modules, by hostname.
+    pub modules: Vec<ModuleView>,
+}
 
 /// One target of a job, as `prometheus.yml` writes it.
 #[derive(Serialize)]
@@ -69,6 +93,17 @@ pub struct TargetView {
     pub service: Src<String>,
     /// The host's roles, comma-separated (empty: none).
     pub role: Src<String>,
+    /// The public hostname a probe fetches (probe jobs only).
+    pub hostname: Option<Src<String>>,
+}
+
+/// How a probe job reaches its blackbox exporter.
+#[derive(Serialize)]
+pub struct ProbeView {
+    /// The blackbox module.
+    pub module: Src<String>,
+    /// The exporter's `address:port`.
+    pub exporter: Src<String>,
 }
 
 /// One scrape job.
@@ -82,6 +117,8 @@ pub struct JobView {
     pub scheme: Src<String>,
     /// Targets.
     pub targets: Vec<TargetView>,
+    /// Set for a blackbox probe job: targets are URLs, scraped through the exporter.
+    pub probe: Option<ProbeView>,
 }
 
 /// Context of `prometheus/prometheus.yml.j2`.
@@ -181,7 +218,9 @@ fn listen(site: &Site, prom: ServiceId, host: HostId) -> Src<String> {
 /// The alert rules of Prometheus `prom` on `host`, over its jobs.
 pub fn groups(site: &Site, prom: ServiceId, jobs: &[Job]) -> Vec<Group> {
     let m = model(site);
-    let mut g = rules::baseline(site, jobs, m.scrape_interval(site, prom).value);
+    let interval = m.scrape_interval(site, prom).value;
+    let mut g = rules::baseline(site, jobs, interval);
+    g.extend(rules::probes(site, &probe::probes(site, jobs), interval));
     g.extend(rules::custom(site, m.rules.get(&prom).map(Vec::as_slice).unwrap_or(&[])));
     rules::with_runbooks(&mut g, &m.runbooks(site, prom).value);
     g
@@ -208,6 +247,7 @@ fn job_view(site: &Site, j: &Job) -> JobView {
                 zone: Src::at(site.zone(iface.zone.value).name.clone(), "zone", &iface.zone.loc),
                 service: Src::at(svc.name.clone(), "service", &svc.loc),
                 role: Src::of(roles.join(","), "host roles", h.roles.iter().map(|r| &r.loc).chain([&h.loc])),
+                hostname: None,
             }
         })
         .collect();
@@ -216,6 +256,48 @@ fn job_view(site: &Site, j: &Job) -> JobView {
         path: Src::at(scrape.path.value, "metrics path", &scrape.path.loc),
         scheme: Src::at(scrape.scheme.value.to_string(), "metrics scheme", &scrape.scheme.loc),
         targets,
+        probe: None,
+    }
+}
+
+/// A probe as `prometheus.yml` writes it: one target per edge host, the URL of its own
+/// address, with the hostname in the labels (the module sends it as SNI and `Host`).
+fn probe_view(site: &Site, p: &probe::Probe) -> JobView {
+    let flows = || p.flows.iter().map(|&f| &site.flows[f].loc);
+    let targets = p
+        .targets
+        .iter()
+        .map(|&(svc, host, iface)| {
+            let h = site.host(host);
+            let i = &h.interfaces[iface];
+            let s = site.service(svc);
+            TargetView {
+                address: Src::of(
+                    format!("https://{}/", i.address.value),
+                    "probe target (a flow)",
+                    flows().chain([&i.address.loc]),
+                ),
+                host: Src::at(h.name.clone(), "host", &h.loc),
+                zone: Src::at(site.zone(i.zone.value).name.clone(), "zone", &i.zone.loc),
+                service: Src::at(s.name.clone(), "service", &s.loc),
+                role: Src::of(
+                    h.roles.iter().map(|r| r.value.name()).collect::<Vec<_>>().join(","),
+                    "host roles",
+                    h.roles.iter().map(|r| &r.loc).chain([&h.loc]),
+                ),
+                hostname: Some(Src::of(p.hostname.clone(), "exposed hostname", &p.locs)),
+            }
+        })
+        .collect();
+    JobView {
+        name: Src::of(probe::job_name(p), "probe of an exposed hostname", &p.locs),
+        path: Src::of("/probe".into(), "blackbox exporter", &p.locs),
+        scheme: Src::of("http".into(), "blackbox exporter", &p.locs),
+        targets,
+        probe: Some(ProbeView {
+            module: Src::of(probe::module(&p.hostname), "exposed hostname", &p.locs),
+            exporter: Src::of(p.exporter.2.clone(), "blackbox exporter (a flow)", flows()),
+        }),
     }
 }
 
@@ -244,7 +326,9 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) ->
                 "host roles",
                 h.roles.iter().map(|r| &r.loc).chain([&h.loc]),
             ),
+            hostname: None,
         }],
+        probe: None,
     };
     let alertmanagers = jobs
         .iter()
@@ -257,7 +341,10 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) ->
         service: Src::at(svc.name.clone(), "service", &svc.loc),
         interval: Src::at(interval.value.to_string(), "scrape_interval", &interval.loc),
         alertmanagers,
-        jobs: std::iter::once(own).chain(jobs.iter().map(|j| job_view(site, j))).collect(),
+        jobs: std::iter::once(own)
+            .chain(jobs.iter().map(|j| job_view(site, j)))
+            .chain(probe::probes(site, &jobs).iter().map(|p| probe_view(site, p)))
+            .collect(),
     };
     let validated = |target: &str, mode| {
         let mut meta = ArtifactMeta::host_file("prometheus", &h.name, target, mode, "root:root");
@@ -330,6 +417,35 @@ fn lower_runbooks(site: &Site, all: Vec<Group>, out: &mut Lowering) {
     }
 }
 
+/// `/etc/prometheus/blackbox.yml` on every host of a blackbox exporter.
+fn lower_blackbox(site: &Site, out: &mut Lowering) {
+    let names = probe::hostnames(site);
+    for (_, s) in super::edge::services_of(site, ServiceKind::BlackboxExporter) {
+        for h in &s.hosts {
+            let host = site.host(h.value);
+            if host.interfaces.is_empty() {
+                continue;
+            }
+            let ctx = BlackboxContext {
+                host: Src::at(host.name.clone(), "host", &host.loc),
+                modules: names
+                    .iter()
+                    .map(|(n, locs)| ModuleView {
+                        name: Src::of(probe::module(n), "exposed hostname", locs),
+                        hostname: Src::of(n.clone(), "exposed hostname", locs),
+                    })
+                    .collect(),
+            };
+            let mut meta = ArtifactMeta::host_file("prometheus", &host.name, BLACKBOX, 0o644, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                a.validate = Some(Validator::Blackbox);
+                a.reload = Some(BLACKBOX_UNIT.into());
+            }
+            out.add("prometheus/blackbox.yml.j2", &ctx, meta, Some(s.loc.clone()));
+        }
+    }
+}
+
 /// The ports on which a service exports metrics by declaration: the first port of a
 /// node exporter or a known exporter image, and every port written in `metrics`.
 fn exported_ports(site: &Site, id: ServiceId) -> Vec<(PortSpec, &crate::diag::Loc)> {
@@ -372,6 +488,7 @@ impl Family for Prometheus {
             }
         }
         lower_runbooks(site, all, out);
+        lower_blackbox(site, out);
     }
 
     fn facts(&self, site: &Site) -> Vec<Fact> {
@@ -517,6 +634,32 @@ impl Family for Prometheus {
                     keys::duplicate_alert(diags, r, Some(o));
                 } else {
                     seen.insert(&r.alert.value, &r.alert.loc);
+                }
+            }
+        }
+        // A blackbox exporter probes the public hostnames through the edge: it needs 443.
+        if !probe::hostnames(site).is_empty() {
+            let edges: Vec<HostId> = super::edge::services_of(site, ServiceKind::Haproxy)
+                .flat_map(|(_, s)| s.hosts.iter().map(|h| h.value))
+                .collect();
+            for (_, b) in super::edge::services_of(site, ServiceKind::BlackboxExporter) {
+                for bh in &b.hosts {
+                    if let Some(e) = edges.iter().find(|e| !plan.allows(site, Some(bh.value), Some(**e), probe::HTTPS))
+                    {
+                        let haproxy = super::edge::services_of(site, ServiceKind::Haproxy)
+                            .find(|(_, s)| s.hosts.iter().any(|h| h.value == *e))
+                            .map(|(_, s)| s.name.clone())
+                            .unwrap_or_default();
+                        super::edge::missing_flow(
+                            diags,
+                            &b.loc,
+                            &format!("service:{}", b.name),
+                            &format!("service:{haproxy}"),
+                            probe::HTTPS,
+                            "the blackbox exporter probes every public hostname through each edge host",
+                            &format!("`{}` probes the public hostnames through `{}`", b.name, site.host(*e).name),
+                        );
+                    }
                 }
             }
         }

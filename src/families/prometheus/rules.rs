@@ -249,7 +249,7 @@ pub fn baseline(site: &Site, jobs: &[Job], interval: Duration) -> Vec<Group> {
                 );
                 "redis"
             }
-            Exporter::Nginx | Exporter::Alertmanager | Exporter::Other => continue,
+            Exporter::Nginx | Exporter::Alertmanager | Exporter::Blackbox | Exporter::Other => continue,
         };
         groups.push(Group { name: name.into(), rules });
     }
@@ -277,6 +277,54 @@ pub fn baseline(site: &Site, jobs: &[Job], interval: Duration) -> Vec<Group> {
         groups.push(Group { name: "backups".into(), rules: backups });
     }
     groups
+}
+
+/// The probes' rules: a public hostname that fails through an edge host, and its
+/// certificate near expiry (warning two weeks ahead, critical three days ahead, when an
+/// automatic renewal has evidently failed). They document the edge's runbook page.
+pub fn probes(site: &Site, probes: &[super::probe::Probe], interval: Duration) -> Option<Group> {
+    if probes.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = probes.iter().map(super::probe::job_name).collect::<BTreeSet<_>>().into_iter().collect();
+    let services: Vec<String> = probes
+        .iter()
+        .flat_map(|p| p.targets.iter().map(|t| site.service(t.0).name.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let job = format!("job=~\"{}\"", names.join("|"));
+    let locs: Vec<&crate::diag::Loc> = probes.iter().flat_map(|p| p.locs.iter()).collect();
+    let e = |expr: String| Alert {
+        services: &services,
+        expr: Src::of(expr, "probe of an exposed hostname", locs.iter().copied()),
+    };
+    let at_least = |d: u64| Duration(d.max(3 * interval.0));
+    let day = 86400;
+    let rules = vec![
+        e(format!("probe_success{{{job}}} == 0")).rule(
+            "EndpointDown",
+            at_least(300),
+            "critical",
+            "https://{{ $labels.hostname }}/ fails through {{ $labels.host }}",
+            "The public hostname does not answer 2xx over HTTPS through this edge host: TLS, HAProxy, the app-tier Nginx or the application. `curl -v --resolve <hostname>:443:<edge address> https://<hostname>/` from the monitoring host shows where it stops.",
+        ),
+        e(format!("probe_ssl_earliest_cert_expiry{{{job}}} - time() < {}", 14 * day)).rule(
+            "CertificateExpiring",
+            at_least(3600),
+            "warning",
+            "the certificate of {{ $labels.hostname }} on {{ $labels.host }} expires in {{ $value | humanizeDuration }}",
+            "Less than two weeks left: the renewal has not run or failed. Renew it, install the new chain at the certificate's file on every edge host, and reload HAProxy.",
+        ),
+        e(format!("probe_ssl_earliest_cert_expiry{{{job}}} - time() < {}", 3 * day)).rule(
+            "CertificateExpiring",
+            at_least(300),
+            "critical",
+            "the certificate of {{ $labels.hostname }} on {{ $labels.host }} expires in {{ $value | humanizeDuration }}",
+            "Less than three days left: browsers will refuse the site when it expires. Renew it now.",
+        ),
+    ];
+    Some(Group { name: "probes".into(), rules })
 }
 
 /// The label matcher of some jobs: `job="a"`, or `job=~"a|b"`.

@@ -28,6 +28,8 @@ pub enum Exporter {
     Haproxy,
     /// Alertmanager's own metrics.
     Alertmanager,
+    /// The blackbox exporter: its own metrics (its probes are jobs of their own).
+    Blackbox,
     /// Anything else: only `up` is known.
     Other,
 }
@@ -48,6 +50,7 @@ pub fn exporter(site: &Site, id: ServiceId) -> Exporter {
         ServiceKind::NodeExporter => Exporter::Node,
         ServiceKind::Haproxy => Exporter::Haproxy,
         ServiceKind::Alertmanager => Exporter::Alertmanager,
+        ServiceKind::BlackboxExporter => Exporter::Blackbox,
         _ => s
             .image
             .as_ref()

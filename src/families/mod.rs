@@ -155,6 +155,34 @@ fn endpoint_on(site: &Site, e: crate::model::Endpoint, host: crate::model::HostI
     }
 }
 
+/// The services of a built-in kind that a family configures: the kind resolved (a
+/// misspelt kind is the core's error, not a family's) and at least one host.
+pub fn configured(site: &Site, kind: crate::model::ServiceKind) -> impl Iterator<Item = crate::model::ServiceId> + '_ {
+    site.services
+        .iter()
+        .enumerate()
+        .filter(move |(_, s)| s.declared.kind_known && s.kind.value == kind && !s.hosts.is_empty())
+        .map(|(i, _)| crate::model::ServiceId(i))
+}
+
+/// Where a server that takes one listen address listens on `host` for `port`: the one
+/// address the flows to it arrive at ([`listen_addresses`]), every address when they
+/// arrive at several (the host firewall still decides), or loopback when none does.
+pub fn listen_one(
+    site: &Site,
+    host: crate::model::HostId,
+    port: crate::model::values::PortSpec,
+    loc: &Loc,
+) -> provenance::Src<String> {
+    let found = listen_addresses(site, host, &[port]);
+    let n = port.port;
+    match found.len() {
+        0 => provenance::Src::at(format!("127.0.0.1:{n}"), "listen address (no flow reaches it)", loc),
+        1 => found.into_iter().next().expect("one").map(|a| format!("{a}:{n}")),
+        _ => provenance::Src::at(format!("0.0.0.0:{n}"), "listen address (flows reach several)", loc),
+    }
+}
+
 /// A service's port by name (else its first), with where it is decided.
 pub fn service_port<'a>(
     site: &'a Site,

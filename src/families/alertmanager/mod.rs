@@ -104,11 +104,7 @@ pub struct DefaultsContext {
 
 /// The alertmanager services this family configures.
 fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
-    site.services
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.declared.kind_known && s.kind.value == ServiceKind::Alertmanager && !s.hosts.is_empty())
-        .map(|(i, _)| ServiceId(i))
+    super::configured(site, ServiceKind::Alertmanager)
 }
 
 /// A service's receivers (none written: none).
@@ -186,13 +182,9 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             a.reload = Some(UNIT.into());
         }
         out.add("alertmanager/alertmanager.yml.j2", &ctx, meta, Some(svc.loc.clone()));
-        let found = port.map(|p| super::listen_addresses(site, h.value, &[p])).unwrap_or_default();
-        let n = port.map(|p| p.port).unwrap_or(9093);
-        let listen = match found.len() {
-            1 => found.into_iter().next().expect("one").map(|a| format!("{a}:{n}")),
-            0 => Src::at(format!("127.0.0.1:{n}"), "listen address (no flow reaches it)", &svc.loc),
-            _ => Src::at(format!("0.0.0.0:{n}"), "listen address (flows reach several)", &svc.loc),
-        };
+        let port =
+            port.unwrap_or(crate::model::values::PortSpec { proto: crate::model::values::Proto::Tcp, port: 9093 });
+        let listen = super::listen_one(site, h.value, port, &svc.loc);
         let mut meta = ArtifactMeta::host_file("alertmanager", &host.name, DEFAULTS, 0o644, "root:root");
         if let Some(a) = meta.apply.as_mut() {
             a.restart = Some(UNIT.into());

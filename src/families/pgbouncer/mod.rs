@@ -118,11 +118,7 @@ pub struct Entry {
 
 /// The pgbouncer services this family configures (a known kind, at least one host).
 fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
-    site.services
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.declared.kind_known && s.kind.value == ServiceKind::Pgbouncer && !s.hosts.is_empty())
-        .map(|(i, _)| ServiceId(i))
+    super::configured(site, ServiceKind::Pgbouncer)
 }
 
 /// The postgres services a pgbouncer service depends on, with where each is named.

@@ -246,11 +246,7 @@ fn primary_of(site: &Site, id: ServiceId) -> Option<(HostId, Loc)> {
 
 /// The postgres services this family configures (a known kind, at least one host).
 fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
-    site.services
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.declared.kind_known && s.kind.value == ServiceKind::Postgres && !s.hosts.is_empty())
-        .map(|(i, _)| ServiceId(i))
+    super::configured(site, ServiceKind::Postgres)
 }
 
 /// Lowers one service.

@@ -184,11 +184,7 @@ pub struct RunbookContext {
 
 /// The prometheus services this family configures (a known kind, at least one host).
 pub fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
-    site.services
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.declared.kind_known && s.kind.value == ServiceKind::Prometheus && !s.hosts.is_empty())
-        .map(|(i, _)| ServiceId(i))
+    super::configured(site, ServiceKind::Prometheus)
 }
 
 /// The prometheus model of a site (empty when the family resolved nothing).
@@ -202,17 +198,10 @@ fn http_port(site: &Site, id: ServiceId) -> Option<PortSpec> {
     super::service_port(site, id, "http").map(|(p, _)| p)
 }
 
-/// Where Prometheus on `host` listens: the one address the flows to its port arrive at,
-/// all addresses when they arrive at several (the host firewall still decides), or
-/// loopback when no flow reaches it.
+/// Where Prometheus on `host` listens ([`super::listen_one`]).
 fn listen(site: &Site, prom: ServiceId, host: HostId) -> Src<String> {
-    let port = http_port(site, prom).map(|p| p.port).unwrap_or(9090);
-    let found = http_port(site, prom).map(|p| super::listen_addresses(site, host, &[p])).unwrap_or_default();
-    match found.len() {
-        0 => Src::at(format!("127.0.0.1:{port}"), "listen address (no flow reaches it)", &site.service(prom).loc),
-        1 => found.into_iter().next().expect("one").map(|a| format!("{a}:{port}")),
-        _ => Src::at(format!("0.0.0.0:{port}"), "listen address (flows reach several)", &site.service(prom).loc),
-    }
+    let port = http_port(site, prom).unwrap_or(PortSpec { proto: crate::model::values::Proto::Tcp, port: 9090 });
+    super::listen_one(site, host, port, &site.service(prom).loc)
 }
 
 /// The alert rules of Prometheus `prom` on `host`, over its jobs.

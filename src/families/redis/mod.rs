@@ -99,11 +99,7 @@ pub fn redis_size(s: Size) -> String {
 
 /// The redis services this family configures (a known kind, at least one host).
 fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
-    site.services
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.declared.kind_known && s.kind.value == ServiceKind::Redis && !s.hosts.is_empty())
-        .map(|(i, _)| ServiceId(i))
+    super::configured(site, ServiceKind::Redis)
 }
 
 /// The redis model of a site (empty when the family resolved nothing).

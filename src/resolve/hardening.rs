@@ -36,9 +36,12 @@ impl Cx<'_, '_> {
             let kloc = self.loc(k.span());
             match ExceptionKind::ALL.iter().find(|(n, _)| n == k.get_ref()) {
                 Some((_, kind)) => {
-                    if let Some(r) = self.value(reason, values::text) {
-                        exceptions.push(Exception { kind: *kind, reason: r });
-                    }
+                    // A reason that fails its check is reported there; the exception still
+                    // stands, so the default it relaxes is not reported missing as well.
+                    let r = self
+                        .value(reason, values::text)
+                        .unwrap_or_else(|| At { value: reason.get_ref().clone(), loc: self.loc(reason.span()) });
+                    exceptions.push(Exception { kind: *kind, reason: r });
                 }
                 None => {
                     let names: Vec<&str> = ExceptionKind::ALL.iter().map(|(n, _)| *n).collect();

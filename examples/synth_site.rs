@@ -413,6 +413,27 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
             s.flow(&format!("service:{c}"), "service:haproxy", "\"tcp/8404\"", "HAProxy metrics");
         }
     }
+    // Log shipping to one Logstash, and Grafana over the first collectors.
+    {
+        let host = s.hosts[s.monitoring[0]].name.clone();
+        s.service(
+            "services/monitoring.toml",
+            format!(
+                "[services.logstash]\nimage = \"docker.elastic.co/logstash/logstash:8.11.1\"\nhosts = [\"{host}\"]\n\
+                 user = \"1000:1000\"\nports = {{ logs = 5044 }}\nhealth = {{ tcp = true, port = \"logs\" }}\ntmpfs = [\"/tmp\"]\n\
+                 log_input = \"logs\"\ndescription = \"Receives the logs of every host\"\n\n\
+                 [services.grafana]\nimage = \"grafana/grafana:10.1.0\"\nhosts = [\"{host}\"]\nuser = \"472:472\"\n\
+                 ports = {{ http = 3000 }}\nhealth = {{ http = \"/api/health\", port = \"http\" }}\ntmpfs = [\"/tmp\"]\n\
+                 description = \"Dashboards over the collectors\"\n\n"
+            ),
+        );
+        for z in ZONES {
+            s.flow(&format!("zone:{}", z.name), "service:logstash", "\"tcp/5044\"", "log shipping");
+        }
+        for c in collectors.iter().take(3) {
+            s.flow("service:grafana", &format!("service:{c}"), "\"tcp/9090\"", "dashboards");
+        }
+    }
 
     // The authoritative DNS server, signed, on the first monitoring host: pfSense's
     // resolver forwards the site's domain to it.

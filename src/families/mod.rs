@@ -126,12 +126,10 @@ pub fn listen_addresses(
     // A flow between two services of this host needs no grant (loopback passes every
     // firewall), but the client still connects to the address it is given: the one
     // this host reaches itself at.
-    for f in site.flows.iter().filter(|f| f.ports.iter().any(|p| ports.contains(&p.value))) {
-        if endpoint_on(site, f.from.value, host) && endpoint_on(site, f.to.value, host) {
-            let i = crate::model::flows::arrival(site, host, crate::model::flows::Peer::Host(host));
-            if i < h.interfaces.len() {
-                hit.entry(i).or_default().push(&f.loc);
-            }
+    for (_, f) in site.flow_plan().local_to(host).filter(|(p, _)| ports.contains(p)) {
+        let i = crate::model::flows::arrival(site, host, crate::model::flows::Peer::Host(host));
+        if i < h.interfaces.len() {
+            hit.entry(i).or_default().push(&site.flows[f].loc);
         }
     }
     hit.into_iter()
@@ -144,15 +142,6 @@ pub fn listen_addresses(
             )
         })
         .collect()
-}
-
-/// Whether a flow endpoint names `host` itself or a service running on it.
-fn endpoint_on(site: &Site, e: crate::model::Endpoint, host: crate::model::HostId) -> bool {
-    match e {
-        crate::model::Endpoint::Host(h) => h == host,
-        crate::model::Endpoint::Service(s) => site.service(s).hosts.iter().any(|h| h.value == host),
-        _ => false,
-    }
 }
 
 /// The services of a built-in kind that a family configures: the kind resolved (a

@@ -65,12 +65,17 @@ pub struct Plan {
     /// For each host (by id), the indexes of the grants it may use as a source (its own,
     /// and its zones').
     out_of: Vec<Vec<usize>>,
+    /// For each host (by id), the (port, flow) pairs of flows from it to itself (two of
+    /// its services): no grant, since loopback passes, but a server still listens where
+    /// the client connects.
+    local: Vec<Vec<(PortSpec, usize)>>,
 }
 
 impl Plan {
     /// Compiles the site's flows. Endpoints that failed to resolve never reach here.
     pub fn compile(site: &Site) -> Plan {
         let mut set: BTreeSet<Grant> = BTreeSet::new();
+        let mut local: Vec<BTreeSet<(PortSpec, usize)>> = vec![BTreeSet::new(); site.hosts.len()];
         for (i, f) in site.flows.iter().enumerate() {
             let sources: Vec<Peer> = match f.from.value {
                 Endpoint::Service(s) => site.service(s).hosts.iter().map(|h| Peer::Host(h.value)).collect(),
@@ -90,6 +95,7 @@ impl Plan {
                     if let (Peer::Host(a), Dest::Host(b)) = (from, to)
                         && a == b
                     {
+                        local[a.0].extend(f.ports.iter().map(|p| (p.value, i)));
                         continue;
                     }
                     for p in &f.ports {
@@ -121,12 +127,18 @@ impl Plan {
                 Peer::Internet => {}
             }
         }
-        Plan { grants, into, out_of }
+        let local = local.into_iter().map(|l| l.into_iter().collect()).collect();
+        Plan { grants, into, out_of, local }
     }
 
     /// The grants whose destination is `host`, sorted by port then source.
     pub fn into_host(&self, host: HostId) -> impl Iterator<Item = &Grant> {
         self.into.get(host.0).into_iter().flatten().map(|&i| &self.grants[i])
+    }
+
+    /// The (port, flow) pairs of flows between two services of `host` (see `local`).
+    pub fn local_to(&self, host: HostId) -> impl Iterator<Item = (PortSpec, usize)> + '_ {
+        self.local.get(host.0).into_iter().flatten().copied()
     }
 
     /// The grants `host` may use as a source (as itself or as a machine of one of its zones:

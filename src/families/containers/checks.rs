@@ -40,6 +40,16 @@ pub fn verify(site: &Site, diags: &mut Diagnostics) {
             );
             continue;
         }
+        if swarm && let Some(loc) = m.host_network.get(&id) {
+            diags.push(
+                Diagnostic::error(
+                    "bad-placement",
+                    format!("`{}` runs on Swarm, whose stacks cannot put a task in the host's network", s.name),
+                    loc.clone(),
+                )
+                .help("place it on plain Docker hosts (Compose), or remove `host_network`"),
+            );
+        }
         if swarm && manager(site).is_none() {
             diags.push(
                 Diagnostic::error(

@@ -64,6 +64,8 @@ crate::keys! {
         pub binds: Vec<Spanned<RawBind>>,
         /// The container's command (argv, no shell), replacing the image's `CMD`.
         pub command: Option<Spanned<Vec<Str>>>,
+        /// Run in the host's network namespace (Compose `network_mode: host`, default `false`): for an exporter that reads a daemon's loopback-only endpoint, such as Nginx's `stub_status` on 127.0.0.1. It then takes no `networks` and publishes nothing (its ports are the host's, opened by the flows as any host port); Compose only (Swarm stacks cannot).
+        pub host_network: Option<Spanned<bool>>,
     }
 }
 
@@ -150,6 +152,8 @@ pub struct Model {
     pub binds: BTreeMap<ServiceId, Vec<Bind>>,
     /// Commands.
     pub command: BTreeMap<ServiceId, At<Vec<String>>>,
+    /// Services in the host's network namespace, where `host_network` is written.
+    pub host_network: BTreeMap<ServiceId, crate::diag::Loc>,
 }
 
 /// A log size from 1m to 1g.
@@ -227,6 +231,7 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
                 ("publish", k.publish.first().map(|v| v.span())),
                 ("binds", k.binds.first().map(|v| v.span())),
                 ("command", k.command.as_ref().map(|v| v.span())),
+                ("host_network", k.host_network.as_ref().map(|v| v.span())),
             ];
             for (key, span) in spans {
                 if let Some(span) = span {
@@ -273,6 +278,38 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
             if let (Some(source), Some(target)) = (source, target) {
                 let writable = r.writable.as_ref().is_some_and(|w| *w.get_ref());
                 out.binds.entry(id).or_default().push(Bind { source, target, writable, loc: at });
+            }
+        }
+        if let Some(h) = k.host_network.as_ref().filter(|h| *h.get_ref()) {
+            let loc = cx.loc(h.span());
+            if let Some((net, _)) = svc.networks.first() {
+                cx.diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!(
+                            "`{}` runs in the host's network and is attached to `{}`: a container has one or the other",
+                            svc.name,
+                            site.network(*net).name
+                        ),
+                        loc.clone(),
+                    )
+                    .help("remove `networks`, or `host_network`"),
+                );
+            } else if let Some(p) = k.publish.first() {
+                let ploc = cx.loc(p.span());
+                cx.diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!(
+                            "`{}` runs in the host's network, where ports are not published: they are the host's",
+                            svc.name
+                        ),
+                        ploc,
+                    )
+                    .help("remove `publish`: a flow to the port opens it on the host"),
+                );
+            } else {
+                out.host_network.insert(id, loc);
             }
         }
         if let Some(c) = &k.command {

@@ -244,6 +244,8 @@ pub struct ServiceView {
     pub image: Src<String>,
     /// argv replacing the image's `CMD`.
     pub command: Vec<Src<String>>,
+    /// In the host's network namespace (`network_mode: host`; no networks, no ports).
+    pub host_network: Option<Src<bool>>,
     /// Container user.
     pub user: Option<Src<String>>,
     /// Why it runs as root (an exception).
@@ -527,7 +529,8 @@ fn service_view(site: &Site, id: ServiceId, host: Option<HostId>, here: &BTreeSe
         secrets: s.secrets.iter().map(|x| Src::at(x.value.clone(), "secret", &x.loc)).collect(),
         networks,
         mounts,
-        ports: ports(site, id, host),
+        ports: if m.host_network.contains_key(&id) { Vec::new() } else { ports(site, id, host) },
+        host_network: m.host_network.get(&id).map(|l| Src::at(true, "host_network", l)),
         depends_on: depends_on
             .into_iter()
             .map(|x| DependsView {
@@ -807,6 +810,7 @@ impl Family for Containers {
             v.push(fact("binds", Val::many(binds)));
             let command = m.command.get(&id).map(|c| c.value.join(" ")).unwrap_or_default();
             v.push(fact("command", command.into()));
+            v.push(fact("host_network", m.host_network.contains_key(&id).to_string().into()));
             let target = if on_swarm(site, id) { "swarm stack" } else { "compose" };
             v.push(fact("runs on", target.to_string().into()));
         }

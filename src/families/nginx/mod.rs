@@ -36,6 +36,22 @@ pub struct NginxContext {
     pub upstreams: Vec<UpstreamView>,
     /// Address and port of the default server.
     pub listen: Src<String>,
+    /// Where `stub_status` answers (loopback), when an Nginx exporter runs on the host.
+    pub stub_status: Option<Src<String>>,
+}
+
+/// Where the Nginx exporter reads the counters: its default `--nginx.scrape-uri`,
+/// `http://127.0.0.1:8080/stub_status`, on loopback only (the exporter runs in the
+/// host's network, `host_network`).
+pub const STUB_STATUS: &str = "127.0.0.1:8080";
+
+/// `stub_status` for the Nginx exporter on `host`, traced to it, if one runs there.
+fn stub_status(site: &Site, host: crate::model::HostId) -> Option<Src<String>> {
+    use super::prometheus::scrape::{Exporter, exporter};
+    site.services_on(host)
+        .into_iter()
+        .find(|&s| exporter(site, s) == Exporter::Nginx)
+        .map(|s| Src::at(STUB_STATUS.to_string(), "stub_status for the Nginx exporter", &site.service(s).loc))
 }
 
 /// A rate-limit zone.
@@ -172,6 +188,7 @@ impl Family for Nginx {
                         .collect(),
                     upstreams: upstreams.into_values().collect(),
                     listen: listen.clone(),
+                    stub_status: stub_status(site, h.value),
                 };
                 let meta = |path: &str| {
                     let mut m = ArtifactMeta::host_file(self.name(), &host.name, path, 0o644, "root:root");

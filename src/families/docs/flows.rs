@@ -96,6 +96,13 @@ pub fn flows(site: &Site) -> FlowsContext {
             per_host.entry(h).or_default().entry((g.flow, g.port)).or_default().insert(from);
         }
     }
+    // What the host firewall accepts from its own containers (a native service there).
+    for h in (0..site.hosts.len()).map(HostId) {
+        for (port, i) in crate::families::nftables::container_to_host(site, h) {
+            let from = format!("containers of {}", site.host(h).name);
+            per_host.entry(h).or_default().entry((i, port)).or_default().insert(from);
+        }
+    }
     let name = |c: usize| if c == internet { "internet".to_string() } else { site.zones[c].name.clone() };
     let zone_loc = |c: usize| if c == internet { None } else { Some(&site.zones[c].loc) };
     let columns = (0..=internet).map(|c| Src::of(name(c), "zone", zone_loc(c))).collect();

@@ -42,6 +42,10 @@ pub struct NftContext {
     /// The Docker networks of this host's containers, which reach the host's own ports
     /// (traffic inside one machine).
     pub container_networks: Vec<Src<String>>,
+    /// Flows from a container on this host to a port of this host (Grafana to Prometheus
+    /// on one machine): accepted from Docker's bridges, where such a container's packets
+    /// come in whatever its network (a Compose default network has no declared subnet).
+    pub local: Vec<LocalView>,
     /// The zones' IPv4 networks: "from the internet" means from none of them (pfSense
     /// forwards public traffic with its source address kept).
     pub site_v4: Vec<Src<String>>,
@@ -69,6 +73,53 @@ pub struct RuleView {
     pub v4: Vec<Src<String>>,
     /// IPv6 source networks.
     pub v6: Vec<Src<String>>,
+}
+
+/// A local flow from this host's containers.
+#[derive(Serialize)]
+pub struct LocalView {
+    /// The flow, as its endpoints are written.
+    pub flow: Src<String>,
+    /// The flow's reason.
+    pub why: Src<String>,
+    /// The nft match of its protocol and port.
+    pub m: Src<String>,
+}
+
+/// The flows from a container on a Docker host to a port of the host itself (a native
+/// service there): (port, flow). Container to container stays on Docker's networks.
+pub fn container_to_host(site: &Site, host: HostId) -> Vec<(PortSpec, usize)> {
+    use crate::model::Endpoint;
+    if !site.host(host).has_role(Role::Docker) {
+        return Vec::new();
+    }
+    let container = |e: Endpoint| matches!(e, Endpoint::Service(s) if site.service(s).image.is_some());
+    site.flow_plan()
+        .local_to(host)
+        .filter(|&(port, i)| {
+            let f = &site.flows[i];
+            port.proto.has_ports() && container(f.from.value) && !container(f.to.value)
+        })
+        .collect()
+}
+
+/// The accepts of [`container_to_host`].
+fn local(site: &Site, host: HostId) -> Vec<LocalView> {
+    container_to_host(site, host)
+        .into_iter()
+        .map(|(port, i)| {
+            let f = &site.flows[i];
+            LocalView {
+                flow: Src::of(
+                    format!("{} → {}", site.endpoint_name(&f.from.value), site.endpoint_name(&f.to.value)),
+                    "flow",
+                    [&f.from.loc, &f.to.loc],
+                ),
+                why: Src::at(f.why.clone(), "flow reason", &f.loc),
+                m: Src::of(proto_match(port, false), "protocol and port", port_locs(site, i, port)),
+            }
+        })
+        .collect()
 }
 
 /// The rules of one host: its grants grouped by flow and port, in site order.
@@ -175,6 +226,7 @@ impl Family for Nftables {
             let ctx = NftContext {
                 host: Src::at(h.name.clone(), "host", &h.loc),
                 rules: rules(site, id),
+                local: local(site, id),
                 docker: Src::of(!docker.is_empty(), "docker role", docker),
                 container_networks: nets.into_iter().map(|(n, l)| Src::of(n, "docker network", l)).collect(),
                 site_v4,

@@ -267,7 +267,11 @@ pub fn prune<'i>(table: &DeTable<'i>, shape: Shape) -> Option<DeTable<'i>> {
                     any |= !matches!(&pruned, DeValue::Table(t) if t.is_empty());
                     arr.push(Spanned::new(it.span(), pruned));
                 }
-                any.then_some(DeValue::Array(arr))
+                // An empty list of values is the owner's own key, written empty (its
+                // owner says whether that is allowed); an empty list of tables holds none
+                // of its keys.
+                let own_empty = items.is_empty() && matches!(item(), Shape::Scalar(_));
+                (any || own_empty).then_some(DeValue::Array(arr))
             }
             // A value of the wrong type: keep it, so the family reports it.
             (_, value) => Some(value.clone()),

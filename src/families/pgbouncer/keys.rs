@@ -34,7 +34,7 @@ crate::keys! {
         /// Client connections each pooler accepts (default `100`, from 1 to 100000). Each takes a file descriptor; clients beyond the pool wait in a queue.
         pub max_client_conn: Option<Spanned<i64>>,
         /// The databases served (names of `[a-z][a-z0-9_]*`): each `<db>` goes to the PostgreSQL primary, and `<db>_ro` to its replicas when it has any. Without it, every database name goes to the primary (`*`) and there is no read-only entry.
-        pub databases: Option<Vec<Str>>,
+        pub databases: Option<Spanned<Vec<Str>>>,
     }
 }
 
@@ -135,7 +135,7 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
                 ("pool_mode", k.pool_mode.as_ref().map(|v| v.span())),
                 ("default_pool_size", k.default_pool_size.as_ref().map(|v| v.span())),
                 ("max_client_conn", k.max_client_conn.as_ref().map(|v| v.span())),
-                ("databases", k.databases.as_ref().and_then(|v| v.first()).map(|v| v.span())),
+                ("databases", k.databases.as_ref().map(|v| v.span())),
             ];
             for (key, span) in spans {
                 if let Some(span) = span {
@@ -154,8 +154,20 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
             out.max_client_conn.insert(id, v);
         }
         if let Some(list) = &k.databases {
+            if list.get_ref().is_empty() {
+                let loc = cx.loc(list.span());
+                cx.diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!("`{}` lists no database: no client could connect", svc.name),
+                        loc,
+                    )
+                    .help("list the databases it serves, or remove `databases` to serve every one"),
+                );
+                continue;
+            }
             let mut dbs: Vec<At<String>> = Vec::new();
-            for v in list {
+            for v in list.get_ref() {
                 let Some(d) = cx.value(v, database) else { continue };
                 if dbs.iter().any(|x| x.value == d.value) {
                     cx.diags.push(

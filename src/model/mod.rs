@@ -197,6 +197,11 @@ impl Site {
         }
     }
 
+    /// A flow as its endpoints are written (`service:pgbouncer → service:postgres`).
+    pub fn flow_name(&self, f: &Flow) -> String {
+        format!("{} → {}", self.endpoint_name(&f.from.value), self.endpoint_name(&f.to.value))
+    }
+
     /// The zones of each machine behind an endpoint (one set per host of a service; a
     /// zone is its own set; `None` stands for the internet). Traffic between two machines
     /// that share a zone stays on that VLAN and crosses no zone boundary.

@@ -214,7 +214,7 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
     }
     for f in &site.flows {
         // Named by its endpoints, so a change of ports reads as one changed flow.
-        let subject = format!("{} → {}", site.endpoint_name(&f.from.value), site.endpoint_name(&f.to.value));
+        let subject = site.flow_name(f);
         put(
             "flow",
             subject,

@@ -138,11 +138,7 @@ pub fn flows(site: &Site) -> FlowsContext {
                         GrantLine {
                             port: Src::of(port.to_string(), "port", port_locs(site, i, port)),
                             from: Src::at(from.into_iter().collect::<Vec<_>>().join(", "), "sources", &f.from.loc),
-                            flow: Src::of(
-                                format!("{} → {}", site.endpoint_name(&f.from.value), site.endpoint_name(&f.to.value)),
-                                "flow",
-                                [&f.from.loc, &f.to.loc],
-                            ),
+                            flow: Src::of(site.flow_name(f), "flow", [&f.from.loc, &f.to.loc]),
                             why: Src::at(f.why.clone(), "flow reason", &f.loc),
                         }
                     })

@@ -110,11 +110,7 @@ fn local(site: &Site, host: HostId) -> Vec<LocalView> {
         .map(|(port, i)| {
             let f = &site.flows[i];
             LocalView {
-                flow: Src::of(
-                    format!("{} → {}", site.endpoint_name(&f.from.value), site.endpoint_name(&f.to.value)),
-                    "flow",
-                    [&f.from.loc, &f.to.loc],
-                ),
+                flow: Src::of(site.flow_name(f), "flow", [&f.from.loc, &f.to.loc]),
                 why: Src::at(f.why.clone(), "flow reason", &f.loc),
                 m: Src::of(proto_match(port, false), "protocol and port", port_locs(site, i, port)),
             }
@@ -148,11 +144,7 @@ fn rules(site: &Site, host: HostId) -> Vec<RuleView> {
                 m.into_iter().map(|(n, l)| Src::of(n, "source network", l)).collect()
             };
             RuleView {
-                flow: Src::of(
-                    format!("{} → {}", site.endpoint_name(&f.from.value), site.endpoint_name(&f.to.value)),
-                    "flow",
-                    [&f.from.loc, &f.to.loc],
-                ),
+                flow: Src::of(site.flow_name(f), "flow", [&f.from.loc, &f.to.loc]),
                 why: Src::at(f.why.clone(), "flow reason", &f.loc),
                 m4: Src::of(proto_match(port, false), "protocol and port", port_locs.iter().copied()),
                 m6: Src::of(proto_match(port, true), "protocol and port", port_locs.iter().copied()),

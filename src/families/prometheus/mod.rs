@@ -204,12 +204,12 @@ fn listen(site: &Site, prom: ServiceId, host: HostId) -> Src<String> {
     super::listen_one(site, host, port, &site.service(prom).loc)
 }
 
-/// The alert rules of Prometheus `prom` on `host`, over its jobs.
-pub fn groups(site: &Site, prom: ServiceId, jobs: &[Job]) -> Vec<Group> {
+/// The alert rules of Prometheus `prom` on a host, over its jobs and probes.
+pub fn groups(site: &Site, prom: ServiceId, jobs: &[Job], probes: &[probe::Probe]) -> Vec<Group> {
     let m = model(site);
     let interval = m.scrape_interval(site, prom).value;
     let mut g = rules::baseline(site, jobs, interval);
-    g.extend(rules::probes(site, &probe::probes(site, jobs), interval));
+    g.extend(rules::probes(site, probes, interval));
     g.extend(rules::custom(site, m.rules.get(&prom).map(Vec::as_slice).unwrap_or(&[])));
     rules::with_runbooks(&mut g, &m.runbooks(site, prom).value);
     g
@@ -296,6 +296,7 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) ->
     let h = site.host(host);
     let m = model(site);
     let jobs = scrape::jobs(site, prom, host);
+    let probes = probe::probes(site, &jobs);
     let listen = listen(site, prom, host);
     let own = JobView {
         name: Src::at(svc.name.clone(), "service", &svc.loc),
@@ -332,7 +333,7 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) ->
         alertmanagers,
         jobs: std::iter::once(own)
             .chain(jobs.iter().map(|j| job_view(site, j)))
-            .chain(probe::probes(site, &jobs).iter().map(|p| probe_view(site, p)))
+            .chain(probes.iter().map(|p| probe_view(site, p)))
             .collect(),
     };
     let validated = |target: &str, mode| {
@@ -344,7 +345,8 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) ->
         meta
     };
     out.add("prometheus/prometheus.yml.j2", &ctx, validated(CONF, 0o644), Some(svc.loc.clone()));
-    let rules = RulesContext { host: Src::at(h.name.clone(), "host", &h.loc), groups: groups(site, prom, &jobs) };
+    let rules =
+        RulesContext { host: Src::at(h.name.clone(), "host", &h.loc), groups: groups(site, prom, &jobs, &probes) };
     out.add("prometheus/rules.yml.j2", &rules, validated(RULES, 0o644), Some(svc.loc.clone()));
     let groups = rules.groups;
     let retention = m.retention(site, prom);
@@ -508,7 +510,7 @@ impl Family for Prometheus {
                 v.push(fact("scrape job", subject.clone(), "targets", targets.join(", ")));
                 v.push(fact("scrape job", subject, "path", format!("{}://…{}", view.scheme.value, view.path.value)));
             }
-            for r in groups(site, prom, &jobs).iter().flat_map(|g| g.rules.iter()) {
+            for r in groups(site, prom, &jobs, &probe::probes(site, &jobs)).iter().flat_map(|g| g.rules.iter()) {
                 let Some(alert) = &r.alert else { continue };
                 let subject = format!("{alert} ({})", r.services.join(", "));
                 let value = format!(

@@ -716,3 +716,20 @@ pub struct Backup {
     /// Restore test.
     pub verify_restore: bool,
 }
+
+/// How often a continuously archiving PostgreSQL closes and ships a WAL segment even when
+/// little is written (`archive_timeout`): the window a continuous policy can lose.
+pub const ARCHIVE_TIMEOUT: Duration = Duration(60);
+
+impl Backup {
+    /// The most data this policy can lose when its service's host dies: the WAL not yet
+    /// shipped for continuous archiving, else everything since the last run. The RPO check,
+    /// the backup units and the recovery plan all read this one figure.
+    pub fn worst_case_loss(&self) -> Duration {
+        if self.continuous {
+            ARCHIVE_TIMEOUT
+        } else {
+            self.every.value
+        }
+    }
+}

@@ -8,7 +8,7 @@ pub(super) fn backups(site: &Site, diags: &mut Diagnostics) {
     let rpo = &site.recovery.rpo;
     for b in &site.backups {
         let svc = site.service(b.service.value);
-        if b.every.value > rpo.value && !b.continuous {
+        if b.worst_case_loss() > rpo.value {
             // Continuous archiving exists only for PostgreSQL (WAL): suggest it only there.
             let help = if svc.kind.value == ServiceKind::Postgres {
                 format!("run it at least every {}, or add continuous archiving (`continuous = true`)", rpo.value)

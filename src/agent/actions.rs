@@ -284,7 +284,7 @@ pub fn run(mut c: Command, what: &str) -> Result<()> {
 pub const RELOAD: &str = "reload-or-restart";
 
 /// `systemctl <verb> <unit>`; the reload action `daemon-reload` (a changed unit file)
-/// is `systemctl daemon-reload`.
+/// is `systemctl daemon-reload`. Services and timers only; restarting a timer enables it.
 pub fn systemctl(verb: &str, unit: &str) -> Result<()> {
     if unit == "daemon-reload" {
         if verb == "is-active" {
@@ -294,8 +294,18 @@ pub fn systemctl(verb: &str, unit: &str) -> Result<()> {
         c.arg("daemon-reload");
         return run(c, "systemctl daemon-reload");
     }
-    if !unit.ends_with(".service") || !unit.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+    let timer = unit.ends_with(".timer");
+    if !(unit.ends_with(".service") || timer) || !unit.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
         bail!("`{unit}` is not a unit the agent manages");
+    }
+    if timer && verb == "restart" {
+        // A timer the plan starts must also survive a reboot (a backup schedule that
+        // stops at the next boot is a silent gap): enable it, then restart it, which
+        // also reschedules a changed one.
+        let mut c = Command::new("systemctl");
+        c.arg("enable").arg(unit);
+        run(c, &format!("systemctl enable {unit}"))?;
     }
     let mut c = Command::new("systemctl");
     c.arg(verb).arg(unit);

@@ -9,6 +9,7 @@
 //! other family and no core module changes (ARCHITECTURE.md, "Adding a family").
 
 pub mod alertmanager;
+pub mod backups;
 pub mod base;
 pub mod containers;
 pub mod delivery;
@@ -210,6 +211,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &logship::Logship,
     &grafana::Grafana,
     &containers::Containers,
+    &backups::Backups,
 ];
 
 /// The jobs being collected from the families.

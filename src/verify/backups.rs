@@ -70,6 +70,18 @@ pub(super) fn backups(site: &Site, diags: &mut Diagnostics) {
             }
         }
         backup_traffic(site, b, svc, diags);
+        if b.continuous && svc.kind.value == ServiceKind::Postgres && b.method != BackupMethod::PgBasebackup {
+            // WAL is archived by pgBackRest, the base-backup method: with any other, the
+            // worst-case loss read from `continuous` would be a promise nothing keeps.
+            diags.push(
+                Diagnostic::error(
+                    "bad-value",
+                    format!("`{}` archives WAL continuously, which is pgBackRest's, and its method is `{}`", b.name, b.method.name()),
+                    b.loc.clone(),
+                )
+                .help("use `method = \"pg-basebackup\"` with `continuous = true`, or remove `continuous` and run it at least as often as the RPO"),
+            );
+        }
         if b.continuous && svc.kind.value != ServiceKind::Postgres {
             diags.push(
                 Diagnostic::error(

@@ -138,6 +138,12 @@ impl Sim {
                     a.validate =
                         validate.map(|v| serde_json::from_value(serde_json::json!(v)).expect("a known validator"));
                     a.reload = reload.map(str::to_string);
+                    // As the backups family does: a timer file makes systemd reread its
+                    // units, then (re)starts the timer.
+                    if let Some(timer) = reload.filter(|r| r.ends_with(".timer")) {
+                        a.reload = Some("daemon-reload".into());
+                        a.restart = Some(timer.to_string());
+                    }
                     // As the nftables family does: a firewall change is probed.
                     if *reload == Some("nftables.service") {
                         a.probe = Some(medianest::artifact::Probe::Refetch);
@@ -275,6 +281,41 @@ fn assert_refused(sim: &Sim, o: &Output, before: &Snapshot, state: &str, why: &s
     assert!(reason.contains(why), "reason {reason:?} lacks {why:?}");
     assert_eq!(&snapshot(&sim.root()), before, "the root changed");
     assert_eq!(sim.state(), state, "the state changed");
+}
+
+#[test]
+fn a_new_timer_is_enabled_and_started_and_a_failing_one_rolls_back() {
+    // A backup schedule must survive a reboot: the timer is enabled, not only started.
+    let sim = Sim::new();
+    let timer: &[u8] = b"[Timer]\nOnCalendar=*:07\n";
+    let files: Vec<HostFile> =
+        vec![("/etc/systemd/system/medianest-backup-x.timer", timer, None, Some("medianest-backup-x.timer"))];
+    sim.render(&files, &[]);
+    sim.commit("a timer", Some("key"));
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let calls = sim.calls();
+    let order: Vec<usize> = [
+        "systemctl daemon-reload",
+        "systemctl enable medianest-backup-x.timer",
+        "systemctl restart medianest-backup-x.timer",
+        "systemctl is-active medianest-backup-x.timer",
+    ]
+    .iter()
+    .map(|c| calls.find(c).unwrap_or_else(|| panic!("no `{c}` in\n{calls}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order:\n{calls}");
+    // A timer that cannot be enabled is a failed apply: the file is taken back.
+    let changed: &[u8] = b"[Timer]\nOnCalendar=*:08\n";
+    sim.render(
+        &[("/etc/systemd/system/medianest-backup-x.timer", changed, None, Some("medianest-backup-x.timer"))],
+        &[],
+    );
+    sim.commit("another schedule", Some("key"));
+    sim.fail("systemctl", Some("enable"));
+    let o = sim.pull();
+    assert_eq!(report(&o)["result"], "rolled-back", "{}", stdout(&o));
+    assert_eq!(std::fs::read(sim.root().join("etc/systemd/system/medianest-backup-x.timer")).unwrap(), timer);
 }
 
 #[test]

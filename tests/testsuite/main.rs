@@ -3,6 +3,7 @@
 mod support;
 
 mod agent;
+mod backups;
 mod cli;
 mod containers;
 mod coverage;

@@ -250,6 +250,8 @@ fn promtool_unit_tests_prove_the_key_alerts_fire_and_stay_silent() {
     ];
     let policy =
         [("job", "node-exporter"), ("instance", "10.0.3.10:9100"), ("host", "db1"), ("policy", "postgres-pitr")];
+    let standby =
+        [("job", "node-exporter"), ("instance", "10.0.3.11:9100"), ("host", "db2"), ("policy", "postgres-pitr")];
     let tests = serde_json::json!({
         "rule_files": ["rules/medianest.yml"],
         "evaluation_interval": "1m",
@@ -312,10 +314,15 @@ fn promtool_unit_tests_prove_the_key_alerts_fire_and_stay_silent() {
                 // The policy's last success at t=0; its limit is its interval plus the
                 // RPO (continuous WAL archiving): 1d + 1h.
                 "interval": "5m",
-                "input_series": [series("medianest_backup_last_success_timestamp_seconds", &policy, "0x400")],
+                // A standby (db2) that skips the job but reported once, long ago, does
+                // not make it fire earlier: the newest success of any host counts.
+                "input_series": [
+                    series("medianest_backup_last_success_timestamp_seconds", &policy, "0x400"),
+                    series("medianest_backup_last_success_timestamp_seconds", &standby, "-86400x400"),
+                ],
                 "alert_rule_test": [
                     silent("BackupTooOld", "24h"),
-                    expect(&rules, "BackupTooOld", "postgres-pitr", "25h10m", &policy, "1d 1h 10m 0s"),
+                    expect(&rules, "BackupTooOld", "postgres-pitr", "25h10m", &[("policy", "postgres-pitr")], "1d 1h 10m 0s"),
                 ],
             },
         ],

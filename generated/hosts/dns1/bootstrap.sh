@@ -102,7 +102,7 @@ fi
 
 # 2. Packages for the roles and services of dns1.
 missing=
-for pkg in ca-certificates nftables openssh-client pdns-backend-bind pdns-server prometheus-node-exporter rsyslog; do
+for pkg in ca-certificates nftables openssh-client pdns-backend-bind pdns-server prometheus-node-exporter restic rsyslog; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"

@@ -103,7 +103,7 @@ fi
 
 # 2. Packages for the roles and services of stor1.
 missing=
-for pkg in ca-certificates curl gnupg nfs-kernel-server nftables openssh-client prometheus-node-exporter rsyslog zfsutils-linux; do
+for pkg in ca-certificates curl gnupg nfs-kernel-server nftables openssh-client prometheus-node-exporter restic rsyslog sanoid zfsutils-linux; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"

@@ -176,6 +176,10 @@ fn packages(site: &Site, host: crate::model::HostId) -> Packages {
             p.entry(pkg.into()).or_default().push(&r.loc);
         }
     }
+    // The backup jobs' tools (family backups).
+    for (pkg, loc) in super::backups::packages(site, host) {
+        p.entry(pkg.into()).or_default().push(loc);
+    }
     for s in site.services_on(host) {
         let svc = site.service(s);
         if svc.kind.value == ServiceKind::Postgres {

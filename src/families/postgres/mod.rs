@@ -49,9 +49,14 @@
 //! role itself is created once on the primary by the operator (`CREATE ROLE replicator
 //! WITH REPLICATION LOGIN PASSWORD …`), as the databases and application roles are.
 //!
-//! Not here yet: WAL archiving. `archive_mode` without a working `archive_command` fills
-//! `pg_wal` on the primary, so both, and `archive_timeout` (no longer than the site's
-//! RPO), come with the backup work (pgBackRest). TLS (`hostssl`), as above.
+//! **WAL archiving**, when a `continuous` `pg-basebackup` policy covers the service:
+//! `archive_mode = on` (restart) in `postgresql.conf`, and in `conf.d/medianest.conf`
+//! `archive_command` and `restore_command` through the backups family's pgBackRest
+//! wrapper, and `archive_timeout` = [`ARCHIVE_TIMEOUT`](crate::model::ARCHIVE_TIMEOUT),
+//! the policy's worst-case loss that the RPO check reads. Never `archive_mode` without
+//! the policy: a failing `archive_command` fills `pg_wal` on the primary.
+//!
+//! Not here yet: TLS (`hostssl`), as above.
 
 pub mod keys;
 
@@ -113,6 +118,8 @@ pub struct ServerContext {
     pub max_wal_senders: Src<u32>,
     /// `max_replication_slots` (replicas + 2).
     pub max_replication_slots: Src<u32>,
+    /// `archive_mode = on`: a policy archives the WAL continuously.
+    pub archive: Option<Src<String>>,
 }
 
 /// Context of `postgres/medianest.conf.j2`: the settings a reload applies.
@@ -132,6 +139,21 @@ pub struct ReloadContext {
     pub wal_keep_size: &'static str,
     /// What a replica follows.
     pub standby: Option<StandbyView>,
+    /// Continuous WAL archiving through pgBackRest.
+    pub archive: Option<ArchiveView>,
+}
+
+/// WAL archiving (the settings a reload applies).
+#[derive(Serialize)]
+pub struct ArchiveView {
+    /// The backup policy.
+    pub policy: Src<String>,
+    /// `archive_command`.
+    pub command: Src<String>,
+    /// `restore_command` (a replica that fell behind its slot's WAL, a PITR restore).
+    pub restore: Src<String>,
+    /// `archive_timeout`, in seconds.
+    pub timeout: Src<u64>,
 }
 
 /// A replica's upstream.
@@ -273,6 +295,25 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
     let n = replicas.len() as u32;
     let host_locs: Vec<&Loc> = svc.hosts.iter().map(|h| &h.loc).collect();
     let unit = format!("postgresql@{v}-main.service");
+    // WAL archiving when a continuous policy covers the service: through the backups
+    // family's pgBackRest wrapper, which holds the keys.
+    let archive = super::backups::archiving(site, id).map(|b| {
+        let w = super::backups::wrapper(&b.name);
+        ArchiveView {
+            policy: Src::at(b.name.clone(), "backup policy (continuous)", &b.loc),
+            command: Src::at(
+                format!("/bin/sh {w} archive-push %p"),
+                "archive_command (the policy's pgBackRest)",
+                &b.loc,
+            ),
+            restore: Src::at(
+                format!("/bin/sh {w} archive-get %f \"%p\""),
+                "restore_command (the policy's pgBackRest)",
+                &b.loc,
+            ),
+            timeout: Src::at(crate::model::ARCHIVE_TIMEOUT.0, "archive_timeout (the policy's worst-case loss)", &b.loc),
+        }
+    });
     let file = |host: &str, target: String, mode: u32, reload: bool| {
         let mut meta = ArtifactMeta::host_file("postgres", host, &target, mode, "postgres:postgres");
         if let Some(a) = meta.apply.as_mut() {
@@ -316,6 +357,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             shared_buffers: mem(sb, "shared_buffers (a quarter of the service's memory)"),
             max_wal_senders: Src::of(n + 3, "max_wal_senders (replicas + 3)", host_locs.iter().copied()),
             max_replication_slots: Src::of(n + 2, "max_replication_slots (replicas + 2)", host_locs.iter().copied()),
+            archive: archive.as_ref().map(|a| a.policy.clone()),
         };
         let conf = validated(file(&host.name, format!("{etc}/postgresql.conf"), 0o644, false));
         out.add("postgres/postgresql.conf.j2", &server, conf, origin.clone());
@@ -348,6 +390,12 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             maintenance_work_mem: mem(mwm, "maintenance_work_mem (a sixteenth of the memory, at most 1 GiB)"),
             wal_keep_size: WAL_KEEP_SIZE,
             standby,
+            archive: archive.as_ref().map(|a| ArchiveView {
+                policy: a.policy.clone(),
+                command: a.command.clone(),
+                restore: a.restore.clone(),
+                timeout: a.timeout.clone(),
+            }),
         };
         out.add(
             "postgres/medianest.conf.j2",

@@ -1,0 +1,298 @@
+//! The backups family against the real tools.
+//!
+//! - Every generated unit and timer (reference site and `fixtures/backups-loopback`)
+//!   passes `systemd-analyze verify` with nothing on stderr (an unknown key only warns),
+//!   every `OnCalendar=` passes `systemd-analyze calendar`, and a broken timer is refused.
+//! - Every generated job script passes `shellcheck`.
+//! - End to end on loopback, in a private network namespace: PostgreSQL 15 starts from
+//!   db1's generated files with WAL archiving on; the generated job script runs a full
+//!   and a differential pgBackRest backup through the generated wrapper (the generated
+//!   `archive_command` ships WAL meanwhile), writes its success metric, and the generated
+//!   restore test restores the newest backup into a scratch directory, replays the
+//!   archive and queries it. Then a point-in-time restore to a third data directory
+//!   holds the rows written before the target time and not those after.
+//! - restic: the generated job of cache1 backs up its data directory twice, forgets by
+//!   retention and reports; the generated restore test checks the repository and
+//!   restores the newest snapshot.
+//!
+//! Test-only overrides, none in the generated files (made with `sed` on copies):
+//! paths under `/etc/medianest/backup`, `/etc/pgbackrest`, `/run/medianest/secrets` and
+//! node exporter's textfile directory point into the scratch directory; pgBackRest's
+//! repository is `posix` in the scratch directory instead of MinIO's S3 (no MinIO here:
+//! it is not packaged in Debian), so the `repo1-s3-*`/`repo1-storage-*` lines and the
+//! wrapper's S3 key lines go, and `lock-path`/`log-path` are scratch; restic's repository
+//! is a local directory and its CA line goes; PostgreSQL's paths as in postgres.rs, and
+//! `psql` reaches it on the scratch socket. Needs root, `unshare`, `runuser`,
+//! `postgresql-15`, `pgbackrest`, `restic`, `shellcheck`, `systemd-analyze`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::*;
+
+/// The loopback site, built.
+fn loopback() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&suite("fixtures/backups-loopback/site"), &dir.path().join("site"));
+    let o = medianest(dir.path(), &["build"]);
+    assert!(o.status.success(), "the loopback site builds: {}", stderr(&o));
+    dir
+}
+
+/// Every file under `generated/hosts/*/root/<rel>` whose name starts with one of `prefixes`.
+fn files(generated: &Path, rel: &str, prefixes: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for host in std::fs::read_dir(generated.join("hosts")).unwrap() {
+        let dir = host.unwrap().path().join("root").join(rel);
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if prefixes.iter().any(|x| name.starts_with(x)) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const UNITS: &[&str] = &["medianest-backup-", "medianest-restore-test-", "medianest-minio-"];
+
+/// `systemd-analyze verify` on a host's units: success and a silent stderr.
+fn verify(units: &[PathBuf]) -> (bool, String) {
+    let o = Command::new("systemd-analyze").arg("verify").args(units).output().expect("systemd-analyze runs");
+    (o.status.success() && o.stderr.is_empty(), format!("{}{}", stdout(&o), stderr(&o)))
+}
+
+#[test]
+fn every_generated_unit_and_timer_passes_systemd_analyze() {
+    let site = loopback();
+    let mut seen = 0;
+    let mut calendars = 0;
+    for generated in [repo_root().join("generated"), site.path().join("generated")] {
+        let units = files(&generated, "etc/systemd/system", UNITS);
+        assert!(!units.is_empty(), "no backup units in {}", generated.display());
+        let mut by_host: std::collections::BTreeMap<PathBuf, Vec<PathBuf>> = Default::default();
+        for u in units {
+            by_host.entry(u.parent().unwrap().to_path_buf()).or_default().push(u);
+        }
+        for (dir, units) in &by_host {
+            let (ok, out) = verify(units);
+            assert!(ok, "{}: {out}", dir.display());
+            seen += units.len();
+            for u in units {
+                let text = std::fs::read_to_string(u).unwrap();
+                for cal in text.lines().filter_map(|l| l.strip_prefix("OnCalendar=")) {
+                    let o = Command::new("systemd-analyze").args(["calendar", cal]).output().unwrap();
+                    assert!(o.status.success(), "{}: `{cal}`: {}", u.display(), stderr(&o));
+                    calendars += 1;
+                }
+            }
+        }
+    }
+    assert!(seen >= 20 && calendars >= 8, "{seen} units, {calendars} calendars");
+
+    // A broken copy is refused: the check can fail.
+    let t = tempfile::tempdir().unwrap();
+    let timer = files(&site.path().join("generated"), "etc/systemd/system", &["medianest-backup-pg-pitr.timer"]);
+    let text = std::fs::read_to_string(&timer[0]).unwrap();
+    let service = timer[0].with_extension("service");
+    std::fs::copy(&service, t.path().join("medianest-backup-pg-pitr.service")).unwrap();
+    let bad = t.path().join("medianest-backup-pg-pitr.timer");
+    let broken: String = text
+        .lines()
+        .map(|l| if l.starts_with("OnCalendar=") { "OnCalendar=daily at noon\n".to_string() } else { format!("{l}\n") })
+        .collect();
+    std::fs::write(&bad, broken).unwrap();
+    let (ok, out) = verify(&[bad.clone(), t.path().join("medianest-backup-pg-pitr.service")]);
+    assert!(!ok, "a bad OnCalendar passed: {out}");
+    std::fs::write(&bad, text.replace("[Timer]", "[Timer]\nOnCalender=hourly")).unwrap();
+    let (ok, out) = verify(&[bad, t.path().join("medianest-backup-pg-pitr.service")]);
+    assert!(!ok, "a misspelt key passed: {out}");
+}
+
+#[test]
+fn every_generated_job_script_passes_shellcheck() {
+    let site = loopback();
+    let mut scripts = Vec::new();
+    for generated in [repo_root().join("generated"), site.path().join("generated")] {
+        scripts.extend(files(&generated, "etc/medianest/backup", &[""]));
+        scripts.extend(files(&generated, "etc/medianest/minio", &[""]));
+    }
+    assert!(scripts.len() >= 12, "{scripts:?}");
+    let o = Command::new("shellcheck").args(["-s", "sh"]).args(&scripts).output().expect("shellcheck runs");
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+/// The end-to-end script (`$1`: the loopback site's generated/, `$2`: scratch), run in a
+/// private network namespace. Prints `key=value` lines.
+const E2E: &str = r#"
+G=$1 T=$2
+PGBIN=/usr/lib/postgresql/15/bin
+as_pg() { runuser -u postgres -- "$@"; }
+cleanup() {
+  for d in p r; do
+    [ -f "$T/$d/postmaster.pid" ] && as_pg $PGBIN/pg_ctl -D "$T/$d" -m immediate -w stop >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+ip link set lo up
+mkdir -p "$T/backup" "$T/secrets" "$T/textfile" "$T/repo" "$T/log" "$T/lock" "$T/psock"
+H=$G/hosts/db1/root/etc
+
+# The test-only overrides (see the module doc), on copies.
+over() {
+  sed -e "s|/etc/medianest/backup/|$T/backup/|g" \
+      -e "s|/etc/pgbackrest/pgbackrest.conf|$T/pgbackrest.conf|g" \
+      -e "s|/run/medianest/secrets/pg/|$T/secrets/|g" \
+      -e "s|/var/lib/prometheus/node-exporter|$T/textfile|g" \
+      -e "s|psql -X -At -p 55432|psql -X -At -h $T/psock -p 55432|g" \
+      -e "/S3_KEY=\\|S3_KEY_SECRET=/d" "$1"
+}
+for f in pg-pitr.sh pg-pitr-pgbackrest.sh pg-pitr-restore-test.sh; do over "$H/medianest/backup/$f" > "$T/backup/$f"; done
+sed -e '/^repo1-s3-/d' -e '/^repo1-storage-/d' -e 's|^repo1-type=s3|repo1-type=posix|' \
+    -e "s|^repo1-path=.*|repo1-path=$T/repo|" -e "s|^pg1-socket-path=.*|pg1-socket-path=$T/psock|" \
+    -e "s|^pg1-path=.*|pg1-path=$T/p|" "$H/pgbackrest/pgbackrest.conf" > "$T/pgbackrest.conf"
+# The global section gets scratch lock and log paths.
+awk -v lp="$T/lock" -v lg="$T/log" '/^\[global\]/{print; print "lock-path=" lp; print "log-path=" lg; next} {print}' "$T/pgbackrest.conf" > "$T/pgbackrest.conf.new"
+mv "$T/pgbackrest.conf.new" "$T/pgbackrest.conf"
+printf 'correct horse battery staple\n' > "$T/secrets/backup_repository_password"
+cp -R "$H/postgresql" "$T/db1"
+over "$T/db1/15/main/conf.d/medianest.conf" > "$T/m.conf" && mv "$T/m.conf" "$T/db1/15/main/conf.d/medianest.conf"
+chown -R postgres:postgres "$T"
+chmod 700 "$T/psock"
+echo "archive_mode=$(grep -c '^archive_mode = on' "$T/db1/15/main/postgresql.conf")"
+echo "archive_command=$(grep '^archive_command' "$T/db1/15/main/conf.d/medianest.conf" | sed "s|$T|T|g")"
+
+as_pg $PGBIN/initdb -N -D "$T/p" -U postgres --auth-local=peer -E UTF8 --locale=C.UTF-8 >/dev/null
+C=$T/db1/15/main
+start() { as_pg $PGBIN/pg_ctl -D "$T/$1" -l "$T/$1.log" -w -t 120 -o "-c config_file=$C/postgresql.conf -c data_directory=$T/$1 -c hba_file=$C/pg_hba.conf -c ident_file=$T/p/pg_ident.conf -c external_pid_file=$T/$1/ext.pid -c unix_socket_directories=$T/psock $2" start >/dev/null || { cat "$T/$1.log" >&2; exit 1; }; }
+start p ""
+q() { as_pg $PGBIN/psql -X -q -At -v ON_ERROR_STOP=1 -h "$T/psock" -p 55432 -U postgres -d postgres -c "$1"; }
+q "CREATE TABLE t(id int, at timestamptz default now())"
+q "INSERT INTO t(id) VALUES (1)"
+
+# The generated job: a full backup, then a differential one.
+sh "$T/backup/pg-pitr.sh" full > "$T/full.out" 2>&1 || { cat "$T/full.out" "$T/log"/* >&2; exit 1; }
+echo "metric=$(sed -n 's/^medianest_backup_last_success_timestamp_seconds{policy="pg-pitr"} \([0-9]*\)$/\1/p' "$T/textfile/medianest_backup_pg-pitr.prom")"
+q "INSERT INTO t(id) VALUES (2)"
+sh "$T/backup/pg-pitr.sh" > "$T/diff.out" 2>&1 || { cat "$T/diff.out" >&2; exit 1; }
+echo "backups=$(as_pg sh "$T/backup/pg-pitr-pgbackrest.sh" info --output=json | python3 -c 'import json,sys; print(" ".join(b["type"] for b in json.load(sys.stdin)[0]["backup"]))')"
+echo "encrypted=$(as_pg sh "$T/backup/pg-pitr-pgbackrest.sh" info --output=json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["cipher"])')"
+
+# Rows on both sides of a target time, archived.
+q "INSERT INTO t(id) VALUES (3)"
+sleep 1
+target=$(q "SELECT now()")
+sleep 1
+q "INSERT INTO t(id) VALUES (4)"
+q "SELECT pg_switch_wal()" >/dev/null
+i=0; until [ "$(q "SELECT last_archived_wal IS NOT NULL AND last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) FROM pg_stat_archiver")" = t ]; do
+  i=$((i+1)); [ $i -lt 100 ] || { q "SELECT * FROM pg_stat_archiver" >&2; exit 1; }; sleep 0.2; done
+echo "archived=$(q "SELECT archived_count > 0 AND failed_count = 0 FROM pg_stat_archiver")"
+
+# The generated restore test: newest backup, archive replayed, queried.
+sh "$T/backup/pg-pitr-restore-test.sh" > "$T/rt.out" 2>&1 || { cat "$T/rt.out" >&2; exit 1; }
+echo "restore_test=$(tail -1 "$T/rt.out")"
+echo "restore_metric=$(grep -c '^medianest_restore_test_last_success_timestamp_seconds{policy="pg-pitr"} [0-9]*$' "$T/textfile/medianest_restore_pg-pitr.prom")"
+
+# Point in time, into a third data directory.
+mkdir "$T/r"; chown postgres:postgres "$T/r"; chmod 700 "$T/r"
+as_pg sh "$T/backup/pg-pitr-pgbackrest.sh" --pg1-path="$T/r" --type=time "--target=$target" --target-action=promote \
+  "--recovery-option=restore_command=/bin/sh $T/backup/pg-pitr-pgbackrest.sh --pg1-path=$T/r archive-get %f \"%p\"" restore >/dev/null
+as_pg $PGBIN/pg_ctl -D "$T/p" -m fast -w stop >/dev/null
+start r "-c archive_mode=off"
+i=0; until [ "$(q 'SELECT pg_is_in_recovery()')" = f ]; do i=$((i+1)); [ $i -lt 300 ] || exit 1; sleep 0.2; done
+echo "pitr_rows=$(q 'SELECT string_agg(id::text, $$ $$ ORDER BY id) FROM t')"
+"#;
+
+#[test]
+fn pgbackrest_backs_up_archives_and_restores_to_a_point_in_time_on_loopback() {
+    let site = loopback();
+    let scratch = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    let o = Command::new("unshare")
+        .args(["--net", "sh", "-eu", "-c", E2E, "sh"])
+        .arg(site.path().join("generated"))
+        .arg(scratch.path())
+        .output()
+        .expect("unshare runs");
+    let out = stdout(&o);
+    assert!(o.status.success(), "exit {:?}\n{out}\n{}", o.status.code(), stderr(&o));
+    let get = |k: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in\n{out}"))
+            .to_string()
+    };
+    assert_eq!(get("archive_mode"), "1");
+    assert_eq!(get("archive_command"), "archive_command = '/bin/sh T/backup/pg-pitr-pgbackrest.sh archive-push %p'");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let at: u64 = get("metric").parse().expect("the job reports a timestamp");
+    assert!(now.abs_diff(at) < 600, "metric {at}, now {now}");
+    assert_eq!(get("backups"), "full diff", "{out}");
+    assert_eq!(get("encrypted"), "aes-256-cbc", "{out}");
+    assert_eq!(get("archived"), "t");
+    assert_eq!(get("restore_test"), "restore test of pg-pitr: passed");
+    assert_eq!(get("restore_metric"), "1");
+    assert_eq!(get("pitr_rows"), "1 2 3", "rows before the target time only");
+    eprintln!("pgBackRest loopback run: {:.1} s", start.elapsed().as_secs_f64());
+}
+
+#[test]
+fn restic_backs_up_forgets_and_passes_its_restore_test() {
+    let site = loopback();
+    let t = tempfile::tempdir().unwrap();
+    let tp = t.path().display().to_string();
+    let h = site.path().join("generated/hosts/cache1/root/etc/medianest/backup");
+    for d in ["data", "secrets", "textfile", "repo", "cache"] {
+        std::fs::create_dir_all(t.path().join(d)).unwrap();
+    }
+    std::fs::write(t.path().join("data/dump.rdb"), "REDIS0011 the cache's data").unwrap();
+    std::fs::write(t.path().join("secrets/backup_repository_password"), "correct horse\n").unwrap();
+    let over = |name: &str| -> PathBuf {
+        let text = std::fs::read_to_string(h.join(name)).unwrap();
+        let text = text
+            .replace("s3:https://127.0.0.3:9000/backups/cache-files", &format!("{tp}/repo"))
+            .replace("/run/medianest/secrets/cache/", &format!("{tp}/secrets/"))
+            .replace("/var/lib/prometheus/node-exporter", &format!("{tp}/textfile"))
+            .replace("/var/lib/redis", &format!("{tp}/data"))
+            .replace("/var/cache/restic", &format!("{tp}/cache"));
+        let text: String = text
+            .lines()
+            .filter(|l| !l.contains("RESTIC_CACERT") && !l.contains("AWS_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let p = t.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let job = over("cache-files.sh");
+    let test = over("cache-files-restore-test.sh");
+    for _ in 0..2 {
+        let o = Command::new("sh").arg(&job).output().unwrap();
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    }
+    let metric = std::fs::read_to_string(t.path().join("textfile/medianest_backup_cache-files.prom")).unwrap();
+    assert!(metric.contains("medianest_backup_last_success_timestamp_seconds{policy=\"cache-files\"} "), "{metric}");
+    let o = Command::new("restic")
+        .args(["snapshots", "--json", "--tag", "cache-files"])
+        .env("RESTIC_REPOSITORY", t.path().join("repo"))
+        .env("RESTIC_PASSWORD_FILE", t.path().join("secrets/backup_repository_password"))
+        .output()
+        .unwrap();
+    let snaps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(snaps.as_array().map(Vec::len), Some(2), "{}", stderr(&o));
+    let o = Command::new("sh").arg(&test).output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).ends_with("restore test of cache-files: passed\n"), "{}", stdout(&o));
+    // A repository that lost its data fails the restore test.
+    for e in walkdir::WalkDir::new(t.path().join("repo/data")).into_iter().filter_map(Result::ok) {
+        if e.file_type().is_file() {
+            std::fs::write(e.path(), b"garbage").unwrap();
+        }
+    }
+    let o = Command::new("sh").arg(&test).output().unwrap();
+    assert!(!o.status.success(), "a corrupt repository passed: {}", stdout(&o));
+}

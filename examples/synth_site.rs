@@ -258,7 +258,7 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
         let hv = s.hosts[s.hypervisors[j % s.hypervisors.len()]].name.clone();
         let _ = write!(
             s.backups,
-            "[backups.{name}-snapshots]\nservice = \"{name}\"\nmethod = \"zfs-snapshot\"\nevery = \"1h\"\ntarget = \"host:{hv}\"\nretention = \"30d\"\n\n"
+            "[backups.{name}-snapshots]\nservice = \"{name}\"\nmethod = \"zfs-snapshot\"\nevery = \"1h\"\ntarget = \"host:{hv}\"\nretention = \"30d\"\ndataset = \"tank/{name}\"\n\n"
         );
         s.flow(
             &format!("host:{host}"),

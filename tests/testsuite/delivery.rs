@@ -404,3 +404,92 @@ fn docker_comes_from_dockers_repository_with_a_pinned_key() {
         }
     }
 }
+
+/// The Debian packages a bootstrap installs (its first `for pkg in …` list, section 2)
+/// and the contrib sources it writes, if any.
+fn debian_packages(script: &str) -> (Vec<String>, Option<String>) {
+    let after = script.split("# 2. Packages for the roles and services").nth(1).expect("a packages section");
+    let line = after.lines().find(|l| l.starts_with("for pkg in ")).expect("a package list");
+    let pkgs =
+        line.trim_start_matches("for pkg in ").trim_end_matches("; do").split_whitespace().map(String::from).collect();
+    let contrib = script
+        .split("ensure_file /etc/apt/sources.list.d/medianest-contrib.sources 644 <<'MEDIANEST_EOF'\n")
+        .nth(1)
+        .map(|s| s.split("MEDIANEST_EOF").next().unwrap().to_string());
+    (pkgs, contrib)
+}
+
+/// `apt-cache policy` under a private apt state with the given sources: the packages
+/// without a candidate.
+fn unresolved(t: &Path, sources: &[(&str, &str)], pkgs: &[String]) -> Vec<String> {
+    let parts = t.join("sources.list.d");
+    std::fs::create_dir_all(&parts).unwrap();
+    std::fs::create_dir_all(t.join("lists/partial")).unwrap();
+    std::fs::create_dir_all(t.join("cache/archives/partial")).unwrap();
+    for (name, text) in sources {
+        std::fs::write(parts.join(name), text).unwrap();
+    }
+    let opts = [
+        "-o".to_string(),
+        format!("Dir::Etc::SourceParts={}", parts.display()),
+        "-o".into(),
+        "Dir::Etc::SourceList=/dev/null".into(),
+        "-o".into(),
+        format!("Dir::State::Lists={}", t.join("lists").display()),
+        "-o".into(),
+        format!("Dir::Cache={}", t.join("cache").display()),
+        "-o".into(),
+        "APT::Sandbox::User=root".into(),
+    ];
+    let o = Command::new("apt-get").args(&opts).args(["update", "-qq"]).output().expect("apt-get runs");
+    assert!(o.status.success(), "apt-get update: {}", stderr(&o));
+    let o = Command::new("apt-cache").args(&opts).arg("policy").args(pkgs).output().expect("apt-cache runs");
+    let text = stdout(&o);
+    pkgs.iter()
+        .filter(|p| {
+            let block = text.split(&format!("\n{p}:\n")).nth(1).or_else(|| text.strip_prefix(&format!("{p}:\n")));
+            block.is_none_or(|b| {
+                b.lines().find(|l| l.trim_start().starts_with("Candidate:")).is_none_or(|l| l.contains("(none)"))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn every_debian_package_a_bootstrap_installs_resolves_under_the_sources_it_configures() {
+    // Debian 12's own sources (main), as a fresh install has them, plus what each script
+    // adds. PGDG's and Docker's repositories are not reachable from here: their
+    // packages are checked by name in the pinned-key tests only.
+    let main = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
+    let mut plain: std::collections::BTreeSet<String> = Default::default();
+    let mut with_contrib: std::collections::BTreeSet<String> = Default::default();
+    let mut contrib_sources = None;
+    for e in std::fs::read_dir(repo_root().join("generated/hosts")).unwrap() {
+        let script = e.unwrap().path().join("bootstrap.sh");
+        let Ok(text) = std::fs::read_to_string(&script) else { continue };
+        let (pkgs, contrib) = debian_packages(&text);
+        if let Some(c) = contrib {
+            with_contrib.extend(pkgs);
+            contrib_sources = Some(c);
+        } else {
+            plain.extend(pkgs);
+        }
+    }
+    let contrib = contrib_sources.expect("the reference site's ZFS host enables contrib");
+    assert!(with_contrib.contains("zfsutils-linux") && with_contrib.contains("sanoid"), "{with_contrib:?}");
+    let t = tempfile::tempdir().unwrap();
+    let plain: Vec<String> = plain.into_iter().collect();
+    let missing = unresolved(&t.path().join("main"), &[("debian.sources", main)], &plain);
+    assert!(missing.is_empty(), "not in Debian 12 main: {missing:?}");
+    let with_contrib: Vec<String> = with_contrib.into_iter().collect();
+    let missing = unresolved(
+        &t.path().join("contrib"),
+        &[("debian.sources", main), ("medianest-contrib.sources", &contrib)],
+        &with_contrib,
+    );
+    assert!(missing.is_empty(), "not in Debian 12 main + contrib: {missing:?}");
+    // Without the contrib file, ZFS does not resolve: the check can fail.
+    let missing = unresolved(&t.path().join("main"), &[("debian.sources", main)], &with_contrib);
+    assert!(missing.contains(&"zfsutils-linux".to_string()), "{missing:?}");
+}

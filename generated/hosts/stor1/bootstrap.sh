@@ -101,9 +101,26 @@ if [ "${ID:-}" != debian ] || [ "${VERSION_ID:-}" != 12 ]; then
     exit 1
 fi
 
+# Before the packages: Debian's contrib component, for sanoid zfs-dkms zfsutils-linux (OpenZFS is
+#     CDDL-licensed, so Debian ships it outside main), from the same archive and with
+#     the same key as main.
+ensure_file /etc/apt/sources.list.d/medianest-contrib.sources 644 <<'MEDIANEST_EOF'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+MEDIANEST_EOF
+
 # 2. Packages for the roles and services of stor1.
 missing=
-for pkg in ca-certificates curl gnupg nfs-kernel-server nftables openssh-client prometheus-node-exporter restic rsyslog sanoid zfsutils-linux; do
+for pkg in ca-certificates curl gnupg linux-headers-amd64 nfs-kernel-server nftables openssh-client prometheus-node-exporter restic rsyslog sanoid zfs-dkms zfsutils-linux; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"

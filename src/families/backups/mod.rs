@@ -531,7 +531,7 @@ fn lower_policy(site: &Site, b: &Backup, out: &mut Lowering) {
                 after: after.clone(),
             });
         }
-        if b.verify_restore && matches!(b.method, BackupMethod::PgBasebackup | BackupMethod::Restic) {
+        if b.verify_restore && !matches!(b.method, BackupMethod::ZfsSnapshot | BackupMethod::MinioMirror) {
             let test = format!("{DIR}/{}-restore-test.sh", b.name);
             out.add(
                 "backups/restore-test.sh.j2",

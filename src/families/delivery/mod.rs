@@ -68,6 +68,10 @@ pub struct DeliveryContext {
     /// Packages from Docker's repository ([`DOCKER_PACKAGES`]), on Docker and Swarm
     /// hosts; empty elsewhere.
     pub docker: Vec<Src<String>>,
+    /// The packages that need Debian's `contrib` component ([`CONTRIB`]), which a Debian
+    /// 12 install does not enable: the bootstrap adds it before installing. Empty when
+    /// `main` has all.
+    pub contrib: Vec<Src<String>>,
     /// Directories to create.
     pub directories: Vec<DirView>,
     /// Whether the host forwards IP (Docker).
@@ -127,6 +131,11 @@ const DEBIAN_POSTGRES: &str = super::postgres::DEFAULT_VERSION;
 /// `docker compose` and `docker stack`.
 pub const DOCKER_PACKAGES: &[&str] = &["containerd.io", "docker-ce", "docker-ce-cli", "docker-compose-plugin"];
 
+/// Packages that are in Debian's `contrib` component, or in `main` but depend on one
+/// there (`sanoid` on `zfsutils-linux`): OpenZFS is CDDL-licensed, so Debian ships it
+/// outside `main`.
+pub const CONTRIB: &[&str] = &["sanoid", "zfs-dkms", "zfsutils-linux"];
+
 /// A host's packages: Debian's, the PostgreSQL project's (PGDG) and Docker's.
 pub struct Packages {
     /// From Debian's own components.
@@ -167,9 +176,15 @@ fn packages(site: &Site, host: crate::model::HostId) -> Packages {
                 p.entry(tool.into()).or_default().push(&r.loc);
             }
         }
+        if r.value == Role::Zfs && !h.has_role(Role::Proxmox) {
+            // Debian's OpenZFS is a DKMS module: it builds against the kernel's headers.
+            // (Proxmox VE ships ZFS in its kernel.)
+            for pkg in ["zfsutils-linux", "zfs-dkms", "linux-headers-amd64"] {
+                p.entry(pkg.into()).or_default().push(&r.loc);
+            }
+        }
         if let Some(pkg) = match r.value {
-            Role::Docker | Role::SwarmManager | Role::SwarmWorker => None,
-            Role::Zfs => Some("zfsutils-linux"),
+            Role::Docker | Role::SwarmManager | Role::SwarmWorker | Role::Zfs => None,
             Role::NfsServer => Some("nfs-kernel-server"),
             Role::Proxmox => None,
         } {
@@ -314,6 +329,8 @@ impl Family for Delivery {
                 .map(|(_, s)| &s.loc)
                 .collect();
             let Packages { debian, pgdg, docker } = packages(site, id);
+            let contrib: Vec<Src<String>> =
+                debian.iter().filter(|p| CONTRIB.contains(&p.value.as_str())).cloned().collect();
             let ctx = DeliveryContext {
                 site: Src::of(site.settings.name.clone(), "site name", &site.settings.loc),
                 host: Src::at(h.name.clone(), "host", &h.loc),
@@ -333,6 +350,7 @@ impl Family for Delivery {
                 signers: agent.signers.iter().map(|k| at(k.clone(), "agent signer")).collect(),
                 packages: debian,
                 pgdg,
+                contrib,
                 docker,
                 directories,
                 forwarding: Src::of(

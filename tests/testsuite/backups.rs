@@ -10,7 +10,9 @@
 //!   `archive_command` ships WAL meanwhile), writes its success metric, and the generated
 //!   restore test restores the newest backup into a scratch directory, replays the
 //!   archive and queries it. Then a point-in-time restore to a third data directory
-//!   holds the rows written before the target time and not those after.
+//!   holds the rows written before the target time and not those after. Before that,
+//!   the postgres family's generated role setup runs twice against the same server: the
+//!   role logs in over TCP with its password (SCRAM), owns its database, has its limit.
 //! - restic: the generated job of cache1 backs up its data directory twice, forgets by
 //!   retention and reports; the generated restore test checks the repository and
 //!   restores the newest snapshot.
@@ -57,7 +59,7 @@ fn files(generated: &Path, rel: &str, prefixes: &[&str]) -> Vec<PathBuf> {
     out
 }
 
-const UNITS: &[&str] = &["medianest-backup-", "medianest-restore-test-", "medianest-minio-"];
+const UNITS: &[&str] = &["medianest-backup-", "medianest-restore-test-", "medianest-minio-", "medianest-postgres-"];
 
 /// `systemd-analyze verify` on a host's units: success and a silent stderr.
 fn verify(units: &[PathBuf]) -> (bool, String) {
@@ -119,6 +121,7 @@ fn every_generated_job_script_passes_shellcheck() {
     for generated in [repo_root().join("generated"), site.path().join("generated")] {
         scripts.extend(files(&generated, "etc/medianest/backup", &[""]));
         scripts.extend(files(&generated, "etc/medianest/minio", &[""]));
+        scripts.extend(files(&generated, "etc/medianest/postgres", &[""]));
     }
     assert!(scripts.len() >= 12, "{scripts:?}");
     let o = Command::new("shellcheck").args(["-s", "sh"]).args(&scripts).output().expect("shellcheck runs");
@@ -170,6 +173,16 @@ C=$T/db1/15/main
 start() { as_pg $PGBIN/pg_ctl -D "$T/$1" -l "$T/$1.log" -w -t 120 -o "-c config_file=$C/postgresql.conf -c data_directory=$T/$1 -c hba_file=$C/pg_hba.conf -c ident_file=$T/p/pg_ident.conf -c external_pid_file=$T/$1/ext.pid -c unix_socket_directories=$T/psock $2" start >/dev/null || { cat "$T/$1.log" >&2; exit 1; }; }
 start p ""
 q() { as_pg $PGBIN/psql -X -q -At -v ON_ERROR_STOP=1 -h "$T/psock" -p 55432 -U postgres -d postgres -c "$1"; }
+# The generated role setup, twice (idempotent), then the role logs in over TCP with SCRAM.
+printf 'app secret\n' > "$T/secrets/app_password"; chown postgres "$T/secrets/app_password"
+sed -e "s|/run/medianest/secrets/pg/|$T/secrets/|g" -e "s|-p 55432|-h $T/psock -p 55432|g" \
+    "$G/hosts/db1/root/etc/medianest/postgres/setup.sh" > "$T/setup.sh"
+sh "$T/setup.sh" > "$T/setup.out" 2>&1 || { cat "$T/setup.out" >&2; exit 1; }
+sh "$T/setup.sh" >> "$T/setup.out" 2>&1 || { cat "$T/setup.out" >&2; exit 1; }
+echo "setup=$(tail -1 "$T/setup.out")"
+echo "login=$(PGPASSWORD='app secret' $PGBIN/psql -X -At -h 127.0.0.2 -p 55432 -U app -d appdb -c "SELECT current_user || ' ' || current_database() || ' ' || (SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app') || ' ' || (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'appdb')")"
+echo "wrong=$(PGPASSWORD='nope' $PGBIN/psql -X -At -h 127.0.0.2 -p 55432 -U app -d appdb -c 'SELECT 1' 2>&1 | head -1)"
+echo "stored=$(q "SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = 'app'")"
 q "CREATE TABLE t(id int, at timestamptz default now())"
 q "INSERT INTO t(id) VALUES (1)"
 
@@ -189,7 +202,7 @@ sleep 1
 q "INSERT INTO t(id) VALUES (4)"
 q "SELECT pg_switch_wal()" >/dev/null
 i=0; until [ "$(q "SELECT last_archived_wal IS NOT NULL AND last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) FROM pg_stat_archiver")" = t ]; do
-  i=$((i+1)); [ $i -lt 100 ] || { q "SELECT * FROM pg_stat_archiver" >&2; exit 1; }; sleep 0.2; done
+  i=$((i+1)); [ $i -lt 600 ] || { q "SELECT * FROM pg_stat_archiver" >&2; exit 1; }; sleep 0.2; done
 echo "archived=$(q "SELECT archived_count > 0 AND failed_count = 0 FROM pg_stat_archiver")"
 
 # The generated restore test: newest backup, archive replayed, queried.
@@ -226,6 +239,10 @@ fn pgbackrest_backs_up_archives_and_restores_to_a_point_in_time_on_loopback() {
             .unwrap_or_else(|| panic!("no {k} in\n{out}"))
             .to_string()
     };
+    assert_eq!(get("setup"), "pg on db1: roles app in place");
+    assert_eq!(get("login"), "app appdb 10 app", "{out}");
+    assert!(get("wrong").contains("password authentication failed"), "{out}");
+    assert_eq!(get("stored"), "SCRAM-SHA-256$", "stored as a verifier");
     assert_eq!(get("archive_mode"), "1");
     assert_eq!(get("archive_command"), "archive_command = '/bin/sh T/backup/pg-pitr-pgbackrest.sh archive-push %p'");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();

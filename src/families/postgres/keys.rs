@@ -28,8 +28,55 @@ crate::keys! {
     pub struct PostgresService {
         /// Required when the service runs on more than one host. The host that holds the primary; the others are streaming replicas.
         pub primary: Option<Str>,
+        /// The login roles the service's primary holds, each with the databases it owns: `roles = { medianest = { password = "postgres_password", owns = ["medianest"] } }`. `/etc/medianest/postgres/setup.sh` creates them (and the replication role when the service has replicas) from the secrets' files on every apply; a role or database is never dropped.
+        #[serde(default)]
+        pub roles: Named<Spanned<RawRole>>,
         /// `max_connections` of every host of the service (default `100`, from 10 to 5000). Each connection is a server process; `work_mem` is derived from it (the service's memory / (4 × max_connections)), so more connections get less memory each. A replica must allow as many as its primary, so it is one value per service.
         pub max_connections: Option<Spanned<i64>>,
+    }
+}
+
+crate::keys! {
+    /// One login role of `roles`.
+    #[derive(Debug, Deserialize)]
+    pub struct RawRole {
+        /// Required. The secret (one of the service's `secrets`) that holds the role's password.
+        pub password: Option<Str>,
+        /// The databases the role owns (names of `[a-z][a-z0-9_]*`), created when missing.
+        #[serde(default)]
+        pub owns: Vec<Str>,
+        /// The role's connection limit (default none, from 1 to the service's `max_connections`).
+        pub connection_limit: Option<Spanned<i64>>,
+    }
+}
+
+/// A login role.
+#[derive(Debug, Clone)]
+pub struct Role {
+    /// Its name.
+    pub name: At<String>,
+    /// The secret holding its password.
+    pub password: At<String>,
+    /// The databases it owns.
+    pub owns: Vec<At<String>>,
+    /// Its connection limit.
+    pub connection_limit: Option<At<u32>>,
+}
+
+/// A role or database name PostgreSQL and the setup script accept unquoted.
+pub fn sql_name(s: &str) -> Result<String, crate::model::values::ValueError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(crate::model::values::ValueError {
+            code: "bad-value",
+            message: format!("`{}` is not a PostgreSQL name medianest writes", crate::model::values::printable(s)),
+            help: "use up to 63 lowercase letters, digits and `_`, starting with a letter, e.g. `medianest`".into(),
+        })
     }
 }
 
@@ -40,6 +87,8 @@ pub struct Model {
     pub primary: BTreeMap<ServiceId, At<HostId>>,
     /// `max_connections` of each service that writes it.
     pub max_connections: BTreeMap<ServiceId, At<u32>>,
+    /// `roles` of each service that writes them.
+    pub roles: BTreeMap<ServiceId, Vec<Role>>,
 }
 
 /// `max_connections` when a service writes none (PostgreSQL's own default).
@@ -76,6 +125,15 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
                 out.max_connections.insert(id, n);
             }
         }
+        if !k.roles.is_empty() {
+            let mut cx = Cx::new(file, site, diags);
+            if svc.declared.kind_known && svc.kind.value != ServiceKind::Postgres {
+                cx.not_for_kind("roles", "postgres", svc, k.roles[0].span());
+            } else {
+                let roles = resolve_roles(&mut cx, svc, &k.roles);
+                out.roles.insert(id, roles);
+            }
+        }
         let Some(p) = &k.primary else { continue };
         let mut cx = Cx::new(file, site, diags);
         if svc.kind.value != ServiceKind::Postgres {
@@ -85,6 +143,44 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
         if let Some(h) = cx.reference_str(RefTo::Host, p) {
             out.primary.insert(id, At { value: HostId(h.value), loc: h.loc });
         }
+    }
+    out
+}
+
+/// Types a service's `roles`.
+fn resolve_roles(cx: &mut Cx, svc: &crate::model::Service, raw: &Named<Spanned<RawRole>>) -> Vec<Role> {
+    let mut out = Vec::new();
+    for (name, r) in raw.iter() {
+        let Some(name) = cx.value(name, sql_name) else { continue };
+        let loc = cx.loc(r.span());
+        let r = r.get_ref();
+        let Some(pw) = cx.required(&r.password, &loc, "password", &format!("roles.{}", name.value)) else { continue };
+        let pw_loc = cx.loc(pw.span());
+        if !svc.secrets.iter().any(|s| s.value == *pw.get_ref()) {
+            cx.diags.push(
+                crate::diag::Diagnostic::error(
+                    "unknown-reference",
+                    format!(
+                        "role `{}` reads its password from `{}`, which `{}` does not list in `secrets`",
+                        name.value,
+                        pw.get_ref(),
+                        svc.name
+                    ),
+                    pw_loc,
+                )
+                .also(svc.loc.clone(), "the service")
+                .help(format!(
+                    "add \"{}\" to `secrets` of `{}`, or name one of its secrets",
+                    pw.get_ref(),
+                    svc.name
+                )),
+            );
+            continue;
+        }
+        let owns = r.owns.iter().filter_map(|d| cx.value(d, sql_name)).collect();
+        let connection_limit =
+            r.connection_limit.as_ref().and_then(|v| cx.int(v, 1, MAX_MAX_CONNECTIONS, "connection_limit"));
+        out.push(Role { name, password: At { value: pw.get_ref().clone(), loc: pw_loc }, owns, connection_limit });
     }
     out
 }

@@ -209,6 +209,45 @@ pub struct HbaReplica {
     pub source: Src<String>,
 }
 
+/// Context of `postgres/setup.sh.j2` and `postgres/setup.service.j2`.
+#[derive(Serialize)]
+pub struct SetupContext {
+    /// The host.
+    pub host: Src<String>,
+    /// The service.
+    pub service: Src<String>,
+    /// The version.
+    pub version: Src<String>,
+    /// The port.
+    pub port: Src<u16>,
+    /// The login roles.
+    pub roles: Vec<RoleView>,
+    /// The replication role's password file, when the service has replicas.
+    pub replication: Option<Src<String>>,
+    /// The replication role.
+    pub replication_role: &'static str,
+}
+
+/// One login role.
+#[derive(Serialize)]
+pub struct RoleView {
+    /// Its name.
+    pub name: Src<String>,
+    /// Its password file.
+    pub password: Src<String>,
+    /// The databases it owns.
+    pub owns: Vec<Src<String>>,
+    /// Its connection limit (`-1`: none).
+    pub connection_limit: Src<i64>,
+}
+
+/// Where the role and database setup goes.
+pub const SETUP: &str = "/etc/medianest/postgres/setup.sh";
+/// Its unit.
+pub const SETUP_UNIT: &str = "medianest-postgres-setup.service";
+/// The secret the replication role's password comes from.
+pub const REPLICATION_SECRET: &str = "replication_password";
+
 /// Context of `postgres/replica-init.sh`.
 #[derive(Serialize)]
 pub struct InitContext<'a> {
@@ -412,6 +451,8 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             out.add("postgres/replica-init.sh.j2", &init, meta, origin.clone());
         }
 
+        lower_setup(site, id, hid, port, port_loc, !replicas.is_empty(), out);
+
         let replicas_view: Vec<HbaReplica> = if is_primary {
             replicas
                 .iter()
@@ -458,9 +499,70 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
     }
 }
 
+/// Lowers the role and database setup of one host of a service: a script the agent runs
+/// (through its oneshot unit) whenever it changes; it does nothing on a standby.
+fn lower_setup(
+    site: &Site,
+    id: ServiceId,
+    hid: HostId,
+    port: PortSpec,
+    port_loc: &Loc,
+    replicas: bool,
+    out: &mut Lowering,
+) {
+    let svc = site.service(id);
+    let host = site.host(hid);
+    let roles = model(site).roles.get(&id).map(Vec::as_slice).unwrap_or_default();
+    let replication = svc.secrets.iter().find(|s| s.value == REPLICATION_SECRET).filter(|_| replicas);
+    if roles.is_empty() && replication.is_none() {
+        return;
+    }
+    let cx = SetupContext {
+        host: Src::at(host.name.clone(), "host", &host.loc),
+        service: Src::at(svc.name.clone(), "service", &svc.loc),
+        version: Src::at(version(site, id).to_string(), "PostgreSQL version", &svc.loc),
+        port: Src::at(port.port, "postgres port", port_loc),
+        roles: roles
+            .iter()
+            .map(|r| RoleView {
+                name: Src::at(r.name.value.clone(), "role", &r.name.loc),
+                password: Src::at(super::secret_file(&svc.name, &r.password.value), "password secret", &r.password.loc),
+                owns: r.owns.iter().map(|d| Src::at(d.value.clone(), "database", &d.loc)).collect(),
+                connection_limit: r
+                    .connection_limit
+                    .as_ref()
+                    .map_or(Src::at(-1, "connection limit (none)", &r.name.loc), |c| {
+                        Src::at(i64::from(c.value), "connection limit", &c.loc)
+                    }),
+            })
+            .collect(),
+        replication: replication
+            .map(|s| Src::at(super::secret_file(&svc.name, &s.value), "replication password secret", &s.loc)),
+        replication_role: REPLICATION_ROLE,
+    };
+    let origin = Some(svc.loc.clone());
+    let mut meta = ArtifactMeta::host_file("postgres", &host.name, SETUP, 0o750, "root:root");
+    if let Some(a) = meta.apply.as_mut() {
+        a.restart = Some(SETUP_UNIT.into());
+    }
+    out.add("postgres/setup.sh.j2", &cx, meta, origin.clone());
+    let mut meta = ArtifactMeta::host_file(
+        "postgres",
+        &host.name,
+        &format!("/etc/systemd/system/{SETUP_UNIT}"),
+        0o644,
+        "root:root",
+    );
+    if let Some(a) = meta.apply.as_mut() {
+        a.reload = Some("daemon-reload".into());
+    }
+    out.add("postgres/setup.service.j2", &cx, meta, origin);
+}
+
 /// The postgres model of a site (empty when the family resolved nothing).
 pub fn model(site: &Site) -> &keys::Model {
-    static EMPTY: keys::Model = keys::Model { primary: BTreeMap::new(), max_connections: BTreeMap::new() };
+    static EMPTY: keys::Model =
+        keys::Model { primary: BTreeMap::new(), max_connections: BTreeMap::new(), roles: BTreeMap::new() };
     site.ext.get::<keys::Model>().unwrap_or(&EMPTY)
 }
 
@@ -495,6 +597,26 @@ impl Family for Postgres {
                 value: site.host(h.value).name.clone().into(),
             })
             .collect();
+        v.extend(m.roles.iter().map(|(id, roles)| {
+            Fact {
+                category: "service",
+                subject: site.service(*id).name.clone(),
+                field: "roles",
+                value: roles
+                    .iter()
+                    .map(|r| {
+                        let owns: Vec<&str> = r.owns.iter().map(|d| d.value.as_str()).collect();
+                        if owns.is_empty() {
+                            r.name.value.clone()
+                        } else {
+                            format!("{} (owns {})", r.name.value, owns.join(", "))
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+                    .into(),
+            }
+        }));
         v.extend(services(site).map(|id| Fact {
             category: "service",
             subject: site.service(id).name.clone(),

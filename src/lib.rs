@@ -59,4 +59,5 @@ pub mod paths;
 pub mod render;
 pub mod resolve;
 pub mod review;
+pub mod secrets;
 pub mod verify;

@@ -726,10 +726,6 @@ impl Backup {
     /// shipped for continuous archiving, else everything since the last run. The RPO check,
     /// the backup units and the recovery plan all read this one figure.
     pub fn worst_case_loss(&self) -> Duration {
-        if self.continuous {
-            ARCHIVE_TIMEOUT
-        } else {
-            self.every.value
-        }
+        if self.continuous { ARCHIVE_TIMEOUT } else { self.every.value }
     }
 }

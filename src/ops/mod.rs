@@ -7,6 +7,7 @@ pub mod diff;
 pub mod dump;
 pub mod explain;
 pub mod schema;
+pub mod secrets;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;

@@ -16,6 +16,8 @@
 //!   host that decrypts also authenticates it). `ssh-ed25519` stanzas carry a tag (4
 //!   bytes of the SHA-256 of the key), which `build` cross-checks on top.
 
+pub mod deliver;
+
 use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 

@@ -198,6 +198,10 @@ pub struct PullArgs {
     /// exists [default: /var/lib/prometheus/node-exporter, Debian's].
     #[arg(long)]
     pub textfile_dir: Option<PathBuf>,
+    /// The host's SSH private key, which decrypts its secrets (a path on the host, under
+    /// --root) [default: /etc/ssh/ssh_host_ed25519_key].
+    #[arg(long)]
+    pub host_key: Option<PathBuf>,
     /// Fetch, verify and report what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -487,6 +491,7 @@ struct AgentFile {
     state_dir: Option<PathBuf>,
     allowed_signers: Option<PathBuf>,
     textfile_dir: Option<PathBuf>,
+    host_key: Option<PathBuf>,
     drift: Option<crate::agent::DriftPolicy>,
 }
 
@@ -520,6 +525,11 @@ fn pull(a: &PullArgs) -> i32 {
             .clone()
             .or(file.textfile_dir)
             .unwrap_or_else(|| PathBuf::from("/var/lib/prometheus/node-exporter")),
+        host_key: a
+            .host_key
+            .clone()
+            .or(file.host_key)
+            .unwrap_or_else(|| PathBuf::from("/etc/ssh/ssh_host_ed25519_key")),
         dry_run: a.dry_run,
         allow_rollback: a.allow_rollback,
         drift: a.drift.or(file.drift).unwrap_or(crate::agent::DriftPolicy::Enforce),
@@ -544,6 +554,9 @@ fn pull(a: &PullArgs) -> i32 {
                 );
                 for f in report.files.iter().filter(|f| f.action != "unchanged") {
                     println!("  {:<18} {}", f.action, f.target);
+                }
+                for x in report.secrets.iter().filter(|x| x.action != "unchanged") {
+                    println!("  {:<18} secret {} for {} (ciphertext {})", x.action, x.name, x.service, &x.sha256[..12]);
                 }
             }
         }

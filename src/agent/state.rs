@@ -28,6 +28,9 @@ pub struct JournalEntry {
     /// The file before the apply: `(backup file name, mode, uid, gid)`, or `None` when it
     /// did not exist (a rollback removes it).
     pub before: Option<(String, u32, u32, u32)>,
+    /// A delivered secret: its backup is in the secrets tmpfs, not the state directory.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// `journal.json`: present only while an apply is in progress.

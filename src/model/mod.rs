@@ -456,6 +456,8 @@ pub struct Host {
     pub interfaces_declared: bool,
     /// SSH host public key (`ssh-ed25519 <base64>`), the recipient of its secrets.
     pub ssh_host_key: Option<At<crate::secrets::Recipient>>,
+    /// Whether `ssh_host_key` is written (a bad one is reported once, as a bad value).
+    pub ssh_host_key_written: bool,
 }
 
 impl Host {

@@ -19,7 +19,7 @@ pub(super) fn secrets(site: &Site, diags: &mut Diagnostics) {
     let needs = site.secret_needs();
     let mut keyless = BTreeSet::new();
     for (name, need) in &needs {
-        keyless.extend(need.hosts.iter().filter(|h| site.host(**h).ssh_host_key.is_none()));
+        keyless.extend(need.hosts.iter().filter(|h| !site.host(**h).ssh_host_key_written));
         if site.secrets.file(name).is_none() {
             let users: Vec<&str> = need.services.iter().map(|s| site.service(*s).name.as_str()).collect();
             diags.push(

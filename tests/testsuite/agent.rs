@@ -1229,7 +1229,10 @@ fn refuses_a_secret_for_another_host_a_swapped_one_and_an_unsigned_change() {
     sim.render_with_secrets(
         &v2(),
         &[],
-        &[secret("api_key", seal("api_key", CHARLIE, &other)), secret("db_password", seal("db_password", BRAVO, &web1))],
+        &[
+            secret("api_key", seal("api_key", CHARLIE, &other)),
+            secret("db_password", seal("db_password", BRAVO, &web1)),
+        ],
     );
     sim.commit("a secret for another host", Some("key"));
     let o = sim.pull();
@@ -1251,10 +1254,7 @@ fn refuses_a_secret_for_another_host_a_swapped_one_and_an_unsigned_change() {
     sim.render_with_secrets(
         &v1(),
         &[],
-        &[
-            secret("api_key", seal("api_key", CHARLIE, &web1)),
-            secret("db_password", seal("db_password", BRAVO, &web1)),
-        ],
+        &[secret("api_key", seal("api_key", CHARLIE, &web1)), secret("db_password", seal("db_password", BRAVO, &web1))],
     );
     sim.commit("unsigned secret change", None);
     assert_refused(&sim, &sim.pull(), &before, &state, "is not signed");

@@ -25,4 +25,5 @@ mod redis;
 mod reference;
 mod review;
 mod schema;
+mod secrets;
 mod semantic;

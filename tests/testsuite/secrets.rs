@@ -193,3 +193,58 @@ fn secrets_commands_set_edit_list_and_rekey_the_reference_site() {
         }
     }
 }
+
+#[test]
+fn diff_shows_secret_changes_without_values() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo_root().join("site"), &dir.path().join("site"));
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .current_dir(dir.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "base"]);
+    let set = |name: &str, v: &str| {
+        use std::io::Write;
+        let mut c = Command::new(env!("CARGO_BIN_EXE_medianest"))
+            .arg("-C")
+            .arg(dir.path())
+            .args(["-q", "secrets", "set", name])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(v.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success());
+    };
+    set("postgres_password", "ROTATED-value");
+    let o = medianest(dir.path(), &["diff", "--stat"]);
+    let out = stdout(&o);
+    assert!(out.contains("secret changed: postgres_password (rotated: "), "{out}{}", stderr(&o));
+    assert!(!out.contains("ROTATED") && !out.contains("test-only"), "no value in the review");
+
+    // A second recovery key, and `rekey`: every secret's recipients change.
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "rotate"]);
+    let second = keygen(&tempfile::tempdir().unwrap().path().join("operator2")).text().to_string();
+    let site_toml = dir.path().join("site/site.toml");
+    let text = std::fs::read_to_string(&site_toml).unwrap();
+    std::fs::write(&site_toml, text.replacen("recovery = [", &format!("recovery = [\"{second}\", "), 1)).unwrap();
+    let rec = repo_root().join("tests/keys/recovery.agekey");
+    let o = medianest(dir.path(), &["secrets", "rekey", "-i", rec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = medianest(dir.path(), &["diff", "--stat"]);
+    let out = stdout(&o);
+    let id = secrets::parse_recipient(&second).unwrap().id();
+    assert!(
+        out.contains(&format!("secret changed: redis_password (recipients changed: +recovery key {id})")),
+        "{out}{}",
+        stderr(&o)
+    );
+}

@@ -210,6 +210,12 @@ fn check_name(name: &[u8]) -> std::result::Result<&str, String> {
 /// Roots a host tree may write to: everything else is refused, whatever the signature.
 pub const ALLOWED_ROOTS: &[&str] = &["/etc/"];
 
+/// Whether a plan's reload or restart action is a plain unit name (it reaches
+/// `systemctl` as an argument: no option, no path).
+fn is_unit_name(a: &str) -> bool {
+    a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
 /// Reads `generated/hosts/<host>/` of `commit` and checks it completely.
 pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limits) -> Result<Generation> {
     let c = repo.find_commit(commit)?;
@@ -338,7 +344,7 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limit
             return refuse(format!("plan entry `{}` has the bad mode `{}`", f.target, f.mode));
         }
         for a in [&f.actions.reload, &f.actions.restart].into_iter().flatten() {
-            if !a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+            if !is_unit_name(a) {
                 return refuse(format!("plan entry `{}` names the action `{}`", f.target, a.escape_debug()));
             }
         }
@@ -378,7 +384,7 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limit
                 ));
             }
             for a in [&d.reload, &d.restart].into_iter().flatten() {
-                if !a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+                if !is_unit_name(a) {
                     return refuse(format!("secret `{}` names the action `{}`", x.name, a.escape_debug()));
                 }
             }

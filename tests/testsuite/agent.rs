@@ -1259,4 +1259,13 @@ fn refuses_a_secret_for_another_host_a_swapped_one_and_an_unsigned_change() {
     sim.commit("unsigned secret change", None);
     assert_refused(&sim, &sim.pull(), &before, &state, "is not signed");
     assert_eq!(std::fs::read_to_string(sim.root().join("run/medianest/secrets/app/api_key")).unwrap(), ALPHA);
+
+    // A signed plan still cannot send a plaintext out of the secrets tmpfs.
+    sim.render_with_secrets(
+        &v1(),
+        &[],
+        &[("api_key", seal("api_key", ALPHA, &web1), "x/../../../etc/cron.d", "root:root", None)],
+    );
+    sim.commit("a delivery out of the secrets directory", Some("key"));
+    assert_refused(&sim, &sim.pull(), &before, &state, "would be delivered to");
 }

@@ -235,6 +235,7 @@ pub fn pull(opts: &PullOptions) -> Report {
                 drift: report.drift.len(),
                 result: code,
                 seconds: start.elapsed().as_secs_f64(),
+                secrets: report.secrets.iter().map(|x| (x.name.clone(), x.service.clone(), x.sha256.clone())).collect(),
             },
             &opts.textfile_dir,
         );

@@ -1177,6 +1177,14 @@ fn delivers_and_rotates_secrets_with_a_reload_and_no_plaintext_elsewhere() {
     assert_eq!(r["secrets"][0]["name"], "db_password");
     assert_eq!(r["secrets"][0]["action"], "create");
     assert!(sim.calls().contains("systemctl reload-or-restart postgresql.service"), "{}", sim.calls());
+    let metrics = std::fs::read_to_string(sim.path().join("textfile/medianest.prom")).unwrap();
+    let sha = r["secrets"][0]["sha256"].as_str().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "medianest_pull_secret_info{{name=\"db_password\",service=\"postgres\",ciphertext_sha256=\"{sha}\"}} 1"
+        )),
+        "{metrics}"
+    );
     assert_eq!(plaintext_leaks(&sim, &o, &[ALPHA]), Vec::<String>::new());
 
     // Rotation: the new value replaces the old one and the unit that reads it reloads.

@@ -316,7 +316,11 @@ fn undo(root: &Root, host_root: &std::path::Path, dir: &StateDir, j: &Journal) -
 /// Where the previous plaintext of a secret is kept during an apply: in the secrets
 /// tmpfs itself, root-only, never in the state directory (which is on disk).
 fn secret_backup(name: &str) -> String {
-    format!("{}/.rollback/{name}", crate::secrets::RUN_DIR)
+    format!("{}/{name}", secret_backup_dir())
+}
+
+fn secret_backup_dir() -> String {
+    format!("{}/.rollback", crate::secrets::RUN_DIR)
 }
 
 fn remove_secret_backups(root: &Root, j: &Journal) -> Result<()> {
@@ -428,6 +432,8 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     // Secrets: compared by content (a hash of a plaintext is never kept), delivered
     // 0400 to the service's user; a rotated one reloads or restarts what reads it.
     let mut secret_targets: BTreeSet<&str> = BTreeSet::new();
+    // Each changed service's directory and owner, made before its file is written.
+    let mut secret_dirs: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     let mut secret_reload: BTreeSet<String> = BTreeSet::new();
     let mut secret_restart: BTreeSet<String> = BTreeSet::new();
     for ((x, _), value) in generation.secrets.iter().zip(&plain) {
@@ -452,6 +458,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             if !same {
                 changes.push((d.target.as_str(), value.as_slice(), 0o400, uid, gid, current.is_some()));
                 secret_targets.insert(d.target.as_str());
+                secret_dirs.insert(format!("{}/{}", crate::secrets::RUN_DIR, d.service), (uid, gid));
                 secret_reload.extend(d.reload.clone());
                 secret_restart.extend(d.restart.clone());
             }
@@ -509,6 +516,13 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         reload: reload.iter().chain(&restart).cloned().collect(),
         deploy: entries.iter().filter_map(|f| f.actions.deploy.map(|d| (f.target.clone(), d))).collect(),
     };
+    if !secret_dirs.is_empty() {
+        root.ensure_dir(crate::secrets::RUN_DIR, 0o711, 0, 0)?;
+        root.ensure_dir(&secret_backup_dir(), 0o700, 0, 0)?;
+        for (d, (uid, gid)) in &secret_dirs {
+            root.ensure_dir(d, 0o500, *uid, *gid)?;
+        }
+    }
     for (i, (target, ..)) in changes.iter().enumerate() {
         let secret = secret_targets.contains(target);
         let before = match root.read(target)? {

@@ -1173,6 +1173,14 @@ fn delivers_and_rotates_secrets_with_a_reload_and_no_plaintext_elsewhere() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), ALPHA);
     let md = std::fs::metadata(&file).unwrap();
     assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o400, 70, 71), "0400 postgres:postgres");
+    // The tmpfs can be crossed, not listed; each service's directory is its own.
+    let dir = |p: &str| {
+        let m = std::fs::metadata(sim.root().join(p)).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(dir("run/medianest/secrets"), (0o711, 0, 0));
+    assert_eq!(dir("run/medianest/secrets/postgres"), (0o500, 70, 71));
+    assert_eq!(dir("run/medianest/secrets/.rollback"), (0o700, 0, 0));
     let r = report(&o);
     assert_eq!(r["secrets"][0]["name"], "db_password");
     assert_eq!(r["secrets"][0]["action"], "create");

@@ -161,6 +161,9 @@ pub struct ArtifactMeta {
     pub apply: Option<Apply>,
     /// Template it was rendered from (set by the renderer; empty for data files).
     pub template: String,
+    /// For a secret's ciphertext (`hosts/<host>/secrets/<name>.age`): where the agent
+    /// delivers its plaintext.
+    pub secret: Option<SecretMeta>,
     /// The site values its template context held (recorded by the builder, see
     /// `families::provenance`), for `explain` and `sources`. In chunks, some shared:
     /// many files hold the same values (every `/etc/hosts` names every host), and one
@@ -198,6 +201,7 @@ impl ArtifactMeta {
             sources,
             apply: None,
             template: String::new(),
+            secret: None,
             traces: Vec::new(),
         }
     }
@@ -221,9 +225,49 @@ impl ArtifactMeta {
                 deploy: None,
             }),
             template: String::new(),
+            secret: None,
             traces: Vec::new(),
         }
     }
+}
+
+/// A secret's ciphertext in a host's tree, and where the agent decrypts it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMeta {
+    /// The secret's name.
+    pub name: String,
+    /// One delivery per service of the host that lists it.
+    pub deliveries: Vec<SecretDelivery>,
+}
+
+/// One decrypted copy of a secret on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretDelivery {
+    /// The service that reads it.
+    pub service: String,
+    /// `/run/medianest/secrets/<service>/<name>`.
+    pub target: String,
+    /// `user:group` of the file (mode 0400): the service's user.
+    pub owner: String,
+    /// Unit to reload when the secret changes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reload: Option<String>,
+    /// Unit to restart when the secret changes (when a reload does not re-read it).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub restart: Option<String>,
+}
+
+/// One secret in a host's `plan.json`: names and the ciphertext's hash, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSecret {
+    /// The secret's name (bound into the ciphertext: the agent checks it).
+    pub name: String,
+    /// The ciphertext, relative to the host's folder (`secrets/<name>.age`).
+    pub source: String,
+    /// sha256 of the ciphertext.
+    pub sha256: String,
+    /// Where it is decrypted to.
+    pub deliveries: Vec<SecretDelivery>,
 }
 
 /// A generated file.
@@ -366,6 +410,9 @@ pub struct HostPlan {
     pub reload: Vec<String>,
     /// Units to restart after the swap, sorted and unique.
     pub restart: Vec<String>,
+    /// Secrets to decrypt with the host key, sorted by name.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub secrets: Vec<PlanSecret>,
 }
 
 /// Builds the apply plan of every host from the host files in `set`; `hosts` lists all
@@ -410,7 +457,21 @@ pub fn host_plans(set: &ArtifactSet, hosts: &[(String, Vec<String>)]) -> Vec<Art
         let mut restart: Vec<String> = files.iter().filter_map(|f| f.actions.restart.clone()).collect();
         restart.sort();
         restart.dedup();
-        let plan = HostPlan { format: FORMAT, host: host.clone(), files, reload, restart };
+        let secrets: Vec<PlanSecret> = by_host
+            .get(host.as_str())
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                let s = a.meta.secret.as_ref()?;
+                Some(PlanSecret {
+                    name: s.name.clone(),
+                    source: a.meta.path.trim_start_matches(&format!("hosts/{host}/")).to_string(),
+                    sha256: a.sha256().to_string(),
+                    deliveries: s.deliveries.clone(),
+                })
+            })
+            .collect();
+        let plan = HostPlan { format: FORMAT, host: host.clone(), files, reload, restart, secrets };
         let mut bytes = serde_json::to_vec_pretty(&plan).expect("plans always serialize");
         bytes.push(b'\n');
         // The plan holds every file's hash: it comes from what they come from.

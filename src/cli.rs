@@ -118,6 +118,9 @@ pub enum Command {
         #[arg(value_name = "PATH[:LINE]")]
         target: String,
     },
+    /// Manage the age-encrypted secrets under site/secrets/ (never prints a value).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Secrets(SecretsCommand),
     /// Print the site-key reference (every key, its type, whether it is required, its
     /// default and meaning), generated from the schema: what SITE-REFERENCE.md holds.
     Schema,
@@ -128,6 +131,40 @@ pub enum Command {
         /// Write to this file instead of stdout.
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
+    },
+}
+
+/// `medianest secrets …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Each secret: its status (ok, missing, rekey, unused, invalid), the hosts it is
+    /// encrypted to and the services that use it.
+    List,
+    /// Encrypt the value read from stdin (exactly its bytes) to the hosts that need the
+    /// secret and the recovery keys, into site/secrets/<NAME>.age.
+    Set {
+        /// The secret's name, as services list it.
+        name: String,
+    },
+    /// Decrypt with your recovery key into $VISUAL/$EDITOR (in a private tmpfs
+    /// directory), and re-encrypt what you save.
+    Edit {
+        /// The secret's name.
+        name: String,
+        /// Your identity: an OpenSSH private key or an age identity file whose public key
+        /// is in `[secrets] recovery` [env: MEDIANEST_AGE_IDENTITY].
+        #[arg(long, short = 'i')]
+        identity: Option<PathBuf>,
+    },
+    /// Re-encrypt every secret whose recipients are not what the site implies now (after
+    /// a host, a host key, a recovery key or a service's `secrets` changed).
+    Rekey {
+        /// Your identity (see `edit`) [env: MEDIANEST_AGE_IDENTITY].
+        #[arg(long, short = 'i')]
+        identity: Option<PathBuf>,
+        /// Re-encrypt every secret, even those already right.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -161,6 +198,10 @@ pub struct PullArgs {
     /// exists [default: /var/lib/prometheus/node-exporter, Debian's].
     #[arg(long)]
     pub textfile_dir: Option<PathBuf>,
+    /// The host's SSH private key, which decrypts its secrets (a path on the host, under
+    /// --root) [default: /etc/ssh/ssh_host_ed25519_key].
+    #[arg(long)]
+    pub host_key: Option<PathBuf>,
     /// Fetch, verify and report what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -405,6 +446,7 @@ pub fn run(cli: Cli) -> i32 {
                     exit::OK
                 })
         }
+        Command::Secrets(ref c) => return secrets(&paths, c, cli.quiet, err.as_mut()),
         Command::Schema => {
             print!("{}", ops::schema::reference_markdown());
             return exit::OK;
@@ -449,6 +491,7 @@ struct AgentFile {
     state_dir: Option<PathBuf>,
     allowed_signers: Option<PathBuf>,
     textfile_dir: Option<PathBuf>,
+    host_key: Option<PathBuf>,
     drift: Option<crate::agent::DriftPolicy>,
 }
 
@@ -482,6 +525,11 @@ fn pull(a: &PullArgs) -> i32 {
             .clone()
             .or(file.textfile_dir)
             .unwrap_or_else(|| PathBuf::from("/var/lib/prometheus/node-exporter")),
+        host_key: a
+            .host_key
+            .clone()
+            .or(file.host_key)
+            .unwrap_or_else(|| PathBuf::from("/etc/ssh/ssh_host_ed25519_key")),
         dry_run: a.dry_run,
         allow_rollback: a.allow_rollback,
         drift: a.drift.or(file.drift).unwrap_or(crate::agent::DriftPolicy::Enforce),
@@ -507,6 +555,9 @@ fn pull(a: &PullArgs) -> i32 {
                 for f in report.files.iter().filter(|f| f.action != "unchanged") {
                     println!("  {:<18} {}", f.action, f.target);
                 }
+                for x in report.secrets.iter().filter(|x| x.action != "unchanged") {
+                    println!("  {:<18} secret {} for {} (ciphertext {})", x.action, x.name, x.service, &x.sha256[..12]);
+                }
             }
         }
         if a.once || a.dry_run {
@@ -514,4 +565,74 @@ fn pull(a: &PullArgs) -> i32 {
         }
         std::thread::sleep(std::time::Duration::from_secs(a.interval));
     }
+}
+
+/// `medianest secrets …`: thin over [`ops::secrets`]; no value is ever printed.
+fn secrets(paths: &Paths, c: &SecretsCommand, quiet: bool, err: &mut dyn WriteColorish) -> i32 {
+    use crate::ops::secrets as s;
+    let identity = |given: &Option<PathBuf>| -> anyhow::Result<Vec<Box<dyn age::Identity>>> {
+        let path = given.clone().or_else(|| std::env::var_os("MEDIANEST_AGE_IDENTITY").map(PathBuf::from)).ok_or_else(
+            || anyhow::anyhow!("give your recovery identity with `--identity <file>` or MEDIANEST_AGE_IDENTITY"),
+        )?;
+        crate::secrets::read_identity(&path)
+    };
+    let done = (|| -> anyhow::Result<i32> {
+        let analysis = s::load(paths)?;
+        let site = &analysis.site;
+        match c {
+            SecretsCommand::List => {
+                let rows = s::list(site);
+                for r in &rows {
+                    println!(
+                        "{:<32} {:<8} hosts: {}{}  services: {}",
+                        r.name,
+                        r.status,
+                        if r.hosts.is_empty() { "-".to_string() } else { r.hosts.join(", ") },
+                        if r.recovery > 0 { format!(" (+{} recovery)", r.recovery) } else { String::new() },
+                        if r.services.is_empty() { "-".to_string() } else { r.services.join(", ") },
+                    );
+                }
+                Ok(if rows.iter().all(|r| r.status == "ok") { exit::OK } else { exit::FAILED })
+            }
+            SecretsCommand::Set { name } => {
+                use std::io::Read;
+                let mut value = zeroize::Zeroizing::new(Vec::new());
+                std::io::stdin().read_to_end(&mut value).map_err(|e| anyhow::anyhow!("failed to read stdin: {e}"))?;
+                let path = s::set(paths, site, name, &value)?;
+                if !quiet {
+                    let _ = writeln!(err.writer(), "wrote {}", paths.display(&path));
+                }
+                Ok(exit::OK)
+            }
+            SecretsCommand::Edit { name, identity: i } => {
+                let id = identity(i)?;
+                let editor =
+                    std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
+                let changed = s::edit(paths, site, name, &id, &editor)?;
+                if !quiet {
+                    let what = if changed { "wrote" } else { "unchanged:" };
+                    let _ = writeln!(err.writer(), "{what} {}", paths.display(&s::path_of(paths, name)));
+                }
+                Ok(exit::OK)
+            }
+            SecretsCommand::Rekey { identity: i, all } => {
+                let id = identity(i)?;
+                let done = s::rekey(paths, site, &id, *all)?;
+                if !quiet {
+                    let _ = writeln!(
+                        err.writer(),
+                        "re-encrypted {} secret{}{}",
+                        done.len(),
+                        crate::diag::plural(done.len()),
+                        if done.is_empty() { String::new() } else { format!(": {}", done.join(", ")) }
+                    );
+                }
+                Ok(exit::OK)
+            }
+        }
+    })();
+    done.unwrap_or_else(|e| {
+        let _ = writeln!(err.writer(), "error: {e:#}");
+        exit::ERROR
+    })
 }

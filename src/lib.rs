@@ -33,7 +33,8 @@
 //! - Every site value is typed at load time; a value that could inject a directive into a
 //!   config (newline, `;`, `{`, `}`, quotes, `#`, `$`, backtick, backslash) is rejected, and
 //!   templates escape per output format on top of that.
-//! - No secret values: secrets are names; a literal that looks like one is an error.
+//! - No plaintext secrets: the site names secrets, their values are age ciphertexts in
+//!   `site/secrets/` ([`secrets`]); a literal that looks like one is an error.
 //! - Nothing is written when the site has an error; never a panic on any input.
 //!
 //! Beside the pipeline, [`agent`] is `medianest pull`, the host agent: it reads only
@@ -59,4 +60,5 @@ pub mod paths;
 pub mod render;
 pub mod resolve;
 pub mod review;
+pub mod secrets;
 pub mod verify;

@@ -152,6 +152,16 @@ impl Root {
         result
     }
 
+    /// Makes the directory `dir` exist (missing parents 0755) and gives it `mode` and
+    /// its owner, never through a symlink: the secrets tmpfs is traversable, not
+    /// listable, and each service's directory is its own.
+    pub fn ensure_dir(&self, dir: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
+        let (fd, _) = self.parent(&format!("{dir}/-"), true)?.context("the directory exists after create")?;
+        rustix::fs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .with_context(|| format!("failed to set the owner of `{dir}`"))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).with_context(|| format!("failed to set the mode of `{dir}`"))
+    }
+
     /// Removes `target` (a file the new generation added), if it exists.
     pub fn remove(&self, target: &str) -> Result<()> {
         let Some((dir, name)) = self.parent(target, false)? else { return Ok(()) };

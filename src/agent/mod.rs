@@ -78,6 +78,9 @@ pub struct PullOptions {
     /// Node exporter's textfile directory: the metrics are copied there (world-readable)
     /// when it exists, since the state directory is root-only.
     pub textfile_dir: PathBuf,
+    /// The host's SSH private key (a path on the host, read under `root`): it decrypts
+    /// the secrets the plan names.
+    pub host_key: PathBuf,
     /// Report what would change; write nothing.
     pub dry_run: bool,
     /// Accept a commit that does not descend from the applied one.
@@ -97,6 +100,20 @@ pub struct FileReport {
     pub action: &'static str,
 }
 
+/// What happened to one delivered secret: its name and the hash of its ciphertext,
+/// never its value.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretReport {
+    /// The secret's name.
+    pub name: String,
+    /// The service whose copy this is.
+    pub service: String,
+    /// sha256 of the ciphertext it was decrypted from.
+    pub sha256: String,
+    /// `create`, `rotate` or `unchanged`.
+    pub action: &'static str,
+}
+
 /// The report of a run (printed as JSON with `--format json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -113,6 +130,8 @@ pub struct Report {
     pub applied_commit: Option<String>,
     /// Per-file actions.
     pub files: Vec<FileReport>,
+    /// Per-secret actions (names and ciphertext hashes only).
+    pub secrets: Vec<SecretReport>,
     /// Managed files changed on the host since the last apply.
     pub drift: Vec<String>,
     /// Units reloaded.
@@ -136,6 +155,7 @@ impl Report {
             commit: None,
             applied_commit: None,
             files: Vec::new(),
+            secrets: Vec::new(),
             drift: Vec::new(),
             reloaded: Vec::new(),
             restarted: Vec::new(),
@@ -215,6 +235,7 @@ pub fn pull(opts: &PullOptions) -> Report {
                 drift: report.drift.len(),
                 result: code,
                 seconds: start.elapsed().as_secs_f64(),
+                secrets: report.secrets.iter().map(|x| (x.name.clone(), x.service.clone(), x.sha256.clone())).collect(),
             },
             &opts.textfile_dir,
         );
@@ -262,6 +283,14 @@ fn undo(root: &Root, host_root: &std::path::Path, dir: &StateDir, j: &Journal) -
     }
     for e in j.entries.iter().rev() {
         match &e.before {
+            Some((backup, mode, uid, gid)) if e.secret => {
+                let bytes = zeroize::Zeroizing::new(
+                    root.read(&secret_backup(backup))?
+                        .with_context(|| format!("the backup of `{}` is missing", e.target))?
+                        .0,
+                );
+                root.write(&e.target, &bytes, *mode, *uid, *gid)?;
+            }
             Some((backup, mode, uid, gid)) => {
                 let bytes = std::fs::read(dir.backup(backup))
                     .with_context(|| format!("the backup of `{}` is missing", e.target))?;
@@ -270,6 +299,7 @@ fn undo(root: &Root, host_root: &std::path::Path, dir: &StateDir, j: &Journal) -
             None => root.remove(&e.target)?,
         }
     }
+    remove_secret_backups(root, j)?;
     for unit in &j.reload {
         let _ = actions::systemctl(actions::RELOAD, unit);
     }
@@ -281,6 +311,59 @@ fn undo(root: &Root, host_root: &std::path::Path, dir: &StateDir, j: &Journal) -
         }
     }
     dir.clear_journal()
+}
+
+/// Where the previous plaintext of a secret is kept during an apply: in the secrets
+/// tmpfs itself, root-only, never in the state directory (which is on disk).
+fn secret_backup(name: &str) -> String {
+    format!("{}/{name}", secret_backup_dir())
+}
+
+fn secret_backup_dir() -> String {
+    format!("{}/.rollback", crate::secrets::RUN_DIR)
+}
+
+fn remove_secret_backups(root: &Root, j: &Journal) -> Result<()> {
+    for e in j.entries.iter().filter(|e| e.secret) {
+        if let Some((backup, ..)) = &e.before {
+            root.remove(&secret_backup(backup))?;
+        }
+    }
+    Ok(())
+}
+
+/// Decrypts every secret of the plan with the host key, before anything is compared or
+/// written: one that does not decrypt (encrypted to another host, swapped with another
+/// name, corrupt) refuses the whole apply, so a host is never half-rotated.
+fn decrypt_secrets(
+    root: &Root,
+    key: &std::path::Path,
+    secrets: &[(crate::artifact::PlanSecret, Vec<u8>)],
+) -> Result<Vec<zeroize::Zeroizing<Vec<u8>>>> {
+    if secrets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let shown = key.display().to_string();
+    let found = root.read(&shown).with_context(|| format!("failed to read the host key `{shown}`"))?;
+    let Some((bytes, ..)) = found else {
+        return error::refuse(format!(
+            "the plan names secrets but the host key `{shown}` does not exist (--host-key); nothing was changed"
+        ));
+    };
+    let bytes = zeroize::Zeroizing::new(bytes);
+    let ids = crate::secrets::identities_from(&bytes)
+        .map_err(|e| error::refusal(format!("the host key `{shown}` is unusable: {e:#}; nothing was changed")))?;
+    secrets
+        .iter()
+        .map(|(x, c)| {
+            crate::secrets::decrypt(&x.name, c, &ids).map_err(|e| {
+                error::refusal(format!(
+                    "secret `{}` cannot be decrypted with this host's key: {e}; nothing was changed",
+                    x.name
+                ))
+            })
+        })
+        .collect()
 }
 
 fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
@@ -311,6 +394,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         log("verified", serde_json::json!({ "commit": commit.to_string(), "signer": who }));
     }
     let generation = source::read_generation(&repo, commit, &opts.host, opts.limits)?;
+    let plain = decrypt_secrets(&root, &opts.host_key, &generation.secrets)?;
     crash_point("verified");
 
     // Compare with the host: what changes, and what drifted since the last apply.
@@ -343,6 +427,41 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         report.files.push(FileReport { target: f.target.clone(), action });
         if matches!(action, "create" | "update" | "drift-overwritten") {
             changes.push((f.target.as_str(), bytes, mode, uid, gid, current.is_some()));
+        }
+    }
+    // Secrets: compared by content (a hash of a plaintext is never kept), delivered
+    // 0400 to the service's user; a rotated one reloads or restarts what reads it.
+    let mut secret_targets: BTreeSet<&str> = BTreeSet::new();
+    // Each changed service's directory and owner, made before its file is written.
+    let mut secret_dirs: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let mut secret_reload: BTreeSet<String> = BTreeSet::new();
+    let mut secret_restart: BTreeSet<String> = BTreeSet::new();
+    for ((x, _), value) in generation.secrets.iter().zip(&plain) {
+        for d in &x.deliveries {
+            let (user, group) = d.owner.split_once(':').unwrap_or((d.owner.as_str(), d.owner.as_str()));
+            let (uid, gid) = (lookup_id(&root, "/etc/passwd", user)?, lookup_id(&root, "/etc/group", group)?);
+            let current = root.read(&d.target)?.map(|(b, m, u, g)| (zeroize::Zeroizing::new(b), m, u, g));
+            let same = current
+                .as_ref()
+                .is_some_and(|(b, m, u, g)| b.as_slice() == value.as_slice() && *m == 0o400 && *u == uid && *g == gid);
+            let action = match (&current, same) {
+                (_, true) => "unchanged",
+                (None, _) => "create",
+                (Some(_), _) => "rotate",
+            };
+            report.secrets.push(SecretReport {
+                name: x.name.clone(),
+                service: d.service.clone(),
+                sha256: x.sha256.clone(),
+                action,
+            });
+            if !same {
+                changes.push((d.target.as_str(), value.as_slice(), 0o400, uid, gid, current.is_some()));
+                secret_targets.insert(d.target.as_str());
+                secret_dirs.insert(format!("{}/{}", crate::secrets::RUN_DIR, d.service), (uid, gid));
+                secret_reload.extend(d.reload.clone());
+                secret_restart.extend(d.restart.clone());
+            }
         }
     }
     if !report.drift.is_empty() {
@@ -387,24 +506,39 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     crash_point("staged");
 
     // Journal and back up, then swap.
-    let reload: BTreeSet<String> = entries.iter().filter_map(|f| f.actions.reload.clone()).collect();
-    let restart: BTreeSet<String> = entries.iter().filter_map(|f| f.actions.restart.clone()).collect();
+    let mut reload: BTreeSet<String> = entries.iter().filter_map(|f| f.actions.reload.clone()).collect();
+    let mut restart: BTreeSet<String> = entries.iter().filter_map(|f| f.actions.restart.clone()).collect();
+    reload.extend(secret_reload);
+    restart.extend(secret_restart);
     let mut journal = Journal {
         commit: commit.to_string(),
         entries: Vec::new(),
         reload: reload.iter().chain(&restart).cloned().collect(),
         deploy: entries.iter().filter_map(|f| f.actions.deploy.map(|d| (f.target.clone(), d))).collect(),
     };
+    if !secret_dirs.is_empty() {
+        root.ensure_dir(crate::secrets::RUN_DIR, 0o711, 0, 0)?;
+        root.ensure_dir(&secret_backup_dir(), 0o700, 0, 0)?;
+        for (d, (uid, gid)) in &secret_dirs {
+            root.ensure_dir(d, 0o500, *uid, *gid)?;
+        }
+    }
     for (i, (target, ..)) in changes.iter().enumerate() {
+        let secret = secret_targets.contains(target);
         let before = match root.read(target)? {
             Some((bytes, mode, uid, gid)) => {
                 let name = format!("{i}");
-                state::write_atomic(&dir.backup(&name), &bytes)?;
+                if secret {
+                    let bytes = zeroize::Zeroizing::new(bytes);
+                    root.write(&secret_backup(&name), &bytes, 0o400, 0, 0)?;
+                } else {
+                    state::write_atomic(&dir.backup(&name), &bytes)?;
+                }
                 Some((name, mode, uid, gid))
             }
             None => None,
         };
-        journal.entries.push(JournalEntry { target: target.to_string(), before });
+        journal.entries.push(JournalEntry { target: target.to_string(), before, secret });
     }
     dir.save_journal(&journal)?;
     crash_point("journaled");
@@ -457,6 +591,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     }
     dir.save_state(&st)?;
     crash_point("recorded");
+    remove_secret_backups(&root, &journal)?;
     dir.clear_journal()?;
     report.result = "applied";
     log(

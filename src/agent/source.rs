@@ -182,6 +182,8 @@ pub struct Generation {
     pub plan: HostPlan,
     /// Content of each planned file, by target path.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Each secret of the plan with its ciphertext (checked against the plan's hash).
+    pub secrets: Vec<(crate::artifact::PlanSecret, Vec<u8>)>,
 }
 
 /// Whether a tree entry name is acceptable.
@@ -207,6 +209,12 @@ fn check_name(name: &[u8]) -> std::result::Result<&str, String> {
 
 /// Roots a host tree may write to: everything else is refused, whatever the signature.
 pub const ALLOWED_ROOTS: &[&str] = &["/etc/"];
+
+/// Whether a plan's reload or restart action is a plain unit name (it reaches
+/// `systemctl` as an argument: no option, no path).
+fn is_unit_name(a: &str) -> bool {
+    a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
 
 /// Reads `generated/hosts/<host>/` of `commit` and checks it completely.
 pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limits) -> Result<Generation> {
@@ -336,16 +344,61 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limit
             return refuse(format!("plan entry `{}` has the bad mode `{}`", f.target, f.mode));
         }
         for a in [&f.actions.reload, &f.actions.restart].into_iter().flatten() {
-            if !a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+            if !is_unit_name(a) {
                 return refuse(format!("plan entry `{}` names the action `{}`", f.target, a.escape_debug()));
             }
         }
         targets.insert(f.target.clone(), bytes);
+    }
+    let mut secrets = Vec::new();
+    let mut sources = std::collections::BTreeSet::new();
+    for x in &plan.secrets {
+        // A plan decides only which secret goes to which service: the place is fixed,
+        // so a plan cannot direct a plaintext anywhere else (under `/etc`, into a
+        // file a service serves).
+        let ok_name = |n: &str, extra: char| {
+            n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == extra)
+        };
+        if !ok_name(&x.name, '_') {
+            return refuse(format!("the plan names the secret `{}`", x.name.escape_debug()));
+        }
+        if x.source != format!("secrets/{}.age", x.name) {
+            return refuse(format!("secret `{}` takes its ciphertext from `{}`", x.name, x.source.escape_debug()));
+        }
+        let Some(bytes) = files.get(&x.source) else {
+            return refuse(format!("`{base}/{}` named by the plan is missing", x.source));
+        };
+        if sha256_hex(bytes) != x.sha256 {
+            return refuse(format!("`{base}/{}` does not match its sha256 in the plan", x.source));
+        }
+        for d in &x.deliveries {
+            if !ok_name(&d.service, '-') || d.target != format!("{}/{}/{}", crate::secrets::RUN_DIR, d.service, x.name)
+            {
+                return refuse(format!(
+                    "secret `{}` would be delivered to `{}`, not `{}/<service>/{}`",
+                    x.name,
+                    d.target.escape_debug(),
+                    crate::secrets::RUN_DIR,
+                    x.name
+                ));
+            }
+            for a in [&d.reload, &d.restart].into_iter().flatten() {
+                if !is_unit_name(a) {
+                    return refuse(format!("secret `{}` names the action `{}`", x.name, a.escape_debug()));
+                }
+            }
+        }
+        sources.insert(x.source.clone());
+        secrets.push((x.clone(), bytes.clone()));
+    }
+    for s in &sources {
+        files.remove(s);
     }
     // The bootstrap script is for the operator, not something the agent applies.
     files.remove("bootstrap.sh");
     if let Some(extra) = files.keys().next() {
         return refuse(format!("`{base}/{extra}` is not named by the plan"));
     }
-    Ok(Generation { commit, plan, files: targets })
+    Ok(Generation { commit, plan, files: targets, secrets })
 }

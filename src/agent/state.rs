@@ -28,6 +28,9 @@ pub struct JournalEntry {
     /// The file before the apply: `(backup file name, mode, uid, gid)`, or `None` when it
     /// did not exist (a rollback removes it).
     pub before: Option<(String, u32, u32, u32)>,
+    /// A delivered secret: its backup is in the secrets tmpfs, not the state directory.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// `journal.json`: present only while an apply is in progress.
@@ -170,6 +173,14 @@ impl StateDir {
         s.push_str(&format!("medianest_pull_duration_seconds {:.3}\n", m.seconds));
         s.push_str("# HELP medianest_pull_result Result of the last run (0 ok, 1 refused, 3 rolled back, 5 fetch failed).\n# TYPE medianest_pull_result gauge\n");
         s.push_str(&format!("medianest_pull_result {}\n", m.result));
+        if !m.secrets.is_empty() {
+            s.push_str("# HELP medianest_pull_secret_info A secret of the host's plan: name, service and the sha256 of its ciphertext (never a value).\n# TYPE medianest_pull_secret_info gauge\n");
+            for (name, service, sha) in &m.secrets {
+                s.push_str(&format!(
+                    "medianest_pull_secret_info{{name=\"{name}\",service=\"{service}\",ciphertext_sha256=\"{sha}\"}} 1\n"
+                ));
+            }
+        }
         write_atomic(&self.path.join("medianest.prom"), s.as_bytes())?;
         if textfile_dir.is_dir() {
             let target = textfile_dir.join("medianest.prom");
@@ -205,4 +216,6 @@ pub struct Metrics {
     pub result: i32,
     /// Duration of this run.
     pub seconds: f64,
+    /// The plan's secrets: `(name, service, ciphertext sha256)`.
+    pub secrets: Vec<(String, String, String)>,
 }

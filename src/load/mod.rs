@@ -33,6 +33,24 @@ pub struct RawSite {
     /// `(file, key)` of every key taken out of a file because its value had the wrong
     /// type (reported once, at the value; resolve does not also call it missing).
     pub wrong_typed: std::collections::BTreeSet<(FileId, String)>,
+    /// Every file under `site/secrets/` (ciphertexts, never parsed as TOML), sorted.
+    pub secrets: Vec<SecretFile>,
+}
+
+/// A file under `site/secrets/`.
+pub struct SecretFile {
+    /// Registered in the source map with the age header as its text (nothing for a
+    /// file that is not an age file: its bytes may be a plaintext, never shown).
+    pub file: FileId,
+    /// Path relative to `site/secrets/`.
+    pub rel: String,
+    /// The bytes.
+    pub bytes: std::sync::Arc<[u8]>,
+}
+
+/// Whether a path relative to `site/` is under `site/secrets/`.
+pub fn is_secret_path(rel: &str) -> bool {
+    rel.starts_with("secrets/")
 }
 
 /// One file's keys of one owner.
@@ -67,6 +85,14 @@ pub fn read_site(site_dir: &Path, display_prefix: &str, diags: &mut Diagnostics)
     for entry in walkdir::WalkDir::new(site_dir).sort_by_file_name().follow_links(false) {
         match entry {
             Ok(e) if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "toml") => {
+                paths.push(e.into_path())
+            }
+            // Every file under `secrets/` is read: a ciphertext, or something that must
+            // not be there (a plaintext), which the build reports.
+            Ok(e)
+                if e.file_type().is_file()
+                    && e.path().strip_prefix(site_dir).is_ok_and(|r| is_secret_path(&r.to_string_lossy())) =>
+            {
                 paths.push(e.into_path())
             }
             Ok(_) => {}
@@ -111,10 +137,18 @@ pub fn load_files(
         files: Vec::new(),
         owned: owners.iter().map(|_| Vec::new()).collect(),
         wrong_typed: Default::default(),
+        secrets: Vec::new(),
     };
     let mut ids = Vec::with_capacity(files.len());
     for (rel, bytes) in files {
         let name = format!("{display_prefix}/{rel}");
+        if let Some(inner) = rel.strip_prefix("secrets/") {
+            let header = crate::secrets::Header::parse(&bytes).map(|h| h.len).unwrap_or(0);
+            let text = String::from_utf8_lossy(&bytes[..header]).into_owned();
+            let file = sources.add(name, text);
+            raw.secrets.push(SecretFile { file, rel: inner.to_string(), bytes: bytes.into() });
+            continue;
+        }
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(_) => {

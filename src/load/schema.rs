@@ -64,6 +64,8 @@ crate::keys! {
         /// Backup policies.
         #[serde(default)]
         pub backups: Named<RawBackup>,
+        /// Secrets delivery: with this table, every secret a service names is an age file `site/secrets/<name>.age`, checked and delivered by the agent.
+        pub secrets: Option<Spanned<RawSecrets>>,
     }
 }
 
@@ -80,6 +82,7 @@ impl RawFile {
         self.flows.extend(other.flows);
         self.guardrails.extend(other.guardrails);
         self.backups.extend(other.backups);
+        self.secrets = self.secrets.take().or(other.secrets);
     }
 }
 
@@ -106,6 +109,16 @@ crate::keys! {
         pub rto: Option<Str>,
         /// Required. Recovery point objective (e.g. `"1h"`); every backup runs at least this often unless it archives continuously.
         pub rpo: Option<Str>,
+    }
+}
+
+crate::keys! {
+    /// `[secrets]`
+    #[derive(Debug, Deserialize)]
+    pub struct RawSecrets {
+        /// Operators' recovery keys (`age1…` or `ssh-ed25519 AAAA…`): every secret is also encrypted to them, so `medianest secrets edit` and `rekey` work from an operator's machine.
+        #[serde(default)]
+        pub recovery: Vec<Str>,
     }
 }
 
@@ -206,6 +219,8 @@ crate::keys! {
         pub resources: Option<Spanned<RawHostResources>>,
         /// What it does.
         pub description: Option<Str>,
+        /// The host's SSH host public key (`ssh-ed25519 AAAA…`, from `/etc/ssh/ssh_host_ed25519_key.pub`): the secrets its services need are encrypted to it.
+        pub ssh_host_key: Option<Str>,
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Site {
     pub guardrails: Vec<Guardrail>,
     /// Backup policies, sorted by name.
     pub backups: Vec<Backup>,
+    /// `[secrets]` and the ciphertexts under `site/secrets/`.
+    pub secrets: Secrets,
     /// Repository-relative names of the site files, sorted.
     pub files: Vec<String>,
     /// What each artifact family resolved of its own keys (see [`Ext`]).
@@ -149,6 +151,56 @@ impl Site {
     pub fn service(&self, id: ServiceId) -> &Service {
         &self.services[id.0]
     }
+    /// Whether the site delivers its secrets (it declares `[secrets]` or holds
+    /// ciphertexts); otherwise secrets are names the operator provisions by hand.
+    pub fn delivers_secrets(&self) -> bool {
+        self.secrets.loc.is_some() || !self.secrets.files.is_empty()
+    }
+
+    /// Who needs each secret, by name: the services that list it and the Linux hosts
+    /// they run on (each service's copy is its own file on each of its hosts), and what
+    /// the families' files imply ([`Secrets::implied`]).
+    pub fn secret_needs(&self) -> std::collections::BTreeMap<&str, SecretNeed<'_>> {
+        let mut out: std::collections::BTreeMap<&str, SecretNeed> = Default::default();
+        for (i, s) in self.services.iter().enumerate() {
+            for x in &s.secrets {
+                let need = out.entry(x.value.as_str()).or_insert_with(|| SecretNeed {
+                    first: &x.loc,
+                    services: Vec::new(),
+                    hosts: Default::default(),
+                    implied: Vec::new(),
+                });
+                need.services.push(ServiceId(i));
+                need.hosts.extend(s.hosts.iter().map(|h| h.value).filter(|h| self.host(*h).kind.value.is_linux()));
+            }
+        }
+        for x in &self.secrets.implied {
+            let need = out.entry(x.name).or_insert_with(|| SecretNeed {
+                first: &x.loc,
+                services: Vec::new(),
+                hosts: Default::default(),
+                implied: Vec::new(),
+            });
+            need.hosts.insert(x.host);
+            need.implied.push((x.host, x.service));
+        }
+        out
+    }
+
+    /// The recipients a secret must be encrypted to: the host keys of `need` (hosts
+    /// without one are reported by the checks) and the recovery keys.
+    pub fn secret_recipients(&self, need: &SecretNeed) -> Vec<crate::secrets::Recipient> {
+        let mut r: Vec<_> = need
+            .hosts
+            .iter()
+            .filter_map(|h| self.host(*h).ssh_host_key.as_ref().map(|k| k.value.clone()))
+            .chain(self.secrets.recovery.iter().map(|k| k.value.clone()))
+            .collect();
+        r.sort();
+        r.dedup();
+        r
+    }
+
     /// A docker network by id.
     pub fn network(&self, id: NetId) -> &DockerNetwork {
         &self.docker_networks[id.0]
@@ -229,6 +281,82 @@ pub struct SiteSettings {
     pub description: Option<String>,
     /// Where `[site]` is defined.
     pub loc: Option<Loc>,
+}
+
+/// Who needs a secret (see [`Site::secret_needs`]).
+#[derive(Debug, Clone)]
+pub struct SecretNeed<'a> {
+    /// The first place a service lists it.
+    pub first: &'a Loc,
+    /// The services that list it, in name order.
+    pub services: Vec<ServiceId>,
+    /// The Linux hosts those services run on.
+    pub hosts: std::collections::BTreeSet<HostId>,
+    /// The (host, service) pairs a family's files imply, beyond the services listing it.
+    pub implied: Vec<(HostId, ServiceId)>,
+}
+
+impl SecretNeed<'_> {
+    /// Every service whose directory holds it: those that list it and those a family's
+    /// files imply, sorted.
+    pub fn all_services(&self) -> Vec<ServiceId> {
+        let mut v: Vec<ServiceId> = self.services.iter().copied().chain(self.implied.iter().map(|(_, s)| *s)).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// `[secrets]` and what `site/secrets/` holds.
+#[derive(Debug, Default)]
+pub struct Secrets {
+    /// Where `[secrets]` is written; `None` when the site does not use secrets delivery
+    /// (secrets are then names the operator provisions by hand, and nothing is checked).
+    pub loc: Option<Loc>,
+    /// Recovery recipients.
+    pub recovery: Vec<At<crate::secrets::Recipient>>,
+    /// Every file under `site/secrets/`, sorted by path.
+    pub files: Vec<CipherFile>,
+    /// Secrets a family's generated files read on a host without a service listing
+    /// them there (the backup jobs' keys, which a container must not see), set once the
+    /// families are resolved.
+    pub implied: Vec<ImpliedSecret>,
+}
+
+/// A secret a family's files read on a host, under a service's directory, that the
+/// service does not list.
+#[derive(Debug, Clone)]
+pub struct ImpliedSecret {
+    /// The secret's name.
+    pub name: &'static str,
+    /// The host that reads it.
+    pub host: HostId,
+    /// The service whose directory holds it.
+    pub service: ServiceId,
+    /// What implies it (a backup policy).
+    pub loc: Loc,
+}
+
+/// A file under `site/secrets/`.
+#[derive(Debug, Clone)]
+pub struct CipherFile {
+    /// Path relative to `site/secrets/` (`db_password.age`).
+    pub rel: String,
+    /// The secret's name (the file stem), when the path is `<name>.age`.
+    pub name: Option<String>,
+    /// The file, for diagnostics (its registered text is the age header only).
+    pub loc: Loc,
+    /// The ciphertext.
+    pub bytes: std::sync::Arc<[u8]>,
+    /// The parsed header; `None` when the file is not an age file.
+    pub header: Option<crate::secrets::Header>,
+}
+
+impl Secrets {
+    /// The ciphertext of secret `name`.
+    pub fn file(&self, name: &str) -> Option<&CipherFile> {
+        self.files.iter().find(|f| f.name.as_deref() == Some(name))
+    }
 }
 
 /// `[recovery]`.
@@ -369,6 +497,10 @@ pub struct Host {
     pub description: Option<String>,
     /// `interfaces` was written (even if an entry failed to resolve).
     pub interfaces_declared: bool,
+    /// SSH host public key (`ssh-ed25519 <base64>`), the recipient of its secrets.
+    pub ssh_host_key: Option<At<crate::secrets::Recipient>>,
+    /// Whether `ssh_host_key` is written (a bad one is reported once, as a bad value).
+    pub ssh_host_key_written: bool,
 }
 
 impl Host {

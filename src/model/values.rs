@@ -28,6 +28,27 @@ fn err<T>(message: impl Into<String>, help: impl Into<String>) -> Result<T, Valu
     Err(ValueError { code: "bad-value", message: message.into(), help: help.into() })
 }
 
+/// A host's SSH host public key: `ssh-ed25519 AAAA… [comment]`.
+pub fn ssh_host_key(s: &str) -> Result<crate::secrets::Recipient, ValueError> {
+    let help = "copy the line of `/etc/ssh/ssh_host_ed25519_key.pub` on the host (`ssh-keyscan -t ed25519 <host>`)";
+    match crate::secrets::parse_recipient(s) {
+        Ok(r @ crate::secrets::Recipient::Ssh(_)) => Ok(r),
+        Ok(_) => err("a host key is the host's SSH key, not an age key", help),
+        Err(e) => err(e, help),
+    }
+}
+
+/// An operator's recovery key: `age1…` or `ssh-ed25519 AAAA… [comment]`.
+pub fn recovery_key(s: &str) -> Result<crate::secrets::Recipient, ValueError> {
+    crate::secrets::parse_recipient(s).map_err(|e| ValueError {
+        code: "bad-value",
+        message: e,
+        help:
+            "write an age public key (`age-keygen -y key.txt`) or an SSH public key line (`cat ~/.ssh/id_ed25519.pub`)"
+                .into(),
+    })
+}
+
 /// Characters that could start a new directive, comment or interpolation in some
 /// target format, and are therefore never accepted in site values.
 pub const FORBIDDEN_CHARS: &[char] = &[';', '{', '}', '"', '\'', '#', '`', '$', '\\'];

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod dump;
 pub mod explain;
 pub mod schema;
+pub mod secrets;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -132,6 +133,7 @@ fn compile_timed(
         let hosts: Vec<(String, Vec<String>)> =
             site.hosts.iter().map(|h| (h.name.clone(), families::sources_of(&site, [&h.loc]))).collect();
         collect(&mut artifacts, rendered, &mut diags);
+        collect(&mut artifacts, crate::secrets::deliver::artifacts(&site), &mut diags);
         let mut plans = host_plans(&artifacts, &hosts);
         // A plan holds the host's name (the rest describes other files).
         for (plan, h) in plans.iter_mut().zip(&site.hosts) {

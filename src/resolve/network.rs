@@ -113,6 +113,8 @@ impl Cx<'_, '_> {
             resources,
             description: self.opt_text(&h.description),
             interfaces_declared: !h.interfaces.is_empty(),
+            ssh_host_key_written: h.ssh_host_key.is_some(),
+            ssh_host_key: h.ssh_host_key.as_ref().and_then(|v| self.value(v, values::ssh_host_key)),
             loc,
         }
     }

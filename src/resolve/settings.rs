@@ -83,6 +83,25 @@ pub(super) fn singletons(raw: &RawSite, index: &Index, site: &mut Site, diags: &
         ),
         None => {}
     }
+    if let Some((file, t)) = once(raw, "secrets", |f| &f.secrets, diags) {
+        let mut cx = Cx::new(file, index, diags);
+        site.secrets.loc = Some(cx.loc(t.span()));
+        site.secrets.recovery = t.get_ref().recovery.iter().filter_map(|v| cx.value(v, values::recovery_key)).collect();
+    }
+    site.secrets.files = raw
+        .secrets
+        .iter()
+        .map(|f| {
+            let name = f.rel.strip_suffix(".age").filter(|n| values::name(n, NameKind::Secret).is_ok());
+            CipherFile {
+                rel: f.rel.clone(),
+                name: name.map(str::to_string),
+                loc: Loc::new(f.file, 0..0),
+                header: crate::secrets::Header::parse(&f.bytes),
+                bytes: f.bytes.clone(),
+            }
+        })
+        .collect();
     if let Some((file, d)) = once(raw, "defaults", |f| &f.defaults, diags) {
         let mut cx = Cx::new(file, index, diags);
         site.defaults = cx.defaults(d.get_ref());

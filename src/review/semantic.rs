@@ -226,6 +226,33 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
     for g in &site.guardrails {
         put("guard-rail", format!("deny {} → {}", zone(g.from), zone(g.to)), vec![("why", g.why.clone().into())]);
     }
+    // Secrets: what each ciphertext is encrypted to (from its header) and its hash,
+    // never a value. A new hash with the same recipients reads "rotated".
+    let needs = site.secret_needs();
+    let mut ids: Vec<(String, String)> = site
+        .hosts
+        .iter()
+        .filter_map(|h| Some((h.ssh_host_key.as_ref()?.value.id(), format!("host {}", h.name))))
+        .collect();
+    ids.extend(site.secrets.recovery.iter().map(|k| (k.value.id(), format!("recovery key {}", k.value.id()))));
+    for f in &site.secrets.files {
+        let Some(name) = &f.name else { continue };
+        let recipients = f.header.as_ref().and_then(|h| h.label()).map(|(_, l)| {
+            Val::many(l.into_iter().map(|id| {
+                ids.iter().find(|(k, _)| k == id).map(|(_, w)| w.clone()).unwrap_or(format!("unknown key {id}"))
+            }))
+        });
+        let users = needs.get(name.as_str()).map(|n| n.all_services()).unwrap_or_default();
+        put(
+            "secret",
+            name.clone(),
+            vec![
+                ("ciphertext", crate::artifact::sha256_hex(&f.bytes)[..12].to_string().into()),
+                ("recipients", recipients.unwrap_or(Val::Many(Vec::new()))),
+                ("services", Val::many(users.iter().map(|s| site.service(*s).name.clone()))),
+            ],
+        );
+    }
     for b in &site.backups {
         put(
             "backup",
@@ -349,6 +376,9 @@ pub fn compare(base: &Site, head: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> V
                     relaxed |= relaxes(cat, k, before, after);
                     details.push(describe(k, before, after));
                 }
+                if cat == "secret" {
+                    details = secret_details(o, f);
+                }
                 out.push(Change {
                     category: cat.clone(),
                     change: "changed",
@@ -376,6 +406,22 @@ pub fn compare(base: &Site, head: &Site, more: &dyn Fn(&Site) -> Vec<Fact>) -> V
         (a.category.as_str(), rank(a.change), &a.subject).cmp(&(b.category.as_str(), rank(b.change), &b.subject))
     });
     out
+}
+
+/// A secret's change in the reviewer's words: "rotated" (a new ciphertext for the same
+/// recipients), "recipients changed" (re-encrypted: the value may have changed too).
+fn secret_details(before: &Facts, after: &Facts) -> Vec<String> {
+    let same = |k: &str| before.get(k) == after.get(k);
+    let mut d = Vec::new();
+    if !same("recipients") {
+        d.push(describe("recipients changed", before.get("recipients"), after.get("recipients")));
+    } else if !same("ciphertext") {
+        d.push(describe("rotated", before.get("ciphertext"), after.get("ciphertext")));
+    }
+    if !same("services") {
+        d.push(describe("services", before.get("services"), after.get("services")));
+    }
+    d
 }
 
 /// `field: old → new` for a scalar, `field: +a, -b` for a list.

@@ -3,8 +3,8 @@
 //! One file per concern: `addressing` (VLANs, overlapping networks, addresses inside
 //! their zone and unique), `placement` (hosts, where services run, dependencies, port
 //! clashes), `hardening` (container defaults and their written exceptions, secrets),
-//! `traffic` (exposures, flows against guard-rails) and `backups` (policies against
-//! the RPO). They only read the model and push diagnostics; none stops at the first
+//! `traffic` (exposures, flows against guard-rails), `backups` (policies against
+//! the RPO) and `secrets` (ciphertexts against who needs them). They only read the model and push diagnostics; none stops at the first
 //! problem. Values that failed to resolve are `None` in the model and are skipped here,
 //! so one mistake is reported once.
 //!
@@ -16,6 +16,7 @@ mod addressing;
 mod backups;
 mod hardening;
 mod placement;
+pub mod secrets;
 mod traffic;
 
 use crate::diag::Diagnostics;
@@ -31,4 +32,5 @@ pub fn verify(site: &Site, diags: &mut Diagnostics) {
     traffic::exposure(site, diags);
     traffic::flows(site, diags);
     backups::backups(site, diags);
+    secrets::secrets(site, diags);
 }

@@ -19,6 +19,9 @@ use crate::support::*;
 /// `(target, content, validate, reload)` of one host file.
 type HostFile<'a> = (&'a str, &'a [u8], Option<&'a str>, Option<&'a str>);
 
+/// `(name, ciphertext, service, owner, reload)` of one secret of `web1`.
+type SecretSpec<'a> = (&'a str, Vec<u8>, &'a str, &'a str, Option<&'a str>);
+
 /// Bare remote + working clone + keys + stubs + fake root + state dir.
 struct Sim {
     dir: tempfile::TempDir,
@@ -128,6 +131,11 @@ impl Sim {
 
     /// Writes `generated/` for host `web1` (and optionally another host) into the work tree.
     fn render(&self, files: &[HostFile], other: &[HostFile]) {
+        self.render_with_secrets(files, other, &[])
+    }
+
+    /// [`Sim::render`], with secrets for `web1`: `(name, ciphertext, service, owner, reload)`.
+    fn render_with_secrets(&self, files: &[HostFile], other: &[HostFile], secrets: &[SecretSpec]) {
         let gen_dir = self.work().join("generated");
         let _ = std::fs::remove_dir_all(&gen_dir);
         let mut set = ArtifactSet::new();
@@ -151,6 +159,21 @@ impl Sim {
                 }
                 set.insert(meta.path.clone(), Artifact::new(content.to_vec(), meta));
             }
+        }
+        for (name, ciphertext, service, owner, reload) in secrets {
+            let mut meta = ArtifactMeta::shared("secrets", format!("hosts/web1/secrets/{name}.age"), vec![]);
+            meta.host = Some("web1".into());
+            meta.secret = Some(medianest::artifact::SecretMeta {
+                name: name.to_string(),
+                deliveries: vec![medianest::artifact::SecretDelivery {
+                    service: service.to_string(),
+                    target: format!("/run/medianest/secrets/{service}/{name}"),
+                    owner: owner.to_string(),
+                    reload: reload.map(str::to_string),
+                    restart: None,
+                }],
+            });
+            set.insert(meta.path.clone(), Artifact::new(ciphertext.clone(), meta));
         }
         let hosts: Vec<(String, Vec<String>)> = vec![("web1".into(), vec![]), ("other".into(), vec![])];
         for p in host_plans(&set, &hosts) {
@@ -1116,4 +1139,190 @@ fn containers_deploy_converge_and_a_failed_convergence_redeploys_the_previous_fi
         assert_eq!(snapshot(&sim.root()), before);
         assert!(!sim.calls().contains("deployed"), "{}", sim.calls());
     }
+}
+
+// Secrets delivery (#15): decrypted with the host's SSH key into the secrets tmpfs,
+// rotated with a reload, refused whole when one does not decrypt, and never a plaintext
+// anywhere else.
+
+const ALPHA: &str = "s3cret-ALPHA-7d1e40c2";
+const BRAVO: &str = "s3cret-BRAVO-93b0aa51";
+const CHARLIE: &str = "s3cret-CHARLIE-0c55e2f7";
+
+/// A host key for `web1` in the fake root (and one for another host); returns the
+/// recipients `(web1, other)`.
+fn host_keys(sim: &Sim) -> (medianest::secrets::Recipient, medianest::secrets::Recipient) {
+    std::fs::create_dir_all(sim.root().join("etc/ssh")).unwrap();
+    keygen(&sim.root().join("etc/ssh/ssh_host_ed25519_key"));
+    keygen(&sim.path().join("other-host-key"));
+    let r = |p: PathBuf| medianest::secrets::parse_recipient(&std::fs::read_to_string(p).unwrap()).unwrap();
+    (r(sim.root().join("etc/ssh/ssh_host_ed25519_key.pub")), r(sim.path().join("other-host-key.pub")))
+}
+
+fn seal(name: &str, value: &str, to: &medianest::secrets::Recipient) -> Vec<u8> {
+    medianest::secrets::encrypt(name, value.as_bytes(), std::slice::from_ref(to)).unwrap()
+}
+
+/// Every place outside the secrets directory that holds one of `values`: files under
+/// the root, the state directory, the textfile directory, and the run's output.
+fn plaintext_leaks(sim: &Sim, o: &Output, values: &[&str]) -> Vec<String> {
+    let secrets_dir = sim.root().join("run/medianest/secrets");
+    let mut found = Vec::new();
+    for dir in [sim.root(), sim.path().join("state"), sim.path().join("textfile")] {
+        for e in walkdir::WalkDir::new(&dir).follow_links(false) {
+            let e = e.unwrap();
+            if !e.file_type().is_file() || e.path().starts_with(&secrets_dir) {
+                continue;
+            }
+            let bytes = std::fs::read(e.path()).unwrap();
+            for v in values {
+                if bytes.windows(v.len()).any(|w| w == v.as_bytes()) {
+                    found.push(format!("{} holds {v}", e.path().display()));
+                }
+            }
+        }
+    }
+    for v in values {
+        if stdout(o).contains(v) || stderr(o).contains(v) {
+            found.push(format!("the output holds {v}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn delivers_and_rotates_secrets_with_a_reload_and_no_plaintext_elsewhere() {
+    let sim = Sim::new();
+    let (web1, _) = host_keys(&sim);
+    std::fs::write(sim.root().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\npostgres:x:70:71::/:/bin/false\n")
+        .unwrap();
+    std::fs::write(sim.root().join("etc/group"), "root:x:0:\npostgres:x:71:\n").unwrap();
+    let spec = |v: &str| {
+        vec![(
+            "db_password",
+            seal("db_password", v, &web1),
+            "postgres",
+            "postgres:postgres",
+            Some("postgresql.service"),
+        )]
+    };
+    sim.render_with_secrets(&v1(), &[], &spec(ALPHA));
+    sim.commit("v1 with a secret", Some("key"));
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let file = sim.root().join("run/medianest/secrets/postgres/db_password");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), ALPHA);
+    let md = std::fs::metadata(&file).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o400, 70, 71), "0400 postgres:postgres");
+    // The tmpfs can be crossed, not listed; each service's directory is its own.
+    let dir = |p: &str| {
+        let m = std::fs::metadata(sim.root().join(p)).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(dir("run/medianest/secrets"), (0o711, 0, 0));
+    assert_eq!(dir("run/medianest/secrets/postgres"), (0o500, 70, 71));
+    assert_eq!(dir("run/medianest/secrets/.rollback"), (0o700, 0, 0));
+    let r = report(&o);
+    assert_eq!(r["secrets"][0]["name"], "db_password");
+    assert_eq!(r["secrets"][0]["action"], "create");
+    assert!(sim.calls().contains("systemctl reload-or-restart postgresql.service"), "{}", sim.calls());
+    let metrics = std::fs::read_to_string(sim.path().join("textfile/medianest.prom")).unwrap();
+    let sha = r["secrets"][0]["sha256"].as_str().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "medianest_pull_secret_info{{name=\"db_password\",service=\"postgres\",ciphertext_sha256=\"{sha}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert_eq!(plaintext_leaks(&sim, &o, &[ALPHA]), Vec::<String>::new());
+
+    // Rotation: the new value replaces the old one and the unit that reads it reloads.
+    let calls = sim.calls().matches("postgresql.service").count();
+    sim.render_with_secrets(&v1(), &[], &spec(BRAVO));
+    sim.commit("rotate db_password", Some("key"));
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(report(&o)["secrets"][0]["action"], "rotate");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), BRAVO);
+    assert!(sim.calls().matches("postgresql.service").count() > calls, "reloaded: {}", sim.calls());
+    assert_eq!(plaintext_leaks(&sim, &o, &[ALPHA, BRAVO]), Vec::<String>::new());
+    assert!(!sim.root().join("run/medianest/secrets/.rollback/0").exists(), "the rollback copy is removed");
+
+    // Nothing to do: nothing rewritten, nothing reloaded.
+    let calls = sim.calls();
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(report(&o)["secrets"][0]["action"], "unchanged");
+    assert_eq!(sim.calls(), calls);
+
+    // A failed reload restores the previous value, from the tmpfs, not the state dir.
+    sim.render_with_secrets(&v1(), &[], &spec(ALPHA));
+    sim.commit("rotate back", Some("key"));
+    sim.fail("systemctl", Some("reload-or-restart"));
+    let o = sim.pull();
+    sim.heal("systemctl");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), BRAVO, "the previous value is back");
+    assert_eq!(plaintext_leaks(&sim, &o, &[ALPHA, BRAVO]), Vec::<String>::new());
+}
+
+#[test]
+fn refuses_a_secret_for_another_host_a_swapped_one_and_an_unsigned_change() {
+    let sim = Sim::new();
+    let (web1, other) = host_keys(&sim);
+    let secret = |name: &'static str, c: Vec<u8>| (name, c, "app", "root:root", None);
+    sim.render_with_secrets(
+        &v1(),
+        &[],
+        &[secret("api_key", seal("api_key", ALPHA, &web1)), secret("db_password", seal("db_password", BRAVO, &web1))],
+    );
+    sim.commit("v1", Some("key"));
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+
+    // Encrypted to another host: this one cannot read it, and nothing changes (not
+    // even the files and the other secret of the same commit).
+    sim.render_with_secrets(
+        &v2(),
+        &[],
+        &[
+            secret("api_key", seal("api_key", CHARLIE, &other)),
+            secret("db_password", seal("db_password", BRAVO, &web1)),
+        ],
+    );
+    sim.commit("a secret for another host", Some("key"));
+    let o = sim.pull();
+    assert_refused(&sim, &o, &before, &state, "secret `api_key` cannot be decrypted with this host's key");
+    assert_eq!(plaintext_leaks(&sim, &o, &[ALPHA, BRAVO, CHARLIE]), Vec::<String>::new());
+
+    // Swapped between two names (each a valid ciphertext for this host).
+    sim.render_with_secrets(
+        &v2(),
+        &[],
+        &[secret("api_key", seal("db_password", BRAVO, &web1)), secret("db_password", seal("api_key", ALPHA, &web1))],
+    );
+    sim.commit("swapped", Some("key"));
+    let o = sim.pull();
+    assert_refused(&sim, &o, &before, &state, "holds the secret `db_password`, not this one");
+    assert_eq!(plaintext_leaks(&sim, &o, &[ALPHA, BRAVO]), Vec::<String>::new());
+
+    // An unsigned commit that changes a secret is refused like any other change.
+    sim.render_with_secrets(
+        &v1(),
+        &[],
+        &[secret("api_key", seal("api_key", CHARLIE, &web1)), secret("db_password", seal("db_password", BRAVO, &web1))],
+    );
+    sim.commit("unsigned secret change", None);
+    assert_refused(&sim, &sim.pull(), &before, &state, "is not signed");
+    assert_eq!(std::fs::read_to_string(sim.root().join("run/medianest/secrets/app/api_key")).unwrap(), ALPHA);
+
+    // A signed plan still cannot send a plaintext out of the secrets tmpfs.
+    sim.render_with_secrets(
+        &v1(),
+        &[],
+        &[("api_key", seal("api_key", ALPHA, &web1), "x/../../../etc/cron.d", "root:root", None)],
+    );
+    sim.commit("a delivery out of the secrets directory", Some("key"));
+    assert_refused(&sim, &sim.pull(), &before, &state, "would be delivered to");
 }

@@ -53,6 +53,10 @@ fn assert_same_everywhere(site: &Path) {
     .chain(std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| h.len() > 3))
     .collect();
     for (rel, bytes) in &one {
+        // Secrets' ciphertexts are copied byte for byte from site/secrets/ (binary age).
+        if rel.ends_with(".age") {
+            continue;
+        }
         let text = String::from_utf8_lossy(bytes);
         for m in &machine {
             assert!(!text.contains(m.as_str()), "{rel} contains `{m}` from the build machine");

@@ -26,4 +26,5 @@ mod redis;
 mod reference;
 mod review;
 mod schema;
+mod secrets;
 mod semantic;

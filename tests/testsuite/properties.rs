@@ -229,6 +229,10 @@ proptest! {
         let mut named: Vec<String> = Vec::new();
         let mut layout: Vec<(String, String)> = Vec::new();
         for (rel, bytes) in reference_site() {
+            // Ciphertexts are not declarations: they are copied as they are, below.
+            if rel.starts_with("secrets/") {
+                continue;
+            }
             let mut ordered = String::new();
             for b in blocks(std::str::from_utf8(bytes).unwrap()) {
                 match b.entity {
@@ -263,6 +267,11 @@ proptest! {
             let p = dir.path().join("site").join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
+        }
+        for (rel, bytes) in reference_site().iter().filter(|(r, _)| r.starts_with("secrets/")) {
+            let p = dir.path().join("site").join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
         }
         let out = compile_checked(dir.path())?;
         let out = out.ok_or_else(|| TestCaseError::fail("the permuted site does not build"))?;

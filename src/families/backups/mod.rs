@@ -617,8 +617,8 @@ fn lower_minio(site: &Site, id: ServiceId, out: &mut Lowering) {
 /// PostgreSQL's `archive_command` reads them), but never listed in the service's
 /// `secrets`, which a container would see. MinIO's host gets the backup keys too: its
 /// bucket setup creates the backup user with them.
-pub fn secrets(site: &Site) -> std::collections::BTreeSet<(HostId, ServiceId, &'static str)> {
-    let mut out = std::collections::BTreeSet::new();
+pub fn secrets(site: &Site) -> Vec<(HostId, ServiceId, &'static str, &Loc)> {
+    let mut out = std::collections::BTreeMap::new();
     for b in &site.backups {
         let Some(t) = minio_target(site, b) else { continue };
         let names: &[&'static str] = if b.method == BackupMethod::MinioMirror {
@@ -627,13 +627,17 @@ pub fn secrets(site: &Site) -> std::collections::BTreeSet<(HostId, ServiceId, &'
             &[S3_SECRETS[0], S3_SECRETS[1], PASSWORD_SECRET]
         };
         for h in job_hosts(site, b).into_keys() {
-            out.extend(names.iter().map(|n| (h, b.service.value, *n)));
+            for n in names {
+                out.entry((h, b.service.value, *n)).or_insert(&b.loc);
+            }
         }
         for h in &site.service(t).hosts {
-            out.extend(S3_SECRETS.iter().map(|n| (h.value, t, *n)));
+            for n in S3_SECRETS {
+                out.entry((h.value, t, n)).or_insert(&b.loc);
+            }
         }
     }
-    out
+    out.into_iter().map(|((h, s, n), l)| (h, s, n, l)).collect()
 }
 
 /// The Debian packages a host's backup jobs need, with the policies that need them.

@@ -6,8 +6,8 @@
 //! `/etc/medianest/compose/compose.yaml` (0640 root:root), project `<site name>`. It
 //! holds every container service placed on the host, the bridges they attach to (ipam
 //! subnet and gateway, `internal`), their volumes (local, or NFS: `driver_opts` type
-//! `nfs`, `addr=` the server's address facing this host), and their secrets as files the
-//! operator writes, `/etc/medianest/secrets/<name>` (0400 root; never in git). A local
+//! `nfs`, `addr=` the server's address facing this host), and their secrets as the files
+//! the agent decrypts, `/run/medianest/secrets/<service>/<name>` (0400; never in git). A local
 //! volume is the host directory `/srv/medianest/<service>/<volume>` that the bootstrap
 //! makes, owned by the container's user, bind-mounted (a new named volume would belong
 //! to root, which a non-root container cannot write). Each
@@ -51,7 +51,7 @@
 //! | `depends_on`, `container_name` | `depends_on` written | not written: Swarm ignores them |
 //! | static `ipv4_address` | written | refused: overlays assign addresses (`networks = { x = "auto" }`) |
 //! | published ports | on the flows' host addresses | `mode: host` on every address of the node (no bind address in Swarm; the host firewall filters) |
-//! | secrets | `file:` under `/etc/medianest/secrets/` | `external: true`, created with `docker secret create` |
+//! | secrets | `file:` `/run/medianest/secrets/<service>/<name>` (one key per service's copy, mounted at `/run/secrets/<name>`) | `external: true`, created with `docker secret create` |
 //! | placement | the host's own file | `node.hostname == h` for one host; `node.hostname != x` for every other Swarm host for several |
 //! | updates | — | `update_config`/`rollback_config`: parallelism 1, `start-first` for stateless services, `stop-first` for stateful ones, rollback on failure |
 //!
@@ -94,8 +94,6 @@ use crate::model::{ExceptionKind, HealthCheck, HostId, NetDriver, Role, ServiceI
 
 /// The Compose file on a Docker host.
 pub const COMPOSE: &str = "/etc/medianest/compose/compose.yaml";
-/// Where the operator writes each secret of a Compose host (`<dir>/<name>`).
-pub const SECRETS_DIR: &str = "/etc/medianest/secrets";
 /// The folder of the stack files on the Swarm manager.
 pub const STACKS_DIR: &str = "/etc/medianest/stacks";
 /// The NFS exports on an NFS server.
@@ -345,10 +343,11 @@ pub struct FileContext {
     pub networks: Vec<NetworkView>,
     /// Volumes, by name.
     pub volumes: Vec<VolumeView>,
-    /// Secrets, by name.
+    /// Secrets, by name (a stack's, created with `docker secret create`).
     pub secrets: Vec<Src<String>>,
-    /// Where Compose reads secrets from.
-    pub secrets_dir: &'static str,
+    /// A Compose file's secrets: each service's copy, `<service>.<name>`, read from the
+    /// file the agent delivers (`/run/medianest/secrets/<service>/<name>`).
+    pub secret_files: Vec<SecretFileView>,
     /// json-file `max-size`.
     pub log_max_size: Src<String>,
     /// json-file `max-file`.
@@ -559,6 +558,7 @@ fn file_context(site: &Site, owner: HostId, ids: &[ServiceId], compose: bool) ->
     let mut networks: BTreeMap<String, NetworkView> = BTreeMap::new();
     let mut volumes: BTreeMap<String, VolumeView> = BTreeMap::new();
     let mut secrets: BTreeMap<String, Src<String>> = BTreeMap::new();
+    let mut secret_files: Vec<SecretFileView> = Vec::new();
     for &id in ids {
         let s = site.service(id);
         for (n, _) in &s.networks {
@@ -601,6 +601,10 @@ fn file_context(site: &Site, owner: HostId, ids: &[ServiceId], compose: bool) ->
         }
         for x in &s.secrets {
             secrets.entry(x.value.clone()).or_insert_with(|| Src::at(x.value.clone(), "secret", &x.loc));
+            secret_files.push(SecretFileView {
+                key: Src::at(format!("{}.{}", s.name, x.value), "secret (per service)", &x.loc),
+                file: Src::at(super::secret_file(&s.name, &x.value), "secret file (delivered by the agent)", &x.loc),
+            });
         }
     }
     let h = site.host(owner);
@@ -611,10 +615,19 @@ fn file_context(site: &Site, owner: HostId, ids: &[ServiceId], compose: bool) ->
         networks: networks.into_values().collect(),
         volumes: volumes.into_values().collect(),
         secrets: secrets.into_values().collect(),
-        secrets_dir: SECRETS_DIR,
+        secret_files,
         log_max_size: log_max_size(site),
         log_max_file: log_max_file(site),
     }
+}
+
+/// One secret file of a Compose file.
+#[derive(Debug, Serialize)]
+pub struct SecretFileView {
+    /// Its key under `secrets:` (`<service>.<name>`).
+    pub key: Src<String>,
+    /// The file the agent delivers.
+    pub file: Src<String>,
 }
 
 /// One export line.

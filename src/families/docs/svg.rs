@@ -15,7 +15,10 @@
 //!   ports; the internet as a source starts at its band; a whole zone as a source is one
 //!   edge per destination zone, from the source band's anchor on the firewall column to
 //!   the destination band. Edges and their labels are drawn under the boxes, so they
-//!   never hide a name.
+//!   never hide a name. Beyond [`EDGE_LIMIT`] host pairs (50 hosts of apps and databases
+//!   make hundreds) single edges cannot be followed: every flow is then drawn between
+//!   zones, in a lane right of the bands, labelled with its ports (the flows page has
+//!   each flow);
 //!
 //! Boxes never overlap by construction (rows and bands only grow downwards), which the
 //! browser test checks from the SVG's geometry. Beyond [`DETAIL_LIMIT`] hosts a diagram of
@@ -38,6 +41,10 @@ pub const PER_ROW: usize = 6;
 pub const MAX_SERVICES: usize = 6;
 /// Above this many hosts the diagram is a summary by zone.
 pub const DETAIL_LIMIT: usize = 200;
+/// Above this many host → host edges, flows are drawn between zones instead.
+pub const EDGE_LIMIT: usize = 80;
+/// The width of the lane where flows between zones are drawn.
+const LANE_W: i64 = 300;
 
 const BOX_W: i64 = 180;
 const GAP_X: i64 = 40;
@@ -166,7 +173,54 @@ pub fn topology(site: &Site, name: &Src<String>) -> Topology {
     let placed: Vec<HostId> =
         (0..site.hosts.len()).map(HostId).filter(|&h| site.host(h).kind.value != HostKind::Firewall).collect();
     let summary = placed.len() > DETAIL_LIMIT;
-    let width = LEFT + PER_ROW as i64 * (BOX_W + GAP_X);
+    // Edges: host → host pairs with their ports; zones and the internet from their labels.
+    let plan = site.flow_plan();
+    #[derive(PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+    enum From {
+        Internet,
+        Zone(usize),
+        Host(HostId),
+    }
+    let mut pairs: BTreeMap<(From, HostId), (BTreeSet<PortSpec>, Vec<usize>)> = BTreeMap::new();
+    type ZonePairs = BTreeMap<(Option<usize>, Option<usize>), (BTreeSet<PortSpec>, Vec<usize>)>;
+    // Every grant between zones (for the lane), and those whose source is a whole zone.
+    let (mut all_zones, mut from_zones): (ZonePairs, ZonePairs) = Default::default();
+    for g in &plan.grants {
+        let Dest::Host(to) = g.to else { continue };
+        let from = match g.from {
+            Peer::Internet => From::Internet,
+            Peer::Zone(z) => From::Zone(z.0),
+            Peer::Host(h) => From::Host(h),
+        };
+        let fz = match g.from {
+            Peer::Internet => None,
+            Peer::Zone(z) => Some(z.0),
+            Peer::Host(h) => egress_zone(site, h, Some(to)).map(|z| z.0),
+        };
+        let tz = site.host(to).interfaces.first().map(|i| i.zone.value.0);
+        let add = |m: &mut ZonePairs| {
+            let e = m.entry((fz, tz)).or_default();
+            e.0.insert(g.port);
+            e.1.push(g.flow);
+        };
+        add(&mut all_zones);
+        if matches!(g.from, Peer::Zone(_)) {
+            add(&mut from_zones);
+        } else {
+            let e = pairs.entry((from, to)).or_default();
+            e.0.insert(g.port);
+            e.1.push(g.flow);
+        }
+    }
+    // Too many host pairs to follow (or a summary): every flow is drawn between zones, in
+    // a lane right of the bands.
+    let lane = summary || pairs.len() > EDGE_LIMIT;
+    if lane {
+        pairs.clear();
+    }
+    let zone_pairs = if lane { all_zones } else { from_zones };
+    let inner = LEFT + PER_ROW as i64 * (BOX_W + GAP_X);
+    let width = if lane { inner + LANE_W } else { inner };
     // Hosts per zone (by first interface); hosts with no interface at the end, in no band.
     let mut by_zone: Vec<Vec<HostId>> = site.zones.iter().map(|_| Vec::new()).collect();
     let mut nowhere = Vec::new();
@@ -323,39 +377,6 @@ pub fn topology(site: &Site, name: &Src<String>) -> Topology {
             }
         })
         .collect();
-    // Edges: host → host pairs with their ports; zones and the internet from their labels.
-    let plan = site.flow_plan();
-    #[derive(PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
-    enum From {
-        Internet,
-        Zone(usize),
-        Host(HostId),
-    }
-    let mut pairs: BTreeMap<(From, HostId), (BTreeSet<PortSpec>, Vec<usize>)> = BTreeMap::new();
-    let mut zone_pairs: BTreeMap<(Option<usize>, Option<usize>), (BTreeSet<PortSpec>, Vec<usize>)> = BTreeMap::new();
-    for g in &plan.grants {
-        let Dest::Host(to) = g.to else { continue };
-        let from = match g.from {
-            Peer::Internet => From::Internet,
-            Peer::Zone(z) => From::Zone(z.0),
-            Peer::Host(h) => From::Host(h),
-        };
-        if summary || matches!(g.from, Peer::Zone(_)) {
-            let fz = match g.from {
-                Peer::Internet => None,
-                Peer::Zone(z) => Some(z.0),
-                Peer::Host(h) => egress_zone(site, h, Some(to)).map(|z| z.0),
-            };
-            let tz = site.host(to).interfaces.first().map(|i| i.zone.value.0);
-            let e = zone_pairs.entry((fz, tz)).or_default();
-            e.0.insert(g.port);
-            e.1.push(g.flow);
-        } else {
-            let e = pairs.entry((from, to)).or_default();
-            e.0.insert(g.port);
-            e.1.push(g.flow);
-        }
-    }
     let mut edges = Vec::new();
     let fw_ids: BTreeSet<HostId> = firewall.iter().copied().collect();
     let fw_anchor = |h: HostId, to: (i64, i64)| -> (i64, i64) {
@@ -395,14 +416,25 @@ pub fn topology(site: &Site, name: &Src<String>) -> Topology {
         // Between zones (a summary, or a whole zone as the source): from the source
         // band's anchor on the firewall column to the destination band's left edge.
         let pt = |z: &Option<usize>, dest: bool| match z {
-            Some(z) if summary => (LEFT + BOX_W * 2 + 60 + (k as i64 % 8) * 30, bands[*z].y + bands[*z].h / 2),
+            Some(z) if lane => (inner + 10, bands[*z].y + bands[*z].h / 2 + if dest { 8 } else { -8 }),
+            None if lane => (inner + 10, INTERNET_H / 2),
             Some(z) if dest => (LEFT - 6, bands[*z].y + BAND_HEAD + 20),
             Some(z) => band_anchor[*z],
-            None => (LEFT + (width - LEFT) / 2, INTERNET_H - 10),
+            None => (LEFT + (inner - LEFT) / 2, INTERNET_H - 10),
         };
         let (a, b) = (pt(fz, false), pt(tz, true));
-        let bow = if summary { 120 } else { 40 + (k as i64 % 4) * 12 };
-        let (d, lx, ly) = curve(a, b, bow);
+        let (d, lx, ly) = if lane {
+            // Out into the lane and back: further out the further apart the zones are.
+            let bow = (40 + (a.1 - b.1).abs() / 5 + (k as i64 % 3) * 14).min(LANE_W - 90);
+            let (c1, c2) = ((a.0 + bow, a.1), (b.0 + bow, b.1));
+            (
+                format!("M{} {} C{} {} {} {} {} {}", a.0, a.1, c1.0, c1.1, c2.0, c2.1, b.0, b.1),
+                a.0 + bow * 3 / 4,
+                (a.1 + b.1) / 2 + 4,
+            )
+        } else {
+            curve(a, b, 40 + (k as i64 % 4) * 12)
+        };
         let locs = loc_of(flows);
         edges.push(Edge {
             d,

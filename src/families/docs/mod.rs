@@ -67,7 +67,13 @@ struct SearchEntry {
     /// Page, relative to the site folder.
     u: String,
     /// Words it is found by.
-    x: String,
+    x: Src<String>,
+}
+
+/// Context of `docs/search-index.js.j2`.
+#[derive(Serialize)]
+struct Index {
+    entries: Vec<SearchEntry>,
 }
 
 /// Writes a page as Markdown (`docs/<md>`) and as HTML (`docs/site/<md as html>`).
@@ -214,38 +220,53 @@ impl Family for Docs {
             emit(out, "docs/adr.md.j2", &format!("adr/{file}"), &title.value, &p, Some(&a.loc));
         }
         // The search index and the style sheet, shared by every HTML page.
-        let mut entries: Vec<SearchEntry> =
-            NAV.iter().map(|(p, t)| SearchEntry { t: t.to_string(), u: site_link(p), x: t.to_lowercase() }).collect();
-        for h in &inv.hosts {
-            let addrs: Vec<&str> = h.addresses.iter().map(|a| a.value.as_str()).collect();
-            let svcs: Vec<&str> = h.services.iter().map(|a| a.value.as_str()).collect();
+        let mut entries: Vec<SearchEntry> = NAV
+            .iter()
+            .map(|(p, t)| SearchEntry { t: t.to_string(), u: site_link(p), x: Src::of(t.to_lowercase(), "page", []) })
+            .collect();
+        for (h, v) in site.hosts.iter().zip(&inv.hosts) {
+            let addrs: Vec<&str> = v.addresses.iter().map(|a| a.value.as_str()).collect();
+            let svcs: Vec<&str> = v.services.iter().map(|a| a.value.as_str()).collect();
             entries.push(SearchEntry {
-                t: format!("host {}", h.name.value),
-                u: site_link(&format!("hosts/{}.md", h.name.value)),
-                x: format!("{} {} {} {}", h.name.value, h.kind.value, addrs.join(" "), svcs.join(" ")),
+                t: format!("host {}", h.name),
+                u: site_link(&format!("hosts/{}.md", h.name)),
+                x: Src::at(
+                    format!("{} {} {} {}", h.name, v.kind.value, addrs.join(" "), svcs.join(" ")),
+                    "host",
+                    &h.loc,
+                ),
             });
         }
-        for s in &inv.services {
+        for (s, v) in site.services.iter().zip(&inv.services) {
             entries.push(SearchEntry {
-                t: format!("runbook {}", s.name.value),
-                u: site_link(&format!("runbooks/{}.md", s.name.value)),
-                x: format!("{} {} {}", s.name.value, s.kind.value, s.image.value),
+                t: format!("runbook {}", s.name),
+                u: site_link(&format!("runbooks/{}.md", s.name)),
+                x: Src::at(format!("{} {} {}", s.name, v.kind.value, v.image.value), "service", &s.loc),
             });
         }
-        for z in &inv.zones {
+        for (z, v) in site.zones.iter().zip(&inv.zones) {
             entries.push(SearchEntry {
-                t: format!("zone {}", z.name.value),
-                u: format!("network.html#{}", crate::render::markdown::slug(&format!("zone {}", z.name.value))),
-                x: format!("{} {} vlan {}", z.name.value, z.cidr.value, z.vlan.value),
+                t: format!("zone {}", z.name),
+                u: format!("network.html#{}", crate::render::markdown::slug(&format!("zone {}", z.name))),
+                x: Src::at(format!("{} {} vlan {}", z.name, v.cidr.value, v.vlan.value), "zone", &z.loc),
             });
         }
         out.add(
             "docs/search-index.js.j2",
-            &minijinja::context! { entries => Value::from(minijinja::value::Serde(&entries)) },
+            &Index { entries },
             ArtifactMeta::shared("docs", "docs/site/search-index.js".into(), Vec::new()),
             None,
         );
-        out.add("docs/style.css.j2", &(), ArtifactMeta::shared("docs", "docs/site/style.css".into(), Vec::new()), None);
+        #[derive(Serialize)]
+        struct Style<'a> {
+            site: &'a Src<String>,
+        }
+        out.add(
+            "docs/style.css.j2",
+            &Style { site: &inv.site.name },
+            ArtifactMeta::shared("docs", "docs/site/style.css".into(), Vec::new()),
+            None,
+        );
     }
 
     fn lower_after(&self, site: &Site, others: &[RenderJob], out: &mut Lowering) {
@@ -294,6 +315,7 @@ impl Family for Docs {
             let p = pages::HostPage {
                 host: view,
                 description: inventory::opt(&h.description, "host description", &h.loc),
+                share: pages::vm_share(site, crate::model::HostId(i), vms[i].len()),
                 vms: vms[i].clone(),
                 files: files.get(&h.name).unwrap_or(&empty),
                 up: "../../",

@@ -160,10 +160,22 @@ pub struct HostPage<'a> {
     pub description: Src<String>,
     /// Its VMs (a hypervisor).
     pub vms: Vec<Src<String>>,
+    /// A hypervisor's share of the site's VMs: `3 of the site's 10 VMs` (it reads every
+    /// VM's placement, so moving one away changes this page too).
+    pub share: Option<Src<String>>,
     /// The files it applies.
     pub files: &'a [FileRow],
     /// `../` to `generated/`.
     pub up: &'static str,
+}
+
+/// A hypervisor's share of the site's VMs, traced to every VM's `on`.
+pub fn vm_share(site: &Site, h: HostId, vms: usize) -> Option<Src<String>> {
+    if site.host(h).kind.value != crate::model::HostKind::Hypervisor {
+        return None;
+    }
+    let placed: Vec<&crate::diag::Loc> = site.hosts.iter().filter_map(|x| x.on.as_ref().map(|o| &o.loc)).collect();
+    Some(Src::of(format!("{vms} of the site's {} VMs", placed.len()), "VM placement", placed))
 }
 
 /// The VMs of each host, by host.

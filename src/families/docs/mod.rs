@@ -70,6 +70,14 @@ struct SearchEntry {
     x: Src<String>,
 }
 
+/// Context of an index page (`docs/hosts.md.j2`, `docs/runbooks.md.j2`): the site's
+/// name and the rows it lists.
+#[derive(Serialize)]
+struct Listing<'a, T> {
+    site: &'a Src<String>,
+    items: &'a [T],
+}
+
 /// Context of `docs/search-index.js.j2`.
 #[derive(Serialize)]
 struct Index {
@@ -311,7 +319,9 @@ impl Family for Docs {
         let files = pages::files_by_host(site, others);
         let vms = pages::vms(site);
         let empty = Vec::new();
-        for (i, (h, view)) in site.hosts.iter().zip(&inv.hosts).enumerate() {
+        // Host pages and runbooks are most of the site's pages: lowered on every core,
+        // collected in site order.
+        per_entity(out, site, &site.hosts, &inv.hosts, |l, i, h, view| {
             let p = pages::HostPage {
                 host: view,
                 description: inventory::opt(&h.description, "host description", &h.loc),
@@ -320,27 +330,17 @@ impl Family for Docs {
                 files: files.get(&h.name).unwrap_or(&empty),
                 up: "../../",
             };
-            emit(out, "docs/host.md.j2", &format!("hosts/{}.md", h.name), &h.name, &p, Some(&h.loc));
-        }
-        #[derive(Serialize)]
-        struct HostsIndex<'a> {
-            site: &'a Src<String>,
-            hosts: &'a [inventory::HostView],
-        }
-        emit(
-            out,
-            "docs/hosts.md.j2",
-            "hosts/README.md",
-            "Hosts",
-            &HostsIndex { site: &inv.site.name, hosts: &inv.hosts },
-            None,
-        );
+            emit(l, "docs/host.md.j2", &format!("hosts/{}.md", h.name), &h.name, &p, Some(&h.loc));
+        });
+        let hosts = Listing { site: &inv.site.name, items: &inv.hosts };
+        emit(out, "docs/hosts.md.j2", "hosts/README.md", "Hosts", &hosts, None);
         // Runbooks: one per service, at the URL every alert's `runbook_url` points at.
-        let mut alerts = super::prometheus::runbook_alerts(site);
-        for (i, (s, row)) in site.services.iter().zip(&inv.services).enumerate() {
+        let alerts = super::prometheus::runbook_alerts(site);
+        let policies = recovery::policies_by_service(site);
+        per_entity(out, site, &site.services, &inv.services, |l, i, s, row| {
             let id = ServiceId(i);
             let sfiles = pages::service_files(site, id, &files);
-            let rec = recovery::service_recovery(site, id);
+            let rec = recovery::service_recovery(site, id, &policies[i]);
             let p = pages::RunbookPage {
                 service: Src::at(s.name.clone(), "service", &s.loc),
                 row,
@@ -349,31 +349,43 @@ impl Family for Docs {
                 files: sfiles,
                 postgres: pages::postgres(site, id),
                 recovery: rec.as_ref(),
-                alerts: alerts.remove(&id).unwrap_or_default(),
+                alerts: alerts.get(&id).cloned().unwrap_or_default(),
             };
             emit(
-                out,
+                l,
                 "docs/runbook.md.j2",
                 &format!("{}/{}.md", super::prometheus::RUNBOOKS.trim_start_matches("docs/"), s.name),
                 &format!("Runbook: {}", s.name),
                 &p,
                 Some(&s.loc),
             );
-        }
-        #[derive(Serialize)]
-        struct RunbookIndex<'a> {
-            site: &'a Src<String>,
-            services: &'a [inventory::ServiceView],
-        }
-        emit(
-            out,
-            "docs/runbooks.md.j2",
-            "runbooks/README.md",
-            "Runbooks",
-            &RunbookIndex { site: &inv.site.name, services: &inv.services },
-            None,
-        );
+        });
+        let services = Listing { site: &inv.site.name, items: &inv.services };
+        emit(out, "docs/runbooks.md.j2", "runbooks/README.md", "Runbooks", &services, None);
     }
+}
+
+/// Lowers one page per entity (a host, a service) with its row of the inventory, on
+/// every core, the jobs collected in site order.
+fn per_entity<E: Sync, R: Sync>(
+    out: &mut Lowering,
+    site: &Site,
+    entities: &[E],
+    rows: &[R],
+    page: impl Fn(&mut Lowering, usize, &E, &R) + Sync,
+) {
+    use rayon::prelude::*;
+    let jobs: Vec<Vec<RenderJob>> = entities
+        .par_iter()
+        .zip(rows)
+        .enumerate()
+        .map(|(i, (e, r))| {
+            let mut l = Lowering::new(site, out.depth);
+            page(&mut l, i, e, r);
+            l.jobs
+        })
+        .collect();
+    out.jobs.extend(jobs.into_iter().flatten());
 }
 
 /// The site's ADRs: `(page file name, title, the record)`, in file order.

@@ -145,10 +145,22 @@ fn dur(d: crate::model::values::Duration) -> String {
     d.to_string()
 }
 
-/// The policies of a service, for its recovery and its runbook.
-pub fn service_recovery(site: &Site, id: ServiceId) -> Option<ServiceRecovery> {
+/// The backup policies of each service, by service index (built once: a scan of every
+/// policy per service is quadratic on a large site).
+pub fn policies_by_service(site: &Site) -> Vec<Vec<&Backup>> {
+    let mut v: Vec<Vec<&Backup>> = vec![Vec::new(); site.services.len()];
+    for b in &site.backups {
+        if let Some(p) = v.get_mut(b.service.value.0) {
+            p.push(b);
+        }
+    }
+    v
+}
+
+/// The recovery of a service from its policies (`policies_by_service`), for the plan and
+/// its runbook.
+pub fn service_recovery(site: &Site, id: ServiceId, policies: &[&Backup]) -> Option<ServiceRecovery> {
     let svc = site.service(id);
-    let policies: Vec<&Backup> = site.backups.iter().filter(|b| b.service.value == id).collect();
     if policies.is_empty() {
         return None;
     }
@@ -202,12 +214,18 @@ pub fn service_recovery(site: &Site, id: ServiceId) -> Option<ServiceRecovery> {
 
 /// The order services are restored in: what holds other backups first, then a service
 /// before those that depend on it, then by name.
-pub fn restore_order(site: &Site) -> Vec<ServiceId> {
-    let mut ids: Vec<ServiceId> = (0..site.services.len())
-        .map(ServiceId)
-        .filter(|&i| site.backups.iter().any(|b| b.service.value == i))
+pub fn restore_order(site: &Site, by_service: &[Vec<&Backup>]) -> Vec<ServiceId> {
+    let mut ids: Vec<ServiceId> =
+        (0..site.services.len()).map(ServiceId).filter(|&i| !by_service[i.0].is_empty()).collect();
+    let targets: std::collections::BTreeSet<ServiceId> = site
+        .backups
+        .iter()
+        .filter_map(|b| match b.target.value {
+            Endpoint::Service(s) => Some(s),
+            _ => None,
+        })
         .collect();
-    let holds = |i: ServiceId| site.backups.iter().any(|b| b.target.value == Endpoint::Service(i));
+    let holds = |i: ServiceId| targets.contains(&i);
     // Depth in the dependency graph, bounded (a cycle is the core's error).
     let n = site.services.len();
     let mut depth = vec![0usize; n];
@@ -224,18 +242,22 @@ pub fn restore_order(site: &Site) -> Vec<ServiceId> {
             break;
         }
     }
-    ids.sort_by_key(|&i| (!holds(i), depth[i.0], site.service(i).name.clone()));
+    ids.sort_by_cached_key(|&i| (!holds(i), depth[i.0], site.service(i).name.clone()));
     ids
 }
 
 /// Builds the recovery plan.
 pub fn recovery(site: &Site, name: &Src<String>) -> RecoveryContext {
-    let services = restore_order(site).into_iter().filter_map(|i| service_recovery(site, i)).collect();
+    let by_service = policies_by_service(site);
+    let services = restore_order(site, &by_service)
+        .into_iter()
+        .filter_map(|i| service_recovery(site, i, &by_service[i.0]))
+        .collect();
     let uncovered = site
         .services
         .iter()
         .enumerate()
-        .filter(|(i, s)| s.stateful && !site.backups.iter().any(|b| b.service.value.0 == *i))
+        .filter(|(i, s)| s.stateful && by_service[*i].is_empty())
         .map(|(_, s)| Src::at(s.name.clone(), "stateful service", &s.loc))
         .collect();
     RecoveryContext {

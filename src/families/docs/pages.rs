@@ -327,6 +327,8 @@ pub struct Postgres {
     pub primary: Src<String>,
     /// The replicas.
     pub replicas: Vec<Src<String>>,
+    /// The major version (Debian's cluster `<version>/main`).
+    pub version: Src<String>,
 }
 
 /// The commands that operate a service on its host.
@@ -391,6 +393,7 @@ pub fn postgres(site: &Site, id: ServiceId) -> Option<Postgres> {
             .filter(|h| h.value != p)
             .map(|h| Src::at(site.host(h.value).name.clone(), "replica host", &h.loc))
             .collect(),
+        version: Src::at(crate::families::postgres::version(site, id).to_string(), "PostgreSQL version", &s.loc),
     })
 }
 

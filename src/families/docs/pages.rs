@@ -345,6 +345,23 @@ pub fn commands(site: &Site, id: ServiceId, files: &[(String, &FileRow)]) -> Vec
             }
         }
     }
+    if s.kind.value == ServiceKind::Pfsense {
+        // An appliance: no agent and no systemd; its configuration is installed by hand.
+        let fw = s.hosts.first().map(|h| site.host(h.value).name.clone()).unwrap_or_default();
+        return vec![
+            Command {
+                what: "copy its configuration over",
+                run: at(format!("scp -r generated/firewall/{fw} admin@{fw}:/root/medianest")),
+            },
+            Command {
+                what: "apply it (then confirm within 5 minutes, or it reverts)",
+                run: at("sh /root/medianest/apply-config.sh".into()),
+            },
+            Command { what: "confirm", run: at("sh /root/medianest/apply-config.sh confirm".into()) },
+            Command { what: "logs", run: at("tail -f /var/log/filter.log".into()) },
+            Command { what: "state", run: at("pfctl -s info".into()) },
+        ];
+    }
     if s.kind.value.info().container {
         let compose = files.iter().find(|(_, f)| f.then.contains("deploy")).map(|(_, f)| f.target.clone());
         let file = compose.unwrap_or_else(|| "<its compose file>".into());

@@ -149,7 +149,9 @@ impl Synth {
     }
 
     fn service(&mut self, file: &str, text: String) {
-        self.service_count += 1;
+        // One call may declare several services (`[services.<name>]`, not its subtables).
+        self.service_count +=
+            text.lines().filter(|l| l.starts_with("[services.") && l.matches('.').count() == 1).count();
         self.services.entry(file.to_string()).or_default().push_str(&text);
     }
 
@@ -221,7 +223,7 @@ fn chunk_file(prefix: &str, i: usize) -> String {
     format!("services/{prefix}-{:03}.toml", i / CHUNK + 1)
 }
 
-fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String>, String> {
+pub fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String>, String> {
     let mut s = Synth::new(n_hosts)?;
     let fixed = 1 + 3 + s.storage.len() + 2 * s.db.len() + s.dmz.len() + s.monitoring.len();
     if n_services < fixed + s.app.len() {
@@ -230,7 +232,6 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
             fixed + s.app.len()
         ));
     }
-    let n_apps = n_services - fixed;
 
     s.service(
         "services/infrastructure.toml",
@@ -333,7 +334,6 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
             app_hosts_list.join(", ")
         ),
     );
-    s.service_count += 2;
     s.certificates = "[certificates.wildcard]\ndomains = [\"*.example.org\"]\nfile = \"/etc/haproxy/certs/wildcard.example.org.pem\"\nacme = true\n".into();
     s.flow(
         "internet",
@@ -462,6 +462,8 @@ fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, String
 
     // The applications: round-robin over the app hosts; every fifth runs on two hosts.
     let app_hosts = s.app.clone();
+    // The apps make up the count: everything above is fixed by the hosts.
+    let n_apps = n_services.saturating_sub(s.service_count).max(app_hosts.len());
     let mut apps: Vec<(String, u16)> = Vec::new();
     for i in 0..n_apps {
         let name = format!("app-{:05}", i + 1);

@@ -75,6 +75,9 @@ pub trait Family: Sync {
     fn facts(&self, _site: &Site) -> Vec<crate::model::facts::Fact> {
         Vec::new()
     }
+    /// Adds jobs that describe the other families' files (the docs' host pages list what
+    /// each host applies), after every family has lowered; `others` are their jobs.
+    fn lower_after(&self, _site: &Site, _others: &[RenderJob], _out: &mut Lowering) {}
 }
 
 /// An address or network as allow-lists write it: `10.0.5.10` for one address,
@@ -284,6 +287,45 @@ impl<'a> Lowering<'a> {
     }
 }
 
+/// A context converted once and rendered as several files (a docs page as Markdown and as
+/// HTML), with `sources` set in it: the site files it comes from, as its files' manifest
+/// `sources` list them, so the page says where it came from without listing it by hand.
+pub struct Page {
+    /// The converted context, with `sources`.
+    pub value: Value,
+    sources: Vec<String>,
+    traces: Arc<[Trace]>,
+}
+
+impl Lowering<'_> {
+    /// Converts `context` (recording its provenance, with the file of `origin`) into a
+    /// [`Page`].
+    pub fn page(&self, context: &impl Serialize, origin: Option<&Loc>) -> Page {
+        let (value, mut found) = provenance::record(self.depth, || Value::from(minijinja::value::Serde(context)));
+        found.files.extend(origin.map(|l| l.file));
+        let sources: Vec<String> = found.files.into_iter().filter_map(|f| self.files.get(f).cloned()).collect();
+        let value = minijinja::context! { sources => Value::from(sources.clone()), ..value };
+        Page { value, sources, traces: found.traces.into() }
+    }
+
+    /// Adds a job rendering `template` with the page's context, and `extra` merged in.
+    pub fn add_page(
+        &mut self,
+        template: &'static str,
+        page: &Page,
+        extra: Option<Value>,
+        mut meta: crate::artifact::ArtifactMeta,
+    ) {
+        meta.traces = vec![page.traces.clone()];
+        meta.sources = page.sources.clone();
+        let context = match extra {
+            Some(extra) => minijinja::context! { ..extra, ..page.value.clone() },
+            None => page.value.clone(),
+        };
+        self.jobs.push(RenderJob { template, context, meta, origin: None });
+    }
+}
+
 /// The parts of type `F` among a family's parts, in file order.
 pub fn parts_of<'a, F: 'static>(parts: &[Part<'a>]) -> Vec<(FileId, &'a F)> {
     parts.iter().filter_map(|(f, p)| p.downcast_ref::<F>().map(|x| (*f, x))).collect()
@@ -354,7 +396,17 @@ pub fn lower(site: &Site, depth: Depth) -> Vec<RenderJob> {
             l.jobs
         })
         .collect();
-    per_family.into_iter().flatten().collect()
+    let mut jobs: Vec<RenderJob> = per_family.into_iter().flatten().collect();
+    let after: Vec<Vec<RenderJob>> = FAMILIES
+        .par_iter()
+        .map(|f| {
+            let mut l = Lowering::new(site, depth);
+            f.lower_after(site, &jobs, &mut l);
+            l.jobs
+        })
+        .collect();
+    jobs.extend(after.into_iter().flatten());
+    jobs
 }
 
 /// The sorted, unique names of the site files that the locations come from.

@@ -35,6 +35,8 @@ pub struct RawSite {
     pub wrong_typed: std::collections::BTreeSet<(FileId, String)>,
     /// Every file under `site/secrets/` (ciphertexts, never parsed as TOML), sorted.
     pub secrets: Vec<SecretFile>,
+    /// The architecture decision records, `adr/*.md`: `(file, title, body)`, in path order.
+    pub adrs: Vec<(FileId, String, String)>,
 }
 
 /// A file under `site/secrets/`.
@@ -51,6 +53,11 @@ pub struct SecretFile {
 /// Whether a path relative to `site/` is under `site/secrets/`.
 pub fn is_secret_path(rel: &str) -> bool {
     rel.starts_with("secrets/")
+}
+
+/// Whether a path relative to the site directory is a decision record: `adr/<name>.md`.
+pub fn is_adr(rel: &str) -> bool {
+    rel.strip_prefix("adr/").is_some_and(|n| n.ends_with(".md") && !n.contains('/'))
 }
 
 /// One file's keys of one owner.
@@ -84,7 +91,13 @@ pub fn read_site(site_dir: &Path, display_prefix: &str, diags: &mut Diagnostics)
     let mut paths = Vec::new();
     for entry in walkdir::WalkDir::new(site_dir).sort_by_file_name().follow_links(false) {
         match entry {
-            Ok(e) if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "toml") => {
+            Ok(e)
+                if e.file_type().is_file()
+                    && (e.path().extension().is_some_and(|x| x == "toml")
+                        || e.path()
+                            .strip_prefix(site_dir)
+                            .is_ok_and(|r| is_adr(&r.to_string_lossy().replace('\\', "/")))) =>
+            {
                 paths.push(e.into_path())
             }
             // Every file under `secrets/` is read: a ciphertext, or something that must
@@ -138,6 +151,7 @@ pub fn load_files(
         owned: owners.iter().map(|_| Vec::new()).collect(),
         wrong_typed: Default::default(),
         secrets: Vec::new(),
+        adrs: Vec::new(),
     };
     let mut ids = Vec::with_capacity(files.len());
     for (rel, bytes) in files {
@@ -165,6 +179,13 @@ pub fn load_files(
             Some(rest) => rest.to_string(),
             None => text,
         };
+        if is_adr(&rel) {
+            let file = sources.add(name.clone(), text.clone());
+            if let Some(adr) = adr(file, &name, &text, diags) {
+                raw.adrs.push(adr);
+            }
+            continue;
+        }
         ids.push(sources.add(name, text));
     }
     // Files parse independently: on every core, each into diagnostics of its own, merged
@@ -189,6 +210,37 @@ pub fn load_files(
         }
     }
     raw
+}
+
+/// A decision record: its first line is its title, a `# ` heading; the rest its body.
+fn adr(file: FileId, name: &str, text: &str, diags: &mut Diagnostics) -> Option<(FileId, String, String)> {
+    let first = text.lines().next().unwrap_or("");
+    let title = first.strip_prefix("# ").map(str::trim).filter(|t| !t.is_empty());
+    let Some(title) = title else {
+        diags.push(
+            Diagnostic::error(
+                "bad-adr",
+                format!("decision record `{name}` does not start with its title"),
+                Loc::new(file, 0..first.len()),
+            )
+            .help("make the first line a level-1 heading, e.g. `# 1. Flows are the only allow-list`"),
+        );
+        return None;
+    };
+    if let Some((n, line)) = text.lines().enumerate().skip(1).find(|(_, l)| l.starts_with("# ")) {
+        let start: usize = text.lines().take(n).map(|l| l.len() + 1).sum();
+        diags.push(
+            Diagnostic::error(
+                "bad-adr",
+                format!("decision record `{name}` has a second title"),
+                Loc::new(file, start..start + line.len()),
+            )
+            .help("one record, one title: make this a `## ` section, or move it to a file of its own"),
+        );
+        return None;
+    }
+    let body = text[first.len()..].trim_start_matches(['\r', '\n']).to_string();
+    Some((file, title.to_string(), body))
 }
 
 /// Parses one site file into its core keys and each owner's keys; `None` when it cannot

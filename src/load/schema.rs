@@ -423,5 +423,7 @@ crate::keys! {
         pub retention: Option<Str>,
         /// Run a restore test after each backup (default `false`).
         pub verify_restore: Option<Spanned<bool>>,
+        /// How long a restore from this policy takes, end to end, e.g. `"45m"`: the recovery plan's RTO estimate for its service, checked against `[recovery] rto` (default `"1h"`).
+        pub restore_time: Option<Str>,
     }
 }

@@ -72,6 +72,8 @@ pub struct Site {
     pub secrets: Secrets,
     /// Repository-relative names of the site files, sorted.
     pub files: Vec<String>,
+    /// The architecture decision records (`site/adr/*.md`), in path order.
+    pub adrs: Vec<Adr>,
     /// What each artifact family resolved of its own keys (see [`Ext`]).
     pub ext: Ext,
     /// Lookups derived from the fields above, built on first use. The site does not
@@ -847,7 +849,25 @@ pub struct Backup {
     pub retention: Duration,
     /// Restore test.
     pub verify_restore: bool,
+    /// How long a restore takes, as declared (`None`: [`DEFAULT_RESTORE_TIME`]).
+    pub restore_time: Option<At<Duration>>,
 }
+
+/// An architecture decision record, `site/adr/<name>.md`.
+#[derive(Debug, Clone)]
+pub struct Adr {
+    /// Its repository-relative file name (`site/adr/0001-flows.md`).
+    pub file: String,
+    /// The title (its first line, a `# ` heading).
+    pub title: String,
+    /// The Markdown after the title.
+    pub body: String,
+    /// The file.
+    pub loc: Loc,
+}
+
+/// How long a restore takes when a policy declares no `restore_time`.
+pub const DEFAULT_RESTORE_TIME: Duration = Duration(3600);
 
 /// How often a continuously archiving PostgreSQL closes and ships a WAL segment even when
 /// little is written (`archive_timeout`): the window a continuous policy can lose.
@@ -859,5 +879,11 @@ impl Backup {
     /// the backup units and the recovery plan all read this one figure.
     pub fn worst_case_loss(&self) -> Duration {
         if self.continuous { ARCHIVE_TIMEOUT } else { self.every.value }
+    }
+
+    /// How long a restore from this policy takes: its `restore_time`, else
+    /// [`DEFAULT_RESTORE_TIME`]. The RTO check and the recovery plan read this one figure.
+    pub fn restore_estimate(&self) -> Duration {
+        self.restore_time.as_ref().map_or(DEFAULT_RESTORE_TIME, |r| r.value)
     }
 }

@@ -74,8 +74,10 @@ pub fn diff(paths: &Paths, base: &Base) -> Result<(Compiled, Option<Review>)> {
     };
     let semantic = match base_site_files {
         Some(files) => {
-            let toml: Vec<(String, Vec<u8>)> =
-                files.into_iter().filter(|(p, _)| p.ends_with(".toml") || crate::load::is_secret_path(p)).collect();
+            let toml: Vec<(String, Vec<u8>)> = files
+                .into_iter()
+                .filter(|(p, _)| p.ends_with(".toml") || crate::load::is_secret_path(p) || crate::load::is_adr(p))
+                .collect();
             let analysis = analyze_files(toml, &format!("{label}:{site_dir}"));
             if analysis.diags.has_errors() {
                 notes.push(format!(

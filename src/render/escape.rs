@@ -18,7 +18,8 @@ pub fn auto_escape_for(name: &str) -> AutoEscape {
         "sh" => AutoEscape::Custom(Cow::Borrowed("sh")),
         "md" => AutoEscape::Custom(Cow::Borrowed("md")),
         "html" | "htm" => AutoEscape::Html,
-        "json" => AutoEscape::Custom(Cow::Borrowed("json")),
+        // A JavaScript data file (the docs' search index): values as JSON string literals.
+        "json" | "js" => AutoEscape::Custom(Cow::Borrowed("json")),
         _ => AutoEscape::None,
     }
 }

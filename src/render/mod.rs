@@ -8,6 +8,7 @@
 //! Every template is compiled up front so all syntax errors are reported in one run.
 
 pub mod escape;
+pub mod markdown;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -210,6 +211,7 @@ fn environment(texts: Arc<BTreeMap<String, String>>) -> Environment<'static> {
     for kind in ["yaml", "xml", "sh", "md"] {
         env.add_filter(kind, move |v: String| Value::from_safe_string(escape::apply(kind, &v).unwrap_or(v)));
     }
+    env.add_filter("markdown", |v: String| Value::from_safe_string(markdown::to_html(&v)));
     env
 }
 

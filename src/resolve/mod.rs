@@ -33,6 +33,16 @@ use settings::singletons;
 pub fn resolve(raw: &RawSite, file_names: &[String], diags: &mut Diagnostics) -> Site {
     let index = Index::build(raw, diags);
     let mut site = Site { files: file_names.to_vec(), ..Site::default() };
+    site.adrs = raw
+        .adrs
+        .iter()
+        .map(|(file, title, body)| Adr {
+            file: file_names.get(*file).cloned().unwrap_or_default(),
+            title: title.clone(),
+            body: body.clone(),
+            loc: crate::diag::Loc::new(*file, 0..0),
+        })
+        .collect();
 
     singletons(raw, &index, &mut site, diags);
 

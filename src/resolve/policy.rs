@@ -117,6 +117,7 @@ impl Cx<'_, '_> {
             target: target?,
             retention,
             verify_restore: b.verify_restore.as_ref().is_some_and(|c| *c.get_ref()),
+            restore_time: b.restore_time.as_ref().and_then(|v| self.value(v, Duration::parse)),
             loc,
         })
     }

@@ -265,6 +265,7 @@ fn facts(site: &Site) -> BTreeMap<(String, String), Facts> {
                 ("target", site.endpoint_name(&b.target.value).into()),
                 ("retention", b.retention.to_string().into()),
                 ("verify_restore", b.verify_restore.to_string().into()),
+                ("restore_time", b.restore_estimate().to_string().into()),
             ],
         );
     }

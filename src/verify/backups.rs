@@ -1,5 +1,6 @@
 //! Backups: every stateful service covered, methods that fit the service, targets
-//! elsewhere, full backups at least as often as the RPO (or continuous archiving).
+//! elsewhere, full backups at least as often as the RPO (or continuous archiving), and
+//! restores ([`Backup::restore_estimate`]) within the RTO.
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::model::*;
@@ -23,6 +24,28 @@ pub(super) fn backups(site: &Site, diags: &mut Diagnostics) {
                 )
                 .also(rpo.loc.clone(), "recovery point objective")
                 .help(help),
+            );
+        }
+        if b.restore_estimate() > site.recovery.rto.value {
+            let rto = &site.recovery.rto;
+            let (loc, said) = match &b.restore_time {
+                Some(r) => (r.loc.clone(), format!("restoring backup `{}` takes {}", b.name, r.value)),
+                None => (
+                    b.loc.clone(),
+                    format!(
+                        "restoring backup `{}` takes {} (the default `restore_time`)",
+                        b.name,
+                        b.restore_estimate()
+                    ),
+                ),
+            };
+            diags.push(
+                Diagnostic::error("rto-violation", format!("{said}, but the site's RTO is {}", rto.value), loc)
+                    .also(rto.loc.clone(), "recovery time objective")
+                    .help(format!(
+                        "make the restore faster (a smaller data set, a closer target) and declare `restore_time` of at most {}, or raise the RTO",
+                        rto.value
+                    )),
             );
         }
         if !b.method.fits(svc.kind.value) {

@@ -111,9 +111,11 @@ fn input_changes_always_compile() {
     assert!(stdout(&out).contains("changed  generated/docs/inventory.md"), "{}", stdout(&out));
     // …and so do the flows page (a column per zone), edge1's firewall ("from the
     // internet" means from no zone of the site) and pve1's bridge (it carries every
-    // zone's VLAN), each host file with its plan.
+    // zone's VLAN), each host file with its plan; and the docs that show zones (the
+    // overview, network plan and topology, each as Markdown and HTML, the SVG, the
+    // search index).
     let out = repo.run(&["build"]);
-    assert!(stderr(&out).contains(": 7 written"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(": 17 written"), "{}", stderr(&out));
     settle();
     let out = repo.run(&["check"]);
     assert!(stderr(&out).contains("is up to date"), "{}", stderr(&out));

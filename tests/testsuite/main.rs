@@ -10,6 +10,7 @@ mod coverage;
 mod delivery;
 mod determinism;
 mod dns;
+mod docs_site;
 mod edge;
 mod fingerprint;
 mod golden;

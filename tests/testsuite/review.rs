@@ -187,15 +187,16 @@ fn a_change_that_reaches_no_host_says_so() {
     git(repo.path(), &["init", "-q"]);
     assert!(repo.run(&["build"]).status.success());
     commit_all(&repo, "base");
-    // A description: only the inventory (and the manifest) change, no host file. (An
-    // image bump reaches the host's Compose file.)
+    // A description: only the docs (inventory, catalogue, runbook, as Markdown and HTML)
+    // and the manifest change, no host file. (An image bump reaches the host's Compose
+    // file.)
     let services = std::fs::read_to_string(repo.path().join("site/services.toml")).unwrap();
     let described = services.replace("primary = \"db1\"", "primary = \"db1\"\ndescription = \"the lab database\"");
     repo.write("site/services.toml", &described);
     assert!(repo.run(&["build"]).status.success());
     let md = stdout(&repo.run(&["diff", "--format", "markdown"]));
     assert!(
-        md.contains("> **This change reaches no host:** no generated host file changes; only `generated/docs/inventory.md`, `generated/manifest.json`, which no host applies, change"),
+        md.contains("> **This change reaches no host:** no generated host file changes; only `generated/docs/inventory.md`, `generated/docs/runbooks/db.md`, `generated/docs/services.md`, `generated/docs/site/inventory.html`, `generated/docs/site/runbooks/db.html`, 2 more, which no host applies, change"),
         "{md}"
     );
     assert!(md.contains("- `M` generated/docs/inventory.md (+4 -0)\n"), "{md}");

@@ -620,20 +620,24 @@ fn lower_minio(site: &Site, id: ServiceId, out: &mut Lowering) {
 pub fn secrets(site: &Site) -> Vec<(HostId, ServiceId, &'static str, &Loc)> {
     let mut out = std::collections::BTreeMap::new();
     for b in &site.backups {
-        let Some(t) = minio_target(site, b) else { continue };
-        let names: &[&'static str] = if b.method == BackupMethod::MinioMirror {
-            &S3_SECRETS
-        } else {
-            &[S3_SECRETS[0], S3_SECRETS[1], PASSWORD_SECRET]
-        };
+        let minio = minio_target(site, b);
+        // restic and pgBackRest encrypt with the repository password, whatever the
+        // target; the S3 keys are for a MinIO target only.
+        let mut names: Vec<&'static str> = Vec::new();
+        if minio.is_some() {
+            names.extend(S3_SECRETS);
+        }
+        if !matches!(b.method, BackupMethod::MinioMirror | BackupMethod::ZfsSnapshot) {
+            names.push(PASSWORD_SECRET);
+        }
         for h in job_hosts(site, b).into_keys() {
-            for n in names {
+            for n in &names {
                 out.entry((h, b.service.value, *n)).or_insert(&b.loc);
             }
         }
-        for h in &site.service(t).hosts {
+        for h in minio.iter().flat_map(|t| site.service(*t).hosts.iter().map(move |h| (h.value, *t))) {
             for n in S3_SECRETS {
-                out.entry((h.value, t, n)).or_insert(&b.loc);
+                out.entry((h.0, h.1, n)).or_insert(&b.loc);
             }
         }
     }

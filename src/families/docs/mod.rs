@@ -1,170 +1,154 @@
-//! Family **docs**: the Markdown a reviewer reads in a pull request.
+//! Family **docs**: the documentation of the site, from the same model as everything
+//! deployed, as Markdown under `generated/docs/` (read in a pull request) and as a static
+//! HTML site under `generated/docs/site/` (the same pages, for a browser, offline).
 //!
-//! `generated/docs/flows.md` is the flow plan as a zone matrix and per-host accept lists
-//! ([`flows`]). `generated/docs/inventory.md` lists the recovery targets, the defaults in force,
-//! zones with VLANs and CIDRs, docker networks, hosts with addresses and placement,
-//! services with images, ports and resources, flows with their reasons, guard-rails and
-//! backups. Template: `templates/docs/inventory.md.j2`.
+//! | page | module | template |
+//! | --- | --- | --- |
+//! | `README.md`: overview, the diagram, every page | here | `docs/overview.md.j2` |
+//! | `network.md`: zones, VLANs, CIDRs, gateways, every address | [`pages`] | `docs/network.md.j2` |
+//! | `hosts/<host>.md` (+ index): kind, hypervisor, addresses, services, the files it applies | [`pages`] | `docs/host.md.j2` |
+//! | `services.md`: image, ports, exposure, resources, secrets by name, hardening | [`pages`] | `docs/services.md.j2` |
+//! | `flows.md`: zone × zone matrix, each flow with its why, each host's accept rules | [`flows`] | `docs/flows.md.j2` |
+//! | `topology.md` + `topology.svg`: the diagram | [`svg`] | `docs/topology.{md,svg}.j2` |
+//! | `recovery.md`: RTO/RPO, policies, worst-case loss, restore steps, RTO estimates | [`recovery`] | `docs/recovery.md.j2` |
+//! | `runbooks/<service>.md` (+ index): operate, restore, fail over, its alerts | [`pages`] | `docs/runbook.md.j2` |
+//! | `adr/<n>.md` (+ index): the site's decision records, `site/adr/*.md` | here | `docs/adr.md.j2` |
+//! | `inventory.md`: the whole site on one page | [`inventory`] | `docs/inventory.md.j2` |
+//!
+//! Every page ends with the site files it came from: its context's provenance
+//! ([`Lowering::page`]), never a list kept by hand. The HTML page of each is
+//! `docs/page.html.j2` over the same context: it includes the Markdown template and
+//! converts it (`markdown` filter, [`crate::render::markdown`]), adds the navigation and
+//! the search box; `site/search-index.js` (built here) and `site/style.css` are shared
+//! by all pages, so a page's size does not grow with the site.
+//!
+//! The host pages and runbooks list the files each host applies, which the other
+//! families write: they are lowered after them ([`Family::lower_after`]).
 
 pub mod flows;
+pub mod inventory;
+pub mod pages;
+pub mod recovery;
+pub mod svg;
 
+use minijinja::Value;
 use serde::Serialize;
 
 use super::provenance::Src;
 use super::{Family, Lowering};
 use crate::artifact::ArtifactMeta;
 use crate::diag::Loc;
-use crate::model::{Endpoint, HealthCheck, Site};
+use crate::model::{ServiceId, Site};
+use crate::render::RenderJob;
+use crate::render::markdown::site_link;
 
 /// The docs family.
 pub struct Docs;
 
-/// Context of `docs/inventory.md.j2`.
+/// The pages of the navigation, `(Markdown path under docs/, title)`.
+const NAV: &[(&str, &str)] = &[
+    ("README.md", "Overview"),
+    ("topology.md", "Topology"),
+    ("network.md", "Network"),
+    ("hosts/README.md", "Hosts"),
+    ("services.md", "Services"),
+    ("flows.md", "Flows"),
+    ("recovery.md", "Recovery"),
+    ("runbooks/README.md", "Runbooks"),
+    ("adr/README.md", "Decisions"),
+    ("inventory.md", "Inventory"),
+];
+
+/// An entry of the search index.
 #[derive(Serialize)]
-pub struct InventoryContext {
-    /// `[site]`.
-    pub site: SiteView,
-    /// RTO and RPO, e.g. `4h`.
-    pub rto: Src<String>,
-    /// RPO.
-    pub rpo: Src<String>,
-    /// Defaults in force, as `(name, value)` rows.
-    pub defaults: Vec<(&'static str, Src<String>)>,
-    /// Zones, by name.
-    pub zones: Vec<ZoneView>,
-    /// Docker networks, by name.
-    pub networks: Vec<NetworkView>,
-    /// Hosts, by name.
-    pub hosts: Vec<HostView>,
-    /// Services, by name.
-    pub services: Vec<ServiceView>,
-    /// Flows, in site order.
-    pub flows: Vec<FlowView>,
-    /// Guard-rails, in site order.
-    pub guardrails: Vec<FlowView>,
-    /// Backups, by name.
-    pub backups: Vec<BackupView>,
+struct SearchEntry {
+    /// Title.
+    t: String,
+    /// Page, relative to the site folder.
+    u: String,
+    /// Words it is found by.
+    x: Src<String>,
 }
 
-/// `[site]` for the docs.
+/// Context of an index page (`docs/hosts.md.j2`, `docs/runbooks.md.j2`): the site's
+/// name and the rows it lists.
 #[derive(Serialize)]
-pub struct SiteView {
-    /// Name.
-    pub name: Src<String>,
-    /// Internal domain.
-    pub domain: Src<String>,
-    /// Public domain or empty.
-    pub public_domain: Src<String>,
-    /// Description or empty.
-    pub description: Src<String>,
+struct Listing<'a, T> {
+    site: &'a Src<String>,
+    items: &'a [T],
 }
 
-/// A zone row.
+/// Context of `docs/search-index.js.j2`.
 #[derive(Serialize)]
-pub struct ZoneView {
-    /// Name.
-    pub name: Src<String>,
-    /// VLAN id.
-    pub vlan: Src<String>,
-    /// CIDR.
-    pub cidr: Src<String>,
-    /// Gateway or empty.
-    pub gateway: Src<String>,
-    /// Description or empty.
-    pub description: Src<String>,
+struct Index {
+    entries: Vec<SearchEntry>,
 }
 
-/// A docker network row.
-#[derive(Serialize)]
-pub struct NetworkView {
-    /// Name.
-    pub name: Src<String>,
-    /// Subnet.
-    pub cidr: Src<String>,
-    /// `bridge` or `overlay`.
-    pub driver: Src<String>,
-    /// Whether internal.
-    pub internal: Src<bool>,
-    /// Static attachments, `service address`.
-    pub members: Vec<Src<String>>,
+/// Writes a page as Markdown (`docs/<md>`) and as HTML (`docs/site/<md as html>`).
+fn emit(out: &mut Lowering, template: &'static str, md: &str, title: &str, ctx: &impl Serialize, origin: Option<&Loc>) {
+    emit_with(out, template, md, title, ctx, origin, false, &[(template, false)])
 }
 
-/// A host row.
-#[derive(Serialize)]
-pub struct HostView {
-    /// Name.
-    pub name: Src<String>,
-    /// Kind.
-    pub kind: Src<String>,
-    /// Hypervisor or empty.
-    pub on: Src<String>,
-    /// OS or empty.
-    pub os: Src<String>,
-    /// Roles.
-    pub roles: Vec<Src<String>>,
-    /// `zone address` per interface.
-    pub addresses: Vec<Src<String>>,
-    /// Services on it.
-    pub services: Vec<Src<String>>,
+/// [`emit`] for a page whose HTML is made of parts: Markdown templates (converted) and
+/// HTML ones (included as they are), e.g. the coloured zone matrix of the flows page.
+fn emit_parts(
+    out: &mut Lowering,
+    template: &'static str,
+    md: &str,
+    title: &str,
+    ctx: &impl Serialize,
+    parts: &[(&'static str, bool)],
+) {
+    emit_with(out, template, md, title, ctx, None, false, parts)
 }
 
-/// A service row.
-#[derive(Serialize)]
-pub struct ServiceView {
-    /// Name.
-    pub name: Src<String>,
-    /// Kind.
-    pub kind: Src<String>,
-    /// Image or `native`.
-    pub image: Src<String>,
-    /// Hosts (primary first for postgres).
-    pub hosts: Vec<Src<String>>,
-    /// `name proto/port`.
-    pub ports: Vec<Src<String>>,
-    /// Health check, one line.
-    pub health: Src<String>,
-    /// `cpus / memory (reserved cpus / memory)`.
-    pub resources: Src<String>,
-    /// Public URLs.
-    pub exposed: Vec<Src<String>>,
-    /// Secret names.
-    pub secrets: Vec<Src<String>>,
-    /// Backups covering it.
-    pub backups: Vec<Src<String>>,
-    /// Description or empty.
-    pub description: Src<String>,
+#[allow(clippy::too_many_arguments)]
+fn emit_with(
+    out: &mut Lowering,
+    template: &'static str,
+    md: &str,
+    title: &str,
+    ctx: &impl Serialize,
+    origin: Option<&Loc>,
+    svg: bool,
+    parts: &[(&'static str, bool)],
+) {
+    let page = out.page(ctx, origin);
+    out.add_page(template, &page, None, ArtifactMeta::shared("docs", format!("docs/{md}"), Vec::new()));
+    let depth = md.matches('/').count();
+    let root = "../".repeat(depth);
+    let here = site_link(md);
+    let nav: Vec<Value> = NAV
+        .iter()
+        .map(|(p, t)| {
+            let href = format!("{root}{}", site_link(p));
+            minijinja::context! { href, title => *t, current => *p == md }
+        })
+        .collect();
+    let parts: Vec<Value> =
+        parts.iter().map(|(t, html)| Value::from(vec![Value::from(*t), Value::from(*html)])).collect();
+    let doc = minijinja::context! {
+        parts,
+        title,
+        root,
+        nav,
+        svg,
+        markdown => format!("{}{}", "../".repeat(depth + 1), md),
+    };
+    out.add_page(
+        "docs/page.html.j2",
+        &page,
+        Some(minijinja::context! { doc }),
+        ArtifactMeta::shared("docs", format!("docs/site/{here}"), Vec::new()),
+    );
 }
 
-/// A flow or guard-rail row.
+/// An architecture decision record from `site/adr/`.
 #[derive(Serialize)]
-pub struct FlowView {
-    /// Source.
-    pub from: Src<String>,
-    /// Destination.
-    pub to: Src<String>,
-    /// Ports.
-    pub ports: Vec<Src<String>>,
-    /// Reason.
-    pub why: Src<String>,
-}
-
-/// A backup row.
-#[derive(Serialize)]
-pub struct BackupView {
-    /// Name.
-    pub name: Src<String>,
-    /// Service.
-    pub service: Src<String>,
-    /// Method.
-    pub method: Src<String>,
-    /// Interval (and continuous archiving).
-    pub every: Src<String>,
-    /// Target.
-    pub target: Src<String>,
-    /// Retention.
-    pub retention: Src<String>,
-    /// Restore test.
-    pub verify_restore: Src<bool>,
+struct AdrPage {
+    title: Src<String>,
+    body: Src<String>,
+    file: String,
 }
 
 impl Family for Docs {
@@ -173,304 +157,244 @@ impl Family for Docs {
     }
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
-        let ctx = inventory(site);
+        let inv = inventory::inventory(site);
+        emit(out, "docs/inventory.md.j2", "inventory.md", "Inventory", &inv, None);
+        #[derive(Serialize)]
+        struct NetworkPage<'a> {
+            site: &'a Src<String>,
+            zones: &'a [inventory::ZoneView],
+            networks: &'a [inventory::NetworkView],
+            addresses: Vec<pages::AddressRow>,
+        }
+        let np = NetworkPage {
+            site: &inv.site.name,
+            zones: &inv.zones,
+            networks: &inv.networks,
+            addresses: pages::addresses(site),
+        };
+        emit(out, "docs/network.md.j2", "network.md", "Network", &np, None);
+        let sp = pages::services(site, &inv);
+        emit(out, "docs/services.md.j2", "services.md", "Services", &sp, None);
+        let rec = recovery::recovery(site, &inv.site.name);
+        emit(out, "docs/recovery.md.j2", "recovery.md", "Recovery plan", &rec, None);
+        let topo = svg::topology(site, &inv.site.name);
+        let page = out.page(&topo, None);
+        out.add_page(
+            "docs/topology.svg.j2",
+            &page,
+            None,
+            ArtifactMeta::shared("docs", "docs/topology.svg".into(), Vec::new()),
+        );
+        emit_with(
+            out,
+            "docs/topology.md.j2",
+            "topology.md",
+            "Topology",
+            &topo,
+            None,
+            true,
+            &[("docs/topology.md.j2", false)],
+        );
+        #[derive(Serialize)]
+        struct Overview<'a> {
+            #[serde(flatten)]
+            inv: &'a inventory::InventoryContext,
+            pages: Vec<(String, String)>,
+            services_with_backups: usize,
+            adrs: Vec<(String, String)>,
+        }
+        let adrs = adr_list(site);
+        let ov = Overview {
+            inv: &inv,
+            pages: NAV[1..].iter().map(|(p, t)| (p.to_string(), t.to_string())).collect(),
+            services_with_backups: rec.services.len(),
+            adrs: adrs.iter().map(|(f, t, _)| (f.clone(), t.value.clone())).collect(),
+        };
+        emit(out, "docs/overview.md.j2", "README.md", "Overview", &ov, None);
+        // ADRs.
+        #[derive(Serialize)]
+        struct AdrIndex<'a> {
+            site: &'a Src<String>,
+            adrs: Vec<(String, &'a Src<String>)>,
+        }
+        let idx = AdrIndex { site: &inv.site.name, adrs: adrs.iter().map(|(f, t, _)| (f.clone(), t)).collect() };
+        emit(out, "docs/adrs.md.j2", "adr/README.md", "Decisions", &idx, None);
+        for (file, title, a) in &adrs {
+            let p = AdrPage {
+                title: title.clone(),
+                body: Src::at(a.body.clone(), "decision record", &a.loc),
+                file: a.file.clone(),
+            };
+            emit(out, "docs/adr.md.j2", &format!("adr/{file}"), &title.value, &p, Some(&a.loc));
+        }
+        // The search index and the style sheet, shared by every HTML page.
+        let mut entries: Vec<SearchEntry> = NAV
+            .iter()
+            .map(|(p, t)| SearchEntry { t: t.to_string(), u: site_link(p), x: Src::of(t.to_lowercase(), "page", []) })
+            .collect();
+        for (h, v) in site.hosts.iter().zip(&inv.hosts) {
+            let addrs: Vec<&str> = v.addresses.iter().map(|a| a.value.as_str()).collect();
+            let svcs: Vec<&str> = v.services.iter().map(|a| a.value.as_str()).collect();
+            entries.push(SearchEntry {
+                t: format!("host {}", h.name),
+                u: site_link(&format!("hosts/{}.md", h.name)),
+                x: Src::at(
+                    format!("{} {} {} {}", h.name, v.kind.value, addrs.join(" "), svcs.join(" ")),
+                    "host",
+                    &h.loc,
+                ),
+            });
+        }
+        for (s, v) in site.services.iter().zip(&inv.services) {
+            entries.push(SearchEntry {
+                t: format!("runbook {}", s.name),
+                u: site_link(&format!("runbooks/{}.md", s.name)),
+                x: Src::at(format!("{} {} {}", s.name, v.kind.value, v.image.value), "service", &s.loc),
+            });
+        }
+        for (z, v) in site.zones.iter().zip(&inv.zones) {
+            entries.push(SearchEntry {
+                t: format!("zone {}", z.name),
+                u: format!("network.html#{}", crate::render::markdown::slug(&format!("zone {}", z.name))),
+                x: Src::at(format!("{} {} vlan {}", z.name, v.cidr.value, v.vlan.value), "zone", &z.loc),
+            });
+        }
         out.add(
-            "docs/inventory.md.j2",
-            &ctx,
-            ArtifactMeta::shared(self.name(), "docs/inventory.md".into(), Vec::new()),
+            "docs/search-index.js.j2",
+            &Index { entries },
+            ArtifactMeta::shared("docs", "docs/site/search-index.js".into(), Vec::new()),
             None,
         );
         #[derive(Serialize)]
-        struct Page<'a> {
+        struct Style<'a> {
             site: &'a Src<String>,
-            #[serde(flatten)]
-            flows: flows::FlowsContext,
         }
         out.add(
-            "docs/flows.md.j2",
-            &Page { site: &ctx.site.name, flows: flows::flows(site) },
-            ArtifactMeta::shared(self.name(), "docs/flows.md".into(), Vec::new()),
+            "docs/style.css.j2",
+            &Style { site: &inv.site.name },
+            ArtifactMeta::shared("docs", "docs/site/style.css".into(), Vec::new()),
             None,
         );
     }
-}
 
-/// An optional free text of an entity, empty when not written.
-fn opt(s: &Option<String>, what: &'static str, loc: &Loc) -> Src<String> {
-    Src::at(s.clone().unwrap_or_default(), what, loc)
-}
-
-/// Builds the inventory context.
-pub fn inventory(site: &Site) -> InventoryContext {
-    let d = &site.defaults;
-    let dflt = |v: String, what| Src::of(v, what, &d.loc);
-    let fixed = |v: &str| Src::of(v.to_string(), "built-in hardening", []);
-    let defaults = vec![
-        ("container restart policy", dflt(d.restart.clone(), "default restart policy")),
-        ("container pids limit", dflt(d.pids_limit.to_string(), "default pids limit")),
-        ("tmpfs size", dflt(d.tmpfs_size.to_string(), "default tmpfs size")),
-        ("container root filesystem", fixed("read-only")),
-        ("container capabilities", fixed("all dropped")),
-        ("no-new-privileges", fixed("on")),
-        (
-            "health check",
-            dflt(
-                format!(
-                    "every {}, timeout {}, {} retries, start period {}",
-                    d.health_interval, d.health_timeout, d.health_retries, d.health_start_period
-                ),
-                "default health timing",
-            ),
-        ),
-        (
-            "resources",
-            dflt(
-                format!(
-                    "{} CPUs / {} (reserved {} CPUs / {}), {} pids",
-                    d.resources.cpus,
-                    d.resources.memory,
-                    d.resources.reserve_cpus,
-                    d.resources.reserve_memory,
-                    d.resources.pids
-                ),
-                "default resources",
-            ),
-        ),
-        ("backup retention", dflt(d.backup_retention.to_string(), "default backup retention")),
-    ];
-    let zones = site
-        .zones
-        .iter()
-        .map(|z| {
-            let at = |v: Option<(String, &Loc)>, what| match v {
-                Some((v, l)) => Src::at(v, what, l),
-                None => Src::at(String::new(), what, &z.loc),
+    fn lower_after(&self, site: &Site, others: &[RenderJob], out: &mut Lowering) {
+        let inv = inventory::inventory(site);
+        #[derive(Serialize)]
+        struct FlowsPage<'a> {
+            site: &'a Src<String>,
+            #[serde(flatten)]
+            flows: flows::FlowsContext,
+            list: &'a [inventory::FlowView],
+            guardrails: &'a [inventory::FlowView],
+            rendered: Vec<(String, String, String)>,
+        }
+        // The firewalls' files as rendered: pfSense's configuration, each host's ruleset.
+        let rendered = others
+            .iter()
+            .filter(|j| matches!(j.meta.family, "pfsense" | "nftables") && !j.meta.path.ends_with(".sh"))
+            .map(|j| {
+                let what = match &j.meta.host {
+                    Some(h) => format!("{h} (nftables)"),
+                    None => format!("{} (pfSense)", j.meta.path.split('/').nth(1).unwrap_or("firewall")),
+                };
+                let target = j.meta.apply.as_ref().map(|a| a.target.clone()).unwrap_or_else(|| j.meta.path.clone());
+                (what, target, format!("../{}", j.meta.path))
+            })
+            .collect();
+        let fp = FlowsPage {
+            site: &inv.site.name,
+            flows: flows::flows(site),
+            list: &inv.flows,
+            guardrails: &inv.guardrails,
+            rendered,
+        };
+        emit_parts(
+            out,
+            "docs/flows.md.j2",
+            "flows.md",
+            "Flows",
+            &fp,
+            &[("docs/flows-head.md.j2", false), ("docs/matrix.html.j2", true), ("docs/flows-rest.md.j2", false)],
+        );
+        let files = pages::files_by_host(site, others);
+        let vms = pages::vms(site);
+        let empty = Vec::new();
+        // Host pages and runbooks are most of the site's pages: lowered on every core,
+        // collected in site order.
+        per_entity(out, site, &site.hosts, &inv.hosts, |l, i, h, view| {
+            let p = pages::HostPage {
+                host: view,
+                description: inventory::opt(&h.description, "host description", &h.loc),
+                share: pages::vm_share(site, crate::model::HostId(i), vms[i].len()),
+                vms: vms[i].clone(),
+                files: files.get(&h.name).unwrap_or(&empty),
+                up: "../../",
             };
-            ZoneView {
-                name: Src::at(z.name.clone(), "zone", &z.loc),
-                vlan: at(z.vlan.as_ref().map(|v| (v.value.to_string(), &v.loc)), "VLAN id"),
-                cidr: at(z.cidr.as_ref().map(|v| (v.value.to_string(), &v.loc)), "zone network"),
-                gateway: at(z.gateway.as_ref().map(|v| (v.value.to_string(), &v.loc)), "zone gateway"),
-                description: opt(&z.description, "zone description", &z.loc),
-            }
-        })
-        .collect();
-    let networks = site
-        .docker_networks
-        .iter()
-        .enumerate()
-        .map(|(i, n)| NetworkView {
-            name: Src::at(n.name.clone(), "docker network", &n.loc),
-            cidr: match &n.cidr {
-                Some(c) => Src::at(c.value.to_string(), "docker network subnet", &c.loc),
-                None => Src::at(String::new(), "docker network subnet", &n.loc),
-            },
-            driver: Src::at(
-                match n.driver {
-                    crate::model::NetDriver::Bridge => "bridge".into(),
-                    crate::model::NetDriver::Overlay if n.encrypted => "overlay (encrypted)".into(),
-                    crate::model::NetDriver::Overlay => "overlay".into(),
-                },
-                "docker network driver",
-                &n.loc,
-            ),
-            internal: Src::at(n.internal, "docker network internal", &n.loc),
-            members: site
-                .services
-                .iter()
-                .flat_map(|s| {
-                    s.networks.iter().filter(|(id, _)| id.0 == i).map(move |(_, a)| {
-                        let addr = a.value.map(|ip| ip.to_string()).unwrap_or_else(|| "auto".into());
-                        Src::of(format!("{} {addr}", s.name), "network attachment", [&s.loc, &a.loc])
-                    })
-                })
-                .collect(),
-        })
-        .collect();
-    let hosts = site
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| HostView {
-            name: Src::at(h.name.clone(), "host", &h.loc),
-            kind: Src::at(h.kind.value.name().into(), "host kind", &h.kind.loc),
-            on: match &h.on {
-                Some(o) => Src::at(site.host(o.value).name.clone(), "hypervisor", &o.loc),
-                None => Src::at(String::new(), "hypervisor", &h.loc),
-            },
-            os: opt(&h.os, "operating system", &h.loc),
-            roles: h.roles.iter().map(|r| Src::at(r.value.name().to_string(), "host role", &r.loc)).collect(),
-            addresses: h
-                .interfaces
-                .iter()
-                .map(|i| {
-                    Src::of(
-                        format!("{} {}", site.zone(i.zone.value).name, i.address.value),
-                        "interface",
-                        [&i.zone.loc, &i.address.loc],
-                    )
-                })
-                .collect(),
-            services: site
-                .services_on(crate::model::HostId(i))
-                .into_iter()
-                .map(|s| {
-                    let s = site.service(s);
-                    Src::at(s.name.clone(), "service", &s.loc)
-                })
-                .collect(),
-        })
-        .collect();
-    let mut backups_of: Vec<Vec<Src<String>>> = vec![Vec::new(); site.services.len()];
-    for b in &site.backups {
-        backups_of[b.service.value.0].push(Src::of(b.name.clone(), "backup", [&b.loc, &b.service.loc]));
+            emit(l, "docs/host.md.j2", &format!("hosts/{}.md", h.name), &h.name, &p, Some(&h.loc));
+        });
+        let hosts = Listing { site: &inv.site.name, items: &inv.hosts };
+        emit(out, "docs/hosts.md.j2", "hosts/README.md", "Hosts", &hosts, None);
+        // Runbooks: one per service, at the URL every alert's `runbook_url` points at.
+        let alerts = super::prometheus::runbook_alerts(site);
+        let policies = recovery::policies_by_service(site);
+        per_entity(out, site, &site.services, &inv.services, |l, i, s, row| {
+            let id = ServiceId(i);
+            let sfiles = pages::service_files(site, id, &files);
+            let rec = recovery::service_recovery(site, id, &policies[i]);
+            let p = pages::RunbookPage {
+                service: Src::at(s.name.clone(), "service", &s.loc),
+                row,
+                hosts: row.hosts.clone(),
+                commands: pages::commands(site, id, &sfiles),
+                files: sfiles,
+                postgres: pages::postgres(site, id),
+                recovery: rec.as_ref(),
+                alerts: alerts.get(&id).cloned().unwrap_or_default(),
+            };
+            emit(
+                l,
+                "docs/runbook.md.j2",
+                &format!("{}/{}.md", super::prometheus::RUNBOOKS.trim_start_matches("docs/"), s.name),
+                &format!("Runbook: {}", s.name),
+                &p,
+                Some(&s.loc),
+            );
+        });
+        let services = Listing { site: &inv.site.name, items: &inv.services };
+        emit(out, "docs/runbooks.md.j2", "runbooks/README.md", "Runbooks", &services, None);
     }
-    let services = site
-        .services
-        .iter()
-        .zip(backups_of)
+}
+
+/// Lowers one page per entity (a host, a service) with its row of the inventory, on
+/// every core, the jobs collected in site order.
+fn per_entity<E: Sync, R: Sync>(
+    out: &mut Lowering,
+    site: &Site,
+    entities: &[E],
+    rows: &[R],
+    page: impl Fn(&mut Lowering, usize, &E, &R) + Sync,
+) {
+    use rayon::prelude::*;
+    let jobs: Vec<Vec<RenderJob>> = entities
+        .par_iter()
+        .zip(rows)
         .enumerate()
-        .map(|(i, (s, backups))| {
-            let id = crate::model::ServiceId(i);
-            let at = |v: String, what| Src::at(v, what, &s.loc);
-            let primary = super::postgres::model(site).primary.get(&id);
-            let mut hosts: Vec<Src<String>> = s
-                .hosts
-                .iter()
-                .map(|h| {
-                    let name = &site.host(h.value).name;
-                    match primary {
-                        Some(p) if p.value == h.value => {
-                            Src::of(format!("{name} (primary)"), "primary host", [&h.loc, &p.loc])
-                        }
-                        _ => Src::at(name.clone(), "host of the service", &h.loc),
-                    }
-                })
-                .collect();
-            if s.replicas > 1 {
-                hosts.push(at(format!("{} replicas", s.replicas), "replicas"));
-            }
-            let r = &s.resources;
-            ServiceView {
-                name: at(s.name.clone(), "service"),
-                kind: Src::at(s.kind.value.info().name.into(), "service kind", &s.kind.loc),
-                image: match &s.image {
-                    Some(img) => Src::at(img.value.to_string(), "image", &img.loc),
-                    None => Src::at(
-                        s.kind
-                            .value
-                            .info()
-                            .package
-                            .map(|p| format!("native ({p})"))
-                            .unwrap_or_else(|| "appliance".into()),
-                        "service kind",
-                        &s.kind.loc,
-                    ),
-                },
-                hosts,
-                ports: s
-                    .ports
-                    .iter()
-                    .map(|p| Src::at(format!("{} {}", p.name, p.spec), "port", p.loc.as_ref().unwrap_or(&s.kind.loc)))
-                    .collect(),
-                health: Src::of(
-                    match s.health.as_ref().map(|h| &h.check) {
-                        Some(HealthCheck::Http { path, port, .. }) => format!("GET {path} on {port}"),
-                        Some(HealthCheck::Tcp { port }) => format!("TCP connect to {port}"),
-                        Some(HealthCheck::Exec(argv)) => argv.join(" "),
-                        None => "none".into(),
-                    },
-                    "health check",
-                    [s.health.as_ref().and_then(|h| h.loc.as_ref()).unwrap_or(&s.loc)],
-                ),
-                resources: if s.kind.value.info().container {
-                    Src::of(
-                        format!("{} CPUs / {} (reserved {} / {})", r.cpus, r.memory, r.reserve_cpus, r.reserve_memory),
-                        "resources",
-                        std::iter::once(&s.loc).chain(&d.loc),
-                    )
-                } else {
-                    at("host".into(), "resources (a native service uses the host's)")
-                },
-                exposed: s
-                    .expose
-                    .iter()
-                    .map(|e| {
-                        let waf = super::edge::edge(site).of(id, e).waf;
-                        Src::at(
-                            format!("https://{}{} ({}, WAF {:?})", e.hostname.value, e.path.value, e.port.value, waf)
-                                .to_lowercase(),
-                            "exposure",
-                            &e.loc,
-                        )
-                    })
-                    .collect(),
-                secrets: s.secrets.iter().map(|x| Src::at(x.value.clone(), "secret name", &x.loc)).collect(),
-                backups,
-                description: opt(&s.description, "service description", &s.loc),
-            }
+        .map(|(i, (e, r))| {
+            let mut l = Lowering::new(site, out.depth);
+            page(&mut l, i, e, r);
+            l.jobs
         })
         .collect();
-    let flows = site
-        .flows
+    out.jobs.extend(jobs.into_iter().flatten());
+}
+
+/// The site's ADRs: `(page file name, title, the record)`, in file order.
+fn adr_list(site: &Site) -> Vec<(String, Src<String>, &crate::model::Adr)> {
+    site.adrs
         .iter()
-        .map(|f| FlowView {
-            from: Src::at(site.endpoint_name(&f.from.value), "flow source", &f.from.loc),
-            to: Src::at(site.endpoint_name(&f.to.value), "flow destination", &f.to.loc),
-            ports: f.ports.iter().map(|p| Src::at(p.value.to_string(), "flow port", &p.loc)).collect(),
-            why: Src::at(f.why.clone(), "flow reason", &f.loc),
+        .map(|a| {
+            let file = a.file.rsplit('/').next().unwrap_or(&a.file).to_string();
+            (file, Src::at(a.title.clone(), "decision record", &a.loc), a)
         })
-        .collect();
-    let zone_ep =
-        |z: Option<crate::model::ZoneId>| site.endpoint_name(&z.map(Endpoint::Zone).unwrap_or(Endpoint::Internet));
-    let guardrails = site
-        .guardrails
-        .iter()
-        .map(|g| FlowView {
-            from: Src::at(zone_ep(g.from), "guard-rail source", &g.loc),
-            to: Src::at(zone_ep(g.to), "guard-rail destination", &g.loc),
-            ports: vec![],
-            why: Src::at(g.why.clone(), "guard-rail reason", &g.loc),
-        })
-        .collect();
-    let backups = site
-        .backups
-        .iter()
-        .map(|b| {
-            let at = |v: String, what| Src::at(v, what, &b.loc);
-            BackupView {
-                name: at(b.name.clone(), "backup"),
-                service: Src::at(site.service(b.service.value).name.clone(), "backed-up service", &b.service.loc),
-                method: at(b.method.name().into(), "backup method"),
-                every: Src::at(
-                    if b.continuous { format!("{} + continuous", b.every.value) } else { b.every.value.to_string() },
-                    "backup interval",
-                    &b.every.loc,
-                ),
-                target: Src::at(site.endpoint_name(&b.target.value), "backup target", &b.target.loc),
-                retention: Src::of(b.retention.to_string(), "backup retention", std::iter::once(&b.loc).chain(&d.loc)),
-                verify_restore: Src::at(b.verify_restore, "restore test", &b.loc),
-            }
-        })
-        .collect();
-    let settings = site.settings.loc.as_ref();
-    let st = |v: String, what| Src::of(v, what, settings);
-    InventoryContext {
-        site: SiteView {
-            name: st(site.settings.name.clone(), "site name"),
-            domain: st(site.settings.domain.clone(), "site domain"),
-            public_domain: st(site.settings.public_domain.clone().unwrap_or_default(), "public domain"),
-            description: st(site.settings.description.clone().unwrap_or_default(), "site description"),
-        },
-        rto: Src::at(site.recovery.rto.value.to_string(), "RTO", &site.recovery.rto.loc),
-        rpo: Src::at(site.recovery.rpo.value.to_string(), "RPO", &site.recovery.rpo.loc),
-        defaults,
-        zones,
-        networks,
-        hosts,
-        services,
-        flows,
-        guardrails,
-        backups,
-    }
+        .collect()
 }

@@ -14,8 +14,9 @@
 //!   the flows to the `http` port arrive at, as the host firewall opens it), read by
 //!   Debian's unit at start, so a change restarts prometheus.service.
 //!
-//! And `generated/docs/runbooks/<service>.md`: what each alert of a service means and
-//! where to look first, which every `runbook_url` points at.
+//! And, for the docs family, each service's alerts ([`runbook_alerts`]): its runbook page
+//! `generated/docs/runbooks/<service>.md`, where every `runbook_url` points, explains
+//! what each means and where to look first.
 //!
 //! Checks: a service that exports metrics (a node exporter, a known exporter image, or
 //! one writing `metrics`) that a Prometheus service cannot reach is a missing flow, and
@@ -51,7 +52,7 @@ pub const RULES: &str = "/etc/prometheus/rules/medianest.yml";
 pub const DEFAULTS: &str = "/etc/default/prometheus";
 /// The unit.
 pub const UNIT: &str = "prometheus.service";
-/// Where the runbook pages go in `generated/`.
+/// Where the runbook pages go in `generated/` (written by the docs family).
 pub const RUNBOOKS: &str = "docs/runbooks";
 
 /// The blackbox exporter's configuration.
@@ -171,17 +172,6 @@ pub struct RunbookAlert {
     pub exprs: Vec<Src<String>>,
 }
 
-/// Context of `prometheus/runbook.md.j2`.
-#[derive(Serialize)]
-pub struct RunbookContext {
-    /// The service.
-    pub service: Src<String>,
-    /// Its hosts.
-    pub hosts: Vec<Src<String>>,
-    /// Its alerts.
-    pub alerts: Vec<RunbookAlert>,
-}
-
 /// The prometheus services this family configures (a known kind, at least one host).
 pub fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
     super::configured(site, ServiceKind::Prometheus)
@@ -290,8 +280,8 @@ fn probe_view(site: &Site, p: &probe::Probe) -> JobView {
     }
 }
 
-/// Lowers one Prometheus host; returns its rule groups (for the runbook pages).
-fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) -> Vec<Group> {
+/// Lowers one Prometheus host.
+fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) {
     let svc = site.service(prom);
     let h = site.host(host);
     let m = model(site);
@@ -348,7 +338,6 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) ->
     let rules =
         RulesContext { host: Src::at(h.name.clone(), "host", &h.loc), groups: groups(site, prom, &jobs, &probes) };
     out.add("prometheus/rules.yml.j2", &rules, validated(RULES, 0o644), Some(svc.loc.clone()));
-    let groups = rules.groups;
     let retention = m.retention(site, prom);
     let defaults = DefaultsContext {
         host: Src::at(h.name.clone(), "host", &h.loc),
@@ -360,11 +349,21 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) ->
         a.restart = Some(UNIT.into());
     }
     out.add("prometheus/default.j2", &defaults, meta, Some(svc.loc.clone()));
-    groups
 }
 
-/// One runbook page per service that has alerts, over every Prometheus host's rules.
-fn lower_runbooks(site: &Site, all: Vec<Group>, out: &mut Lowering) {
+/// The alerts of every service, over every Prometheus host's rules, by service: what
+/// the service's runbook page (written by the docs family at
+/// `docs/runbooks/<service>.md`, where every `runbook_url` points) explains.
+pub fn runbook_alerts(site: &Site) -> BTreeMap<ServiceId, Vec<RunbookAlert>> {
+    let mut all = Vec::new();
+    for prom in services(site).collect::<Vec<_>>() {
+        for h in &site.service(prom).hosts {
+            if !site.host(h.value).interfaces.is_empty() {
+                let jobs = scrape::jobs(site, prom, h.value);
+                all.extend(groups(site, prom, &jobs, &probe::probes(site, &jobs)));
+            }
+        }
+    }
     let mut pages: BTreeMap<String, BTreeMap<String, RunbookAlert>> = BTreeMap::new();
     for r in all.into_iter().flat_map(|g| g.rules) {
         let Some(alert) = r.alert.clone() else { continue };
@@ -385,27 +384,13 @@ fn lower_runbooks(site: &Site, all: Vec<Group>, out: &mut Lowering) {
             }
         }
     }
-    for (service, alerts) in pages {
-        let Some(id) = crate::resolve::cx::Names::id(site, crate::resolve::cx::RefTo::Service, &service) else {
-            continue;
-        };
-        let svc = site.service(ServiceId(id));
-        let ctx = RunbookContext {
-            service: Src::at(service.clone(), "service", &svc.loc),
-            hosts: svc
-                .hosts
-                .iter()
-                .map(|h| Src::of(site.host(h.value).name.clone(), "host", [&h.loc, &site.host(h.value).loc]))
-                .collect(),
-            alerts: alerts.into_values().collect(),
-        };
-        out.add(
-            "prometheus/runbook.md.j2",
-            &ctx,
-            ArtifactMeta::shared("prometheus", format!("{RUNBOOKS}/{service}.md"), Vec::new()),
-            Some(svc.loc.clone()),
-        );
-    }
+    pages
+        .into_iter()
+        .filter_map(|(service, alerts)| {
+            let id = crate::resolve::cx::Names::id(site, crate::resolve::cx::RefTo::Service, &service)?;
+            Some((ServiceId(id), alerts.into_values().collect()))
+        })
+        .collect()
 }
 
 /// `/etc/prometheus/blackbox.yml` on every host of a blackbox exporter.
@@ -470,15 +455,13 @@ impl Family for Prometheus {
     }
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
-        let mut all = Vec::new();
         for prom in services(site).collect::<Vec<_>>() {
             for h in &site.service(prom).hosts {
                 if !site.host(h.value).interfaces.is_empty() {
-                    all.extend(lower_host(site, prom, h.value, out));
+                    lower_host(site, prom, h.value, out);
                 }
             }
         }
-        lower_runbooks(site, all, out);
         lower_blackbox(site, out);
     }
 

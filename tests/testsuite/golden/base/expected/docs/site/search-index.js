@@ -1,0 +1,28 @@
+// The docs site's search index, built when the site is compiled: title, page, words.
+window.MEDIANEST_SEARCH = [
+  {"t": "Overview", "u": "index.html", "x": "overview"},
+  {"t": "Topology", "u": "topology.html", "x": "topology"},
+  {"t": "Network", "u": "network.html", "x": "network"},
+  {"t": "Hosts", "u": "hosts/index.html", "x": "hosts"},
+  {"t": "Services", "u": "services.html", "x": "services"},
+  {"t": "Flows", "u": "flows.html", "x": "flows"},
+  {"t": "Recovery", "u": "recovery.html", "x": "recovery"},
+  {"t": "Runbooks", "u": "runbooks/index.html", "x": "runbooks"},
+  {"t": "Decisions", "u": "adr/index.html", "x": "decisions"},
+  {"t": "Inventory", "u": "inventory.html", "x": "inventory"},
+  {"t": "host app1", "u": "hosts/app1.html", "x": "app1 vm app 10.1.2.10 minio web"},
+  {"t": "host db1", "u": "hosts/db1.html", "x": "db1 vm db 10.1.3.10 db"},
+  {"t": "host db2", "u": "hosts/db2.html", "x": "db2 vm db 10.1.3.11 db"},
+  {"t": "host edge1", "u": "hosts/edge1.html", "x": "edge1 vm dmz 10.1.6.10 proxy"},
+  {"t": "host fw1", "u": "hosts/fw1.html", "x": "fw1 firewall mgmt 10.1.1.1 app 10.1.2.1 db 10.1.3.1 dmz 10.1.6.1 firewall"},
+  {"t": "host pve1", "u": "hosts/pve1.html", "x": "pve1 hypervisor mgmt 10.1.1.2 "},
+  {"t": "runbook db", "u": "runbooks/db.html", "x": "db postgres native (postgresql)"},
+  {"t": "runbook firewall", "u": "runbooks/firewall.html", "x": "firewall pfsense appliance"},
+  {"t": "runbook minio", "u": "runbooks/minio.html", "x": "minio minio minio/minio:RELEASE.2023-12-07T04-16-00Z"},
+  {"t": "runbook proxy", "u": "runbooks/proxy.html", "x": "proxy haproxy native (haproxy)"},
+  {"t": "runbook web", "u": "runbooks/web.html", "x": "web container ghcr.io/lab/web:2.1.0"},
+  {"t": "zone app", "u": "network.html#zone-app", "x": "app 10.1.2.0/24 vlan 20"},
+  {"t": "zone db", "u": "network.html#zone-db", "x": "db 10.1.3.0/24 vlan 30"},
+  {"t": "zone dmz", "u": "network.html#zone-dmz", "x": "dmz 10.1.6.0/24 vlan 60"},
+  {"t": "zone mgmt", "u": "network.html#zone-mgmt", "x": "mgmt 10.1.1.0/24 vlan 10"}
+];

@@ -122,6 +122,7 @@ fn every_generated_job_script_passes_shellcheck() {
         scripts.extend(files(&generated, "etc/medianest/backup", &[""]));
         scripts.extend(files(&generated, "etc/medianest/minio", &[""]));
         scripts.extend(files(&generated, "etc/medianest/postgres", &[""]));
+        scripts.extend(files(&generated, "etc/medianest/redis", &[""]));
     }
     assert!(scripts.len() >= 12, "{scripts:?}");
     let o = Command::new("shellcheck").args(["-s", "sh"]).args(&scripts).output().expect("shellcheck runs");

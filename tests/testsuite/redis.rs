@@ -3,8 +3,10 @@
 //! From `fixtures/data-loopback` (cache1 at 127.0.0.6, app1 a client with a flow to the
 //! redis port), in a private network and mount namespace: Redis starts from the
 //! generated `/etc/redis/redis.conf`, unchanged, at its real path (`/etc/redis`,
-//! `/var/lib/redis` and `/var/log/redis` are scratch bind mounts; `secrets.conf` is
-//! written as the operator would). Then: a client without the password gets `NOAUTH`,
+//! `/var/lib/redis` and `/var/log/redis` are scratch bind mounts; `/run` is a private
+//! tmpfs into which the test puts the delivered secret, as the agent would, and the
+//! generated `render-secrets.sh` (the unit's `ExecStartPre`) renders the password file
+//! from it). Then: a client without the password gets `NOAUTH`,
 //! a wrong one `WRONGPASS`, the right one `PONG` on the flow's address and on loopback;
 //! `FLUSHALL`, `FLUSHDB` and `CONFIG` are unknown commands; `INFO` shows the keys'
 //! values (maxmemory 64mb, noeviction, AOF on); the server listens on exactly 127.0.0.1,
@@ -28,14 +30,20 @@ G=$1 T=$2
 ip link set lo up
 mkdir -p "$T/etc" "$T/lib" "$T/log"
 cp "$G/hosts/cache1/root/etc/redis/redis.conf" "$T/etc/"
-# What the operator writes (the service's secret redis_password).
-printf 'requirepass s3cret-test\n' > "$T/etc/secrets.conf"
-chmod 640 "$T/etc/secrets.conf"
+# What the agent delivers (the service's secret redis_password, with a space and a
+# quote to show the escaping), into a private /run; then the generated render script,
+# as the unit's ExecStartPre does, writes Redis's password file.
+mount -t tmpfs medianest-run /run
+mkdir -p /run/medianest/secrets/cache
+printf 's3cret "test' > /run/medianest/secrets/cache/redis_password
+chmod 400 /run/medianest/secrets/cache/redis_password
+sh "$G/hosts/cache1/root/etc/medianest/redis/render-secrets.sh"
+echo "rendered=$(stat -c '%a %U' /run/medianest/redis/secrets.conf) $(grep -c '^requirepass "\\x73\\x33' /run/medianest/redis/secrets.conf)"
 mount --bind "$T/etc" /etc/redis
 mount --bind "$T/lib" /var/lib/redis
 mount --bind "$T/log" /var/log/redis
 cli() { timeout 5 redis-cli -p 6379 "$@" 2>&1; }
-auth() { cli --no-auth-warning -a s3cret-test "$@"; }
+auth() { cli --no-auth-warning -a 's3cret "test' "$@"; }
 
 redis-server /etc/redis/redis.conf --pidfile "$T/redis.pid" > "$T/stdout" 2>&1 &
 PID=$!
@@ -65,8 +73,10 @@ set +e
 sed 's/^maxmemory-policy noeviction/maxmemory-policy noevictio/' /etc/redis/redis.conf > "$T/etc/bad.conf"
 timeout 10 redis-server /etc/redis/bad.conf --pidfile "$T/bad.pid" > "$T/bad.out" 2>&1; echo "bad_exit=$?"
 echo "bad_says=$(grep -c 'FATAL CONFIG FILE ERROR' "$T/bad.out")"
-rm "$T/etc/secrets.conf"
+rm /run/medianest/redis/secrets.conf
 timeout 10 redis-server /etc/redis/redis.conf --pidfile "$T/nosecret.pid" > "$T/nosecret.out" 2>&1; echo "nosecret_exit=$?"
+rm /run/medianest/secrets/cache/redis_password
+sh "$G/hosts/cache1/root/etc/medianest/redis/render-secrets.sh" > "$T/render.out" 2>&1; echo "render_exit=$? $(grep -c 'is missing' "$T/render.out")"
 set -e
 "#;
 
@@ -110,5 +120,7 @@ fn redis_runs_from_the_generated_config_with_a_password_and_only_on_its_addresse
     assert_eq!(get("bad_exit"), "1", "{out}");
     assert_eq!(get("bad_says"), "1", "{out}");
     assert_eq!(get("nosecret_exit"), "1", "{out}");
+    assert_eq!(get("rendered"), "640 redis 1", "{out}");
+    assert_eq!(get("render_exit"), "1 1", "no delivered secret, no password file: {out}");
     eprintln!("redis loopback run: {:.1} s", start.elapsed().as_secs_f64());
 }

@@ -183,6 +183,8 @@ pub struct JobContext {
     pub minio_ca: &'static str,
     /// The pgBackRest wrapper (with its secrets).
     pub wrapper: String,
+    /// Redis's password as delivered (its service's first secret), when it lists one.
+    pub redis_password: Option<String>,
 }
 
 /// Context of `backups/job.service.j2` and `backups/job.timer.j2`.
@@ -470,6 +472,9 @@ fn job(site: &Site, b: &Backup, host: HostId, paths: &[At<String>]) -> Option<Jo
         pgbackrest_conf: PGBACKREST_CONF,
         minio_ca: MINIO_CA,
         wrapper: wrapper(&b.name),
+        redis_password: (svc.kind.value == ServiceKind::Redis)
+            .then(|| svc.secrets.first().map(|x| secret_file(&svc.name, &x.value)))
+            .flatten(),
     })
 }
 

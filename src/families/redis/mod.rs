@@ -6,10 +6,15 @@
 //!
 //! - `bind 127.0.0.1 -::1` plus exactly the host's addresses that a flow reaches on the
 //!   redis port (found as the host firewall finds them), `port`, `protected-mode yes`;
-//! - the password from a file the operator writes, never `generated/`: the last line is
-//!   `include /etc/redis/secrets.conf` (0640 `redis:redis`) holding `requirepass <the
-//!   service's first secret>`. Redis refuses to start while it is missing, so a host is
-//!   never served without a password. (An ACL file, `aclfile /etc/redis/users.acl`, is
+//! - the password, never in `generated/`: the last line is `include` of a file holding
+//!   `requirepass <the service's first secret>`. Redis reads no password file of its
+//!   own, so [`RENDER`] writes it from the secret the agent delivers
+//!   (`/run/medianest/secrets/<service>/<name>`) into [`RENDERED`] (tmpfs, 0640
+//!   `redis:redis`, the value hex-escaped in a quoted string so any byte is safe), run
+//!   as root by a drop-in's `ExecStartPre=+` before every start. A service that lists
+//!   no secret includes `/etc/redis/secrets.conf`, written by the operator. Redis
+//!   refuses to start while the file is missing, so a host is never served without a
+//!   password. (An ACL file, `aclfile /etc/redis/users.acl`, is
 //!   the finer way, one user per client with its own commands: not yet, every client here
 //!   is one application.)
 //! - `maxmemory` and `maxmemory-policy` (this family's keys; `maxmemory` defaults to
@@ -46,8 +51,16 @@ use crate::model::{ServiceId, ServiceKind, Site};
 
 /// The configuration file.
 pub const CONF: &str = "/etc/redis/redis.conf";
-/// The file holding `requirepass`, written by the operator.
+/// The file holding `requirepass` when the service lists no secret: written by the
+/// operator.
 pub const SECRETS: &str = "/etc/redis/secrets.conf";
+/// The file holding `requirepass` rendered from the delivered secret before each start
+/// (a tmpfs: the password is never on disk).
+pub const RENDERED: &str = "/run/medianest/redis/secrets.conf";
+/// The script that renders it.
+pub const RENDER: &str = "/etc/medianest/redis/render-secrets.sh";
+/// The drop-in that runs it before Redis starts.
+pub const DROP_IN: &str = "/etc/systemd/system/redis-server.service.d/medianest-secrets.conf";
 /// The unit.
 pub const UNIT: &str = "redis-server.service";
 /// Commands no client may run (renamed to nothing).
@@ -83,6 +96,8 @@ pub struct ConfContext {
     pub secret: Option<Src<String>>,
     /// The secrets file.
     pub secrets: &'static str,
+    /// Where the secrets delivery puts the password (when the service lists a secret).
+    pub delivered: Option<String>,
     /// Commands renamed to nothing.
     pub disabled: &'static [&'static str],
 }
@@ -148,7 +163,8 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             ),
             save_seconds: save.value.map(|d| d.0),
             secret: svc.secrets.first().map(|s| Src::at(s.value.clone(), "secret (requirepass)", &s.loc)),
-            secrets: SECRETS,
+            secrets: if svc.secrets.is_empty() { SECRETS } else { RENDERED },
+            delivered: svc.secrets.first().map(|s| super::secret_file(&svc.name, &s.value)),
             disabled: DISABLED,
         };
         let mut meta = ArtifactMeta::host_file("redis", &host.name, CONF, 0o640, "redis:redis");
@@ -156,6 +172,21 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             a.restart = Some(UNIT.into());
         }
         out.add("redis/redis.conf.j2", &ctx, meta, Some(svc.loc.clone()));
+        if ctx.delivered.is_some() {
+            // requirepass from the delivered secret, rendered by root before each start:
+            // Redis reads no password file of its own.
+            let mut meta = ArtifactMeta::host_file("redis", &host.name, RENDER, 0o750, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                a.restart = Some(UNIT.into());
+            }
+            out.add("redis/render-secrets.sh.j2", &ctx, meta, Some(svc.loc.clone()));
+            let mut meta = ArtifactMeta::host_file("redis", &host.name, DROP_IN, 0o644, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                a.reload = Some("daemon-reload".into());
+                a.restart = Some(UNIT.into());
+            }
+            out.add("redis/secrets-drop-in.conf.j2", &ctx, meta, Some(svc.loc.clone()));
+        }
     }
 }
 

@@ -37,9 +37,10 @@ export RESTIC_REPOSITORY RESTIC_PASSWORD_FILE RESTIC_CACHE_DIR
 # The first run makes the repository (encrypted with the repository password).
 restic cat config >/dev/null 2>&1 || restic init
 
-# A consistent snapshot over Redis's replication protocol, with the password of
-# /etc/redis/secrets.conf (in the environment, never on the command line).
-REDISCLI_AUTH=$(sed -n 's/^requirepass[[:space:]]*//p' /etc/redis/secrets.conf)
+# A consistent snapshot over Redis's replication protocol, with the password the
+# secrets delivery put in /run/medianest/secrets/redis/redis_password (in the environment, never on the
+# command line).
+REDISCLI_AUTH=$(tr -d '\n' < /run/medianest/secrets/redis/redis_password)
 export REDISCLI_AUTH
 redis-cli --no-auth-warning --rdb /tmp/dump.rdb >/dev/null
 restic backup --tag redis-rdb /tmp/dump.rdb

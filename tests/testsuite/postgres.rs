@@ -11,10 +11,11 @@
 //! - End to end on loopback, from `fixtures/postgres-loopback` (db1 127.0.0.2 primary, db2
 //!   127.0.0.3 replica, app1 127.0.0.4 a client with a flow), in a private network and
 //!   mount namespace: the primary starts from its generated files; the generated replica
-//!   bootstrap script runs unchanged (pg_basebackup from the primary with the slot it
-//!   creates) against the replica's real paths (`/etc/postgresql`, `/var/lib/postgresql`
-//!   and `/run/postgresql` are scratch bind mounts, the password file is written as the
-//!   operator would); the replica starts from its generated files. Then a row written on
+//!   bootstrap script runs unchanged (it renders the password file from the replication
+//!   password the test delivers into a private `/run`, as the agent would; then
+//!   pg_basebackup from the primary with the slot it creates) against the replica's real
+//!   paths (`/etc/postgresql`, `/var/lib/postgresql` and `/run/postgresql` are scratch
+//!   bind mounts); the replica starts from its generated files. Then a row written on
 //!   the primary is read on the replica, `pg_stat_replication` says `streaming` from
 //!   db2's address, and raw startup packets from chosen source addresses show pg_hba at
 //!   work: app1 is asked for SCRAM, an address with no flow and a replication connection
@@ -216,14 +217,17 @@ ip route add local 127.0.0.2/32 dev lo src 127.0.0.3 table local
 mkdir -p "$T/etc" "$T/lib/15" "$T/run" "$T/bin" "$T/psock"
 cp -R "$G/hosts/db2/root/etc/postgresql" "$T/etc/"
 cp -R "$G/hosts/db1/root/etc/postgresql" "$T/db1"
-# What the operator writes on the replica (the service's replication_password).
-printf '127.0.0.2:55432:*:replicator:replpass\n' > "$T/etc/postgresql/15/main/replication.pgpass"
-chmod 600 "$T/etc/postgresql/15/main/replication.pgpass"
 chown -R postgres:postgres "$T"
 chmod 700 "$T/psock"
 mount --bind "$T/etc/postgresql" /etc/postgresql
 mount --bind "$T/lib" /var/lib/postgresql
+# A private /run, into which the test delivers db2's replication password as the agent
+# would; the bootstrap renders the password file from it.
+mount -t tmpfs medianest-run /run
+mkdir -p /run/postgresql /run/medianest/secrets/pg
 mount --bind "$T/run" /run/postgresql
+printf 'replpass' > /run/medianest/secrets/pg/replication_password
+chmod 400 /run/medianest/secrets/pg/replication_password
 
 # db1, the primary, from its generated files.
 as_pg $PGBIN/initdb -N -D "$T/p" -U postgres --auth-local=peer -E UTF8 --locale=C.UTF-8 >/dev/null

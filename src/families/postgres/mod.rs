@@ -83,6 +83,11 @@ pub const DEFAULT_VERSION: &str = "15";
 pub const REPLICATION_ROLE: &str = "replicator";
 /// The replica's libpq password file, in `/etc/postgresql/<v>/main/`.
 pub const PASSFILE: &str = "replication.pgpass";
+/// The replica's password file rendered from the delivered `replication_password`
+/// before every start (tmpfs), when the service lists that secret.
+pub const RUN_PASSFILE: &str = "/run/medianest/postgres/replication.pgpass";
+/// The script that renders it.
+pub const RENDER_PASSFILE: &str = "/etc/medianest/postgres/render-passfile.sh";
 /// Where the replica bootstrap script goes.
 pub const REPLICA_INIT: &str = "/etc/medianest/postgres-replica-init";
 /// The least memory a service may have (`shared_buffers` would be under 32 MB).
@@ -181,6 +186,9 @@ pub struct StandbyView {
     pub data: Src<String>,
     /// The version.
     pub version: Src<String>,
+    /// The delivered replication password, when the service lists `replication_password`:
+    /// the password file is then rendered from it ([`RENDER_PASSFILE`]).
+    pub delivered: Option<Src<String>>,
 }
 
 /// Context of `postgres/pg_hba.conf.j2`.
@@ -334,6 +342,12 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
     let n = replicas.len() as u32;
     let host_locs: Vec<&Loc> = svc.hosts.iter().map(|h| &h.loc).collect();
     let unit = format!("postgresql@{v}-main.service");
+    // The replication password as the secrets delivery puts it, when the service lists it.
+    let delivered = svc
+        .secrets
+        .iter()
+        .find(|x| x.value == REPLICATION_SECRET)
+        .map(|x| Src::at(super::secret_file(&svc.name, &x.value), "replication password (delivered)", &x.loc));
     // WAL archiving when a continuous policy covers the service: through the backups
     // family's pgBackRest wrapper, which holds the keys.
     let archive = super::backups::archiving(site, id).map(|b| {
@@ -413,12 +427,16 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
                 port: Src::at(port.port, "postgres port", port_loc),
                 slot: Src::at(slot_name(&host.name), "replication slot (from the replica's name)", &h.loc),
                 name: Src::at(host.name.clone(), "replica name", &h.loc),
-                passfile: Src::at(format!("{etc}/{PASSFILE}"), "replication password file", &svc.loc),
+                passfile: match &delivered {
+                    Some(_) => Src::at(RUN_PASSFILE.to_string(), "replication password file (rendered)", &svc.loc),
+                    None => Src::at(format!("{etc}/{PASSFILE}"), "replication password file", &svc.loc),
+                },
                 role: REPLICATION_ROLE,
                 reached: site.flow_plan().allows(site, Some(hid), Some(primary), port),
                 etc: Src::at(etc.clone(), "configuration directory", &svc.loc),
                 data: Src::at(data.clone(), "data directory", &svc.loc),
                 version: version.clone(),
+                delivered: delivered.clone(),
             }
         });
         let reload = ReloadContext {
@@ -449,6 +467,27 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             }
             let init = InitContext { host: host_src.clone(), standby: sb };
             out.add("postgres/replica-init.sh.j2", &init, meta, origin.clone());
+            if sb.delivered.is_some() {
+                // libpq reads a password file, not a bare secret: rendered by root before
+                // every start (a drop-in's ExecStartPre=+) and by the bootstrap.
+                out.add(
+                    "postgres/render-passfile.sh.j2",
+                    &init,
+                    ArtifactMeta::host_file("postgres", &host.name, RENDER_PASSFILE, 0o750, "root:root"),
+                    origin.clone(),
+                );
+                let mut meta = ArtifactMeta::host_file(
+                    "postgres",
+                    &host.name,
+                    &format!("/etc/systemd/system/{unit}.d/medianest-passfile.conf"),
+                    0o644,
+                    "root:root",
+                );
+                if let Some(a) = meta.apply.as_mut() {
+                    a.reload = Some("daemon-reload".into());
+                }
+                out.add("postgres/passfile-drop-in.conf.j2", &init, meta, origin.clone());
+            }
         }
 
         lower_setup(site, id, hid, port, port_loc, !replicas.is_empty(), out);

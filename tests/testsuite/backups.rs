@@ -123,6 +123,7 @@ fn every_generated_job_script_passes_shellcheck() {
         scripts.extend(files(&generated, "etc/medianest/minio", &[""]));
         scripts.extend(files(&generated, "etc/medianest/postgres", &[""]));
         scripts.extend(files(&generated, "etc/medianest/redis", &[""]));
+        scripts.extend(files(&generated, "etc/medianest/pgbouncer", &[""]));
     }
     assert!(scripts.len() >= 12, "{scripts:?}");
     let o = Command::new("shellcheck").args(["-s", "sh"]).args(&scripts).output().expect("shellcheck runs");

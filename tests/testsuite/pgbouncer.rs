@@ -6,9 +6,9 @@
 //! a private network and mount namespace: PostgreSQL starts from db1's generated files
 //! (as in postgres.rs), PgBouncer from pool1's generated `pgbouncer.ini` and
 //! `databases.ini`, unchanged, at their real paths (`/etc/pgbouncer`,
-//! `/var/log/postgresql` and `/run/postgresql` are scratch bind mounts). The test writes
-//! `userlist.txt` as the operator would, from the SCRAM verifier in `pg_authid` (no
-//! clear password on disk). Then a query through the pool reaches `appdb` on
+//! `/var/log/postgresql` and `/run/postgresql` are scratch bind mounts). The test
+//! delivers `app`'s password into a private `/run` as the agent would, and the generated
+//! `render-userlist.sh` (the unit's `ExecStartPre`) writes the auth file from it. Then a query through the pool reaches `appdb` on
 //! 127.0.0.2:55432 as `app`, a row written through the pool is on the primary, a client
 //! without a password or with a wrong one is refused, the pooler answers on 127.0.0.1
 //! and 127.0.0.4 only (127.0.0.9 is refused), and `SHOW` through the pool's own
@@ -45,7 +45,12 @@ chown -R postgres:postgres "$T"
 chmod 700 "$T/psock"
 mount --bind "$T/pgb" /etc/pgbouncer
 mount --bind "$T/log" /var/log/postgresql
+# A private /run, into which the test delivers the pooler's copy of app's password as
+# the agent would.
+mount -t tmpfs medianest-run /run
+mkdir -p /run/postgresql /run/medianest/secrets/pool
 mount --bind "$T/run" /run/postgresql
+printf 'apppass' > /run/medianest/secrets/pool/app_password
 
 # db1, the primary, from its generated files.
 as_pg $PGBIN/initdb -N -D "$T/p" -U postgres --auth-local=peer -E UTF8 --locale=C.UTF-8 >/dev/null
@@ -54,10 +59,10 @@ as_pg $PGBIN/pg_ctl -D "$T/p" -l "$T/p.log" -w -t 60 -o "-c config_file=$C/postg
   || { cat "$T/p.log" >&2; exit 1; }
 psql_p() { as_pg $PGBIN/psql -X -q -v ON_ERROR_STOP=1 -h "$T/psock" -p 55432 -U postgres "$@"; }
 psql_p -d postgres -c "CREATE ROLE app LOGIN PASSWORD 'apppass'" -c "CREATE DATABASE appdb OWNER app"
-# What the operator writes: the role's SCRAM verifier, no clear password.
-psql_p -d postgres -Atc "SELECT '\"' || rolname || '\" \"' || rolpassword || '\"' FROM pg_authid WHERE rolname = 'app'" > "$T/pgb/userlist.txt"
-chown postgres:postgres "$T/pgb/userlist.txt"; chmod 640 "$T/pgb/userlist.txt"
-echo "userlist=$(cut -c1-21 "$T/pgb/userlist.txt")"
+# The generated render script, as the unit's ExecStartPre runs it: the auth file from
+# the delivered password.
+sh "$G/hosts/pool1/root/etc/medianest/pgbouncer/render-userlist.sh"
+echo "userlist=$(cat /run/medianest/pgbouncer/userlist.txt) $(stat -c '%a %U' /run/medianest/pgbouncer/userlist.txt)"
 
 as_pg pgbouncer -d /etc/pgbouncer/pgbouncer.ini
 q() { h=$1; shift; timeout 10 $PGBIN/psql -X -w -h "$h" -p 6432 -U app -d appdb -Atc "$@" 2>&1; }
@@ -117,7 +122,7 @@ fn pgbouncer_pools_to_the_primary_from_the_generated_config_with_scram() {
             .unwrap_or_else(|| panic!("no {k} in\n{out}"))
             .to_string()
     };
-    assert_eq!(get("userlist"), "\"app\" \"SCRAM-SHA-256$", "{out}");
+    assert_eq!(get("userlist"), "\"app\" \"apppass\" 640 postgres", "{out}");
     assert_eq!(get("through"), "app appdb 127.0.0.2 55432", "{out}");
     assert_eq!(get("on_primary"), "2");
     assert_eq!(get("loopback"), "1", "{out}");

@@ -20,10 +20,13 @@
 //!   its address in the zone the pooler speaks from. A replica that no flow lets the
 //!   pooler reach is left out of the read-only entry.
 //!
-//! The password file is the operator's, never in `generated/`: `userlist.txt` (0640
-//! `postgres:postgres`) holds one `"user" "secret"` line per role, best the SCRAM
-//! verifier PostgreSQL stores (`SELECT rolname, rolpassword FROM pg_authid`), which lets
-//! PgBouncer check the client and log in to the server without the clear password.
+//! The password file is never in `generated/`. When the postgres service's `roles` name
+//! a password secret this service lists too, [`RENDER`] writes [`RUN_AUTH_FILE`]
+//! (tmpfs, 0640 `postgres:postgres`, one `"role" "password"` line each, `"` doubled)
+//! from the delivered secrets before every start (a drop-in's `ExecStartPre=+`).
+//! Otherwise `/etc/pgbouncer/userlist.txt` is the operator's: one `"user" "secret"`
+//! line per role, best the SCRAM verifier PostgreSQL stores (`SELECT rolname,
+//! rolpassword FROM pg_authid`).
 //!
 //! Checks: the service names exactly one postgres service in `depends_on`; each pooler
 //! host (other than the primary itself) has a flow to the primary's postgres port; and
@@ -61,6 +64,20 @@ pub const SUPERUSER_RESERVED: u32 = 3;
 /// The pgbouncer family.
 pub struct Pgbouncer;
 
+/// A role PgBouncer authenticates, with its delivered password.
+#[derive(Serialize, Clone)]
+pub struct UserView {
+    /// The role.
+    pub name: Src<String>,
+    /// Where the secrets delivery puts its password on the pooler.
+    pub password: Src<String>,
+}
+
+/// The auth file rendered from the delivered secrets before every start (tmpfs).
+pub const RUN_AUTH_FILE: &str = "/run/medianest/pgbouncer/userlist.txt";
+/// The script that renders it.
+pub const RENDER: &str = "/etc/medianest/pgbouncer/render-userlist.sh";
+
 /// Context of `pgbouncer/pgbouncer.ini.j2`.
 #[derive(Serialize)]
 pub struct IniContext {
@@ -78,6 +95,9 @@ pub struct IniContext {
     pub max_client_conn: Src<u32>,
     /// The password file.
     pub auth_file: &'static str,
+    /// The roles whose password the pooler renders into its auth file from the
+    /// delivered secrets (empty: the operator writes the auth file).
+    pub users: Vec<UserView>,
     /// The included file.
     pub databases_ini: &'static str,
 }
@@ -193,6 +213,25 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
         }
         meta
     };
+    // The postgres service's roles whose password secret this service lists too: the
+    // pooler authenticates them with the delivered values.
+    let users: Vec<UserView> = super::postgres::model(site)
+        .roles
+        .get(&pg)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let listed = svc.secrets.iter().find(|x| x.value == r.password.value)?;
+            Some(UserView {
+                name: Src::at(r.name.value.clone(), "role (the postgres service's roles)", &r.name.loc),
+                password: Src::of(
+                    super::secret_file(&svc.name, &r.password.value),
+                    "the role's password (delivered)",
+                    [&r.password.loc, &listed.loc],
+                ),
+            })
+        })
+        .collect();
     for h in &svc.hosts {
         let hid = h.value;
         let host = site.host(hid);
@@ -208,10 +247,27 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             listen_addr: super::listen_addresses(site, hid, &[port]),
             listen_port: Src::at(port.port, "pgbouncer port", port_loc),
             max_client_conn: Src::at(conns.value, "max_client_conn", &conns.loc),
-            auth_file: AUTH_FILE,
+            auth_file: if users.is_empty() { AUTH_FILE } else { RUN_AUTH_FILE },
+            users: users.clone(),
             databases_ini: DATABASES_INI,
         };
         out.add("pgbouncer/pgbouncer.ini.j2", &ini, file(&host.name, INI, true), origin.clone());
+        if !users.is_empty() {
+            // PgBouncer reads a `"user" "password"` file, not bare values: rendered by root
+            // before every start (a drop-in's ExecStartPre=+).
+            let mut meta = ArtifactMeta::host_file("pgbouncer", &host.name, RENDER, 0o750, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                a.restart = Some(UNIT.into());
+            }
+            out.add("pgbouncer/render-userlist.sh.j2", &ini, meta, origin.clone());
+            let target = format!("/etc/systemd/system/{UNIT}.d/medianest-userlist.conf");
+            let mut meta = ArtifactMeta::host_file("pgbouncer", &host.name, &target, 0o644, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                a.reload = Some("daemon-reload".into());
+                a.restart = Some(UNIT.into());
+            }
+            out.add("pgbouncer/userlist-drop-in.conf.j2", &ini, meta, origin.clone());
+        }
 
         let Some((paddr, paddr_loc)) = address_from(site, hid, primary) else { continue };
         let reach = |to: HostId| to == hid || site.flow_plan().allows(site, Some(hid), Some(to), pg_port);

@@ -193,6 +193,20 @@ pub fn secret_file(service: &str, name: &str) -> String {
     format!("/run/medianest/secrets/{service}/{name}")
 }
 
+/// Debian's node exporter reads `*.prom` files here (its `--collector.textfile.directory`):
+/// the agent's metrics (family delivery) and the backup jobs' (family backups).
+pub const TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
+
+/// The PostgreSQL version of a service that names none (Debian 12's `postgresql`).
+pub const DEFAULT_POSTGRES_VERSION: &str = "15";
+
+/// The configured PostgreSQL version of a service: its `version`, or
+/// [`DEFAULT_POSTGRES_VERSION`]. Here, not in the postgres family, because the backup
+/// jobs and the bootstrap read it too, and the postgres family reads theirs.
+pub fn postgres_version(site: &Site, id: crate::model::ServiceId) -> &str {
+    site.service(id).version.as_deref().unwrap_or(DEFAULT_POSTGRES_VERSION)
+}
+
 /// Every family, in the order their jobs are planned (output order is by path anyway).
 pub const FAMILIES: &[&dyn Family] = &[
     &docs::Docs,

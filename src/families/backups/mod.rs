@@ -68,7 +68,7 @@ use schedule::Schedule;
 /// Where the job scripts go.
 pub const DIR: &str = "/etc/medianest/backup";
 /// Node exporter's textfile directory (Debian's), where the jobs report.
-pub const TEXTFILE_DIR: &str = super::delivery::TEXTFILE_DIR;
+pub const TEXTFILE_DIR: &str = super::TEXTFILE_DIR;
 /// pgBackRest's configuration.
 pub const PGBACKREST_CONF: &str = "/etc/pgbackrest/pgbackrest.conf";
 /// sanoid's configuration.
@@ -416,7 +416,7 @@ fn job(site: &Site, b: &Backup, host: HostId, paths: &[At<String>]) -> Option<Jo
         _ => None,
     };
     let pg = (svc.kind.value == ServiceKind::Postgres).then(|| {
-        let v = super::postgres::version(site, b.service.value).to_string();
+        let v = super::postgres_version(site, b.service.value).to_string();
         let port = super::service_port(site, b.service.value, "postgres");
         PgView {
             stanza: Src::at(svc.name.clone(), "service", &svc.loc),
@@ -497,7 +497,7 @@ fn lower_policy(site: &Site, b: &Backup, out: &mut Lowering) {
         // The job waits for the server it reads (its unit is the service's version's).
         let after: Vec<Src<String>> = match b.method {
             BackupMethod::PgBasebackup | BackupMethod::PgDump => vec![Src::at(
-                format!("postgresql@{}-main.service", super::postgres::version(site, b.service.value)),
+                format!("postgresql@{}-main.service", super::postgres_version(site, b.service.value)),
                 "PostgreSQL unit (the service's version)",
                 &svc.loc,
             )],

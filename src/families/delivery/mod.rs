@@ -146,8 +146,7 @@ pub struct Packages {
     pub docker: Vec<Src<String>>,
 }
 
-/// Debian's node exporter reads `*.prom` files here (its `--collector.textfile.directory`).
-pub const TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
+pub use super::TEXTFILE_DIR;
 
 /// The packages a host needs, each with the roles and services that need it: those of
 /// Debian's own components, of the PostgreSQL project's repository (PGDG) and of
@@ -200,7 +199,7 @@ fn packages(site: &Site, host: crate::model::HostId) -> Packages {
         if svc.kind.value == ServiceKind::Postgres {
             // The server of the site's version: Debian 12 has 15, PGDG the others. The
             // repository's key is fetched and checked with curl and gpg.
-            let v = super::postgres::version(site, s);
+            let v = super::postgres_version(site, s);
             if v == DEBIAN_POSTGRES {
                 p.entry(format!("postgresql-{v}")).or_default().push(&svc.loc);
             } else {

@@ -78,7 +78,7 @@ use crate::model::{HostId, ServiceId, ServiceKind, Site};
 /// The versions this family configures: Debian 12's, and PGDG's 16 and 17.
 pub const VERSIONS: &[&str] = &["15", "16", "17"];
 /// The version of a service that names none (Debian 12's `postgresql`).
-pub const DEFAULT_VERSION: &str = "15";
+pub use super::DEFAULT_POSTGRES_VERSION as DEFAULT_VERSION;
 /// The role replicas connect as.
 pub const REPLICATION_ROLE: &str = "replicator";
 /// The replica's libpq password file, in `/etc/postgresql/<v>/main/`.
@@ -276,9 +276,7 @@ fn cidr(net: String) -> String {
 }
 
 /// The configured version of a service: its `version`, or [`DEFAULT_VERSION`].
-pub fn version(site: &Site, id: ServiceId) -> &str {
-    site.service(id).version.as_deref().unwrap_or(DEFAULT_VERSION)
-}
+pub use super::postgres_version as version;
 
 /// A size in kB as PostgreSQL reads it: `MB` when whole, else `kB`.
 fn pg_size(kb: u64) -> String {

@@ -37,8 +37,10 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             // the zone files). In a private mount namespace the staged /etc/powerdns
             // covers the live one, and a scratch DNSSEC database (the path the dns
             // family writes in pdns.conf) covers the host's, which holds the signing
-            // keys and may not exist before the first start. PowerDNS's own parser
-            // then reads the staged files; nothing on the host changes.
+            // keys and may not exist before the first start, and a scratch /run holds
+            // the empty directory pdns.conf includes (the API key's tmpfs, filled
+            // before each start). PowerDNS's own parser then reads the staged files;
+            // nothing on the host changes.
             c = Command::new("unshare");
             c.args(["--mount", "--propagation", "private", "sh", "-ec", PDNS_CHECK, "sh"]).arg(p("etc/powerdns"));
         }
@@ -260,6 +262,8 @@ rsyslogd -N1 -f \"$t/check.conf\"";
 const PDNS_CHECK: &str = "mount --bind \"$1\" /etc/powerdns
 mount -t tmpfs medianest-check /var/lib/powerdns
 mkdir /var/lib/powerdns/dnssec
+mount -t tmpfs medianest-check /run
+mkdir -p /run/medianest/powerdns
 pdnsutil create-bind-db /var/lib/powerdns/dnssec/bind-dnssec.sqlite3 >/dev/null
 exec pdnsutil check-all-zones";
 

@@ -124,6 +124,7 @@ fn every_generated_job_script_passes_shellcheck() {
         scripts.extend(files(&generated, "etc/medianest/postgres", &[""]));
         scripts.extend(files(&generated, "etc/medianest/redis", &[""]));
         scripts.extend(files(&generated, "etc/medianest/pgbouncer", &[""]));
+        scripts.extend(files(&generated, "etc/medianest/powerdns", &[""]));
     }
     assert!(scripts.len() >= 12, "{scripts:?}");
     let o = Command::new("shellcheck").args(["-s", "sh"]).args(&scripts).output().expect("shellcheck runs");

@@ -106,9 +106,8 @@ fn powerdns_serves_the_generated_zones_with_dnssec() {
     let etc = t.path().join("etc");
     copy_tree(&root.join("etc/powerdns"), &etc);
     std::fs::create_dir_all(t.path().join("var")).unwrap();
-    // The operator's secret, provisioned on the host (never generated).
-    std::fs::write(etc.join("secrets.d/powerdns_api_key.conf"), "api-key=test-key-123\n").unwrap();
     let dropin = root.join("etc/systemd/system/pdns.service.d/medianest.conf");
+    let render = root.join("etc/medianest/powerdns/render-secrets.sh");
     let script = format!(
         r#"set -e
 T='{t}'
@@ -117,9 +116,16 @@ mount --bind "$T/var" /var/lib/powerdns
 ip link set lo up
 ip addr add 10.0.1.10/32 dev lo
 ip addr add 10.0.5.10/32 dev lo
+# A private /run: the API key as the agent delivers it (with the newline an editor
+# adds), which the drop-in's first line renders for the include-dir.
+mount -t tmpfs medianest-test /run
+mkdir -p /run/medianest/secrets/powerdns
+printf 'test-key-123\n' > /run/medianest/secrets/powerdns/powerdns_api_key
 for round in 1 2; do
-  sed -n 's/^ExecStartPre=+//p' '{dropin}' | while read -r line; do sh -c "$line" >> "$T/prestart.$round.log" 2>&1; done
+  sed -n 's/^ExecStartPre=+//p' '{dropin}' | sed 's|/etc/medianest/powerdns/render-secrets.sh|{render}|' \
+    | while read -r line; do sh -c "$line" >> "$T/prestart.$round.log" 2>&1; done
 done
+echo "== rendered"; stat -c '%a %U:%G' /run/medianest/powerdns/api-key.conf; cat /run/medianest/powerdns/api-key.conf
 pdns_server --guardian=no --daemon=no --disable-syslog --write-pid=no --socket-dir="$T" > "$T/pdns.log" 2>&1 &
 pid=$!
 for i in $(seq 50); do dig +short +time=1 +tries=1 @10.0.1.10 dns1.medianest.lan A > /dev/null 2>&1 && break; sleep 0.1; done
@@ -142,7 +148,8 @@ kill $pid
 wait $pid || true
 "#,
         t = t.path().display(),
-        dropin = dropin.display()
+        dropin = dropin.display(),
+        render = render.display()
     );
     let o = Command::new("unshare").args(["--mount", "--net", "sh", "-c", &script]).output().unwrap();
     let out = stdout(&o);
@@ -155,6 +162,8 @@ wait $pid || true
         answers.insert(q.trim().to_string(), a.trim().to_string());
     }
     let a = |q: &str| answers.get(q).cloned().unwrap_or_else(|| panic!("no answer to {q}: {out}\n{log}"));
+    // The key from the delivered secret, one line, readable by PowerDNS only.
+    assert_eq!(a("rendered"), "640 root:pdns\napi-key=test-key-123");
     assert_eq!(a("dns1.medianest.lan A +short"), "10.0.1.10");
     assert_eq!(a("fw1-dmz.medianest.lan A +short"), "10.0.6.1");
     assert_eq!(a("powerdns.medianest.lan A +short"), "dns1.medianest.lan.\n10.0.1.10");

@@ -20,9 +20,10 @@
 //!
 //! `pdns.conf` listens on the host addresses the flow plan reaches on the `dns` ports,
 //! and runs the web server and read-only API on the `api` port only when a flow reaches
-//! it, open to exactly those sources. The API key is never generated: PowerDNS 4.7 reads
-//! `api-key` only inline, so `pdns.conf` includes `/etc/powerdns/secrets.d/*.conf`, where
-//! the operator puts `api-key=…` (the service's secret). DNSSEC (`dnssec = true`, this
+//! it, open to exactly those sources. The API key is the service's one secret: PowerDNS
+//! 4.7 reads `api-key` only inline, so `pdns.conf` includes `/run/medianest/powerdns/`,
+//! a tmpfs where a script run as root before each start writes `api-key=…` from the file
+//! the agent delivers (never under `/etc`, never in git). DNSSEC (`dnssec = true`, this
 //! family's key) signs with keys in the bind backend's SQLite database on the host: a
 //! systemd drop-in creates it and runs `pdnsutil secure-zone` (idempotent) for every
 //! zone before each start. Templates: `templates/dns/`.
@@ -54,8 +55,10 @@ pub const SOA_TIMERS: [u32; 4] = [3600, 900, 1_209_600, 300];
 pub const ZONE_DIR: &str = "/etc/powerdns/zones";
 /// The bind backend's DNSSEC database (keys and metadata), created on the host.
 pub const DNSSEC_DB: &str = "/var/lib/powerdns/dnssec/bind-dnssec.sqlite3";
-/// The directory `pdns.conf` includes, where the operator puts `api-key=…`.
-pub const SECRETS_DIR: &str = "/etc/powerdns/secrets.d";
+/// The directory `pdns.conf` includes (tmpfs), where [`RENDER`] writes `api-key=…`.
+pub const SECRETS_DIR: &str = "/run/medianest/powerdns";
+/// The script that renders the API key from the delivered secret before each start.
+pub const RENDER: &str = "/etc/medianest/powerdns/render-secrets.sh";
 
 /// The dns model of a site (empty when the family resolved nothing).
 pub fn model(site: &Site) -> &keys::Model {
@@ -136,8 +139,10 @@ pub struct PdnsContext {
     pub local_port: Src<u16>,
     /// The web server and API, when a flow reaches the `api` port.
     pub webserver: Option<WebView>,
-    /// The service's secrets: `secrets.d/<name>.conf` holds `api-key=…`.
+    /// The service's secrets (its API key, at most one).
     pub secrets: Vec<Src<String>>,
+    /// The script that renders the key.
+    pub render: &'static str,
     /// `named.conf` path.
     pub bind_config: &'static str,
     /// DNSSEC database path.
@@ -159,11 +164,19 @@ pub struct WebView {
     pub allow_from: Vec<Src<String>>,
 }
 
-/// Context of `dns/dnssec.conf.j2` (the systemd drop-in) and `dns/secrets-readme.j2`.
+/// Context of `dns/dnssec.conf.j2` (the systemd drop-in) and `dns/render-secrets.sh.j2`.
 #[derive(Serialize)]
 pub struct UnitContext {
     /// The host.
     pub host: Src<String>,
+    /// The service.
+    pub service: Src<String>,
+    /// The API key's secret.
+    pub secret: Option<Src<String>>,
+    /// Where the secrets delivery puts it.
+    pub delivered: Option<String>,
+    /// The script that renders it.
+    pub render: &'static str,
     /// Whether to sign.
     pub dnssec: Src<bool>,
     /// Zones to sign.
@@ -478,6 +491,7 @@ impl Family for Dns {
                     local_port,
                     webserver,
                     secrets: secrets.clone(),
+                    render: RENDER,
                     bind_config: "/etc/powerdns/named.conf",
                     dnssec_db: DNSSEC_DB,
                     secrets_dir: SECRETS_DIR,
@@ -516,6 +530,10 @@ impl Family for Dns {
                 }
                 let unit = UnitContext {
                     host: host_src,
+                    service: Src::at(svc.name.clone(), "service", &svc.loc),
+                    secret: secrets.first().cloned(),
+                    delivered: svc.secrets.first().map(|s| super::secret_file(&svc.name, &s.value)),
+                    render: RENDER,
                     dnssec: dnssec.clone(),
                     zones: zones.iter().map(|z| z.zone.clone()).collect(),
                     secrets: secrets.clone(),
@@ -523,13 +541,14 @@ impl Family for Dns {
                     dnssec_dir: DNSSEC_DB.rsplit_once('/').map(|x| x.0).unwrap_or("/"),
                     secrets_dir: SECRETS_DIR,
                 };
-                // The directory pdns.conf includes must exist (PowerDNS refuses to start
-                // otherwise): a file in it keeps it, and says what goes there.
-                let mut readme = file(&format!("{SECRETS_DIR}/README"), 0o644, "root:root", false);
-                if let Some(a) = readme.apply.as_mut() {
+                // The API key from the delivered secret, rendered by root before each
+                // start into the directory pdns.conf includes (which must exist).
+                let mut render = file(RENDER, 0o750, "root:root", false);
+                if let Some(a) = render.apply.as_mut() {
                     a.reload = None;
+                    a.restart = Some("pdns.service".into());
                 }
-                out.add("dns/secrets-readme.j2", &unit, readme, origin.clone());
+                out.add("dns/render-secrets.sh.j2", &unit, render, origin.clone());
                 // ExecStartPre runs at each start, so the drop-in needs a restart (a
                 // reload runs none), after systemd reads it.
                 let mut dropin = file("/etc/systemd/system/pdns.service.d/medianest.conf", 0o644, "root:root", false);
@@ -546,6 +565,26 @@ impl Family for Dns {
         let (services, ns_hosts) = powerdns(site);
         if ns_hosts.is_empty() {
             return;
+        }
+        // The rendered `api-key.conf` holds one key: a second secret would be delivered
+        // and never read.
+        for id in &services {
+            let svc = site.service(*id);
+            if let Some(extra) = svc.secrets.get(1) {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        format!(
+                            "PowerDNS service `{}` lists {} secrets, but PowerDNS reads one: its API key",
+                            svc.name,
+                            svc.secrets.len()
+                        ),
+                        extra.loc.clone(),
+                    )
+                    .also(svc.secrets[0].loc.clone(), "the API key")
+                    .help("list only the API key's secret in `secrets`"),
+                );
+            }
         }
         let domain = &site.settings.domain;
         let too_long = |label: &str| label.len() + 1 + domain.len() > 253;

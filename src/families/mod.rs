@@ -383,9 +383,12 @@ pub fn resolve(raw: &RawSite, site: &mut Site, diags: &mut Diagnostics) {
             site.ext.insert(f.name(), model);
         }
     }
-    // The backup jobs read keys no service lists: the secrets delivery must know.
+    // The backup jobs read keys no service lists, and a Swarm stack's secrets are
+    // created from the manager's copy: the secrets delivery must know.
     let implied: Vec<crate::model::ImpliedSecret> = backups::secrets(site)
         .into_iter()
+        .map(|(host, service, name, loc)| (host, service, name.to_string(), loc))
+        .chain(containers::secrets(site))
         .map(|(host, service, name, loc)| crate::model::ImpliedSecret { name, host, service, loc: loc.clone() })
         .collect();
     site.secrets.implied = implied;

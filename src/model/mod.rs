@@ -159,8 +159,20 @@ impl Site {
         self.secrets.loc.is_some() || !self.secrets.files.is_empty()
     }
 
+    /// Whether a service runs on Swarm: a container whose hosts are all Swarm members
+    /// (a mix is an error of the containers family).
+    pub fn on_swarm(&self, id: ServiceId) -> bool {
+        let s = self.service(id);
+        s.kind.value.info().container
+            && s.image.is_some()
+            && !s.hosts.is_empty()
+            && s.hosts.iter().all(|h| self.host(h.value).in_swarm())
+    }
+
     /// Who needs each secret, by name: the services that list it and the Linux hosts
-    /// they run on (each service's copy is its own file on each of its hosts), and what
+    /// they run on (each service's copy is its own file on each of its hosts; a Swarm
+    /// service's containers read theirs from Swarm's store, so its hosts hold none: the
+    /// manager's copy is implied by the containers family), and what
     /// the families' files imply ([`Secrets::implied`]).
     pub fn secret_needs(&self) -> std::collections::BTreeMap<&str, SecretNeed<'_>> {
         let mut out: std::collections::BTreeMap<&str, SecretNeed> = Default::default();
@@ -173,11 +185,14 @@ impl Site {
                     implied: Vec::new(),
                 });
                 need.services.push(ServiceId(i));
+                if self.on_swarm(ServiceId(i)) {
+                    continue;
+                }
                 need.hosts.extend(s.hosts.iter().map(|h| h.value).filter(|h| self.host(*h).kind.value.is_linux()));
             }
         }
         for x in &self.secrets.implied {
-            let need = out.entry(x.name).or_insert_with(|| SecretNeed {
+            let need = out.entry(x.name.as_str()).or_insert_with(|| SecretNeed {
                 first: &x.loc,
                 services: Vec::new(),
                 hosts: Default::default(),
@@ -330,12 +345,12 @@ pub struct Secrets {
 #[derive(Debug, Clone)]
 pub struct ImpliedSecret {
     /// The secret's name.
-    pub name: &'static str,
+    pub name: String,
     /// The host that reads it.
     pub host: HostId,
     /// The service whose directory holds it.
     pub service: ServiceId,
-    /// What implies it (a backup policy).
+    /// What implies it (a backup policy, a Swarm service's secret).
     pub loc: Loc,
 }
 
@@ -358,6 +373,13 @@ impl Secrets {
     /// The ciphertext of secret `name`.
     pub fn file(&self, name: &str) -> Option<&CipherFile> {
         self.files.iter().find(|f| f.name.as_deref() == Some(name))
+    }
+
+    /// A short version of secret `name`: the first 12 hex digits of its ciphertext's
+    /// SHA-256. It changes whenever the secret is rotated (or re-encrypted) and says
+    /// nothing of the value, so a file that must change with the secret can carry it.
+    pub fn version(&self, name: &str) -> Option<String> {
+        self.file(name).map(|f| crate::artifact::sha256_hex(&f.bytes)[..12].to_string())
     }
 }
 
@@ -513,6 +535,10 @@ impl Host {
     /// Whether the host has a role.
     pub fn has_role(&self, r: Role) -> bool {
         self.roles.iter().any(|x| x.value == r)
+    }
+    /// Whether the host is a Swarm member (manager or worker).
+    pub fn in_swarm(&self) -> bool {
+        self.has_role(Role::SwarmManager) || self.has_role(Role::SwarmWorker)
     }
 }
 

@@ -234,3 +234,115 @@ binds = [{ source = "/etc/ssl/certs", target = "/etc/ssl/certs" }]
     assert!(text.contains("host_ip: \"10.1.2.10\""), "{text}");
     assert!(text.contains("max-size: \"20m\""), "{text}");
 }
+
+/// The swarm fixture with its secrets delivered: test-only host keys (tests/keys) for
+/// the hosts that hold secrets, the recovery key, and a value for every secret.
+fn swarm_with_secrets() -> Repo {
+    let repo = Repo::with_overlay(&suite("fixtures/swarm-site"));
+    let keys = repo_root().join("tests/keys");
+    let key = |h: &str| {
+        let k = std::fs::read_to_string(keys.join(format!("{h}.ssh_host_ed25519_key.pub"))).unwrap();
+        k.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    };
+    // The workers get keys too: that they receive nothing is what the test checks.
+    for (file, host, with) in [
+        ("site/hosts.toml", "app1", "app1"),
+        ("site/hosts.toml", "db1", "db1"),
+        ("site/hosts.toml", "db2", "db2"),
+        ("site/zz-swarm.toml", "sw1", "mon1"),
+        ("site/zz-swarm.toml", "sw2", "log1"),
+        ("site/zz-swarm.toml", "sw3", "dns1"),
+    ] {
+        let p = repo.path().join(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let table = format!("[hosts.{host}]\n");
+        assert!(text.contains(&table), "{file} has no {table}");
+        std::fs::write(&p, text.replace(&table, &format!("{table}ssh_host_key = \"{}\"\n", key(with)))).unwrap();
+    }
+    let o = Command::new("age-keygen").arg("-y").arg(keys.join("recovery.agekey")).output().expect("age-keygen");
+    let recovery = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    repo.write("site/zz-secrets.toml", &format!("[secrets]\nrecovery = [\"{recovery}\"]\n"));
+    for name in
+        ["db_password", "api_token", "backup_repository_password", "backup_s3_access_key", "backup_s3_secret_key"]
+    {
+        set_secret(&repo, name, &format!("test-only {name}"));
+    }
+    repo
+}
+
+/// `medianest secrets set <name>` with `value` on stdin.
+fn set_secret(repo: &Repo, name: &str, value: &str) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medianest"))
+        .arg("-C")
+        .arg(repo.path())
+        .args(["--color", "never", "secrets", "set", name])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(value.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "secrets set {name}: {}", stderr(&o));
+}
+
+#[test]
+fn swarm_secrets_come_from_the_managers_copy_and_rotation_redeploys() {
+    let repo = swarm_with_secrets();
+    let o = repo.run(&["build"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = repo.generated();
+    let text = |p: &str| String::from_utf8(g.get(p).unwrap_or_else(|| panic!("{p} is not generated")).clone()).unwrap();
+    // Only the manager holds the Swarm service's secret; the workers' containers read
+    // it from Swarm's store.
+    assert!(g.contains_key("hosts/sw1/secrets/api_token.age"));
+    for w in ["sw2", "sw3"] {
+        assert!(!g.keys().any(|k| k.starts_with(&format!("hosts/{w}/secrets/"))), "{w} holds a secret");
+    }
+    let plan: Value = serde_json::from_str(&text("hosts/sw1/plan.json")).unwrap();
+    let targets: Vec<&str> = plan["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["deliveries"].as_array().unwrap())
+        .map(|d| d["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["/run/medianest/secrets/api/api_token"]);
+    // The stack creates it from that copy, named by version.
+    let stack_path = g.keys().find(|k| k.starts_with("hosts/sw1/root/etc/medianest/stacks/")).unwrap().clone();
+    let stack = text(&stack_path);
+    let doc: Value = serde_saphyr::from_str(&stack).unwrap();
+    let entry = &doc["secrets"]["api_token"];
+    assert_eq!(entry["file"], "/run/medianest/secrets/api/api_token", "{stack}");
+    let name = entry["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("lab_api_token_") && name.len() == "lab_api_token_".len() + 12, "{name}");
+    assert!(entry.get("external").is_none(), "{stack}");
+    let scratch = tempfile::tempdir().unwrap();
+    let p = write(scratch.path(), "stack.yml", &stack);
+    let o = Command::new("docker").args(["stack", "config", "-c"]).arg(&p).output().expect("docker CLI");
+    assert!(o.status.success(), "docker stack config: {}", String::from_utf8_lossy(&o.stderr));
+    // A Compose service carries its secrets' versions as a label.
+    let compose = text("hosts/app1/root/etc/medianest/compose/compose.yaml");
+    let label = |c: &str| {
+        let doc: Value = serde_saphyr::from_str(c).unwrap();
+        doc["services"]["web"]["labels"]["medianest.secrets"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(label(&compose).starts_with("db_password="), "{compose}");
+
+    // Rotation: a new value is a new Swarm secret (they are immutable) and a new label,
+    // so the deploy picks both up; nothing else in either file changes.
+    set_secret(&repo, "api_token", "test-only api_token rotated");
+    set_secret(&repo, "db_password", "test-only db_password rotated");
+    let o = repo.run(&["build"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g2 = repo.generated();
+    let stack2 = String::from_utf8(g2[&stack_path].clone()).unwrap();
+    let doc2: Value = serde_saphyr::from_str(&stack2).unwrap();
+    let name2 = doc2["secrets"]["api_token"]["name"].as_str().unwrap();
+    assert_ne!(name2, name, "a rotated secret keeps its Swarm name");
+    assert_eq!(stack2.replace(name2, &name), stack, "rotation changed more than the secret's name");
+    let compose2 = String::from_utf8(g2["hosts/app1/root/etc/medianest/compose/compose.yaml"].clone()).unwrap();
+    assert_ne!(label(&compose2), label(&compose));
+    assert_eq!(compose2.replace(&label(&compose2), &label(&compose)), compose);
+    println!("swarm secret `{name}` → `{name2}` on rotation; compose label {} → {}", label(&compose), label(&compose2));
+}

@@ -51,7 +51,7 @@
 //! | `depends_on`, `container_name` | `depends_on` written | not written: Swarm ignores them |
 //! | static `ipv4_address` | written | refused: overlays assign addresses (`networks = { x = "auto" }`) |
 //! | published ports | on the flows' host addresses | `mode: host` on every address of the node (no bind address in Swarm; the host firewall filters) |
-//! | secrets | `file:` `/run/medianest/secrets/<service>/<name>` (one key per service's copy, mounted at `/run/secrets/<name>`) | `external: true`, created with `docker secret create` |
+//! | secrets | `file:` `/run/medianest/secrets/<service>/<name>` (one key per service's copy, mounted at `/run/secrets/<name>`); a `medianest.secrets` label with their versions, so a rotation recreates the container | `file:` the manager's copy (only the manager holds it), `name: <stack>_<name>_<version>`: Swarm secrets are immutable, so a rotation is a new secret the services move to; `external: true` when the site does not deliver secrets |
 //! | placement | the host's own file | `node.hostname == h` for one host; `node.hostname != x` for every other Swarm host for several |
 //! | updates | — | `update_config`/`rollback_config`: parallelism 1, `start-first` for stateless services, `stop-first` for stateful ones, rollback on failure |
 //!
@@ -90,7 +90,7 @@ use crate::load::keys::KeySet;
 use crate::model::facts::{Fact, Val};
 use crate::model::flows::{Peer, arrival};
 use crate::model::values::Proto;
-use crate::model::{ExceptionKind, HealthCheck, HostId, NetDriver, Role, ServiceId, Site};
+use crate::model::{At, ExceptionKind, HealthCheck, HostId, NetDriver, Role, ServiceId, Site};
 
 /// The Compose file on a Docker host.
 pub const COMPOSE: &str = "/etc/medianest/compose/compose.yaml";
@@ -138,14 +138,27 @@ pub fn services(site: &Site) -> impl Iterator<Item = ServiceId> + '_ {
 
 /// Whether a host is a Swarm member.
 pub fn is_swarm(site: &Site, h: HostId) -> bool {
-    let host = site.host(h);
-    host.has_role(Role::SwarmManager) || host.has_role(Role::SwarmWorker)
+    site.host(h).in_swarm()
 }
 
 /// Whether a service runs on Swarm (all its hosts are Swarm members; a mix is an error).
 pub fn on_swarm(site: &Site, id: ServiceId) -> bool {
-    let s = site.service(id);
-    !s.hosts.is_empty() && s.hosts.iter().all(|h| is_swarm(site, h.value))
+    site.on_swarm(id)
+}
+
+/// The secrets the Swarm manager holds for the stack, beyond any service there: each
+/// Swarm service's, which `docker stack deploy` creates in Swarm's store from the
+/// manager's copy (the workers' containers read them from the store, never from a
+/// host file).
+pub fn secrets(site: &Site) -> Vec<(HostId, ServiceId, String, &Loc)> {
+    let Some(m) = manager(site) else { return Vec::new() };
+    let mut out = Vec::new();
+    for id in (0..site.services.len()).map(ServiceId).filter(|id| site.on_swarm(*id)) {
+        for x in &site.service(id).secrets {
+            out.push((m, id, x.value.clone(), &x.loc));
+        }
+    }
+    out
 }
 
 /// The Swarm manager that holds the stack: the first by name.
@@ -270,6 +283,10 @@ pub struct ServiceView {
     pub env: Vec<(Src<String>, Src<String>)>,
     /// Secret names.
     pub secrets: Vec<Src<String>>,
+    /// Compose: the versions of its delivered secrets (`<name>=<version>,…`), as a
+    /// label. A rotated file does not reach a running container (Compose bind-mounts
+    /// the file it was given), so the label changes and `up -d` recreates it.
+    pub secrets_version: Option<Src<String>>,
     /// Networks.
     pub networks: Vec<Attach>,
     /// Volumes and bind mounts.
@@ -343,8 +360,8 @@ pub struct FileContext {
     pub networks: Vec<NetworkView>,
     /// Volumes, by name.
     pub volumes: Vec<VolumeView>,
-    /// Secrets, by name (a stack's, created with `docker secret create`).
-    pub secrets: Vec<Src<String>>,
+    /// A stack's secrets, by name.
+    pub secrets: Vec<StackSecretView>,
     /// A Compose file's secrets: each service's copy, `<service>.<name>`, read from the
     /// file the agent delivers (`/run/medianest/secrets/<service>/<name>`).
     pub secret_files: Vec<SecretFileView>,
@@ -526,6 +543,7 @@ fn service_view(site: &Site, id: ServiceId, host: Option<HostId>, here: &BTreeSe
             .map(|(k, v)| (Src::at(k.value.clone(), "env", &k.loc), Src::at(v.value.clone(), "env value", &v.loc)))
             .collect(),
         secrets: s.secrets.iter().map(|x| Src::at(x.value.clone(), "secret", &x.loc)).collect(),
+        secrets_version: secrets_version(site, id, host.is_some()),
         networks,
         mounts,
         ports: if m.host_network.contains_key(&id) { Vec::new() } else { ports(site, id, host) },
@@ -557,7 +575,7 @@ fn file_context(site: &Site, owner: HostId, ids: &[ServiceId], compose: bool) ->
     let m = model(site);
     let mut networks: BTreeMap<String, NetworkView> = BTreeMap::new();
     let mut volumes: BTreeMap<String, VolumeView> = BTreeMap::new();
-    let mut secrets: BTreeMap<String, Src<String>> = BTreeMap::new();
+    let mut secrets: BTreeMap<String, StackSecretView> = BTreeMap::new();
     let mut secret_files: Vec<SecretFileView> = Vec::new();
     for &id in ids {
         let s = site.service(id);
@@ -600,7 +618,7 @@ fn file_context(site: &Site, owner: HostId, ids: &[ServiceId], compose: bool) ->
             });
         }
         for x in &s.secrets {
-            secrets.entry(x.value.clone()).or_insert_with(|| Src::at(x.value.clone(), "secret", &x.loc));
+            secrets.entry(x.value.clone()).or_insert_with(|| stack_secret(site, &s.name, x));
             secret_files.push(SecretFileView {
                 key: Src::at(format!("{}.{}", s.name, x.value), "secret (per service)", &x.loc),
                 file: Src::at(super::secret_file(&s.name, &x.value), "secret file (delivered by the agent)", &x.loc),
@@ -618,6 +636,53 @@ fn file_context(site: &Site, owner: HostId, ids: &[ServiceId], compose: bool) ->
         secret_files,
         log_max_size: log_max_size(site),
         log_max_file: log_max_file(site),
+    }
+}
+
+/// A Compose service's secret versions (see [`ServiceView::secrets_version`]).
+fn secrets_version(site: &Site, id: ServiceId, compose: bool) -> Option<Src<String>> {
+    let s = site.service(id);
+    if !compose || s.secrets.is_empty() || !site.delivers_secrets() {
+        return None;
+    }
+    let versions: Vec<String> = s
+        .secrets
+        .iter()
+        .map(|x| format!("{}={}", x.value, site.secrets.version(&x.value).unwrap_or_else(|| "missing".into())))
+        .collect();
+    let locs = s
+        .secrets
+        .iter()
+        .map(|x| &x.loc)
+        .chain(s.secrets.iter().filter_map(|x| site.secrets.file(&x.value).map(|f| &f.loc)));
+    Some(Src::of(versions.join(","), "secret versions (ciphertext hashes)", locs))
+}
+
+/// A secret at the top of a stack file.
+#[derive(Debug, Serialize)]
+pub struct StackSecretView {
+    /// Its key under `secrets:`.
+    pub key: Src<String>,
+    /// The manager's copy, which `docker stack deploy` reads into Swarm's store (`None`
+    /// when the site does not deliver secrets: the operator creates it, `external`).
+    pub file: Option<Src<String>>,
+    /// Its name in Swarm's store: `<stack>_<name>_<version>`. Swarm secrets are
+    /// immutable, so a rotated secret is a new one, and the services follow it.
+    pub name: Option<Src<String>>,
+}
+
+/// The stack's entry for secret `x` of Swarm service `service` (the first that lists it).
+fn stack_secret(site: &Site, service: &str, x: &At<String>) -> StackSecretView {
+    let version = site.delivers_secrets().then(|| site.secrets.version(&x.value)).flatten();
+    StackSecretView {
+        key: Src::at(x.value.clone(), "secret", &x.loc),
+        file: version
+            .is_some()
+            .then(|| Src::at(super::secret_file(service, &x.value), "secret file (delivered by the agent)", &x.loc)),
+        name: version.map(|v| {
+            let f = site.secrets.file(&x.value).map(|f| &f.loc).unwrap_or(&x.loc);
+            Src::of(format!("{}_{}_{v}", project(site).value, x.value), "secret version (ciphertext hash)", [&x.loc, f])
+        }),
     }
 }
 

@@ -314,6 +314,21 @@ pub struct SecretNeed<'a> {
 }
 
 impl SecretNeed<'_> {
+    /// The services whose copy host `h` holds: those that list the secret and run there
+    /// (not on Swarm), and those a family's files imply there; sorted.
+    pub fn services_on(&self, site: &Site, h: HostId) -> Vec<ServiceId> {
+        let mut v: Vec<ServiceId> = self
+            .services
+            .iter()
+            .copied()
+            .filter(|s| !site.on_swarm(*s) && site.service(*s).hosts.iter().any(|x| x.value == h))
+            .chain(self.implied.iter().filter(|(x, _)| *x == h).map(|(_, s)| *s))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Every service whose directory holds it: those that list it and those a family's
     /// files imply, sorted.
     pub fn all_services(&self) -> Vec<ServiceId> {

@@ -19,16 +19,7 @@ pub fn artifacts(site: &Site) -> Vec<Artifact> {
         let Some(file) = site.secrets.file(name) else { continue };
         for h in &need.hosts {
             let host = site.host(*h);
-            let users: Vec<ServiceId> = need
-                .services
-                .iter()
-                .copied()
-                .filter(|s| site.service(*s).hosts.iter().any(|x| x.value == *h))
-                .chain(need.implied.iter().filter(|(x, _)| x == h).map(|(_, s)| *s))
-                .collect();
-            let mut users = users;
-            users.sort();
-            users.dedup();
+            let users = need.services_on(site, *h);
             let deliveries = users.iter().map(|s| delivery(site, *s, name)).collect();
             let sources = families::sources_of(
                 site,

@@ -3,6 +3,7 @@
 //! the hosts that need it), and `medianest secrets set|edit|list|rekey` end to end. The
 //! agent's side (delivery, rotation, refusals) is in `agent.rs`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -85,8 +86,26 @@ fn reference_secrets_are_readable_by_exactly_the_hosts_that_need_them() {
     let keys = repo_root().join("tests/keys");
     let needs = site.secret_needs();
     assert!(needs.len() >= 20, "the reference site names its secrets");
+    // The inventory's table of holders, as committed: `| name | [h](…), … | … |`.
+    let inventory = std::fs::read_to_string(repo_root().join("generated/docs/inventory.md")).unwrap();
+    let listed: BTreeMap<String, Vec<String>> = inventory
+        .split("\n## Secrets\n")
+        .nth(1)
+        .expect("the inventory lists the secrets")
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains("](hosts/"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split(" | ").collect();
+            let hosts = cells[1].split(", ").map(|h| h.trim_start_matches('[').split(']').next().unwrap().to_string());
+            (cells[0].trim_start_matches("| ").to_string(), hosts.collect())
+        })
+        .collect();
+    assert_eq!(listed.len(), needs.len(), "every secret is in the inventory: {listed:?}");
     for (name, need) in &needs {
         let c = &site.secrets.file(name).unwrap_or_else(|| panic!("`{name}` has a ciphertext")).bytes;
+        // The inventory names exactly the hosts that can read it.
+        let holders: Vec<String> = need.hosts.iter().map(|h| site.host(*h).name.clone()).collect();
+        assert_eq!(listed.get(*name), Some(&holders), "the inventory's holders of {name}");
         for h in &site.hosts {
             let Ok(ids) = secrets::read_identity(&keys.join(format!("{}.ssh_host_ed25519_key", h.name))) else {
                 continue;

@@ -34,6 +34,49 @@ pub struct InventoryContext {
     pub guardrails: Vec<FlowView>,
     /// Backups, by name.
     pub backups: Vec<BackupView>,
+    /// Who holds each secret, by name (empty when the site does not deliver secrets).
+    pub secrets: Vec<SecretView>,
+}
+
+/// Who holds a secret: never its value.
+#[derive(Serialize)]
+pub struct SecretView {
+    /// Name.
+    pub name: Src<String>,
+    /// The hosts it is encrypted to and delivered on.
+    pub hosts: Vec<Src<String>>,
+    /// The services that read it.
+    pub services: Vec<Src<String>>,
+    /// Its version (the start of the ciphertext's SHA-256), or `missing`.
+    pub version: Src<String>,
+}
+
+/// The secrets' holders, from the needs the delivery reads.
+fn secrets(site: &Site) -> Vec<SecretView> {
+    if !site.delivers_secrets() {
+        return Vec::new();
+    }
+    let needs = site.secret_needs();
+    needs
+        .iter()
+        .map(|(name, need)| {
+            let services: Vec<_> = need.all_services().into_iter().map(|s| site.service(s)).collect();
+            SecretView {
+                name: Src::at(name.to_string(), "secret", need.first),
+                hosts: need
+                    .hosts
+                    .iter()
+                    .map(|h| Src::at(site.host(*h).name.clone(), "host", &site.host(*h).loc))
+                    .collect(),
+                services: services.iter().map(|s| Src::at(s.name.clone(), "service", &s.loc)).collect(),
+                version: Src::of(
+                    site.secrets.version(name).unwrap_or_else(|| "missing".into()),
+                    "ciphertext version",
+                    site.secrets.file(name).map(|f| &f.loc),
+                ),
+            }
+        })
+        .collect()
 }
 
 /// `[site]` for the docs.
@@ -434,5 +477,6 @@ pub fn inventory(site: &Site) -> InventoryContext {
         flows,
         guardrails,
         backups,
+        secrets: secrets(site),
     }
 }

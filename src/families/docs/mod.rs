@@ -318,6 +318,7 @@ impl Family for Docs {
         );
         let files = pages::files_by_host(site, others);
         let vms = pages::vms(site);
+        let secrets = pages::secrets_by_host(site);
         let empty = Vec::new();
         // Host pages and runbooks are most of the site's pages: lowered on every core,
         // collected in site order.
@@ -328,6 +329,7 @@ impl Family for Docs {
                 share: pages::vm_share(site, crate::model::HostId(i), vms[i].len()),
                 vms: vms[i].clone(),
                 files: files.get(&h.name).unwrap_or(&empty),
+                secrets: &secrets[i],
                 up: "../../",
             };
             emit(l, "docs/host.md.j2", &format!("hosts/{}.md", h.name), &h.name, &p, Some(&h.loc));

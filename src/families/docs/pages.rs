@@ -152,6 +152,49 @@ pub fn files_by_host(site: &Site, jobs: &[RenderJob]) -> BTreeMap<String, Vec<Fi
     out
 }
 
+/// A secret a host holds, as its page lists it: never a value.
+#[derive(Serialize)]
+pub struct SecretRow {
+    /// The secret's name.
+    pub name: Src<String>,
+    /// Where the agent decrypts it: one file per service.
+    pub files: Vec<Src<String>>,
+    /// Its version (the start of the ciphertext's SHA-256), or `missing`.
+    pub version: Src<String>,
+}
+
+/// The secrets each host holds, by host index (empty when the site does not deliver
+/// secrets): the same needs the delivery and the recipients checks read.
+pub fn secrets_by_host(site: &Site) -> Vec<Vec<SecretRow>> {
+    let mut out: Vec<Vec<SecretRow>> = site.hosts.iter().map(|_| Vec::new()).collect();
+    if !site.delivers_secrets() {
+        return out;
+    }
+    for (name, need) in site.secret_needs() {
+        let file = site.secrets.file(name);
+        for h in &need.hosts {
+            let services = need.services_on(site, *h);
+            let locs = || services.iter().map(|s| &site.service(*s).loc);
+            out[h.0].push(SecretRow {
+                name: Src::of(name.to_string(), "secret", locs().chain([need.first])),
+                files: services
+                    .iter()
+                    .map(|s| {
+                        let svc = site.service(*s);
+                        Src::at(super::super::secret_file(&svc.name, name), "delivered secret", &svc.loc)
+                    })
+                    .collect(),
+                version: Src::of(
+                    site.secrets.version(name).unwrap_or_else(|| "missing".into()),
+                    "ciphertext version",
+                    file.map(|f| &f.loc),
+                ),
+            });
+        }
+    }
+    out
+}
+
 /// Context of `docs/host.md.j2`.
 #[derive(Serialize)]
 pub struct HostPage<'a> {
@@ -166,6 +209,8 @@ pub struct HostPage<'a> {
     pub share: Option<Src<String>>,
     /// The files it applies.
     pub files: &'a [FileRow],
+    /// The secrets it holds.
+    pub secrets: &'a [SecretRow],
     /// `../` to `generated/`.
     pub up: &'static str,
 }

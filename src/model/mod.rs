@@ -347,6 +347,9 @@ pub struct Secrets {
     pub loc: Option<Loc>,
     /// Recovery recipients.
     pub recovery: Vec<At<crate::secrets::Recipient>>,
+    /// Whether a recovery key written is not usable (then which recipients a
+    /// ciphertext should have is unknown: that error alone is reported).
+    pub recovery_invalid: bool,
     /// Every file under `site/secrets/`, sorted by path.
     pub files: Vec<CipherFile>,
     /// Secrets a family's generated files read on a host without a service listing

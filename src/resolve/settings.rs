@@ -86,7 +86,9 @@ pub(super) fn singletons(raw: &RawSite, index: &Index, site: &mut Site, diags: &
     if let Some((file, t)) = once(raw, "secrets", |f| &f.secrets, diags) {
         let mut cx = Cx::new(file, index, diags);
         site.secrets.loc = Some(cx.loc(t.span()));
-        site.secrets.recovery = t.get_ref().recovery.iter().filter_map(|v| cx.value(v, values::recovery_key)).collect();
+        let written = &t.get_ref().recovery;
+        site.secrets.recovery = written.iter().filter_map(|v| cx.value(v, values::recovery_key)).collect();
+        site.secrets.recovery_invalid = site.secrets.recovery.len() != written.len();
     }
     site.secrets.files = raw
         .secrets

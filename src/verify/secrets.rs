@@ -89,9 +89,9 @@ pub(super) fn secrets(site: &Site, diags: &mut Diagnostics) {
             );
             continue;
         }
-        if need.hosts.iter().any(|h| site.host(*h).ssh_host_key.is_none()) {
-            // A host without a usable key is reported once, above or where its key is
-            // written: every file it needs would otherwise repeat it as "an unknown key".
+        if need.hosts.iter().any(|h| site.host(*h).ssh_host_key.is_none()) || site.secrets.recovery_invalid {
+            // A host or recovery key that is not usable is reported once, above or where
+            // it is written: every file would otherwise repeat it as "an unknown key".
             continue;
         }
         let wrong = recipient_problems(site, need, header);

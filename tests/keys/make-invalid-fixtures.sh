@@ -67,6 +67,9 @@ hosts_with "$K1" > "$D"/hosts.toml; cp "$T"/site/secrets/db_password.age "$D"/se
 # bad-value: an RSA host key; a recovery key that is not one.
 D=$(case_dir bad-value--ssh-host-key-rsa); echo "$ZZ" > "$D"/zz-case.toml; backup_secrets "$D"
 hosts_with "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 app1" > "$D"/hosts.toml
-D=$(case_dir bad-value--secrets-recovery-not-a-key); rmdir "$D"/secrets
+# bad-value: the recovery key mistyped, in a site otherwise complete (its files are for
+# the intended key R): that error alone, no cascade of "not encrypted to exactly".
+D=$(case_dir bad-value--secrets-recovery-not-a-key); backup_secrets "$D"
+hosts_with "$K1" > "$D"/hosts.toml; cp "$T"/site/secrets/db_password.age "$D"/secrets/
 printf '[secrets]\nrecovery = ["operator@laptop"]\n' > "$D"/zz-case.toml
 echo "done"

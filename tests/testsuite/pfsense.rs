@@ -607,3 +607,31 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn the_flows_page_lists_every_rule_as_config_xml_holds_it() {
+    let (_, configs) = reference();
+    let pf = Pf::parse(&configs["firewall/fw1/config.xml"]);
+    let page = std::fs::read_to_string(repo_root().join("generated/docs/flows.md")).unwrap();
+    let table = page.split("### fw1 (pfSense): ").nth(1).expect("the flows page tabulates fw1's rules");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .take_while(|l| !l.starts_with("Aliases of") && !l.starts_with("## "))
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| Interface") && !l.starts_with("| ---"))
+        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().trim_matches('`')).collect())
+        .collect();
+    assert_eq!(rows.len(), pf.rules.len(), "one row per rule of config.xml");
+    let end = |e: &End| {
+        let what = if e.any { "any".to_string() } else { e.network.clone().or(e.address.clone()).unwrap() };
+        if e.not { format!("not `{what}") } else { what }
+    };
+    for (i, (row, r)) in rows.iter().zip(&pf.rules).enumerate() {
+        let action = if r.pass { "pass" } else { "block (logged)" };
+        assert_eq!(row[1], action, "rule {i}");
+        assert_eq!(row[2], r.protocol.as_deref().unwrap_or("any"), "rule {i}");
+        assert_eq!(row[3].replace('`', ""), end(&r.source).replace('`', ""), "rule {i}: source");
+        assert_eq!(row[4].replace('`', ""), end(&r.destination).replace('`', ""), "rule {i}: destination");
+        assert_eq!(row[5], r.destination.port.as_deref().unwrap_or("any"), "rule {i}: port");
+    }
+    println!("flows.md: {} pfSense rules, each as config.xml holds it, in order", rows.len());
+}

@@ -8,11 +8,66 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::super::pfsense;
 use super::super::provenance::Src;
 use crate::diag::Loc;
 use crate::model::flows::{Dest, Peer, egress_zone, port_locs};
 use crate::model::values::PortSpec;
 use crate::model::{HostId, Site, ZoneId};
+
+/// Above this many filter rules (all firewalls together), the flows page links the
+/// pfSense configurations instead of tabulating them: a page of tens of thousands of
+/// rows helps no reviewer, and the synthetic site's would be most of the docs.
+pub const PFSENSE_TABLE_MAX: usize = 1000;
+
+/// A pfSense firewall's filter rules and aliases, as its `config.xml` holds them.
+#[derive(Serialize)]
+pub struct FirewallRules<'a> {
+    /// The firewall host.
+    pub host: Src<String>,
+    /// Its `config.xml`, relative to the docs.
+    pub link: String,
+    /// Rules in evaluation order, with their interface's name.
+    pub rules: Vec<RuleRow<'a>>,
+    /// Its aliases.
+    pub aliases: &'a [pfsense::AliasView],
+}
+
+/// One filter rule with the name of its interface (the zone, or WAN).
+#[derive(Serialize)]
+pub struct RuleRow<'a> {
+    /// The interface as pfSense shows it.
+    pub interface: Src<String>,
+    /// The rule.
+    pub rule: &'a pfsense::RuleView,
+}
+
+/// Every pfSense firewall's rules (empty above [`PFSENSE_TABLE_MAX`]).
+pub fn pfsense_rules(site: &Site) -> (Vec<FirewallRules<'_>>, usize) {
+    let built = pfsense::built(site);
+    let total: usize = built.iter().filter_map(|(_, _, b)| b.as_ref().ok()).map(|b| b.rules.len()).sum();
+    if total > PFSENSE_TABLE_MAX {
+        return (Vec::new(), total);
+    }
+    let rules = built
+        .iter()
+        .filter_map(|(_, h, b)| Some((h, b.as_ref().ok()?)))
+        .map(|(h, b)| {
+            let host = site.host(*h);
+            let name = |key: &str| match b.interfaces.iter().find(|i| i.key == key) {
+                Some(i) => i.descr.clone(),
+                None => Src::at(key.to_uppercase(), "interface", &host.loc),
+            };
+            FirewallRules {
+                host: Src::at(host.name.clone(), "host", &host.loc),
+                link: format!("../{}/config.xml", pfsense::dir_of(&host.name)),
+                rules: b.rules.iter().map(|r| RuleRow { interface: name(&r.interface), rule: r }).collect(),
+                aliases: &b.aliases,
+            }
+        })
+        .collect();
+    (rules, total)
+}
 
 /// Context of `docs/flows.md.j2`.
 #[derive(Serialize)]

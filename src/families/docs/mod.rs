@@ -287,6 +287,8 @@ impl Family for Docs {
             list: &'a [inventory::FlowView],
             guardrails: &'a [inventory::FlowView],
             rendered: Vec<(String, String, String)>,
+            pfsense: Vec<flows::FirewallRules<'a>>,
+            pfsense_total: usize,
         }
         // The firewalls' files as rendered: pfSense's configuration, each host's ruleset.
         let rendered = others
@@ -301,12 +303,15 @@ impl Family for Docs {
                 (what, target, format!("../{}", j.meta.path))
             })
             .collect();
+        let pfsense_rules = flows::pfsense_rules(site);
         let fp = FlowsPage {
             site: &inv.site.name,
             flows: flows::flows(site),
             list: &inv.flows,
             guardrails: &inv.guardrails,
             rendered,
+            pfsense: pfsense_rules.0,
+            pfsense_total: pfsense_rules.1,
         };
         emit_parts(
             out,

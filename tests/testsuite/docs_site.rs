@@ -205,6 +205,24 @@ fn the_topology_shows_every_zone_and_host_and_its_boxes_do_not_overlap() {
     assert!(svg.contains("tcp/443"), "flows carry their ports");
     let o = overlaps(&boxes);
     assert!(o.is_empty(), "{o:#?}");
+    // Port labels cover no host box and no other label: their extent at 10px (about
+    // 5.5px a character, 10px tall above the baseline, centred on x).
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let labels: Vec<BoxGeo> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text") && n.attribute("class") == Some("port"))
+        .map(|n| {
+            let text = n.text().unwrap_or_default();
+            let num = |a: &str| n.attribute(a).unwrap().parse::<f64>().unwrap();
+            let w = text.chars().count() as f64 * 5.5;
+            (format!("label `{text}`"), num("x") - w / 2.0, num("y") - 10.0, w, 12.0)
+        })
+        .collect();
+    assert!(labels.len() >= 20, "most flows carry their ports: {}", labels.len());
+    let mut all = boxes.clone();
+    all.extend(labels.iter().cloned());
+    let o = overlaps(&all);
+    assert!(o.is_empty(), "{o:#?}");
     // The overlap check itself can fail.
     let mut moved = boxes.clone();
     moved[1].1 = moved[0].1 + 5.0;

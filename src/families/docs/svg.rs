@@ -15,7 +15,10 @@
 //!   ports; the internet as a source starts at its band; a whole zone as a source is one
 //!   edge per destination zone, from the source band's anchor on the firewall column to
 //!   the destination band. Edges and their labels are drawn under the boxes, so they
-//!   never hide a name. Beyond [`EDGE_LIMIT`] host pairs (50 hosts of apps and databases
+//!   never hide a name. Each label goes to the first spot along its edge (the middle,
+//!   then outwards) that covers no box, zone heading, floating address or earlier label;
+//!   an edge with no free spot is drawn without one, its ports in its tooltip (and on
+//!   the flows page). Beyond [`EDGE_LIMIT`] host pairs (50 hosts of apps and databases
 //!   make hundreds) single edges cannot be followed: every flow is then drawn between
 //!   zones, in a lane right of the bands, labelled with its ports (the flows page has
 //!   each flow);
@@ -108,12 +111,48 @@ pub struct Edge {
     pub d: String,
     /// Ports.
     pub label: Src<String>,
-    /// Label position.
+    /// Label position (its baseline's centre).
     pub lx: i64,
     /// Label position.
     pub ly: i64,
+    /// Whether the label is drawn: it is left out where every spot along the edge
+    /// would cover a box, a zone's heading or another label (the edge's tooltip and
+    /// the flows page still carry the ports).
+    pub shown: bool,
     /// From the internet.
     pub public: bool,
+    /// Where the label may go, in order of preference.
+    #[serde(skip)]
+    pub spots: Vec<(i64, i64)>,
+}
+
+/// A rectangle: left, top, right, bottom.
+type Rect = (i64, i64, i64, i64);
+
+fn overlap(a: Rect, b: Rect) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+/// The box a port label takes at `(x, y)` (centred, 10px text, a halo of 2px).
+fn label_rect(text: &str, (x, y): (i64, i64)) -> Rect {
+    let w = text.chars().count() as i64 * 6 + 4;
+    (x - w / 2, y - 11, x + w / 2, y + 4)
+}
+
+/// Puts each edge's label on the first of its spots that covers no box, zone heading,
+/// floating address or earlier label; an edge with none keeps its label off the drawing.
+/// Greedy in edge order, so the result is deterministic.
+fn place_labels(edges: &mut [Edge], mut taken: Vec<Rect>) {
+    for e in edges {
+        let free = e.spots.iter().copied().find(|p| {
+            let r = label_rect(&e.label.value, *p);
+            !taken.iter().any(|t| overlap(r, *t))
+        });
+        if let Some(p) = free {
+            (e.lx, e.ly, e.shown) = (p.0, p.1, true);
+            taken.push(label_rect(&e.label.value, p));
+        }
+    }
 }
 
 /// A floating address.
@@ -159,11 +198,18 @@ fn ports_text(ports: &BTreeSet<PortSpec>) -> String {
     if v.len() > 4 { format!("{} … (+{})", v[..3].join(", "), v.len() - 3) } else { v.join(", ") }
 }
 
-/// A curve from one point to another, bowing sideways so parallel edges stay apart.
-fn curve(a: (i64, i64), b: (i64, i64), bow: i64) -> (String, i64, i64) {
-    let mx = (a.0 + b.0) / 2 + bow;
-    let my = (a.1 + b.1) / 2;
-    (format!("M{} {} Q{} {} {} {}", a.0, a.1, mx, my, b.0, b.1), (a.0 + 2 * mx + b.0) / 4, (a.1 + 2 * my + b.1) / 4)
+/// A curve from one point to another, bowing sideways so parallel edges stay apart, and
+/// the spots along it where its label may go: the middle first, then outwards.
+fn curve(a: (i64, i64), b: (i64, i64), bow: i64) -> (String, Vec<(i64, i64)>) {
+    let m = ((a.0 + b.0) / 2 + bow, (a.1 + b.1) / 2);
+    // The quadratic Bézier at t, in hundredths.
+    let at = |t: i64| {
+        let u = 100 - t;
+        let f = |a: i64, m: i64, b: i64| (u * u * a + 2 * u * t * m + t * t * b) / 10_000;
+        (f(a.0, m.0, b.0), f(a.1, m.1, b.1) + 4)
+    };
+    let spots = [50, 40, 60, 30, 70, 20, 80].into_iter().map(at).collect();
+    (format!("M{} {} Q{} {} {} {}", a.0, a.1, m.0, m.1, b.0, b.1), spots)
 }
 
 /// Lays the site out.
@@ -402,14 +448,16 @@ pub fn topology(site: &Site, name: &Src<String>) -> Topology {
         };
         let (to_pt, from_pt) = if fw_ids.contains(to) { (fw_anchor(*to, a), a) } else { (b, a) };
         let bow = ((k % 5) as i64 - 2) * 18;
-        let (d, lx, ly) = curve(from_pt, to_pt, bow);
+        let (d, spots) = curve(from_pt, to_pt, bow);
         let locs = loc_of(flows);
         edges.push(Edge {
             d,
             label: Src::of(ports_text(ports), "ports of the flows", locs.iter()),
-            lx,
-            ly,
+            lx: spots[0].0,
+            ly: spots[0].1,
+            shown: false,
             public: *from == From::Internet,
+            spots,
         });
     }
     for (k, ((fz, tz), (ports, flows))) in zone_pairs.iter().enumerate() {
@@ -423,14 +471,14 @@ pub fn topology(site: &Site, name: &Src<String>) -> Topology {
             None => (LEFT + (inner - LEFT) / 2, INTERNET_H - 10),
         };
         let (a, b) = (pt(fz, false), pt(tz, true));
-        let (d, lx, ly) = if lane {
+        let (d, spots) = if lane {
             // Out into the lane and back: further out the further apart the zones are.
             let bow = (40 + (a.1 - b.1).abs() / 5 + (k as i64 % 3) * 14).min(LANE_W - 90);
             let (c1, c2) = ((a.0 + bow, a.1), (b.0 + bow, b.1));
+            let mid = (a.1 + b.1) / 2 + 4;
             (
                 format!("M{} {} C{} {} {} {} {} {}", a.0, a.1, c1.0, c1.1, c2.0, c2.1, b.0, b.1),
-                a.0 + bow * 3 / 4,
-                (a.1 + b.1) / 2 + 4,
+                vec![(a.0 + bow * 3 / 4, mid), (a.0 + bow * 3 / 4, mid - 14), (a.0 + bow * 3 / 4, mid + 14)],
             )
         } else {
             curve(a, b, 40 + (k as i64 % 4) * 12)
@@ -439,9 +487,11 @@ pub fn topology(site: &Site, name: &Src<String>) -> Topology {
         edges.push(Edge {
             d,
             label: Src::of(ports_text(ports), "ports of the flows", locs.iter()),
-            lx,
-            ly,
+            lx: spots[0].0,
+            ly: spots[0].1,
+            shown: false,
             public: fz.is_none(),
+            spots,
         });
     }
     // Floating addresses: a pill in their zone's band, right of its first row.
@@ -467,6 +517,16 @@ pub fn topology(site: &Site, name: &Src<String>) -> Topology {
             })
             .collect()
     };
+    // What a label must not cover: boxes, zone headings (name and VLAN line), pills.
+    let rect = |x: i64, y: i64, w: i64, h: i64| (x, y, x + w, y + h);
+    let mut taken: Vec<Rect> = hosts.iter().chain(&firewalls).map(|b| rect(b.x, b.y, b.w, b.h)).collect();
+    taken.extend(bands.iter().map(|b| {
+        let heading = 120 + (b.label.value.chars().count() as i64) * 7;
+        rect(LEFT, b.y + 6, heading, 22)
+    }));
+    taken.extend(vips.iter().map(|p| rect(p.x, p.y, p.w, 22)));
+    taken.push(rect(LEFT, 6, width - LEFT, INTERNET_H - 16));
+    place_labels(&mut edges, taken);
     Topology {
         site: name.clone(),
         width,

@@ -208,6 +208,10 @@ pub struct PullArgs {
     /// Run once and exit (the systemd timer's mode); otherwise run every --interval.
     #[arg(long)]
     pub once: bool,
+    /// Only deliver the applied commit's secrets again, from the local mirror: no fetch,
+    /// no reload (medianest-secrets.service, at boot, before the services that read them).
+    #[arg(long, conflicts_with_all = ["dry_run", "allow_rollback"])]
+    pub boot: bool,
     /// Time between runs without --once.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub interval: u64,
@@ -533,6 +537,7 @@ fn pull(a: &PullArgs) -> i32 {
         dry_run: a.dry_run,
         allow_rollback: a.allow_rollback,
         drift: a.drift.or(file.drift).unwrap_or(crate::agent::DriftPolicy::Enforce),
+        boot: a.boot,
         limits: crate::agent::source::Limits {
             max_bytes: a.max_bytes,
             deadline: std::time::Duration::from_secs(a.deadline),
@@ -560,7 +565,7 @@ fn pull(a: &PullArgs) -> i32 {
                 }
             }
         }
-        if a.once || a.dry_run {
+        if a.once || a.dry_run || a.boot {
             return report.exit_code;
         }
         std::thread::sleep(std::time::Duration::from_secs(a.interval));

@@ -16,6 +16,7 @@
 //! back, 4 another run holds the lock, 5 the fetch failed.
 
 pub mod actions;
+pub mod boot;
 pub mod error;
 pub mod fsops;
 pub mod source;
@@ -89,6 +90,8 @@ pub struct PullOptions {
     pub drift: DriftPolicy,
     /// Fetch and tree limits.
     pub limits: Limits,
+    /// Only deliver the applied commit's secrets again, from the mirror ([`boot`]).
+    pub boot: bool,
 }
 
 /// What happened to one file.
@@ -206,12 +209,18 @@ pub fn pull(opts: &PullOptions) -> Report {
     };
     let _lock = match state_dir.lock() {
         Ok(Some(l)) => l,
+        // At boot, a pull that holds the lock delivers the secrets itself (and the agent
+        // restarting medianest-secrets.service is such a pull): nothing is missing.
+        Ok(None) if opts.boot => {
+            let why = "another run holds the lock and delivers the secrets itself".into();
+            return finish(report, exit::OK, "busy", Some(why), start);
+        }
         Ok(None) => return finish(report, exit::BUSY, "busy", Some("another run holds the lock".into()), start),
         Err(e) => return finish(report, exit::ERROR, "error", Some(format!("{e:#}")), start),
     };
-    let result = run(opts, &state_dir, &mut report);
+    let result = if opts.boot { boot::run(opts, &state_dir, &mut report) } else { run(opts, &state_dir, &mut report) };
     let (code, what, reason) = match result {
-        Ok(()) => (exit::OK, report.result, None),
+        Ok(()) => (exit::OK, report.result, report.reason.take()),
         Err(e) if e.downcast_ref::<Refusal>().is_some() => (exit::REFUSED, "refused", Some(format!("{e:#}"))),
         Err(e) if e.downcast_ref::<RolledBack>().is_some() => {
             (exit::ROLLED_BACK, "rolled-back", Some(format!("{e:#}")))
@@ -226,7 +235,9 @@ pub fn pull(opts: &PullOptions) -> Report {
     };
     if !opts.dry_run {
         let st = state_dir.state().unwrap_or_default();
-        let success = if code == exit::OK { now() } else { state_dir.previous_success() };
+        // A boot delivery fetched nothing: it is no proof the host still follows its
+        // branch (AgentStale), so it keeps the last success time.
+        let success = if code == exit::OK && !opts.boot { now() } else { state_dir.previous_success() };
         let _ = state_dir.write_metrics(
             &Metrics {
                 last_attempt: now(),
@@ -335,7 +346,7 @@ fn remove_secret_backups(root: &Root, j: &Journal) -> Result<()> {
 /// Decrypts every secret of the plan with the host key, before anything is compared or
 /// written: one that does not decrypt (encrypted to another host, swapped with another
 /// name, corrupt) refuses the whole apply, so a host is never half-rotated.
-fn decrypt_secrets(
+pub(crate) fn decrypt_secrets(
     root: &Root,
     key: &std::path::Path,
     secrets: &[(crate::artifact::PlanSecret, Vec<u8>)],

@@ -1267,6 +1267,52 @@ fn delivers_and_rotates_secrets_with_a_reload_and_no_plaintext_elsewhere() {
 }
 
 #[test]
+fn boot_delivers_the_applied_secrets_again_from_the_mirror_without_the_network() {
+    let sim = Sim::new();
+    let (web1, _) = host_keys(&sim);
+    std::fs::write(sim.root().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\npostgres:x:70:71::/:/bin/false\n")
+        .unwrap();
+    std::fs::write(sim.root().join("etc/group"), "root:x:0:\npostgres:x:71:\n").unwrap();
+    let spec = vec![("db_password", seal("db_password", ALPHA, &web1), "postgres", "postgres:postgres", None)];
+    sim.render_with_secrets(&v1(), &[], &spec);
+    sim.commit("v1 with a secret", Some("key"));
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A reboot empties the tmpfs, and the repository is out of reach.
+    std::fs::remove_dir_all(sim.root().join("run/medianest")).unwrap();
+    std::fs::rename(sim.path().join("remote.git"), sim.path().join("remote.away")).unwrap();
+    let calls = sim.calls();
+    let o = sim.pull_with(&["--boot"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let file = sim.root().join("run/medianest/secrets/postgres/db_password");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), ALPHA);
+    let md = std::fs::metadata(&file).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o400, 70, 71));
+    let r = report(&o);
+    assert_eq!((r["result"].as_str(), r["secrets"][0]["action"].as_str()), (Some("applied"), Some("create")));
+    assert_eq!(sim.calls(), calls, "nothing reloaded: the services start after it");
+    assert_eq!(plaintext_leaks(&sim, &o, &[ALPHA]), Vec::<String>::new());
+    // Again: nothing to write.
+    let o = sim.pull_with(&["--boot"], &[]);
+    assert_eq!(report(&o)["result"], "unchanged", "{}", stdout(&o));
+    // While a pull holds the lock (the agent restarting medianest-secrets.service), it
+    // succeeds without waiting: that pull delivers the secrets itself.
+    let lock = sim.path().join("state/lock");
+    let mut holder = Command::new("flock").arg("-o").arg(&lock).args(["sleep", "30"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = sim.pull_with(&["--boot"], &[]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(report(&o)["result"], "busy");
+    // A host that never applied anything has nothing to deliver, and says so.
+    std::fs::remove_file(sim.path().join("state/state.json")).unwrap();
+    let o = sim.pull_with(&["--boot"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(report(&o)["reason"].as_str().unwrap_or_default().contains("nothing was applied"), "{}", stdout(&o));
+}
+
+#[test]
 fn refuses_a_secret_for_another_host_a_swapped_one_and_an_unsigned_change() {
     let sim = Sim::new();
     let (web1, other) = host_keys(&sim);

@@ -149,6 +149,7 @@ fn bootstrap_twice_against_a_fake_root_changes_nothing_the_second_time() {
         "libnginx-mod-http-modsecurity",
         "systemctl daemon-reload",
         "systemctl enable --now medianest-pull.timer",
+        "systemctl enable medianest-secrets.service",
         "systemctl enable nftables.service",
         "nftables",
         "systemctl start medianest-pull.service",
@@ -162,6 +163,7 @@ fn bootstrap_twice_against_a_fake_root_changes_nothing_the_second_time() {
         "etc/medianest/allowed_signers",
         "etc/systemd/system/medianest-pull.service",
         "etc/systemd/system/medianest-pull.timer",
+        "etc/systemd/system/medianest-secrets.service",
         "etc/sysctl.d/90-medianest.conf",
     ] {
         let generated = std::fs::read(repo_root().join("generated/hosts/app1/root").join(f)).unwrap();
@@ -249,7 +251,7 @@ fn generated_systemd_units_pass_systemd_analyze_verify() {
     std::fs::copy(env!("CARGO_BIN_EXE_medianest"), bin.join("medianest")).unwrap();
     let units = repo_root().join("generated/hosts/app1/root/etc/systemd/system");
     let script = format!(
-        "mount --bind '{}' /usr/local/bin && systemd-analyze verify '{u}/medianest-pull.service' '{u}/medianest-pull.timer'",
+        "mount --bind '{}' /usr/local/bin && systemd-analyze verify '{u}/medianest-pull.service' '{u}/medianest-pull.timer' '{u}/medianest-secrets.service'",
         bin.display(),
         u = units.display()
     );

@@ -31,6 +31,10 @@ use crate::model::facts::{Fact, Val};
 use crate::model::values::{PortSpec, Proto};
 use crate::model::{HostId, Role, ServiceKind, Site};
 
+/// The unit that delivers the applied secrets again at boot (`medianest pull --boot`).
+pub const SECRETS_UNIT: &str = "medianest-secrets.service";
+const SECRETS_UNIT_PATH: &str = "/etc/systemd/system/medianest-secrets.service";
+
 /// The delivery family.
 pub struct Delivery;
 
@@ -393,6 +397,14 @@ impl Family for Delivery {
                 "delivery/medianest-pull.timer.j2",
                 &ctx,
                 file("/etc/systemd/system/medianest-pull.timer", Some("daemon-reload"), None),
+                origin.clone(),
+            );
+            // Restarting it (which enables it) delivers nothing new while a pull holds
+            // the lock: it says so and succeeds, and then delivers at every boot.
+            out.add(
+                "delivery/medianest-secrets.service.j2",
+                &ctx,
+                file(SECRETS_UNIT_PATH, Some("daemon-reload"), Some(SECRETS_UNIT)),
                 origin.clone(),
             );
             out.add(

@@ -277,6 +277,19 @@ fn end_to_end_on_loopback() {
     assert_eq!(code, "403", "block mode");
     let code = https(&format!("/logs/{attack}"), &["-o", "/dev/null", "-w", "%{http_code}"]);
     assert_eq!(code, "200", "detect mode");
+    // The same attacks as JSON bodies meet the same rules; clean JSON passes, and a body
+    // that does not parse as its type is refused.
+    let post = |body: &str, kind: &str| {
+        let header = format!("Content-Type: {kind}");
+        https("/", &["-o", "/dev/null", "-w", "%{http_code}", "-H", &header, "--data-binary", body])
+    };
+    let json = "application/json";
+    assert_eq!(post(r#"{"q":"<script>alert(1)</script>"}"#, json), "403", "XSS in JSON");
+    assert_eq!(post(r#"{"id":"1' UNION SELECT password FROM users--"}"#, json), "403", "SQLi in JSON");
+    assert_eq!(post(r#"{"title":"The Matrix","year":1999}"#, json), "200", "clean JSON");
+    assert_eq!(post(r#"{"title":"#, json), "400", "JSON that does not parse");
+    let form = "application/x-www-form-urlencoded";
+    assert_eq!(post("q=%3Cscript%3Ealert(1)%3C%2Fscript%3E", form), "403", "XSS in a form");
 
     // The health checks are the edge's own: the public cannot reach them.
     let code = https("/.medianest/health/web", &["-o", "/dev/null", "-w", "%{http_code}"]);

@@ -7,6 +7,9 @@
 //! Includes are relative to `nginx.conf`, so `nginx -t -c <dir>/nginx.conf` checks the
 //! generated tree where it lies. Templates: `templates/nginx/`.
 
+pub mod keys;
+
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -16,9 +19,17 @@ use super::edge::{self, Route};
 use super::provenance::Src;
 use super::{Family, Lowering};
 use crate::artifact::ArtifactMeta;
-use crate::diag::Loc;
+use crate::diag::{Diagnostics, Loc};
+use crate::load::keys::KeySet;
+use crate::model::facts::Fact;
 use crate::model::values::{PortSpec, Proto};
 use crate::model::{HealthCheck, HostId, ServiceKind, Site};
+
+/// The nginx model of a site (empty when the family resolved nothing).
+pub fn model(site: &Site) -> &keys::Model {
+    static EMPTY: keys::Model = keys::Model { crs: BTreeMap::new() };
+    site.ext.get::<keys::Model>().unwrap_or(&EMPTY)
+}
 
 /// The nginx family.
 pub struct Nginx;
@@ -38,6 +49,12 @@ pub struct NginxContext {
     pub listen: Src<String>,
     /// Where `stub_status` answers (loopback), when an Nginx exporter runs on the host.
     pub stub_status: Option<Src<String>>,
+    /// The Core Rule Set's paranoia level.
+    pub paranoia: Src<u16>,
+    /// Inbound anomaly threshold.
+    pub inbound_threshold: Src<u16>,
+    /// Outbound anomaly threshold.
+    pub outbound_threshold: Src<u16>,
 }
 
 /// Where the Nginx exporter reads the counters: its default `--nginx.scrape-uri`,
@@ -132,6 +149,34 @@ impl Family for Nginx {
         "nginx"
     }
 
+    fn keys(&self) -> Option<KeySet> {
+        Some(KeySet::of::<keys::NginxFile>())
+    }
+
+    fn resolve(
+        &self,
+        parts: &[super::Part],
+        site: &Site,
+        diags: &mut Diagnostics,
+    ) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(keys::resolve(parts, site, diags)))
+    }
+
+    fn facts(&self, site: &Site) -> Vec<Fact> {
+        let mut v = Vec::new();
+        for (id, svc) in edge::services_of(site, ServiceKind::Nginx) {
+            let crs = model(site).crs(site, id);
+            for (field, value) in [
+                ("waf_paranoia", crs.paranoia.value),
+                ("waf_inbound_threshold", crs.inbound.value),
+                ("waf_outbound_threshold", crs.outbound.value),
+            ] {
+                v.push(Fact { category: "service", subject: svc.name.clone(), field, value: value.to_string().into() });
+            }
+        }
+        v
+    }
+
     fn lower(&self, site: &Site, out: &mut Lowering) {
         let routes = edge::routes(site);
         let mut edge_addrs: BTreeMap<String, Vec<&Loc>> = BTreeMap::new();
@@ -144,7 +189,8 @@ impl Family for Nginx {
         }
         let edge_addrs: Vec<Src<String>> =
             edge_addrs.into_iter().map(|(a, locs)| Src::of(a, "edge host address", locs)).collect();
-        for (_, svc) in edge::services_of(site, ServiceKind::Nginx) {
+        for (id, svc) in edge::services_of(site, ServiceKind::Nginx) {
+            let crs = model(site).crs(site, id);
             let port = edge::port_src(svc, "http", 80);
             for h in &svc.hosts {
                 let host = site.host(h.value);
@@ -189,6 +235,9 @@ impl Family for Nginx {
                     upstreams: upstreams.into_values().collect(),
                     listen: listen.clone(),
                     stub_status: stub_status(site, h.value),
+                    paranoia: Src::at(crs.paranoia.value, "waf_paranoia", &crs.paranoia.loc),
+                    inbound_threshold: Src::at(crs.inbound.value, "waf_inbound_threshold", &crs.inbound.loc),
+                    outbound_threshold: Src::at(crs.outbound.value, "waf_outbound_threshold", &crs.outbound.loc),
                 };
                 let meta = |path: &str| {
                     let mut m = ArtifactMeta::host_file(self.name(), &host.name, path, 0o644, "root:root");

@@ -67,6 +67,9 @@ pub struct ScriptView {
     pub fall: u8,
     /// Successes before it may be elected again.
     pub rise: u8,
+    /// Whether it counts as failed until it has succeeded once (a host proves it may hold
+    /// the address before it can be elected).
+    pub init_fail: bool,
 }
 
 /// One `vrrp_instance`.
@@ -188,6 +191,7 @@ impl Family for Keepalived {
                             timeout: 0,
                             fall: 2,
                             rise: 2,
+                            init_fail: false,
                         });
                     }
                     name
@@ -242,6 +246,7 @@ impl Family for Keepalived {
                     timeout: 8,
                     fall: 2,
                     rise: 1,
+                    init_fail: true,
                 });
                 entry.1.push(InstanceView {
                     instance: Src::at(svc.name.replace('-', "_"), "service", &svc.loc),

@@ -102,6 +102,8 @@ pub struct IniContext {
     pub users: Vec<UserView>,
     /// The included file.
     pub databases_ini: &'static str,
+    /// The postgres service's failover address, when it has one (faster retries).
+    pub failover: Option<Src<String>>,
 }
 
 /// Context of `pgbouncer/databases.ini.j2`.
@@ -252,6 +254,8 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             auth_file: if users.is_empty() { AUTH_FILE } else { RUN_AUTH_FILE },
             users: users.clone(),
             databases_ini: DATABASES_INI,
+            failover: super::postgres::failover::plan(site, pg)
+                .map(|f| Src::at(f.vip().value.to_string(), "the PostgreSQL failover address", &f.vip().loc)),
         };
         out.add("pgbouncer/pgbouncer.ini.j2", &ini, file(&host.name, INI, true), origin.clone());
         if !users.is_empty() {

@@ -56,6 +56,15 @@
 //! the policy's worst-case loss that the RPO check reads. Never `archive_mode` without
 //! the policy: a failing `archive_command` fills `pg_wal` on the primary.
 //!
+//! **Automated failover**, when the service has `failover` ([`failover`], which has the
+//! design and why): every host that may hold the floating address also listens on it,
+//! admits it in pg_hba (a client on the host connecting to it) and takes replication
+//! from every other host; every host's `primary_conninfo`, password file (one line per
+//! address it connects to) and `/etc/medianest/postgres-replica-init` target the
+//! address (inert on the configured primary until it is rebuilt as a replica); every
+//! host gets [`failover::SCRIPT`] and the `ExecStartPre=` fence drop-in
+//! `postgresql@<v>-main.service.d/medianest-fence.conf`.
+//!
 //! Not here yet: TLS (`hostssl`), as above.
 
 pub mod failover;

@@ -21,7 +21,8 @@
 //!   through its PgBouncer succeeds (the times are printed). Then db1 boots again (new
 //!   namespaces, same disks): its unit's start runs the fence, which refuses with db2
 //!   named, so PostgreSQL stays down and db1's keepalived check fails; db2's own fence
-//!   passes (db1 does not answer).
+//!   passes (db1 does not answer), and the generated failback bootstrap refuses to run on
+//!   db2, which holds the address.
 //!
 //! Test-only overrides, none in the generated files: `archive_mode = off` and an empty
 //! `restore_command` (no pgBackRest repository here), `fsync`/`full_page_writes` off
@@ -243,6 +244,10 @@ echo "write_after_s=${write_at:-never}"
 echo "rows=$(app db2 10.0.3.11 -c "SELECT string_agg(v, ',' ORDER BY id) FROM t")"
 echo "slot_for_db1=$(sql db2 -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'replica_db1'")"
 
+# The failback's bootstrap refuses to turn the host holding the address into a replica.
+rc=0; in_h db2 sh /etc/medianest/postgres-replica-init > /dev/null 2> "$T/init.err" || rc=$?
+echo "init_on_db2=$rc $(grep -c 'this host holds 10.0.3.20' "$T/init.err")"
+
 # db1 boots again on its old disks. Its unit's start runs the fence first.
 boot db1 10.0.3.10
 rm -f "$T/db1/run/postgresql/"*
@@ -330,6 +335,7 @@ fn the_replica_takes_over_when_the_primary_host_is_lost_and_the_old_primary_is_f
     assert!(write <= DEADLINE.as_secs_f64(), "{out}");
     assert_eq!(get("rows"), "before,after", "the write before the loss survived, the one after went to db2: {out}");
     assert_eq!(get("slot_for_db1"), "1", "the new primary keeps a slot for the old one's rebuild: {out}");
+    assert_eq!(get("init_on_db2"), "1 1", "the failback bootstrap never runs where the address is: {out}");
     // The old primary is fenced: its start refuses, naming the new primary.
     assert_ne!(get("restart_db1"), "0", "{out}");
     assert_eq!(

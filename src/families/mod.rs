@@ -207,6 +207,98 @@ pub fn postgres_version(site: &Site, id: crate::model::ServiceId) -> &str {
     site.service(id).version.as_deref().unwrap_or(DEFAULT_POSTGRES_VERSION)
 }
 
+/// The zone whose network holds a floating address.
+pub fn vip_zone(site: &Site, vip: std::net::IpAddr) -> Option<crate::model::ZoneId> {
+    site.zones.iter().position(|z| z.cidr.as_ref().is_some_and(|c| c.value.contains(&vip))).map(crate::model::ZoneId)
+}
+
+/// The checks of a VRRP floating address held by `hosts` (keepalived's edge pair, a
+/// postgres service's `failover`): in a zone, not its network, broadcast or gateway
+/// address, no host's address, and every host with a named interface in that zone
+/// (keepalived binds it). Returns the zone, when there is one.
+pub fn check_vip(
+    site: &Site,
+    vip: &crate::model::At<std::net::IpAddr>,
+    hosts: &[crate::model::At<crate::model::HostId>],
+    diags: &mut crate::diag::Diagnostics,
+) -> Option<crate::model::ZoneId> {
+    use crate::diag::Diagnostic;
+    let Some(zone) = vip_zone(site, vip.value) else {
+        diags.push(
+            Diagnostic::error("address-outside-zone", format!("VIP `{}` is in no zone", vip.value), vip.loc.clone())
+                .help("pick a free address in the zone the hosts share"),
+        );
+        return None;
+    };
+    let edge_of_zone = site.zone(zone).cidr.as_ref().is_some_and(|c| match (c.value, vip.value) {
+        (ipnet::IpNet::V4(n), std::net::IpAddr::V4(a)) => a == n.network() || a == n.broadcast(),
+        (ipnet::IpNet::V6(n), std::net::IpAddr::V6(a)) => a == n.network(),
+        _ => false,
+    });
+    if edge_of_zone {
+        diags.push(
+            Diagnostic::error(
+                "address-outside-zone",
+                format!("VIP `{}` is the network or broadcast address of zone `{}`", vip.value, site.zone(zone).name),
+                vip.loc.clone(),
+            )
+            .help("use a host address between the first and the last"),
+        );
+    }
+    if let Some(h) = site.hosts.iter().find(|h| h.interfaces.iter().any(|i| i.address.value == vip.value)) {
+        diags.push(
+            Diagnostic::error(
+                "duplicate-address",
+                format!("VIP `{}` is already the address of `{}`", vip.value, h.name),
+                vip.loc.clone(),
+            )
+            .help("the floating address must be free"),
+        );
+    }
+    if site.zone(zone).gateway.as_ref().is_some_and(|g| g.value == vip.value) {
+        diags.push(
+            Diagnostic::error(
+                "duplicate-address",
+                format!("VIP `{}` is the zone's gateway", vip.value),
+                vip.loc.clone(),
+            )
+            .help("pick a free address"),
+        );
+    }
+    for h in hosts {
+        let host = site.host(h.value);
+        match host.interfaces.iter().find(|i| i.zone.value == zone) {
+            None => diags.push(
+                Diagnostic::error(
+                    "bad-placement",
+                    format!(
+                        "`{}` has no interface in zone `{}`, where VIP `{}` lives",
+                        host.name,
+                        site.zone(zone).name,
+                        vip.value
+                    ),
+                    h.loc.clone(),
+                )
+                .help("run keepalived only on hosts in the VIP's zone"),
+            ),
+            Some(i) if i.name.is_none() => diags.push(
+                Diagnostic::error(
+                    "missing-key",
+                    format!(
+                        "keepalived needs the OS name of `{}`'s interface in zone `{}`",
+                        host.name,
+                        site.zone(zone).name
+                    ),
+                    i.zone.loc.clone(),
+                )
+                .help("add `name = \"ens18\"` (the interface name) to that interface"),
+            ),
+            _ => {}
+        }
+    }
+    Some(zone)
+}
+
 /// Every family, in the order their jobs are planned (output order is by path anyway).
 pub const FAMILIES: &[&dyn Family] = &[
     &docs::Docs,

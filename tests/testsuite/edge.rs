@@ -130,8 +130,9 @@ fn reference_site_edge_configs_pass_their_native_checks() {
             checked += 1;
         }
     }
-    // edge1 and edge2 (haproxy + keepalived), app1 and app2 (nginx).
-    assert_eq!(checked, 6, "every edge config of the reference site was checked");
+    // edge1 and edge2 (haproxy + keepalived), app1 and app2 (nginx), db1 and db2
+    // (keepalived for the database failover address).
+    assert_eq!(checked, 8, "every edge config of the reference site was checked");
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod determinism;
 mod dns;
 mod docs_site;
 mod edge;
+mod failover;
 mod fingerprint;
 mod golden;
 mod invalid;

@@ -139,6 +139,12 @@ fn pg_hba_is_the_flow_plan() {
         // Loopback and the host's own addresses: a host reaching itself needs no flow.
         expected.extend(["127.0.0.1/32".to_string(), "::1/128".to_string()]);
         expected.extend(site.host(id).interfaces.iter().map(|i| format!("{}/32", i.address.value)));
+        // The failover address, on each host that may hold it (the host reaching itself).
+        let pg = medianest::model::ServiceId(site.services.iter().position(|s| s.name == "postgres").unwrap());
+        let plan = medianest::families::postgres::failover::plan(&site, pg).expect("the reference site fails over");
+        if plan.holds(id) {
+            expected.insert(format!("{}/32", plan.vip().value));
+        }
         let rules: Vec<Vec<&str>> = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -152,16 +158,14 @@ fn pg_hba_is_the_flow_plan() {
             assert_eq!(*r.last().unwrap(), if r[0] == "local" { "peer" } else { "scram-sha-256" }, "{r:?}");
         }
         let repl: Vec<&Vec<&str>> = rules.iter().filter(|r| r[1] == "replication").collect();
-        if host == "db1" {
-            // db2, the one replica, from its address; a flow allows it.
-            assert_eq!(repl.len(), 1, "{text}");
-            assert_eq!(repl[0][2..4], ["replicator", "10.0.3.11/32"]);
-            replication += 1;
-        } else {
-            assert!(repl.is_empty(), "only the primary takes replication connections: {text}");
-        }
+        // With failover either host may be the primary: each takes replication from the
+        // other, from its address (a flow allows it).
+        let other = if host == "db1" { "10.0.3.11/32" } else { "10.0.3.10/32" };
+        assert_eq!(repl.len(), 1, "{text}");
+        assert_eq!(repl[0][2..4], ["replicator", other]);
+        replication += 1;
     }
-    assert_eq!(replication, 1);
+    assert_eq!(replication, 2);
 }
 
 /// Sends a PostgreSQL startup packet from a chosen source address and prints what the

@@ -103,7 +103,7 @@ fi
 
 # 2. Packages for the roles and services of db2.
 missing=
-for pkg in ca-certificates curl gnupg nftables openssh-client pgbackrest pgbouncer prometheus-node-exporter rsyslog; do
+for pkg in ca-certificates curl gnupg keepalived nftables openssh-client pgbackrest pgbouncer prometheus-node-exporter rsyslog; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"
@@ -209,6 +209,8 @@ net.ipv4.tcp_syncookies = 1
 net.ipv4.icmp_echo_ignore_broadcasts = 1
 # Docker routes container traffic.
 net.ipv4.ip_forward = 1
+# HAProxy or PostgreSQL binds a floating address before keepalived has moved it here.
+net.ipv4.ip_nonlocal_bind = 1
 MEDIANEST_EOF
 if [ "$WROTE" = yes ]; then
     act "$SYSCTL" --system

@@ -138,7 +138,7 @@ net.ipv4.conf.all.accept_source_route = 0
 net.ipv6.conf.all.accept_redirects = 0
 net.ipv4.tcp_syncookies = 1
 net.ipv4.icmp_echo_ignore_broadcasts = 1
-# HAProxy binds the floating address before keepalived has moved it here.
+# HAProxy or PostgreSQL binds a floating address before keepalived has moved it here.
 net.ipv4.ip_nonlocal_bind = 1
 MEDIANEST_EOF
 if [ "$WROTE" = yes ]; then

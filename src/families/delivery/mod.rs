@@ -194,6 +194,12 @@ fn packages(site: &Site, host: crate::model::HostId) -> Packages {
             p.entry(pkg.into()).or_default().push(&r.loc);
         }
     }
+    // keepalived for a database failover address (family postgres decides the hosts).
+    for (id, f) in super::postgres::failover::plans(site) {
+        if f.holds(host) {
+            p.entry("keepalived".into()).or_default().extend([&site.service(id).loc, &f.failover.loc]);
+        }
+    }
     // The backup jobs' tools (family backups).
     for (pkg, loc) in super::backups::packages(site, host) {
         p.entry(pkg.into()).or_default().push(loc);
@@ -327,9 +333,13 @@ impl Family for Delivery {
                 })
                 .collect();
             let at = |v: String, what| Src::at(v, what, &agent.loc);
-            let keepalived: Vec<_> = edge::services_of(site, ServiceKind::Keepalived)
+            // HAProxy, or PostgreSQL with failover, binds a floating address keepalived
+            // may not have moved here yet.
+            let failovers: Vec<_> = super::postgres::failover::plans(site).filter(|(_, f)| f.holds(id)).collect();
+            let keepalived: Vec<&Loc> = edge::services_of(site, ServiceKind::Keepalived)
                 .filter(|(_, s)| s.hosts.iter().any(|x| x.value == id))
                 .map(|(_, s)| &s.loc)
+                .chain(failovers.iter().map(|(_, f)| &f.failover.loc))
                 .collect();
             let Packages { debian, pgdg, docker } = packages(site, id);
             let contrib: Vec<Src<String>> =

@@ -375,6 +375,23 @@ pub struct Postgres {
     pub replicas: Vec<Src<String>>,
     /// The major version (Debian's cluster `<version>/main`).
     pub version: Src<String>,
+    /// Its automated failover, when it has one.
+    pub failover: Option<FailoverDoc>,
+}
+
+/// The automated failover of a PostgreSQL service, for its runbook.
+#[derive(Serialize)]
+pub struct FailoverDoc {
+    /// The floating address.
+    pub vip: Src<String>,
+    /// The VRRP router id.
+    pub vrid: Src<u8>,
+    /// The hosts that may hold the address, the primary first.
+    pub candidates: Vec<Src<String>>,
+    /// The failover script.
+    pub script: &'static str,
+    /// The replica bootstrap (the failback).
+    pub replica_init: &'static str,
 }
 
 /// The commands that operate a service on its host.
@@ -457,6 +474,17 @@ pub fn postgres(site: &Site, id: ServiceId) -> Option<Postgres> {
             .map(|h| Src::at(site.host(h.value).name.clone(), "replica host", &h.loc))
             .collect(),
         version: Src::at(crate::families::postgres::version(site, id).to_string(), "PostgreSQL version", &s.loc),
+        failover: crate::families::postgres::failover::plan(site, id).map(|f| FailoverDoc {
+            vip: Src::at(f.vip().value.to_string(), "the failover floating address", &f.vip().loc),
+            vrid: Src::at(f.failover.vrid.value, "VRRP router id", &f.failover.vrid.loc),
+            candidates: f
+                .candidates
+                .iter()
+                .map(|c| Src::at(site.host(c.value).name.clone(), "may hold the address", &c.loc))
+                .collect(),
+            script: crate::families::postgres::failover::SCRIPT,
+            replica_init: crate::families::postgres::REPLICA_INIT,
+        }),
     })
 }
 

@@ -1,23 +1,34 @@
-//! Family **keepalived**: a VRRP floating address for the edge pair, when the site gives
-//! a `keepalived` service a `vip`. Priority follows the order of the service's hosts (the
-//! first is preferred), peers talk unicast over the interface in the VIP's zone, and a
-//! track script drops a host whose HAProxy is not running. Template:
-//! `templates/keepalived/keepalived.conf.j2`.
+//! Family **keepalived**: VRRP floating addresses, one `/etc/keepalived/keepalived.conf`
+//! per host holding every instance the host takes part in:
+//!
+//! - the edge pair's, when the site gives a `keepalived` service a `vip`. Priority
+//!   follows the order of the service's hosts (the first is preferred), and a track
+//!   script drops a host whose HAProxy is not running;
+//! - a database's, when a postgres service has `failover` (family postgres decides who
+//!   may hold it, [`postgres::failover`], and renders the script run here): on the
+//!   primary (priority 150) and each replica it may promote (10 less each), `nopreempt`
+//!   (a recovered former primary never takes the address back), the failover script
+//!   as track script and as `notify_master`/`notify_backup`/`notify_fault`.
+//!
+//! Peers talk unicast over the interface in the VIP's zone. The router ids of every
+//! instance in a zone must differ (checked here, the one family that sees them all).
+//! Template: `templates/keepalived/keepalived.conf.j2`.
 
 use serde::Serialize;
 
 pub mod keys;
 
 use std::any::Any;
+use std::collections::BTreeMap;
 
 use super::provenance::Src;
-use super::{Family, Lowering, Part, edge};
+use super::{Family, Lowering, Part, edge, postgres};
 use crate::artifact::ArtifactMeta;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::Fact;
 use crate::model::values::{PortSpec, Proto};
-use crate::model::{ServiceKind, Site, ZoneId};
+use crate::model::{HostId, ServiceKind, Site, ZoneId};
 
 /// The keepalived model of a site (empty when the family resolved nothing).
 pub fn model(site: &Site) -> &keys::Model {
@@ -28,13 +39,46 @@ pub fn model(site: &Site) -> &keys::Model {
 /// The keepalived family.
 pub struct Keepalived;
 
-/// Context of `keepalived/keepalived.conf.j2`.
+/// Context of `keepalived/keepalived.conf.j2`: every VRRP instance of one host.
 #[derive(Serialize)]
 pub struct KeepalivedContext {
     /// Host name (router id).
     pub host: Src<String>,
+    /// The track scripts the instances use.
+    pub scripts: Vec<ScriptView>,
+    /// The instances, the edge's first.
+    pub instances: Vec<InstanceView>,
+}
+
+/// A `vrrp_script`.
+#[derive(Serialize, Clone)]
+pub struct ScriptView {
+    /// Its name.
+    pub name: Src<String>,
+    /// What it runs.
+    pub script: Src<String>,
+    /// Why it exists (a comment).
+    pub why: &'static str,
+    /// Seconds between runs.
+    pub interval: u8,
+    /// Seconds before a run counts as failed.
+    pub timeout: u8,
+    /// Failures before the instance goes to FAULT.
+    pub fall: u8,
+    /// Successes before it may be elected again.
+    pub rise: u8,
+    /// Whether it counts as failed until it has succeeded once (a host proves it may hold
+    /// the address before it can be elected).
+    pub init_fail: bool,
+}
+
+/// One `vrrp_instance`.
+#[derive(Serialize)]
+pub struct InstanceView {
     /// Instance name (the service).
     pub instance: Src<String>,
+    /// What the address is for (a comment).
+    pub what: Src<String>,
     /// OS interface in the VIP's zone.
     pub interface: Src<String>,
     /// VRRP router id.
@@ -47,13 +91,50 @@ pub struct KeepalivedContext {
     pub peers: Vec<Src<String>>,
     /// The floating address with the zone's prefix length.
     pub vip: Src<String>,
-    /// Whether HAProxy runs on the host (then it is tracked).
-    pub track_haproxy: Src<bool>,
+    /// The track script, if any.
+    pub track: Option<Src<String>>,
+    /// Whether a recovered host leaves the address where it is (the database's: a former
+    /// primary must never take it back).
+    pub nopreempt: bool,
+    /// The notify scripts (the database's failover script).
+    pub notify: Option<NotifyView>,
 }
 
-fn vip_zone(site: &Site, vip: std::net::IpAddr) -> Option<ZoneId> {
-    site.zones.iter().position(|z| z.cidr.as_ref().is_some_and(|c| c.value.contains(&vip))).map(ZoneId)
+/// `notify_master`, `notify_backup`, `notify_fault`.
+#[derive(Serialize)]
+pub struct NotifyView {
+    /// On becoming MASTER.
+    pub master: Src<String>,
+    /// On becoming BACKUP.
+    pub backup: Src<String>,
+    /// On FAULT.
+    pub fault: Src<String>,
 }
+
+/// One VRRP instance in a zone, for the router id check.
+struct Claim<'a> {
+    zone: crate::model::ZoneId,
+    vrid: &'a crate::model::At<u8>,
+    what: String,
+}
+
+/// Every VRRP instance of the site: the keepalived services' and the postgres
+/// failovers'.
+fn claims(site: &Site) -> Vec<Claim<'_>> {
+    let mut out = Vec::new();
+    for (id, svc) in edge::services_of(site, ServiceKind::Keepalived) {
+        let Some(v) = model(site).services.get(&id) else { continue };
+        let Some(zone) = v.vip.as_ref().and_then(|vip| vip_zone(site, vip.value)) else { continue };
+        out.push(Claim { zone, vrid: &v.vrid, what: format!("keepalived service `{}`", svc.name) });
+    }
+    for (id, f) in &postgres::model(site).failover {
+        let Some(zone) = vip_zone(site, f.vip.value) else { continue };
+        out.push(Claim { zone, vrid: &f.vrid, what: format!("the failover of `{}`", site.service(*id).name) });
+    }
+    out
+}
+
+use super::vip_zone;
 
 impl Family for Keepalived {
     fn name(&self) -> &'static str {
@@ -80,25 +161,45 @@ impl Family for Keepalived {
     }
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
+        // One keepalived.conf per host, with every instance it takes part in.
+        let mut hosts: BTreeMap<HostId, (Vec<ScriptView>, Vec<InstanceView>, Loc)> = BTreeMap::new();
+        let iface = |h: HostId, zone: ZoneId| site.host(h).interfaces.iter().find(|i| i.zone.value == zone);
+        let name_of = |i: &crate::model::Interface| match &i.name {
+            Some(n) => Src::at(n.value.clone(), "interface name", &n.loc),
+            None => Src::at(String::new(), "interface name", &i.zone.loc),
+        };
+        let haproxy: Vec<_> = edge::services_of(site, ServiceKind::Haproxy).map(|(_, s)| s).collect();
         for (id, svc) in edge::services_of(site, ServiceKind::Keepalived) {
             let vrrp = model(site).of(site, id);
             let Some(vip) = &vrrp.vip else { continue };
             let Some(zone) = vip_zone(site, vip.value) else { continue };
             let cidr = site.zone(zone).cidr.as_ref();
-            let prefix = site.zone(zone).cidr.as_ref().map(|c| c.value.prefix_len()).unwrap_or(32);
-            let iface = |h: crate::model::HostId| site.host(h).interfaces.iter().find(|i| i.zone.value == zone);
-            let haproxy: Vec<_> = edge::services_of(site, ServiceKind::Haproxy).map(|(_, s)| s).collect();
+            let prefix = cidr.map(|c| c.value.prefix_len()).unwrap_or(32);
             for (i, h) in svc.hosts.iter().enumerate() {
-                let host = site.host(h.value);
-                let Some(me) = iface(h.value) else { continue };
+                let Some(me) = iface(h.value, zone) else { continue };
                 let on_host: Vec<_> = haproxy.iter().filter(|s| s.hosts.iter().any(|x| x.value == h.value)).collect();
-                let ctx = KeepalivedContext {
-                    host: Src::at(host.name.clone(), "host", &host.loc),
+                let entry = hosts.entry(h.value).or_insert_with(|| (Vec::new(), Vec::new(), svc.loc.clone()));
+                let track = (!on_host.is_empty()).then(|| {
+                    let name =
+                        Src::of("chk_haproxy".to_string(), "HAProxy on the host", on_host.iter().map(|s| &s.loc));
+                    if !entry.0.iter().any(|s| s.name.value == "chk_haproxy") {
+                        entry.0.push(ScriptView {
+                            name: name.clone(),
+                            script: Src::at("/usr/bin/pgrep -x haproxy".to_string(), "HAProxy on the host", &svc.loc),
+                            why: "The address leaves a host whose HAProxy is not running.",
+                            interval: 2,
+                            timeout: 0,
+                            fall: 2,
+                            rise: 2,
+                            init_fail: false,
+                        });
+                    }
+                    name
+                });
+                entry.1.push(InstanceView {
                     instance: Src::at(svc.name.replace('-', "_"), "service", &svc.loc),
-                    interface: match &me.name {
-                        Some(n) => Src::at(n.value.clone(), "interface name", &n.loc),
-                        None => Src::at(String::new(), "interface name", &me.zone.loc),
-                    },
+                    what: Src::at(format!("the floating address of `{}`", svc.name), "service", &svc.loc),
+                    interface: name_of(me),
                     vrid: Src::at(vrrp.vrid.value, "VRRP router id", &vrrp.vrid.loc),
                     priority: Src::at(
                         150u16.saturating_sub(10 * i as u16).max(1),
@@ -110,7 +211,7 @@ impl Family for Keepalived {
                         .hosts
                         .iter()
                         .filter(|o| o.value != h.value)
-                        .filter_map(|o| iface(o.value))
+                        .filter_map(|o| iface(o.value, zone))
                         .map(|x| Src::at(x.address.value.to_string(), "peer address", &x.address.loc))
                         .collect(),
                     vip: Src::of(
@@ -118,25 +219,100 @@ impl Family for Keepalived {
                         "floating address",
                         std::iter::once(&vip.loc).chain(cidr.map(|c| &c.loc)),
                     ),
-                    track_haproxy: Src::of(!on_host.is_empty(), "HAProxy on the host", on_host.iter().map(|s| &s.loc)),
-                };
-                let mut meta = ArtifactMeta::host_file(
-                    self.name(),
-                    &host.name,
-                    "/etc/keepalived/keepalived.conf",
-                    0o644,
-                    "root:root",
-                );
-                if let Some(a) = meta.apply.as_mut() {
-                    a.validate = Some(crate::artifact::Validator::Keepalived);
-                    a.reload = Some("keepalived.service".into());
-                }
-                out.add("keepalived/keepalived.conf.j2", &ctx, meta, Some(svc.loc.clone()));
+                    track,
+                    nopreempt: false,
+                    notify: None,
+                });
             }
+        }
+        // The database failovers (family postgres decides who may hold the address and
+        // renders the script keepalived runs).
+        for (id, plan) in postgres::failover::plans(site) {
+            let svc = site.service(id);
+            let cidr = site.zone(plan.zone).cidr.as_ref();
+            let prefix = cidr.map(|c| c.value.prefix_len()).unwrap_or(32);
+            let f = plan.failover;
+            let script = postgres::failover::SCRIPT;
+            let run = |verb: &str| Src::at(format!("/bin/sh {script} {verb}"), "the failover script", &f.loc);
+            for (i, h) in plan.candidates.iter().enumerate() {
+                let Some(me) = iface(h.value, plan.zone) else { continue };
+                let entry = hosts.entry(h.value).or_insert_with(|| (Vec::new(), Vec::new(), svc.loc.clone()));
+                let name = Src::at(format!("chk_{}", svc.name.replace('-', "_")), "service", &svc.loc);
+                entry.0.push(ScriptView {
+                    name: name.clone(),
+                    script: run("check"),
+                    why: "Healthy only where PostgreSQL is the primary, or a standby that may be promoted while no other host is the primary.",
+                    interval: 2,
+                    timeout: 8,
+                    fall: 2,
+                    rise: 1,
+                    init_fail: true,
+                });
+                entry.1.push(InstanceView {
+                    instance: Src::at(svc.name.replace('-', "_"), "service", &svc.loc),
+                    what: Src::at(format!("the failover address of PostgreSQL `{}`", svc.name), "service", &svc.loc),
+                    interface: name_of(me),
+                    vrid: Src::at(f.vrid.value, "VRRP router id", &f.vrid.loc),
+                    priority: Src::at(
+                        150u16.saturating_sub(10 * i as u16).max(1),
+                        "priority (the primary, then `promote` in the service's order)",
+                        &h.loc,
+                    ),
+                    source: Src::at(me.address.value.to_string(), "host address", &me.address.loc),
+                    peers: plan
+                        .candidates
+                        .iter()
+                        .filter(|o| o.value != h.value)
+                        .filter_map(|o| iface(o.value, plan.zone))
+                        .map(|x| Src::at(x.address.value.to_string(), "peer address", &x.address.loc))
+                        .collect(),
+                    vip: Src::of(
+                        format!("{}/{prefix}", f.vip.value),
+                        "floating address",
+                        std::iter::once(&f.vip.loc).chain(cidr.map(|c| &c.loc)),
+                    ),
+                    track: Some(name),
+                    nopreempt: true,
+                    notify: Some(NotifyView { master: run("master"), backup: run("backup"), fault: run("fault") }),
+                });
+            }
+        }
+        for (hid, (scripts, instances, origin)) in hosts {
+            let host = site.host(hid);
+            let ctx = KeepalivedContext { host: Src::at(host.name.clone(), "host", &host.loc), scripts, instances };
+            let mut meta =
+                ArtifactMeta::host_file(self.name(), &host.name, "/etc/keepalived/keepalived.conf", 0o644, "root:root");
+            if let Some(a) = meta.apply.as_mut() {
+                a.validate = Some(crate::artifact::Validator::Keepalived);
+                a.reload = Some("keepalived.service".into());
+            }
+            out.add("keepalived/keepalived.conf.j2", &ctx, meta, Some(origin));
         }
     }
 
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
+        // Two instances with one router id on one segment take each other's
+        // advertisements as their own (keepalived logs and ignores them, or worse).
+        let all = claims(site);
+        for (i, a) in all.iter().enumerate() {
+            if let Some(b) = all[..i].iter().find(|b| b.zone == a.zone && b.vrid.value == a.vrid.value) {
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-vrid",
+                        format!(
+                            "{} uses VRRP router id {} in zone `{}`, as {} does",
+                            a.what,
+                            a.vrid.value,
+                            site.zone(a.zone).name,
+                            b.what
+                        ),
+                        a.vrid.loc.clone(),
+                    )
+                    .also(b.vrid.loc.clone(), "the other instance")
+                    .help("give each VRRP instance of a zone its own `vrid` (1–255)"),
+                );
+            }
+        }
         for (id, svc) in edge::services_of(site, ServiceKind::Keepalived) {
             // One host has no peer to fail over to, and keepalived refuses the empty
             // `unicast_peer {}` it would get.
@@ -162,86 +338,8 @@ impl Family for Keepalived {
                 );
                 continue;
             };
-            let Some(zone) = vip_zone(site, vip.value) else {
-                diags.push(
-                    Diagnostic::error(
-                        "address-outside-zone",
-                        format!("VIP `{}` is in no zone", vip.value),
-                        vip.loc.clone(),
-                    )
-                    .help("pick a free address in the zone the hosts share"),
-                );
+            if super::check_vip(site, vip, &svc.hosts, diags).is_none() {
                 continue;
-            };
-            let edge_of_zone = site.zone(zone).cidr.as_ref().is_some_and(|c| match (c.value, vip.value) {
-                (ipnet::IpNet::V4(n), std::net::IpAddr::V4(a)) => a == n.network() || a == n.broadcast(),
-                (ipnet::IpNet::V6(n), std::net::IpAddr::V6(a)) => a == n.network(),
-                _ => false,
-            });
-            if edge_of_zone {
-                diags.push(
-                    Diagnostic::error(
-                        "address-outside-zone",
-                        format!(
-                            "VIP `{}` is the network or broadcast address of zone `{}`",
-                            vip.value,
-                            site.zone(zone).name
-                        ),
-                        vip.loc.clone(),
-                    )
-                    .help("use a host address between the first and the last"),
-                );
-            }
-            if let Some(h) = site.hosts.iter().find(|h| h.interfaces.iter().any(|i| i.address.value == vip.value)) {
-                diags.push(
-                    Diagnostic::error(
-                        "duplicate-address",
-                        format!("VIP `{}` is already the address of `{}`", vip.value, h.name),
-                        vip.loc.clone(),
-                    )
-                    .help("the floating address must be free"),
-                );
-            }
-            if site.zone(zone).gateway.as_ref().is_some_and(|g| g.value == vip.value) {
-                diags.push(
-                    Diagnostic::error(
-                        "duplicate-address",
-                        format!("VIP `{}` is the zone's gateway", vip.value),
-                        vip.loc.clone(),
-                    )
-                    .help("pick a free address"),
-                );
-            }
-            for h in &svc.hosts {
-                let host = site.host(h.value);
-                match host.interfaces.iter().find(|i| i.zone.value == zone) {
-                    None => diags.push(
-                        Diagnostic::error(
-                            "bad-placement",
-                            format!(
-                                "`{}` has no interface in zone `{}`, where VIP `{}` lives",
-                                host.name,
-                                site.zone(zone).name,
-                                vip.value
-                            ),
-                            h.loc.clone(),
-                        )
-                        .help("run keepalived only on hosts in the VIP's zone"),
-                    ),
-                    Some(i) if i.name.is_none() => diags.push(
-                        Diagnostic::error(
-                            "missing-key",
-                            format!(
-                                "keepalived needs the OS name of `{}`'s interface in zone `{}`",
-                                host.name,
-                                site.zone(zone).name
-                            ),
-                            i.zone.loc.clone(),
-                        )
-                        .help("add `name = \"ens18\"` (the interface name) to that interface"),
-                    ),
-                    _ => {}
-                }
             }
             // The pair talks VRRP (unicast, IP protocol 112) to each other; each host's
             // firewall drops it unless a flow allows it, and then both would take the VIP.

@@ -14,7 +14,9 @@
 //! - **`/etc/pgbouncer/databases.ini`** (0640): the `[databases]` section, which a
 //!   **reload** applies: each database of the `databases` key to the PostgreSQL primary,
 //!   `<db>_ro` to its replicas (PgBouncer spreads new server connections over the
-//!   listed hosts), or `*` to the primary when the key is absent; each entry carries
+//!   listed hosts), or `*` to the primary when the key is absent (the primary: the
+//!   failover floating address when the postgres service has `failover`, so writes
+//!   follow a promotion with no configuration change); each entry carries
 //!   `pool_mode` and `pool_size` (the keys), so a pool change never restarts the pooler.
 //!   A pooler on the same host as the server reaches it on `127.0.0.1`; another host on
 //!   its address in the zone the pooler speaks from. A replica that no flow lets the
@@ -100,6 +102,8 @@ pub struct IniContext {
     pub users: Vec<UserView>,
     /// The included file.
     pub databases_ini: &'static str,
+    /// The postgres service's failover address, when it has one (faster retries).
+    pub failover: Option<Src<String>>,
 }
 
 /// Context of `pgbouncer/databases.ini.j2`.
@@ -250,6 +254,8 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             auth_file: if users.is_empty() { AUTH_FILE } else { RUN_AUTH_FILE },
             users: users.clone(),
             databases_ini: DATABASES_INI,
+            failover: super::postgres::failover::plan(site, pg)
+                .map(|f| Src::at(f.vip().value.to_string(), "the PostgreSQL failover address", &f.vip().loc)),
         };
         out.add("pgbouncer/pgbouncer.ini.j2", &ini, file(&host.name, INI, true), origin.clone());
         if !users.is_empty() {
@@ -286,7 +292,15 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
         let pool_mode = Src::at(mode.value.name().to_string(), "pool_mode", &mode.loc);
         let pool_size = Src::at(size.value, "default_pool_size", &size.loc);
         let server_port = Src::at(pg_port.port, "postgres port", pg_port_loc);
-        let primary_hosts = Src::of(paddr, "the PostgreSQL primary's address", [paddr_loc, &primary_loc]);
+        // With failover, writes go to the floating address: whichever host is primary.
+        let primary_hosts = match super::postgres::failover::plan(site, pg) {
+            Some(f) => Src::of(
+                f.vip().value.to_string(),
+                "the PostgreSQL failover address (whichever host is primary)",
+                [&f.vip().loc, &f.failover.loc],
+            ),
+            None => Src::of(paddr, "the PostgreSQL primary's address", [paddr_loc, &primary_loc]),
+        };
         let ro_hosts = (!ro.is_empty()).then(|| {
             Src::of(
                 ro.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(","),
@@ -424,8 +438,20 @@ impl Family for Pgbouncer {
             }
             let Some((primary, _, _)) = primary_of(site, pg) else { continue };
             let Some((pg_port, _)) = super::service_port(site, pg, "postgres") else { continue };
+            // With failover, every host that may become the primary is reached too.
+            let targets: Vec<HostId> = match super::postgres::failover::plan(site, pg) {
+                Some(f) => f.candidates.iter().map(|c| c.value).collect(),
+                None => vec![primary],
+            };
             for h in &s.hosts {
-                if h.value != primary && !site.flow_plan().allows(site, Some(h.value), Some(primary), pg_port) {
+                let Some(primary) = targets
+                    .iter()
+                    .copied()
+                    .find(|t| h.value != *t && !site.flow_plan().allows(site, Some(h.value), Some(*t), pg_port))
+                else {
+                    continue;
+                };
+                {
                     diags.push(
                         Diagnostic::error(
                             "missing-flow",

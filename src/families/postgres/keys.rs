@@ -1,12 +1,13 @@
-//! PostgreSQL's own keys on `[services.<name>]`: which host holds the primary, and how
-//! many connections the server accepts.
+//! PostgreSQL's own keys on `[services.<name>]`: which host holds the primary, how
+//! many connections the server accepts, its roles, and automated failover.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Loc};
 use crate::families::{Part, parts_of, service_keys};
 use crate::load::schema::{Named, Str};
 use crate::model::{At, HostId, ServiceId, ServiceKind, Site};
@@ -33,6 +34,21 @@ crate::keys! {
         pub roles: Named<Spanned<RawRole>>,
         /// `max_connections` of every host of the service (default `100`, from 10 to 5000). Each connection is a server process; `work_mem` is derived from it (the service's memory / (4 × max_connections)), so more connections get less memory each. A replica must allow as many as its primary, so it is one value per service.
         pub max_connections: Option<Spanned<i64>>,
+        /// Automated failover through a database floating address: `failover = { vip = "10.0.3.20", vrid = 52, promote = ["db2"] }`. keepalived on the primary and on each replica that may be promoted holds `vip` (VRRP, `nopreempt`), PostgreSQL also listens on it and PgBouncer sends writes to it; when the primary's host is lost, the replica that takes the address checks that the old primary is unreachable or not a primary and promotes itself. A former primary refuses to start as a primary while another host is one (it is rebuilt as a replica: the failback runbook). Needs `vrrp` among the service's `ports` (keepalived is part of the service) and a `vrrp` flow between its hosts.
+        pub failover: Option<Spanned<RawFailover>>,
+    }
+}
+
+crate::keys! {
+    /// `failover` of a postgres service.
+    #[derive(Debug, Deserialize)]
+    pub struct RawFailover {
+        /// Required. The database floating address: a free address in the zone the service's hosts share.
+        pub vip: Option<Str>,
+        /// The VRRP router id, 1–255 (default `51`), unique among the keepalived instances of the zone.
+        pub vrid: Option<Spanned<i64>>,
+        /// The replicas that may be promoted (default every replica of the service). A replica not listed follows whichever host is primary but never takes the address.
+        pub promote: Option<Vec<Str>>,
     }
 }
 
@@ -80,9 +96,27 @@ pub fn sql_name(s: &str) -> Result<String, crate::model::values::ValueError> {
     }
 }
 
+/// A service's automated failover.
+#[derive(Debug, Clone)]
+pub struct Failover {
+    /// The `failover` table.
+    pub loc: Loc,
+    /// The floating address.
+    pub vip: At<IpAddr>,
+    /// The VRRP router id (where it is written, or the table for the default).
+    pub vrid: At<u8>,
+    /// The replicas that may be promoted, when written (else every replica).
+    pub promote: Option<Vec<At<HostId>>>,
+}
+
+/// The VRRP router id when `failover` writes none (keepalived's own default).
+pub const DEFAULT_VRID: u8 = 51;
+
 /// The postgres family's model.
 #[derive(Debug, Default)]
 pub struct Model {
+    /// `failover` of each service that writes it.
+    pub failover: BTreeMap<ServiceId, Failover>,
     /// The primary of each service that names one.
     pub primary: BTreeMap<ServiceId, At<HostId>>,
     /// `max_connections` of each service that writes it.
@@ -134,6 +168,14 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
                 out.roles.insert(id, roles);
             }
         }
+        if let Some(f) = &k.failover {
+            let mut cx = Cx::new(file, site, diags);
+            if svc.declared.kind_known && svc.kind.value != ServiceKind::Postgres {
+                cx.not_for_kind("failover", "postgres", svc, f.span());
+            } else if let Some(f) = resolve_failover(&mut cx, f) {
+                out.failover.insert(id, f);
+            }
+        }
         let Some(p) = &k.primary else { continue };
         let mut cx = Cx::new(file, site, diags);
         if svc.kind.value != ServiceKind::Postgres {
@@ -145,6 +187,35 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
         }
     }
     out
+}
+
+/// Types a service's `failover`.
+fn resolve_failover(cx: &mut Cx, raw: &Spanned<RawFailover>) -> Option<Failover> {
+    let loc = cx.loc(raw.span());
+    let r = raw.get_ref();
+    let vip = cx.required(&r.vip, &loc, "vip", "failover");
+    let vip = vip.and_then(|v| cx.value(v, crate::model::values::address));
+    let vrid = match &r.vrid {
+        Some(v) => cx.int::<u8>(v, 1, 255, "VRRP router id")?,
+        None => At { value: DEFAULT_VRID, loc: loc.clone() },
+    };
+    // An unknown host is reported; the failover is then left out whole (a shorter list
+    // would be reported again as wrong).
+    let promote = match &r.promote {
+        Some(hs) => {
+            let found: Vec<At<HostId>> = hs
+                .iter()
+                .filter_map(|h| cx.reference_str(RefTo::Host, h))
+                .map(|h| At { value: HostId(h.value), loc: h.loc })
+                .collect();
+            if found.len() < hs.len() {
+                return None;
+            }
+            Some(found)
+        }
+        None => None,
+    };
+    Some(Failover { loc, vip: vip?, vrid, promote })
 }
 
 /// Types a service's `roles`.

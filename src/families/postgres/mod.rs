@@ -56,8 +56,18 @@
 //! the policy's worst-case loss that the RPO check reads. Never `archive_mode` without
 //! the policy: a failing `archive_command` fills `pg_wal` on the primary.
 //!
+//! **Automated failover**, when the service has `failover` ([`failover`], which has the
+//! design and why): every host that may hold the floating address also listens on it,
+//! admits it in pg_hba (a client on the host connecting to it) and takes replication
+//! from every other host; every host's `primary_conninfo`, password file (one line per
+//! address it connects to) and `/etc/medianest/postgres-replica-init` target the
+//! address (inert on the configured primary until it is rebuilt as a replica); every
+//! host gets [`failover::SCRIPT`] and the `ExecStartPre=` fence drop-in
+//! `postgresql@<v>-main.service.d/medianest-fence.conf`.
+//!
 //! Not here yet: TLS (`hostssl`), as above.
 
+pub mod failover;
 pub mod keys;
 
 use std::any::Any;
@@ -189,6 +199,15 @@ pub struct StandbyView {
     /// The delivered replication password, when the service lists `replication_password`:
     /// the password file is then rendered from it ([`RENDER_PASSFILE`]).
     pub delivered: Option<Src<String>>,
+    /// With `failover`: the floating address the replica follows (`address` is it), so
+    /// a promotion needs no configuration change.
+    pub vip: Option<Src<String>>,
+    /// With `failover`: whether this host is the configured primary (its standby
+    /// settings are inert until it is rebuilt as a replica, after a failover).
+    pub configured_primary: bool,
+    /// With `failover`: the other hosts' addresses, also in the password file (the
+    /// failover script asks them whether they are primary).
+    pub peers: Vec<Src<String>>,
 }
 
 /// Context of `postgres/pg_hba.conf.j2`.
@@ -202,8 +221,11 @@ pub struct HbaContext {
     pub own: Vec<Src<String>>,
     /// Sources the flows let open the postgres port here.
     pub clients: Vec<Src<String>>,
-    /// On the primary: each replica a flow lets reach it.
+    /// On the primary (with `failover`, on every host that may become it): each other
+    /// host a flow lets reach it, for streaming replication.
     pub replicas: Vec<HbaReplica>,
+    /// The failover floating address, when this host may hold it.
+    pub vip: Option<Src<String>>,
     /// The replication role.
     pub role: &'static str,
 }
@@ -261,6 +283,8 @@ pub const REPLICATION_SECRET: &str = "replication_password";
 pub struct InitContext<'a> {
     /// The replica host.
     pub host: Src<String>,
+    /// The service.
+    pub service: Src<String>,
     /// Its upstream.
     pub standby: &'a StandbyView,
 }
@@ -332,6 +356,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
         return;
     }
     let replicas: Vec<HostId> = svc.hosts.iter().map(|h| h.value).filter(|h| *h != primary).collect();
+    let fo = failover::plan(site, id);
     let etc = format!("/etc/postgresql/{v}/main");
     let data = format!("/var/lib/postgresql/{v}/main");
     let service = Src::at(svc.name.clone(), "service", &svc.loc);
@@ -397,12 +422,19 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             [&primary_loc],
         );
         let origin = Some(svc.loc.clone());
+        // With failover, a host that may hold the floating address also listens on it
+        // (bound before keepalived moves it here: `ip_nonlocal_bind`, family delivery).
+        let vip_here = fo.as_ref().filter(|f| f.holds(hid)).map(|f| {
+            Src::of(f.vip().value.to_string(), "the failover floating address", [&f.vip().loc, &f.failover.loc])
+        });
+        let mut listen_addresses = super::listen_addresses(site, hid, &[port]);
+        listen_addresses.extend(vip_here.clone());
         let server = ServerContext {
             host: host_src.clone(),
             service: service.clone(),
             role,
             version: version.clone(),
-            listen_addresses: super::listen_addresses(site, hid, &[port]),
+            listen_addresses,
             port: Src::at(port.port, "postgres port", port_loc),
             max_connections: Src::at(conns.value, "max_connections", &conns.loc),
             shared_buffers: mem(sb, "shared_buffers (a quarter of the service's memory)"),
@@ -413,15 +445,34 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
         let conf = validated(file(&host.name, format!("{etc}/postgresql.conf"), 0o644, false));
         out.add("postgres/postgresql.conf.j2", &server, conf, origin.clone());
 
-        let standby = (!is_primary).then(|| {
+        // A replica follows the primary; with failover every host is ready to (the
+        // configured primary once it is rebuilt as a replica), at the floating address.
+        let standby = (!is_primary || fo.is_some()).then(|| {
             let p = site.host(primary);
             let i =
                 crate::model::flows::arrival(site, primary, Peer::Host(hid)).min(p.interfaces.len().saturating_sub(1));
             let addr = p.interfaces.get(i).map(|x| (x.address.value.to_string(), &x.address.loc));
             let (address, addr_loc) = addr.unwrap_or_else(|| (String::new(), &p.loc));
+            let address = match &fo {
+                Some(f) => Src::of(
+                    f.vip().value.to_string(),
+                    "the failover floating address (whichever host is primary)",
+                    [&f.vip().loc, &f.failover.loc],
+                ),
+                None => Src::of(address, "the primary's address (reached by the replica)", [addr_loc, &primary_loc]),
+            };
+            let others = || svc.hosts.iter().map(|o| o.value).filter(|o| *o != hid);
+            let reached = match &fo {
+                Some(f) => f
+                    .candidates
+                    .iter()
+                    .filter(|c| c.value != hid)
+                    .all(|c| site.flow_plan().allows(site, Some(hid), Some(c.value), port)),
+                None => site.flow_plan().allows(site, Some(hid), Some(primary), port),
+            };
             StandbyView {
                 primary: Src::of(p.name.clone(), "primary host", [&primary_loc]),
-                address: Src::of(address, "the primary's address (reached by the replica)", [addr_loc, &primary_loc]),
+                address,
                 port: Src::at(port.port, "postgres port", port_loc),
                 slot: Src::at(slot_name(&host.name), "replication slot (from the replica's name)", &h.loc),
                 name: Src::at(host.name.clone(), "replica name", &h.loc),
@@ -430,11 +481,22 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
                     None => Src::at(format!("{etc}/{PASSFILE}"), "replication password file", &svc.loc),
                 },
                 role: REPLICATION_ROLE,
-                reached: site.flow_plan().allows(site, Some(hid), Some(primary), port),
+                reached,
                 etc: Src::at(etc.clone(), "configuration directory", &svc.loc),
                 data: Src::at(data.clone(), "data directory", &svc.loc),
                 version: version.clone(),
                 delivered: delivered.clone(),
+                vip: fo
+                    .as_ref()
+                    .map(|f| Src::at(f.vip().value.to_string(), "the failover floating address", &f.vip().loc)),
+                configured_primary: is_primary,
+                peers: match &fo {
+                    Some(_) => others()
+                        .filter_map(|o| failover::address_from(site, hid, o))
+                        .map(|(a, l)| Src::at(a, "peer address", l))
+                        .collect(),
+                    None => Vec::new(),
+                },
             }
         });
         let reload = ReloadContext {
@@ -463,7 +525,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             if let Some(a) = meta.apply.as_mut() {
                 a.reload = None;
             }
-            let init = InitContext { host: host_src.clone(), standby: sb };
+            let init = InitContext { host: host_src.clone(), service: service.clone(), standby: sb };
             out.add("postgres/replica-init.sh.j2", &init, meta, origin.clone());
             if sb.delivered.is_some() {
                 // libpq reads a password file, not a bare secret: rendered by root before
@@ -488,10 +550,73 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
             }
         }
 
+        if let (Some(f), Some(sb)) = (&fo, &reload.standby) {
+            let ctx = failover::ScriptContext {
+                host: host_src.clone(),
+                service: service.clone(),
+                version: version.clone(),
+                port: Src::at(port.port, "postgres port", port_loc),
+                data: Src::at(data.clone(), "data directory", &svc.loc),
+                vip: Src::at(f.vip().value.to_string(), "the failover floating address", &f.vip().loc),
+                may_promote: Src::of(
+                    f.holds(hid),
+                    "may hold the address (the primary, or a replica in `promote`)",
+                    [&f.failover.loc, &h.loc],
+                ),
+                peers: svc
+                    .hosts
+                    .iter()
+                    .filter(|o| o.value != hid)
+                    .filter_map(|o| {
+                        let (a, l) = failover::address_from(site, hid, o.value)?;
+                        let oh = site.host(o.value);
+                        Some(failover::PeerView {
+                            name: Src::at(oh.name.clone(), "peer host", &o.loc),
+                            address: Src::at(a, "peer address", l),
+                        })
+                    })
+                    .collect(),
+                slots: svc
+                    .hosts
+                    .iter()
+                    .filter(|o| o.value != hid)
+                    .map(|o| Src::at(slot_name(&site.host(o.value).name), "replication slot of a peer", &o.loc))
+                    .collect(),
+                passfile: sb.passfile.clone(),
+                render_passfile: sb.delivered.as_ref().map(|_| RENDER_PASSFILE),
+                role: REPLICATION_ROLE,
+                replica_init: REPLICA_INIT,
+                state: failover::STATE,
+                script: failover::SCRIPT,
+            };
+            // keepalived runs it (family keepalived) and so does the unit's start.
+            let meta = ArtifactMeta::host_file("postgres", &host.name, failover::SCRIPT, 0o750, "root:root");
+            out.add("postgres/failover.sh.j2", &ctx, meta, origin.clone());
+            let mut meta = ArtifactMeta::host_file(
+                "postgres",
+                &host.name,
+                &format!("/etc/systemd/system/{unit}.d/medianest-fence.conf"),
+                0o644,
+                "root:root",
+            );
+            if let Some(a) = meta.apply.as_mut() {
+                a.reload = Some("daemon-reload".into());
+            }
+            out.add("postgres/fence-drop-in.conf.j2", &ctx, meta, origin.clone());
+        }
+
         lower_setup(site, id, hid, port, port_loc, !replicas.is_empty(), out);
 
-        let replicas_view: Vec<HbaReplica> = if is_primary {
-            replicas
+        // Who streams from this host: the replicas, when it is the primary; with
+        // failover, every other host, when it may become the primary.
+        let streams_from_here: Vec<HostId> = match &fo {
+            Some(f) if f.holds(hid) => svc.hosts.iter().map(|h| h.value).filter(|h| *h != hid).collect(),
+            Some(_) => Vec::new(),
+            None if is_primary => replicas.clone(),
+            None => Vec::new(),
+        };
+        let replicas_view: Vec<HbaReplica> = if !streams_from_here.is_empty() {
+            streams_from_here
                 .iter()
                 .filter(|r| site.flow_plan().allows(site, Some(**r), Some(hid), port))
                 .filter_map(|r| {
@@ -531,6 +656,8 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
                 .collect(),
             replicas: replicas_view,
             role: REPLICATION_ROLE,
+            // The host holding the address reaches itself there too (PgBouncer beside it).
+            vip: vip_here.clone().map(|v| v.map(cidr)),
         };
         out.add("postgres/pg_hba.conf.j2", &hba, file(&host.name, format!("{etc}/pg_hba.conf"), 0o640, true), origin);
     }
@@ -598,8 +725,12 @@ fn lower_setup(
 
 /// The postgres model of a site (empty when the family resolved nothing).
 pub fn model(site: &Site) -> &keys::Model {
-    static EMPTY: keys::Model =
-        keys::Model { primary: BTreeMap::new(), max_connections: BTreeMap::new(), roles: BTreeMap::new() };
+    static EMPTY: keys::Model = keys::Model {
+        failover: BTreeMap::new(),
+        primary: BTreeMap::new(),
+        max_connections: BTreeMap::new(),
+        roles: BTreeMap::new(),
+    };
     site.ext.get::<keys::Model>().unwrap_or(&EMPTY)
 }
 
@@ -654,6 +785,18 @@ impl Family for Postgres {
                     .into(),
             }
         }));
+        v.extend(m.failover.iter().map(|(id, f)| {
+            let promote = match &f.promote {
+                Some(l) => l.iter().map(|h| site.host(h.value).name.as_str()).collect::<Vec<_>>().join(", "),
+                None => "every replica".to_string(),
+            };
+            Fact {
+                category: "service",
+                subject: site.service(*id).name.clone(),
+                field: "failover",
+                value: format!("vip {}, vrid {}, promote {promote}", f.vip.value, f.vrid.value).into(),
+            }
+        }));
         v.extend(services(site).map(|id| Fact {
             category: "service",
             subject: site.service(id).name.clone(),
@@ -664,6 +807,7 @@ impl Family for Postgres {
     }
 
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
+        failover::verify(site, diags);
         let m = model(site);
         for id in services(site) {
             let s = site.service(id);

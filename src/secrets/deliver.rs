@@ -53,10 +53,19 @@ fn delivery(site: &Site, id: ServiceId, name: &str) -> SecretDelivery {
         ServiceKind::Powerdns => ("pdns:pdns", None, unit("pdns.service")),
         _ => ("root:root", None, None),
     };
+    // Compose bind-mounts the file itself into the container, owner and mode as they
+    // are (it ignores a secret's uid and mode outside Swarm): a container that runs as
+    // a numeric user must own its copy, or it cannot read a 0400 file.
+    let owner = match svc.user.as_ref().map(|u| u.value.split_once(':').unwrap_or((&u.value, &u.value))) {
+        Some((u, g)) if owner == "root:root" && u.parse::<u32>().is_ok() && g.parse::<u32>().is_ok() => {
+            format!("{u}:{g}")
+        }
+        _ => owner.to_string(),
+    };
     SecretDelivery {
         service: svc.name.clone(),
         target: secret_file(&svc.name, name),
-        owner: owner.into(),
+        owner,
         reload,
         restart,
     }

@@ -321,6 +321,17 @@ fn swarm_secrets_come_from_the_managers_copy_and_rotation_redeploys() {
     let p = write(scratch.path(), "stack.yml", &stack);
     let o = Command::new("docker").args(["stack", "config", "-c"]).arg(&p).output().expect("docker CLI");
     assert!(o.status.success(), "docker stack config: {}", String::from_utf8_lossy(&o.stderr));
+    // Compose bind-mounts the file as it is: the container's user (web runs as
+    // 1001:1001) owns its copy, or it could not read a 0400 file.
+    let app1: Value = serde_json::from_str(&text("hosts/app1/plan.json")).unwrap();
+    let web = app1["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["deliveries"].as_array().unwrap())
+        .find(|d| d["service"] == "web")
+        .expect("web's secret is delivered on app1");
+    assert_eq!(web["owner"], "1001:1001");
     // A Compose service carries its secrets' versions as a label.
     let compose = text("hosts/app1/root/etc/medianest/compose/compose.yaml");
     let label = |c: &str| {

@@ -191,9 +191,14 @@ pub struct PullArgs {
     /// [default: /var/lib/medianest].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// `allowed_signers` file: require the tip commit to be SSH-signed by a listed key.
+    /// `allowed_signers` file: every commit from the applied one to the tip must be
+    /// SSH-signed by a listed key. Mandatory (a run without it is refused).
     #[arg(long)]
     pub allowed_signers: Option<PathBuf>,
+    /// Apply without verifying signatures. Never in agent.toml: an operator's explicit
+    /// choice on the command line, logged as a warning on every run.
+    #[arg(long)]
+    pub insecure_no_verify: bool,
     /// Node exporter's textfile directory, where the metrics are also written when it
     /// exists [default: /var/lib/prometheus/node-exporter, Debian's].
     #[arg(long)]
@@ -520,6 +525,7 @@ fn pull(a: &PullArgs) -> i32 {
         root: a.root.clone(),
         state_dir: a.state_dir.clone().or(file.state_dir).unwrap_or_else(|| PathBuf::from("/var/lib/medianest")),
         allowed_signers: a.allowed_signers.clone().or(file.allowed_signers),
+        insecure_no_verify: a.insecure_no_verify,
         textfile_dir: a
             .textfile_dir
             .clone()

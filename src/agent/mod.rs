@@ -73,8 +73,13 @@ pub struct PullOptions {
     pub root: PathBuf,
     /// State directory.
     pub state_dir: PathBuf,
-    /// `allowed_signers` file; when set, the tip must carry a valid SSH signature.
+    /// `allowed_signers` file: every commit from the applied one to the tip must carry a
+    /// valid SSH signature by a key it lists. Mandatory: without it a run is refused,
+    /// unless `insecure_no_verify`.
     pub allowed_signers: Option<PathBuf>,
+    /// Apply without verifying signatures (`--insecure-no-verify`): an operator's
+    /// explicit choice, logged on every run and exported as a metric.
+    pub insecure_no_verify: bool,
     /// Node exporter's textfile directory: the metrics are copied there (world-readable)
     /// when it exists, since the state directory is root-only.
     pub textfile_dir: PathBuf,
@@ -142,6 +147,8 @@ pub struct Report {
     pub deployed: Vec<String>,
     /// Whether an interrupted apply was undone first.
     pub recovered: bool,
+    /// Whether signatures were left unchecked (`--insecure-no-verify`).
+    pub insecure_no_verify: bool,
     /// Milliseconds taken.
     pub millis: u128,
 }
@@ -161,6 +168,7 @@ impl Report {
             restarted: Vec::new(),
             deployed: Vec::new(),
             recovered: false,
+            insecure_no_verify: false,
             millis: 0,
         }
     }
@@ -236,6 +244,7 @@ pub fn pull(opts: &PullOptions) -> Report {
                 result: code,
                 seconds: start.elapsed().as_secs_f64(),
                 secrets: report.secrets.iter().map(|x| (x.name.clone(), x.service.clone(), x.sha256.clone())).collect(),
+                insecure_no_verify: opts.insecure_no_verify,
             },
             &opts.textfile_dir,
         );
@@ -366,6 +375,77 @@ fn decrypt_secrets(
         .collect()
 }
 
+/// Where the bootstrap writes the agent's settings; a plan that changes this file must
+/// keep verification on.
+pub const AGENT_CONFIG: &str = "/etc/medianest/agent.toml";
+
+/// The keys an `allowed_signers` text lists (lines that are neither blank nor comments).
+fn signer_lines(bytes: &[u8]) -> usize {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && l.split_whitespace().count() >= 2)
+        .count()
+}
+
+/// Refuses a generation that would leave the agent with no signers: `agent.toml` and
+/// `allowed_signers` are managed files, so one signed commit that dropped the line or
+/// emptied the file would switch verification off for every later run.
+fn check_keeps_signers(opts: &PullOptions, generation: &source::Generation) -> Result<()> {
+    let mut signer_files: BTreeSet<String> = BTreeSet::new();
+    if let Some(bytes) = generation.files.get(AGENT_CONFIG) {
+        let named = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("allowed_signers").and_then(|v| v.as_str()).map(str::to_string));
+        let Some(named) = named else {
+            return error::refuse(format!(
+                "the new `{AGENT_CONFIG}` names no allowed_signers: it would switch signature verification off; nothing was changed"
+            ));
+        };
+        signer_files.insert(named);
+    }
+    // The file this run verified with, when it lies under the root the plan writes.
+    if let Some(p) = &opts.allowed_signers
+        && let Ok(rel) = p.strip_prefix(&opts.root)
+    {
+        signer_files.insert(format!("/{}", rel.display()));
+    }
+    for f in &signer_files {
+        if let Some(bytes) = generation.files.get(f)
+            && signer_lines(bytes) == 0
+        {
+            return error::refuse(format!(
+                "the new `{f}` lists no key: it would leave the agent with no signers; nothing was changed"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a run that has nothing to verify with, unless the operator said
+/// `--insecure-no-verify` (logged on every run).
+fn check_verification(opts: &PullOptions, report: &mut Report) -> Result<()> {
+    if opts.insecure_no_verify {
+        report.insecure_no_verify = true;
+        log(
+            "insecure-no-verify",
+            serde_json::json!({ "warning": "signature verification is OFF (--insecure-no-verify): any commit on the branch is applied" }),
+        );
+        return Ok(());
+    }
+    let Some(p) = &opts.allowed_signers else {
+        return error::refuse(
+            "no allowed_signers (--allowed-signers, or `allowed_signers` in agent.toml): verification is mandatory; an operator can pass --insecure-no-verify",
+        );
+    };
+    match std::fs::read(p) {
+        Ok(b) if signer_lines(&b) > 0 => Ok(()),
+        Ok(_) => error::refuse(format!("`{}` lists no key: nothing can be verified", p.display())),
+        Err(e) => error::refuse(format!("cannot read the allowed_signers file `{}`: {e}", p.display())),
+    }
+}
+
 fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     let root = Root::open(&opts.root)?;
     // An apply that was interrupted (crash, kill, power loss) is undone first, so the
@@ -387,13 +467,27 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         .map_err(|e| anyhow::Error::new(FetchFailed(format!("{e:#}"))))?;
     report.commit = Some(commit.to_string());
     crash_point("fetched");
+    check_verification(opts, report)?;
     let last = state.applied_commit.as_deref().and_then(|c| git2::Oid::from_str(c).ok());
     source::check_fast_forward(&repo, last, commit, opts.allow_rollback)?;
-    if let Some(signers) = &opts.allowed_signers {
-        let who = source::verify_signature(&repo, commit, signers)?;
-        log("verified", serde_json::json!({ "commit": commit.to_string(), "signer": who }));
+    // Every commit the host has not applied yet is verified, oldest first, before any
+    // tree or blob is read: a signed tip on an unsigned parent would otherwise apply the
+    // parent's change.
+    if let (Some(signers), false) = (&opts.allowed_signers, opts.insecure_no_verify) {
+        let range = source::unapplied(&repo, last, commit)?;
+        for oid in &range {
+            let who = source::verify_signature(&repo, *oid, signers).map_err(|e| match e.downcast_ref::<Refusal>() {
+                Some(r) if *oid != commit => error::refusal(format!(
+                    "{r}; it lies between the applied commit {} and the tip {commit}, and every commit in between must be signed",
+                    last.map(|l| l.to_string()).unwrap_or_default()
+                )),
+                _ => e,
+            })?;
+            log("verified", serde_json::json!({ "commit": oid.to_string(), "signer": who }));
+        }
     }
     let generation = source::read_generation(&repo, commit, &opts.host, opts.limits)?;
+    check_keeps_signers(opts, &generation)?;
     let plain = decrypt_secrets(&root, &opts.host_key, &generation.secrets)?;
     crash_point("verified");
 

@@ -136,6 +136,37 @@ pub fn check_fast_forward(repo: &Repository, last: Option<Oid>, new: Oid, allow_
     Ok(())
 }
 
+/// Most commits one run verifies: a longer unapplied history is refused rather than
+/// checked for hours while the lock is held.
+pub const MAX_UNAPPLIED: usize = 10_000;
+
+/// The commits from `last` (excluded) to `tip`, oldest first: what this run would apply
+/// and therefore must verify. Only `tip` on the first run, or when `tip` does not descend
+/// from `last` (an operator's `--allow-rollback`).
+pub fn unapplied(repo: &Repository, last: Option<Oid>, tip: Oid) -> Result<Vec<Oid>> {
+    let Some(last) = last else { return Ok(vec![tip]) };
+    if last == tip {
+        return Ok(Vec::new());
+    }
+    if !repo.graph_descendant_of(tip, last).unwrap_or(false) {
+        return Ok(vec![tip]);
+    }
+    let mut walk = repo.revwalk().context("failed to walk the history")?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE).context("failed to walk the history")?;
+    walk.push(tip).context("failed to walk the history")?;
+    walk.hide(last).context("failed to walk the history")?;
+    let mut out = Vec::new();
+    for oid in walk {
+        out.push(oid.context("failed to walk the history")?);
+        if out.len() > MAX_UNAPPLIED {
+            return refuse(format!(
+                "more than {MAX_UNAPPLIED} commits between the applied {last} and the tip {tip}; an operator must pin a newer commit"
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Verifies the SSH signature of commit `oid` against `allowed_signers` with
 /// `ssh-keygen -Y verify` in the `git` namespace.
 pub fn verify_signature(repo: &Repository, oid: Oid, allowed_signers: &Path) -> Result<String> {

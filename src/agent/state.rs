@@ -173,6 +173,8 @@ impl StateDir {
         s.push_str(&format!("medianest_pull_duration_seconds {:.3}\n", m.seconds));
         s.push_str("# HELP medianest_pull_result Result of the last run (0 ok, 1 refused, 3 rolled back, 5 fetch failed).\n# TYPE medianest_pull_result gauge\n");
         s.push_str(&format!("medianest_pull_result {}\n", m.result));
+        s.push_str("# HELP medianest_pull_verification_disabled 1 when the last run applied without checking signatures (--insecure-no-verify).\n# TYPE medianest_pull_verification_disabled gauge\n");
+        s.push_str(&format!("medianest_pull_verification_disabled {}\n", u8::from(m.insecure_no_verify)));
         if !m.secrets.is_empty() {
             s.push_str("# HELP medianest_pull_secret_info A secret of the host's plan: name, service and the sha256 of its ciphertext (never a value).\n# TYPE medianest_pull_secret_info gauge\n");
             for (name, service, sha) in &m.secrets {
@@ -218,4 +220,6 @@ pub struct Metrics {
     pub seconds: f64,
     /// The plan's secrets: `(name, service, ciphertext sha256)`.
     pub secrets: Vec<(String, String, String)>,
+    /// Whether signatures went unchecked (`--insecure-no-verify`).
+    pub insecure_no_verify: bool,
 }

@@ -223,6 +223,14 @@ impl Sim {
     }
 
     fn pull_with(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let signers = self.path().join("allowed_signers");
+        let mut args = vec!["--allowed-signers", signers.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.pull_bare(&args, env)
+    }
+
+    /// A run with only the options given (no `--allowed-signers`).
+    fn pull_bare(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
         let path = format!("{}:{}", self.path().join("stubs").display(), std::env::var("PATH").unwrap_or_default());
         // Node exporter's textfile directory, as its package creates it.
         std::fs::create_dir_all(self.path().join("textfile")).unwrap();
@@ -235,8 +243,6 @@ impl Sim {
             .arg(self.path().join("state"))
             .arg("--textfile-dir")
             .arg(self.path().join("textfile"))
-            .arg("--allowed-signers")
-            .arg(self.path().join("allowed_signers"))
             .args(extra)
             .envs(env.iter().copied())
             .env("PATH", path)
@@ -384,13 +390,17 @@ fn applies_a_signed_generation_then_a_rerun_changes_nothing() {
 #[test]
 fn refuses_unsigned_foreign_and_tampered_commits() {
     // Catalogue 1, 2, 3.
-    let (sim, _) = applied_v1();
+    let (sim, c1) = applied_v1();
     let (before, state) = (snapshot(&sim.root()), sim.state());
     sim.render(&v2(), &[]);
     sim.commit("unsigned", None);
     assert_refused(&sim, &sim.pull(), &before, &state, "is not signed");
+    // Each case sits directly on the applied commit (every commit in between is
+    // verified too, see `every_commit_between_the_applied_one_and_the_tip_is_verified`).
+    git(&sim.work(), &["reset", "-q", "--soft", &c1]);
     sim.commit("foreign key", Some("other-key"));
     assert_refused(&sim, &sim.pull(), &before, &state, "allowed_signers does not list");
+    git(&sim.work(), &["reset", "-q", "--soft", &c1]);
     // Tampered: a signed commit's object edited, keeping the old signature.
     let signed = sim.commit("signed v2", Some("key"));
     let raw = String::from_utf8(git(&sim.work(), &["cat-file", "commit", &signed]).stdout).unwrap();
@@ -706,11 +716,12 @@ fn modes_and_owners_come_from_the_plan_whatever_the_umask() {
     let o = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "umask 000; exec '{}' pull --once --format json --host web1 --repo 'file://{}' --root '{}' --state-dir '{}' --textfile-dir /nonexistent",
+            "umask 000; exec '{}' pull --once --format json --host web1 --repo 'file://{}' --root '{}' --state-dir '{}' --textfile-dir /nonexistent --allowed-signers '{}'",
             env!("CARGO_BIN_EXE_medianest"),
             sim.path().join("remote.git").display(),
             sim.root().display(),
-            sim.path().join("state").display()
+            sim.path().join("state").display(),
+            sim.path().join("allowed_signers").display()
         ))
         .env("PATH", path)
         .output()
@@ -822,6 +833,8 @@ fn random_sigkills_during_apply_leave_no_torn_file() {
             .arg(sim.path().join("state"))
             .arg("--textfile-dir")
             .arg(sim.path().join("textfile"))
+            .arg("--allowed-signers")
+            .arg(sim.path().join("allowed_signers"))
             .args(extra)
             .env("PATH", &path)
             .stdout(std::process::Stdio::null())
@@ -1276,7 +1289,7 @@ fn refuses_a_secret_for_another_host_a_swapped_one_and_an_unsigned_change() {
         &[],
         &[secret("api_key", seal("api_key", ALPHA, &web1)), secret("db_password", seal("db_password", BRAVO, &web1))],
     );
-    sim.commit("v1", Some("key"));
+    let c1 = sim.commit("v1", Some("key"));
     let o = sim.pull();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let (before, state) = (snapshot(&sim.root()), sim.state());
@@ -1316,6 +1329,7 @@ fn refuses_a_secret_for_another_host_a_swapped_one_and_an_unsigned_change() {
     sim.commit("unsigned secret change", None);
     assert_refused(&sim, &sim.pull(), &before, &state, "is not signed");
     assert_eq!(std::fs::read_to_string(sim.root().join("run/medianest/secrets/app/api_key")).unwrap(), ALPHA);
+    git(&sim.work(), &["reset", "-q", "--soft", &c1]);
 
     // A signed plan still cannot send a plaintext out of the secrets tmpfs.
     sim.render_with_secrets(
@@ -1325,4 +1339,80 @@ fn refuses_a_secret_for_another_host_a_swapped_one_and_an_unsigned_change() {
     );
     sim.commit("a delivery out of the secrets directory", Some("key"));
     assert_refused(&sim, &sim.pull(), &before, &state, "would be delivered to");
+}
+
+// #13: the pull agent under attack and fault.
+
+#[test]
+fn verification_is_mandatory_and_cannot_be_committed_away() {
+    // #13 item 8: without allowed_signers nothing applies; `--insecure-no-verify` is the
+    // only way around and says so on every run; a signed commit that would leave the
+    // agent with no signers is refused.
+    let (sim, _) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    sim.render(&v2(), &[]);
+    sim.commit("unsigned", None);
+    assert_refused(&sim, &sim.pull_bare(&[], &[]), &before, &state, "verification is mandatory");
+    std::fs::write(sim.path().join("empty_signers"), "# nobody\n").unwrap();
+    let empty = sim.path().join("empty_signers");
+    let o = sim.pull_bare(&["--allowed-signers", empty.to_str().unwrap()], &[]);
+    assert_refused(&sim, &o, &before, &state, "lists no key");
+    for _ in 0..2 {
+        let o = sim.pull_bare(&["--insecure-no-verify"], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(report(&o)["insecure_no_verify"], true);
+        assert!(stderr(&o).contains("\"event\":\"insecure-no-verify\""), "not logged: {}", stderr(&o));
+        let metrics = std::fs::read_to_string(sim.path().join("state/medianest.prom")).unwrap();
+        assert!(metrics.contains("medianest_pull_verification_disabled 1"), "{metrics}");
+    }
+    assert_eq!(std::fs::read(sim.root().join("etc/nginx/nginx.conf")).unwrap(), NGINX_V2);
+
+    // Signed commits that switch verification off through the managed files.
+    let (sim, _) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    let toml_without: &[u8] = b"repository = \"x\"\nbranch = \"main\"\nhost = \"web1\"\n";
+    let toml_with: &[u8] =
+        b"repository = \"x\"\nhost = \"web1\"\nallowed_signers = \"/etc/medianest/allowed_signers\"\n";
+    let mut files = v1();
+    files.push(("/etc/medianest/agent.toml", toml_without, None, None));
+    sim.render(&files, &[]);
+    sim.commit("drop the signers line", Some("key"));
+    assert_refused(&sim, &sim.pull(), &before, &state, "names no allowed_signers");
+    let mut files = v1();
+    files.push(("/etc/medianest/agent.toml", toml_with, None, None));
+    files.push(("/etc/medianest/allowed_signers", b"# emptied\n", None, None));
+    sim.render(&files, &[]);
+    sim.commit("empty the signers", Some("key"));
+    assert_refused(&sim, &sim.pull(), &before, &state, "lists no key");
+    let metrics = std::fs::read_to_string(sim.path().join("state/medianest.prom")).unwrap();
+    assert!(metrics.contains("medianest_pull_verification_disabled 0"), "{metrics}");
+}
+
+#[test]
+fn every_commit_between_the_applied_one_and_the_tip_is_verified() {
+    // #13 item 10: a signed tip on top of an unsigned parent carries the parent's change.
+    let (sim, c1) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    sim.render(&v2(), &[]);
+    let unsigned = sim.commit("unsigned change", None);
+    let tip = sim.commit("signed tip", Some("key"));
+    let o = sim.pull();
+    assert_refused(&sim, &o, &before, &state, &format!("commit {unsigned} is not signed"));
+    let reason = report(&o)["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains(&c1) && reason.contains(&tip), "{reason}");
+    // A foreign key in the middle is refused the same way.
+    sim.force_main(&c1);
+    git(&sim.work(), &["reset", "-q", "--hard", &c1]);
+    sim.render(&v2(), &[]);
+    let foreign = sim.commit("foreign", Some("other-key"));
+    sim.commit("signed tip", Some("key"));
+    let o = sim.pull();
+    assert_refused(&sim, &o, &before, &state, &format!("commit {foreign} is signed by a key"));
+    // Signed all the way: applies.
+    sim.force_main(&c1);
+    git(&sim.work(), &["reset", "-q", "--hard", &c1]);
+    sim.render(&v2(), &[]);
+    sim.commit("signed", Some("key"));
+    sim.commit("signed tip", Some("key"));
+    assert_eq!(sim.pull().status.code(), Some(0));
 }

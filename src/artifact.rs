@@ -164,6 +164,9 @@ pub struct ArtifactMeta {
     /// For a secret's ciphertext (`hosts/<host>/secrets/<name>.age`): where the agent
     /// delivers its plaintext.
     pub secret: Option<SecretMeta>,
+    /// The branch hosts follow (the site's `[agent] branch`), on the files that carry
+    /// it: the manifest records it, and the agent refuses a tree made for another.
+    pub branch: Option<String>,
     /// The site values its template context held (recorded by the builder, see
     /// `families::provenance`), for `explain` and `sources`. In chunks, some shared:
     /// many files hold the same values (every `/etc/hosts` names every host), and one
@@ -202,6 +205,7 @@ impl ArtifactMeta {
             apply: None,
             template: String::new(),
             secret: None,
+            branch: None,
             traces: Vec::new(),
         }
     }
@@ -226,6 +230,7 @@ impl ArtifactMeta {
             }),
             template: String::new(),
             secret: None,
+            branch: None,
             traces: Vec::new(),
         }
     }
@@ -332,6 +337,10 @@ pub struct Manifest {
     pub format: u32,
     /// What the hashes mean.
     pub note: String,
+    /// The branch the hosts follow (the site's `[agent] branch`, when it has one): a
+    /// signed commit moved from another branch carries another, and the agent refuses it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub branch: Option<String>,
     /// Every generated file except the manifest itself, sorted by path.
     pub files: Vec<ManifestEntry>,
 }
@@ -342,6 +351,7 @@ impl Manifest {
         Manifest {
             format: FORMAT,
             note: "written by `medianest build`; do not edit. sha256 values catch drift and corruption; authenticity comes from signed commits".into(),
+            branch: set.values().find_map(|a| a.meta.branch.clone()),
             files: set
                 .values()
                 .map(|a| ManifestEntry {

@@ -486,7 +486,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             log("verified", serde_json::json!({ "commit": oid.to_string(), "signer": who }));
         }
     }
-    let generation = source::read_generation(&repo, commit, &opts.host, opts.limits)?;
+    let generation = source::read_generation(&repo, commit, &opts.host, &opts.branch, opts.limits)?;
     check_keeps_signers(opts, &generation)?;
     let plain = decrypt_secrets(&root, &opts.host_key, &generation.secrets)?;
     crash_point("verified");

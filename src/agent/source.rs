@@ -248,7 +248,7 @@ fn is_unit_name(a: &str) -> bool {
 }
 
 /// Reads `generated/hosts/<host>/` of `commit` and checks it completely.
-pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limits) -> Result<Generation> {
+pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str, limits: Limits) -> Result<Generation> {
     let c = repo.find_commit(commit)?;
     let tree = c.tree()?;
     let base = format!("generated/hosts/{host}");
@@ -326,6 +326,21 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limit
         Ok(m) => m,
         Err(e) => return refuse(format!("`generated/manifest.json` is unreadable: {e}")),
     };
+    // The tree is bound to the branch it was built for: a signed commit made for
+    // `testing` and moved onto `main` (a branch teleport) is refused.
+    match manifest.branch.as_deref() {
+        Some(b) if b == branch => {}
+        Some(b) => {
+            return refuse(format!(
+                "commit {commit} was built for the branch `{b}`, not `{branch}`: a commit moved from another branch"
+            ));
+        }
+        None => {
+            return refuse(format!(
+                "the manifest of commit {commit} records no branch (built by an older medianest, or without `[agent]`); rebuild it"
+            ));
+        }
+    }
     let prefix = format!("hosts/{host}/");
     let listed: BTreeMap<&str, &str> =
         manifest.files.iter().filter_map(|e| Some((e.path.strip_prefix(&prefix)?, e.sha256.as_str()))).collect();

@@ -136,12 +136,18 @@ impl Sim {
 
     /// [`Sim::render`], with secrets for `web1`: `(name, ciphertext, service, owner, reload)`.
     fn render_with_secrets(&self, files: &[HostFile], other: &[HostFile], secrets: &[SecretSpec]) {
+        self.render_for("main", files, other, secrets)
+    }
+
+    /// [`Sim::render_with_secrets`] for the branch `branch` (the manifest records it).
+    fn render_for(&self, branch: &str, files: &[HostFile], other: &[HostFile], secrets: &[SecretSpec]) {
         let gen_dir = self.work().join("generated");
         let _ = std::fs::remove_dir_all(&gen_dir);
         let mut set = ArtifactSet::new();
         for (host, list) in [("web1", files), ("other", other)] {
             for (target, content, validate, reload) in list {
                 let mut meta = ArtifactMeta::host_file("test", host, target, 0o644, "root:root");
+                meta.branch = Some(branch.to_string());
                 if let Some(a) = meta.apply.as_mut() {
                     a.validate =
                         validate.map(|v| serde_json::from_value(serde_json::json!(v)).expect("a known validator"));
@@ -1071,6 +1077,7 @@ fn render_deploy(sim: &Sim, target: &str, content: &[u8], validate: &str, deploy
     let _ = std::fs::remove_dir_all(&gen_dir);
     let mut set = ArtifactSet::new();
     let mut meta = ArtifactMeta::host_file("containers", "web1", target, 0o640, "root:root");
+    meta.branch = Some("main".into());
     if let Some(a) = meta.apply.as_mut() {
         a.validate = Some(serde_json::from_value(serde_json::json!(validate)).expect("a known validator"));
         a.deploy = Some(serde_json::from_value(serde_json::json!(deploy)).expect("a known deploy action"));
@@ -1415,4 +1422,18 @@ fn every_commit_between_the_applied_one_and_the_tip_is_verified() {
     sim.commit("signed", Some("key"));
     sim.commit("signed tip", Some("key"));
     assert_eq!(sim.pull().status.code(), Some(0));
+}
+
+#[test]
+fn refuses_a_signed_commit_built_for_another_branch() {
+    // #13 item 11, catalogue 5 (branch teleport): the manifest records the branch.
+    let (sim, _) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    sim.render_for("testing", &v2(), &[], &[]);
+    sim.commit("made for testing, pushed to main", Some("key"));
+    assert_refused(&sim, &sim.pull(), &before, &state, "was built for the branch `testing`, not `main`");
+    // The same tree followed on `testing` is fine.
+    git(&sim.work(), &["push", "-q", "-f", "origin", "HEAD:testing"]);
+    let o = sim.pull_with(&["--branch", "testing"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

@@ -222,6 +222,10 @@ pub struct PullArgs {
     /// What to do with managed files changed on the host [default: enforce].
     #[arg(long, value_enum)]
     pub drift: Option<crate::agent::DriftPolicy>,
+    /// Where the applied commit is recorded a second time, outside the state directory
+    /// (a path on the host, under --root): with the state lost, anything older is refused.
+    #[arg(long, default_value = "/etc/medianest/floor")]
+    pub floor: PathBuf,
     /// Most bytes a fetch may transfer.
     #[arg(long, default_value_t = 256 << 20)]
     pub max_bytes: usize,
@@ -526,6 +530,7 @@ fn pull(a: &PullArgs) -> i32 {
         state_dir: a.state_dir.clone().or(file.state_dir).unwrap_or_else(|| PathBuf::from("/var/lib/medianest")),
         allowed_signers: a.allowed_signers.clone().or(file.allowed_signers),
         insecure_no_verify: a.insecure_no_verify,
+        floor: a.floor.clone(),
         textfile_dir: a
             .textfile_dir
             .clone()

@@ -94,6 +94,9 @@ pub struct PullOptions {
     pub drift: DriftPolicy,
     /// Fetch and tree limits.
     pub limits: Limits,
+    /// The pinned floor (a path on the host, under `root`): the applied commit recorded
+    /// outside the state directory.
+    pub floor: PathBuf,
 }
 
 /// What happened to one file.
@@ -233,13 +236,14 @@ pub fn pull(opts: &PullOptions) -> Report {
         Err(e) => (exit::ERROR, "error", Some(format!("{e:#}"))),
     };
     if !opts.dry_run {
-        let st = state_dir.state().unwrap_or_default();
+        let st = load_state(&state_dir);
         let success = if code == exit::OK { now() } else { state_dir.previous_success() };
         let _ = state_dir.write_metrics(
             &Metrics {
                 last_attempt: now(),
                 last_success: success,
                 commit: st.applied_commit.clone().unwrap_or_default(),
+                applied_time: st.applied_time.unwrap_or(0),
                 drift: report.drift.len(),
                 result: code,
                 seconds: start.elapsed().as_secs_f64(),
@@ -375,6 +379,40 @@ fn decrypt_secrets(
         .collect()
 }
 
+/// The saved state; one that cannot be read (emptied, corrupt) counts as lost, which the
+/// floor covers, rather than wedging every later run.
+fn load_state(dir: &StateDir) -> State {
+    dir.state().unwrap_or_else(|e| {
+        log("state-unreadable", serde_json::json!({ "reason": format!("{e:#}") }));
+        State::default()
+    })
+}
+
+/// The pinned floor: the last applied commit, recorded a second time outside the state
+/// directory (by default `/etc/medianest/floor`, under the root), so that losing the
+/// state directory does not reopen rollbacks. Absent only before the first apply.
+fn read_floor(root: &Root, target: &str) -> Result<Option<git2::Oid>> {
+    let Some((bytes, ..)) = root.read(target).with_context(|| format!("failed to read the floor `{target}`"))? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    match git2::Oid::from_str(text.trim()) {
+        Ok(oid) if text.trim().len() == 40 => Ok(Some(oid)),
+        _ => error::refuse(format!(
+            "the floor `{target}` holds no commit id; an operator must restore it (or remove it to trust the branch's tip again)"
+        )),
+    }
+}
+
+fn write_floor(root: &Root, target: &str, commit: git2::Oid) -> Result<()> {
+    root.write(target, format!("{commit}\n").as_bytes(), 0o644, 0, 0)
+        .with_context(|| format!("failed to record the floor `{target}`"))
+}
+
+fn commit_time(repo: &git2::Repository, commit: git2::Oid) -> i64 {
+    repo.find_commit(commit).map(|c| c.time().seconds()).unwrap_or(0)
+}
+
 /// Where the bootstrap writes the agent's settings; a plan that changes this file must
 /// keep verification on.
 pub const AGENT_CONFIG: &str = "/etc/medianest/agent.toml";
@@ -451,7 +489,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     // An apply that was interrupted (crash, kill, power loss) is undone first, so the
     // host is back on exactly the last applied generation before anything else happens.
     if let Some(j) = dir.journal()? {
-        if dir.state()?.applied_commit.as_deref() == Some(j.commit.as_str()) {
+        if load_state(dir).applied_commit.as_deref() == Some(j.commit.as_str()) {
             // The crash came after the new state was recorded: the apply finished.
             dir.clear_journal()?;
         } else if opts.dry_run {
@@ -462,7 +500,9 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             report.recovered = true;
         }
     }
-    let state = dir.state()?;
+    let state = load_state(dir);
+    let floor_target = opts.floor.display().to_string();
+    let floor = read_floor(&root, &floor_target)?;
     let (repo, commit) = source::fetch(&dir.path.join("mirror.git"), &opts.repo, &opts.branch, opts.limits)
         .map_err(|e| anyhow::Error::new(FetchFailed(format!("{e:#}"))))?;
     report.commit = Some(commit.to_string());
@@ -470,6 +510,22 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     check_verification(opts, report)?;
     let last = state.applied_commit.as_deref().and_then(|c| git2::Oid::from_str(c).ok());
     source::check_fast_forward(&repo, last, commit, opts.allow_rollback)?;
+    // The floor outlives a lost state directory: anything older is a rollback.
+    if let Some(f) = floor
+        && last != Some(f)
+        && !opts.allow_rollback
+    {
+        if last.is_none() {
+            log("state-lost", serde_json::json!({ "floor": f.to_string(), "file": floor_target }));
+        }
+        let descends = f == commit || repo.graph_descendant_of(commit, f).unwrap_or(false);
+        if !descends {
+            return error::refuse(format!(
+                "{commit} does not descend from the pinned floor {f} (`{floor_target}`, kept outside the state directory): a rollback, or history rewritten after the agent's state was lost; an operator can pass --allow-rollback"
+            ));
+        }
+    }
+    let last = last.or(floor);
     // Every commit the host has not applied yet is verified, oldest first, before any
     // tree or blob is read: a signed tip on an unsigned parent would otherwise apply the
     // parent's change.
@@ -488,6 +544,9 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     }
     let generation = source::read_generation(&repo, commit, &opts.host, &opts.branch, opts.limits)?;
     check_keeps_signers(opts, &generation)?;
+    if generation.files.contains_key(&floor_target) {
+        return error::refuse(format!("the plan writes the agent's own floor `{floor_target}`"));
+    }
     let plain = decrypt_secrets(&root, &opts.host_key, &generation.secrets)?;
     crash_point("verified");
 
@@ -575,7 +634,9 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
                 }
             }
             st.files.retain(|t, _| generation.files.contains_key(t));
+            st.applied_time = Some(commit_time(&repo, commit));
             dir.save_state(&st)?;
+            write_floor(&root, &floor_target, commit)?;
             report.result = "applied";
         }
         return Ok(());
@@ -673,7 +734,11 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         undo(&root, &opts.root, dir, &journal).context("the rollback failed too; the host needs an operator")?;
         return Err(anyhow::Error::new(RolledBack(format!("{e:#}; the previous files were restored and reloaded"))));
     }
-    let mut st = State { applied_commit: Some(commit.to_string()), files: BTreeMap::new() };
+    let mut st = State {
+        applied_commit: Some(commit.to_string()),
+        files: BTreeMap::new(),
+        applied_time: Some(commit_time(&repo, commit)),
+    };
     for (t, b) in &generation.files {
         st.files.insert(t.clone(), sha256_hex(b));
     }
@@ -684,6 +749,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         }
     }
     dir.save_state(&st)?;
+    write_floor(&root, &floor_target, commit)?;
     crash_point("recorded");
     remove_secret_backups(&root, &journal)?;
     dir.clear_journal()?;

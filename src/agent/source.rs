@@ -36,6 +36,13 @@ impl Default for Limits {
     }
 }
 
+/// The remote answered but has no such branch (deleted, or the remote emptied). Not a
+/// damaged mirror, so nothing is rebuilt, and never a reason to reuse the tip fetched
+/// last time: that would report `unchanged` forever while no commit can arrive.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BranchGone(pub String);
+
 /// Fetches `branch` of `url` into the bare mirror at `mirror`, onto [`INCOMING`]. A run
 /// killed mid-fetch can leave git lock files or a damaged mirror behind: stale locks are
 /// removed (the caller holds the agent's run lock, so nothing else uses the mirror), and a
@@ -45,7 +52,7 @@ pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(
     remove_stale_locks(mirror);
     match fetch_once(mirror, url, branch, limits) {
         Ok(x) => Ok(x),
-        Err(first) if mirror.exists() => {
+        Err(first) if mirror.exists() && first.downcast_ref::<BranchGone>().is_none() => {
             std::fs::remove_dir_all(mirror)
                 .with_context(|| format!("failed to reset the mirror `{}`", mirror.display()))?;
             fetch_once(mirror, url, branch, limits).map_err(|e| e.context(format!("after a first failure: {first:#}")))
@@ -100,7 +107,7 @@ fn fetch_once(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<
     if !branch.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) || branch.contains("..") {
         bail!("`{branch}` is not a branch name medianest accepts");
     }
-    {
+    let oid = {
         let start = Instant::now();
         let mut cb = RemoteCallbacks::new();
         let (max, deadline) = (limits.max_bytes, limits.deadline);
@@ -112,8 +119,25 @@ fn fetch_once(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<
         remote.fetch(&[format!("+refs/heads/{branch}:{INCOMING}")], Some(&mut fo), None).with_context(|| {
             format!("failed to fetch `{branch}` from `{url}` (limits: {max} bytes, {}s)", deadline.as_secs())
         })?;
-    }
-    let oid = repo.refname_to_id(INCOMING).with_context(|| format!("`{branch}` does not exist in `{url}`"))?;
+        // What the remote advertised in this very fetch, not what the incoming ref still
+        // holds from an earlier one: a missing branch leaves that ref untouched.
+        let want = format!("refs/heads/{branch}");
+        let advertised = remote
+            .list()
+            .with_context(|| format!("failed to list `{url}`"))?
+            .iter()
+            .find(|h| h.name() == want)
+            .map(|h| h.oid());
+        let Some(oid) = advertised else {
+            return Err(anyhow::Error::new(BranchGone(format!(
+                "`{url}` has no branch `{branch}` (deleted, or the remote emptied): the host stays on its applied commit, and no new commit can arrive"
+            ))));
+        };
+        if repo.refname_to_id(INCOMING).ok() != Some(oid) {
+            bail!("the fetch of `{branch}` from `{url}` did not bring its tip {oid}");
+        }
+        oid
+    };
     Ok((repo, oid))
 }
 

@@ -18,6 +18,10 @@ pub struct State {
     pub applied_commit: Option<String>,
     /// sha256 of every file that commit wrote, by target path.
     pub files: BTreeMap<String, String>,
+    /// The applied commit's committer time (Unix seconds): exported so an alert fires
+    /// when no new signed commit arrives (a freeze, or a branch that vanished).
+    #[serde(default)]
+    pub applied_time: Option<i64>,
 }
 
 /// One file of an apply in progress, with what to restore.
@@ -167,6 +171,8 @@ impl StateDir {
         s.push_str(&format!("medianest_pull_last_success_timestamp_seconds {}\n", m.last_success));
         s.push_str("# HELP medianest_pull_applied_commit_info The commit the host runs.\n# TYPE medianest_pull_applied_commit_info gauge\n");
         s.push_str(&format!("medianest_pull_applied_commit_info{{commit=\"{}\"}} 1\n", m.commit));
+        s.push_str("# HELP medianest_pull_applied_commit_timestamp_seconds Committer time of the applied commit: alert when it grows older than CI's signed heartbeat interval.\n# TYPE medianest_pull_applied_commit_timestamp_seconds gauge\n");
+        s.push_str(&format!("medianest_pull_applied_commit_timestamp_seconds {}\n", m.applied_time));
         s.push_str("# HELP medianest_pull_drift_files Managed files changed on the host since the last apply.\n# TYPE medianest_pull_drift_files gauge\n");
         s.push_str(&format!("medianest_pull_drift_files {}\n", m.drift));
         s.push_str("# HELP medianest_pull_duration_seconds How long the last run took.\n# TYPE medianest_pull_duration_seconds gauge\n");
@@ -212,6 +218,8 @@ pub struct Metrics {
     pub last_success: u64,
     /// Commit the host runs.
     pub commit: String,
+    /// Its committer time (Unix seconds; 0 when unknown).
+    pub applied_time: i64,
     /// Drifted files.
     pub drift: usize,
     /// Exit code of this run.

@@ -1437,3 +1437,67 @@ fn refuses_a_signed_commit_built_for_another_branch() {
     let o = sim.pull_with(&["--branch", "testing"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn a_lost_state_directory_does_not_reopen_rollbacks() {
+    // #13 item 9, catalogue 7: the applied commit is pinned a second time outside the
+    // state directory; with the state deleted, emptied or corrupt, an older signed
+    // commit is still a rollback.
+    for how in ["deleted", "emptied", "corrupt"] {
+        let (sim, c1) = applied_v1();
+        sim.render(&v2(), &[]);
+        let c2 = sim.commit("v2", Some("key"));
+        assert_eq!(sim.pull().status.code(), Some(0));
+        let floor = sim.root().join("etc/medianest/floor");
+        assert_eq!(std::fs::read_to_string(&floor).unwrap().trim(), c2, "{how}");
+        let state = sim.path().join("state");
+        match how {
+            "deleted" => std::fs::remove_dir_all(&state).unwrap(),
+            "emptied" => std::fs::write(state.join("state.json"), "").unwrap(),
+            _ => std::fs::write(state.join("state.json"), "{\"applied_commit\": 7").unwrap(),
+        }
+        sim.force_main(&c1);
+        let before = snapshot(&sim.root());
+        let o = sim.pull();
+        let r = report(&o);
+        assert_eq!(o.status.code(), Some(1), "{how}: {r}");
+        assert!(r["reason"].as_str().unwrap().contains(&format!("does not descend from the pinned floor {c2}")), "{r}");
+        assert_eq!(snapshot(&sim.root()), before, "{how}: the root changed");
+        assert_eq!(std::fs::read(sim.root().join("etc/nginx/nginx.conf")).unwrap(), NGINX_V2);
+        // The branch back on the floor (or ahead of it) applies again.
+        sim.force_main(&c2);
+        let o = sim.pull();
+        assert_eq!(o.status.code(), Some(0), "{how}: {}", stderr(&o));
+        assert!(sim.state().contains(&c2), "{how}");
+    }
+}
+
+#[test]
+fn a_deleted_branch_or_an_emptied_remote_fails_the_fetch_and_the_commit_age_is_exported() {
+    // #13 item 12, catalogue 6: a stale incoming ref must not make a run `unchanged`.
+    let (sim, c1) = applied_v1();
+    let remote = sim.path().join("remote.git");
+    let metrics = || std::fs::read_to_string(sim.path().join("state/medianest.prom")).unwrap();
+    let time = String::from_utf8(git(&sim.work(), &["show", "-s", "--format=%ct", &c1]).stdout).unwrap();
+    assert!(
+        metrics().contains(&format!("medianest_pull_applied_commit_timestamp_seconds {}", time.trim())),
+        "{}",
+        metrics()
+    );
+    git(&remote, &["update-ref", "-d", "refs/heads/main"]);
+    let o = sim.pull();
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(5), "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("has no branch `main`"), "{r}");
+    // Emptied: a fresh repository in its place.
+    std::fs::remove_dir_all(&remote).unwrap();
+    git(sim.path(), &["init", "-q", "--bare", "remote.git"]);
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(5), "{}", report(&o));
+    assert!(metrics().contains("medianest_pull_result 5"), "{}", metrics());
+    assert!(metrics().contains(&format!("medianest_pull_applied_commit_timestamp_seconds {}", time.trim())));
+    assert!(sim.state().contains(&c1));
+    // Back: the host carries on.
+    git(&sim.work(), &["push", "-q", "-f", "origin", "HEAD:main"]);
+    assert_eq!(sim.pull().status.code(), Some(0));
+}

@@ -284,10 +284,51 @@ struct ValidationFailed(String);
 #[error("{0}")]
 struct FetchFailed(String);
 
-/// Restores the files a journal names, reloads, redeploys the previous containers, and
-/// clears it.
-fn undo(root: &Root, host_root: &std::path::Path, dir: &StateDir, j: &Journal) -> Result<()> {
+/// What an undo could not do. Empty lists mean the host is back on the previous files,
+/// reloaded and redeployed.
+#[derive(Debug, Default)]
+struct Undone {
+    /// Files (and created directories) that could not be put back, with why.
+    not_restored: Vec<String>,
+    /// Units whose reload failed after the restore, with why.
+    reload_failed: Vec<String>,
+    /// Container files whose previous version could not be deployed again.
+    redeploy_failed: Vec<String>,
+}
+
+impl Undone {
+    /// The truth about a rollback, for the report.
+    fn describe(&self) -> String {
+        let mut s = if self.not_restored.is_empty() {
+            "the previous files were restored".to_string()
+        } else {
+            format!("the rollback could not restore {} (everything else was restored)", self.not_restored.join("; "))
+        };
+        if self.reload_failed.is_empty() {
+            s.push_str(" and reloaded");
+        } else {
+            s.push_str(&format!(", and reloading failed too: {}", self.reload_failed.join("; ")));
+        }
+        if !self.redeploy_failed.is_empty() {
+            s.push_str(&format!("; redeploying failed: {}", self.redeploy_failed.join("; ")));
+        }
+        s
+    }
+}
+
+/// Whether a file on the host is exactly what a journal entry recorded before the apply.
+fn is_before(current: &Option<fsops::HostFile>, bytes: &[u8], mode: u32, uid: u32, gid: u32) -> bool {
+    current.as_ref().is_some_and(|(b, m, u, g)| b.as_slice() == bytes && (*m, *u, *g) == (mode, uid, gid))
+}
+
+/// Restores the files a journal names, removes the directories the apply created,
+/// reloads and redeploys the previous containers. Only what the apply changed is
+/// touched (a file whose swap never happened is left alone, so an unwritable file does
+/// not stop the rest), every error is collected rather than stopping the undo, and the
+/// journal is cleared only when every file is back: the next run retries the rest.
+fn undo(root: &Root, host_root: &std::path::Path, dir: &StateDir, j: &Journal) -> Result<Undone> {
     let on_host = |target: &str| host_root.join(target.trim_start_matches('/'));
+    let mut out = Undone::default();
     // Containers from a file that did not exist before: stopped while the file is there.
     for (target, d) in &j.deploy {
         if j.entries.iter().any(|e| &e.target == target && e.before.is_none()) && on_host(target).exists() {
@@ -295,35 +336,59 @@ fn undo(root: &Root, host_root: &std::path::Path, dir: &StateDir, j: &Journal) -
         }
     }
     for e in j.entries.iter().rev() {
-        match &e.before {
-            Some((backup, mode, uid, gid)) if e.secret => {
-                let bytes = zeroize::Zeroizing::new(
-                    root.read(&secret_backup(backup))?
-                        .with_context(|| format!("the backup of `{}` is missing", e.target))?
-                        .0,
-                );
-                root.write(&e.target, &bytes, *mode, *uid, *gid)?;
+        let restored = (|| -> Result<()> {
+            let current = root.read(&e.target)?;
+            match &e.before {
+                Some((backup, mode, uid, gid)) => {
+                    let bytes = zeroize::Zeroizing::new(if e.secret {
+                        root.read(&secret_backup(backup))?
+                            .with_context(|| format!("its backup `{}` is missing", secret_backup(backup)))?
+                            .0
+                    } else {
+                        std::fs::read(dir.backup(backup)).context("its backup is missing")?
+                    });
+                    if !e.swapped && is_before(&current, &bytes, *mode, *uid, *gid) {
+                        return Ok(());
+                    }
+                    root.write(&e.target, &bytes, *mode, *uid, *gid)
+                }
+                None if current.is_some() => root.remove(&e.target),
+                None => Ok(()),
             }
-            Some((backup, mode, uid, gid)) => {
-                let bytes = std::fs::read(dir.backup(backup))
-                    .with_context(|| format!("the backup of `{}` is missing", e.target))?;
-                root.write(&e.target, &bytes, *mode, *uid, *gid)?;
-            }
-            None => root.remove(&e.target)?,
+        })();
+        if let Err(err) = restored {
+            out.not_restored.push(format!("`{}` ({err:#})", e.target));
         }
     }
-    remove_secret_backups(root, j)?;
+    // Directories the apply created, deepest first; one still holding a file that could
+    // not be removed stays, and says so.
+    for d in j.dirs.iter().rev() {
+        if let Err(err) = root.remove_dir(d) {
+            out.not_restored.push(format!("the directory `{d}` ({err:#})"));
+        }
+    }
+    if let Err(err) = remove_secret_backups(root, j) {
+        log("cleanup-failed", serde_json::json!({ "reason": format!("{err:#}") }));
+    }
     for unit in &j.reload {
-        let _ = actions::systemctl(actions::RELOAD, unit);
+        if let Err(err) = actions::systemctl(actions::RELOAD, unit) {
+            out.reload_failed.push(format!("`{unit}` ({err:#})"));
+        }
     }
     for (target, d) in &j.deploy {
         if on_host(target).exists()
             && let Err(e) = actions::deploy(*d, &on_host(target))
         {
             log("redeploy-failed", serde_json::json!({ "target": target, "reason": format!("{e:#}") }));
+            out.redeploy_failed.push(format!("`{target}` ({e:#})"));
         }
     }
-    dir.clear_journal()
+    if out.not_restored.is_empty() {
+        dir.clear_journal()?;
+    } else {
+        log("rollback-incomplete", serde_json::json!({ "not_restored": out.not_restored }));
+    }
+    Ok(out)
 }
 
 /// Where the previous plaintext of a secret is kept during an apply: in the secrets
@@ -377,6 +442,64 @@ fn decrypt_secrets(
             })
         })
         .collect()
+}
+
+/// The state directory's one staging directory, removed when dropped (and at the start
+/// of the next run, when a kill prevented that).
+struct Staging(PathBuf);
+
+impl Staging {
+    fn new(dir: &StateDir) -> Result<Staging> {
+        let p = dir.path.join("staging");
+        remove_path(&p)?;
+        std::fs::create_dir(&p).with_context(|| format!("failed to create the staging directory `{}`", p.display()))?;
+        Ok(Staging(p))
+    }
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes a file or a directory tree, if it exists.
+fn remove_path(p: &std::path::Path) -> Result<()> {
+    let r = match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    r.with_context(|| format!("failed to remove `{}`", p.display()))
+}
+
+/// Removes what a killed run leaves: temporary files beside the managed files (already
+/// with their final mode), the staging copy and temporary files in the state directory,
+/// and backups no journal refers to. Runs under the lock, after any recovery.
+fn clean_leftovers<'a>(root: &Root, dir: &StateDir, targets: impl Iterator<Item = &'a String>) -> Result<()> {
+    let mut removed = 0usize;
+    for t in targets {
+        removed += root.clean_temp_beside(t)?;
+    }
+    remove_path(&dir.path.join("staging"))?;
+    for e in std::fs::read_dir(&dir.path).with_context(|| format!("failed to list `{}`", dir.path.display()))? {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with(".tmp") {
+            remove_path(&e.path())?;
+            removed += 1;
+        }
+    }
+    if dir.journal()?.is_none() {
+        dir.clear_journal()?;
+    }
+    if removed > 0 {
+        log("cleaned", serde_json::json!({ "leftovers": removed }));
+    }
+    Ok(())
 }
 
 /// The saved state; one that cannot be read (emptied, corrupt) counts as lost, which the
@@ -496,11 +619,26 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             anyhow::bail!("an interrupted apply of {} must be recovered first; run without --dry-run", j.commit);
         } else {
             log("recover", serde_json::json!({ "commit": j.commit, "files": j.entries.len() }));
-            undo(&root, &opts.root, dir, &j)?;
+            let undone = undo(&root, &opts.root, dir, &j)?;
+            if !undone.not_restored.is_empty() {
+                anyhow::bail!(
+                    "an interrupted apply of {} could not be undone: {}; the host needs an operator",
+                    j.commit,
+                    undone.describe()
+                );
+            }
+            if !undone.reload_failed.is_empty() {
+                log("recover-reload-failed", serde_json::json!({ "units": undone.reload_failed }));
+            }
             report.recovered = true;
         }
     }
     let state = load_state(dir);
+    // What a killed run left behind (its temporary files beside the targets, staging
+    // copies and backups in the state directory), removed under the lock.
+    if !opts.dry_run {
+        clean_leftovers(&root, dir, state.files.keys())?;
+    }
     let floor_target = opts.floor.display().to_string();
     let floor = read_floor(&root, &floor_target)?;
     let (repo, commit) = source::fetch(&dir.path.join("mirror.git"), &opts.repo, &opts.branch, opts.limits)
@@ -617,6 +755,30 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             }
         }
     }
+    // Files the previous generation wrote that this one no longer lists (a revoked
+    // exposure's vhost): removed through the journal, with a backup and an undo. One
+    // changed by hand is kept under the `report` policy, and said so.
+    let mut removals: Vec<&str> = Vec::new();
+    let mut removal_units: BTreeSet<String> = BTreeSet::new();
+    let mut kept: BTreeMap<String, String> = BTreeMap::new();
+    for (target, hash) in &state.files {
+        if generation.files.contains_key(target) {
+            continue;
+        }
+        let Some((bytes, ..)) = root.read(target)? else { continue };
+        let drifted = sha256_hex(&bytes) != *hash;
+        if drifted {
+            report.drift.push(target.clone());
+        }
+        if drifted && opts.drift == DriftPolicy::Report {
+            report.files.push(FileReport { target: target.clone(), action: "drift-kept" });
+            kept.insert(target.clone(), hash.clone());
+            continue;
+        }
+        report.files.push(FileReport { target: target.clone(), action: "remove" });
+        removals.push(target.as_str());
+        removal_units.extend(state.units.get(target).cloned());
+    }
     if !report.drift.is_empty() {
         log("drift", serde_json::json!({ "files": report.drift, "policy": opts.drift }));
     }
@@ -624,7 +786,15 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         report.result = "dry-run";
         return Ok(());
     }
-    if changes.is_empty() {
+    let units_of = |st: &mut State| {
+        for f in &generation.plan.files {
+            if let Some(u) = f.actions.reload.clone().or_else(|| f.actions.restart.clone()) {
+                st.units.insert(f.target.clone(), u);
+            }
+        }
+        st.units.retain(|t, _| st.files.contains_key(t));
+    };
+    if changes.is_empty() && removals.is_empty() {
         if state.applied_commit.as_deref() != Some(&commit.to_string()) {
             let mut st = state.clone();
             st.applied_commit = Some(commit.to_string());
@@ -633,7 +803,8 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
                     st.files.insert(f.target.clone(), sha256_hex(b));
                 }
             }
-            st.files.retain(|t, _| generation.files.contains_key(t));
+            st.files.retain(|t, _| generation.files.contains_key(t) || kept.contains_key(t));
+            units_of(&mut st);
             st.applied_time = Some(commit_time(&repo, commit));
             dir.save_state(&st)?;
             write_floor(&root, &floor_target, commit)?;
@@ -642,8 +813,9 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         return Ok(());
     }
 
-    // Stage and validate the whole new tree with the native tools.
-    let staged = tempfile::tempdir_in(&dir.path).context("failed to create the staging directory")?;
+    // Stage and validate the whole new tree with the native tools, in the state
+    // directory's one staging directory (a killed run's copy is removed at the start).
+    let staged = Staging::new(dir)?;
     for (target, bytes) in generation.files.iter() {
         let p = staged.path().join(target.trim_start_matches('/'));
         std::fs::create_dir_all(p.parent().context("parent")?).context("failed to stage")?;
@@ -662,6 +834,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
 
     // Journal and back up, then swap.
     let mut reload: BTreeSet<String> = entries.iter().filter_map(|f| f.actions.reload.clone()).collect();
+    reload.extend(removal_units);
     let mut restart: BTreeSet<String> = entries.iter().filter_map(|f| f.actions.restart.clone()).collect();
     reload.extend(secret_reload);
     restart.extend(secret_restart);
@@ -670,7 +843,21 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         entries: Vec::new(),
         reload: reload.iter().chain(&restart).cloned().collect(),
         deploy: entries.iter().filter_map(|f| f.actions.deploy.map(|d| (f.target.clone(), d))).collect(),
+        dirs: Vec::new(),
     };
+    // Directories the swap will create, journaled before they exist so an undo removes
+    // them (`/etc/newsvc/sub` after a failed reload stays otherwise).
+    for (target, ..) in &changes {
+        for d in root.missing_dirs(target)? {
+            if !journal.dirs.contains(&d) {
+                journal.dirs.push(d);
+            }
+        }
+    }
+    journal.dirs.sort_by_key(|d| d.matches('/').count());
+    for (target, ..) in &changes {
+        root.clean_temp_beside(target)?;
+    }
     if !secret_dirs.is_empty() {
         root.ensure_dir(crate::secrets::RUN_DIR, 0o711, 0, 0)?;
         root.ensure_dir(&secret_backup_dir(), 0o700, 0, 0)?;
@@ -693,14 +880,42 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             }
             None => None,
         };
-        journal.entries.push(JournalEntry { target: target.to_string(), before, secret });
+        journal.entries.push(JournalEntry {
+            target: target.to_string(),
+            before,
+            secret,
+            remove: false,
+            swapped: false,
+        });
+    }
+    for (i, target) in removals.iter().enumerate() {
+        let Some((bytes, mode, uid, gid)) = root.read(target)? else { continue };
+        let name = format!("r{i}");
+        state::write_atomic(&dir.backup(&name), &bytes)?;
+        journal.entries.push(JournalEntry {
+            target: target.to_string(),
+            before: Some((name, mode, uid, gid)),
+            secret: false,
+            remove: true,
+            swapped: false,
+        });
     }
     dir.save_journal(&journal)?;
     crash_point("journaled");
     let applied = (|| -> Result<()> {
-        for (target, bytes, mode, uid, gid, _) in &changes {
+        for (i, (target, bytes, mode, uid, gid, _)) in changes.iter().enumerate() {
             root.write(target, bytes, *mode, *uid, *gid)?;
+            // Which files were actually swapped: an undo restores those (and any whose
+            // content changed before this was recorded), never one whose swap failed.
+            journal.entries[i].swapped = true;
+            dir.save_journal(&journal)?;
             crash_point("swapped");
+        }
+        for i in changes.len()..journal.entries.len() {
+            root.remove(&journal.entries[i].target)?;
+            journal.entries[i].swapped = true;
+            dir.save_journal(&journal)?;
+            crash_point("removed");
         }
         for u in &reload {
             actions::systemctl(actions::RELOAD, u)?;
@@ -731,17 +946,24 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     })();
     if let Err(e) = applied {
         log("rollback", serde_json::json!({ "commit": commit.to_string(), "reason": format!("{e:#}") }));
-        undo(&root, &opts.root, dir, &journal).context("the rollback failed too; the host needs an operator")?;
-        return Err(anyhow::Error::new(RolledBack(format!("{e:#}; the previous files were restored and reloaded"))));
+        let undone =
+            undo(&root, &opts.root, dir, &journal).context("the rollback failed too; the host needs an operator")?;
+        if !undone.not_restored.is_empty() {
+            anyhow::bail!("{e:#}; {}; the host needs an operator", undone.describe());
+        }
+        return Err(anyhow::Error::new(RolledBack(format!("{e:#}; {}", undone.describe()))));
     }
     let mut st = State {
         applied_commit: Some(commit.to_string()),
         files: BTreeMap::new(),
+        units: BTreeMap::new(),
         applied_time: Some(commit_time(&repo, commit)),
     };
     for (t, b) in &generation.files {
         st.files.insert(t.clone(), sha256_hex(b));
     }
+    st.files.extend(kept);
+    units_of(&mut st);
     // Drifted files kept by policy keep their drift visible next time.
     for f in report.files.iter().filter(|f| f.action == "drift-kept") {
         if let Some(h) = state.files.get(&f.target) {

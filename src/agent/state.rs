@@ -18,6 +18,10 @@ pub struct State {
     pub applied_commit: Option<String>,
     /// sha256 of every file that commit wrote, by target path.
     pub files: BTreeMap<String, String>,
+    /// The unit each managed file's change reloads (from its plan entry): what reloads
+    /// when a later plan drops the file.
+    #[serde(default)]
+    pub units: BTreeMap<String, String>,
     /// The applied commit's committer time (Unix seconds): exported so an alert fires
     /// when no new signed commit arrives (a freeze, or a branch that vanished).
     #[serde(default)]
@@ -35,6 +39,14 @@ pub struct JournalEntry {
     /// A delivered secret: its backup is in the secrets tmpfs, not the state directory.
     #[serde(default)]
     pub secret: bool,
+    /// The apply removes the file (the new plan no longer lists it).
+    #[serde(default)]
+    pub remove: bool,
+    /// Set once the swap (or removal) of this file has happened: what an undo restores.
+    /// An undo also restores a file whose content is no longer the backup's, which covers
+    /// a crash between the rename and this flag.
+    #[serde(default)]
+    pub swapped: bool,
 }
 
 /// `journal.json`: present only while an apply is in progress.
@@ -50,6 +62,9 @@ pub struct Journal {
     /// deployed again (or, when there was none, the new one torn down first).
     #[serde(default)]
     pub deploy: Vec<(String, crate::artifact::Deploy)>,
+    /// Directories the apply creates, outermost first: an undo removes them.
+    #[serde(default)]
+    pub dirs: Vec<String>,
 }
 
 /// The state directory.

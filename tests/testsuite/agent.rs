@@ -332,9 +332,9 @@ fn a_new_timer_is_enabled_and_started_and_a_failing_one_rolls_back() {
     let calls = sim.calls();
     let order: Vec<usize> = [
         "systemctl daemon-reload",
-        "systemctl enable medianest-backup-x.timer",
-        "systemctl restart medianest-backup-x.timer",
-        "systemctl is-active medianest-backup-x.timer",
+        "systemctl enable -- medianest-backup-x.timer",
+        "systemctl restart -- medianest-backup-x.timer",
+        "systemctl is-active -- medianest-backup-x.timer",
     ]
     .iter()
     .map(|c| calls.find(c).unwrap_or_else(|| panic!("no `{c}` in\n{calls}")))
@@ -361,7 +361,7 @@ fn applies_a_signed_generation_then_a_rerun_changes_nothing() {
     assert!(sim.calls().contains("nginx -t -q -c"), "validated: {}", sim.calls());
     // reload-or-restart: a unit that is not running yet (keepalived before its first
     // config) is started, not failed.
-    assert!(sim.calls().contains("systemctl reload-or-restart nginx.service"), "{}", sim.calls());
+    assert!(sim.calls().contains("systemctl reload-or-restart -- nginx.service"), "{}", sim.calls());
     assert!(sim.state().contains(&c1));
     let before = snapshot(&sim.root());
     let inode = std::fs::metadata(sim.root().join("etc/hosts")).unwrap().ino();
@@ -985,7 +985,7 @@ fn a_firewall_that_cuts_the_host_off_its_repository_is_rolled_back() {
     std::fs::write(
         &systemctl,
         format!(
-            "#!/bin/sh\necho \"systemctl $*\" >> '{}'\nif [ \"$1\" = reload-or-restart ] && [ \"$2\" = nftables.service ]; then exec nft -f '{}/etc/nftables.conf'; fi\nexit 0\n",
+            "#!/bin/sh\necho \"systemctl $*\" >> '{}'\nif [ \"$1\" = reload-or-restart ] && [ \"$3\" = nftables.service ]; then exec nft -f '{}/etc/nftables.conf'; fi\nexit 0\n",
             sim.path().join("calls.log").display(),
             sim.root().display()
         ),
@@ -1035,7 +1035,7 @@ fn a_firewall_that_cuts_the_host_off_its_repository_is_rolled_back() {
     assert!(sim.state().contains(&c1));
     let live = sh(&format!("ip netns exec {ns} nft list table inet medianest"));
     assert!(!live.contains("9418"), "the previous ruleset is loaded again:\n{live}");
-    assert_eq!(sim.calls().matches("reload-or-restart nftables.service").count(), 3, "{}", sim.calls());
+    assert_eq!(sim.calls().matches("reload-or-restart -- nftables.service").count(), 3, "{}", sim.calls());
     // And the host still pulls.
     assert_eq!(pull().status.code(), Some(3), "the same commit is refused again, not half-applied");
 }
@@ -1245,7 +1245,7 @@ fn delivers_and_rotates_secrets_with_a_reload_and_no_plaintext_elsewhere() {
     let r = report(&o);
     assert_eq!(r["secrets"][0]["name"], "db_password");
     assert_eq!(r["secrets"][0]["action"], "create");
-    assert!(sim.calls().contains("systemctl reload-or-restart postgresql.service"), "{}", sim.calls());
+    assert!(sim.calls().contains("systemctl reload-or-restart -- postgresql.service"), "{}", sim.calls());
     let metrics = std::fs::read_to_string(sim.path().join("textfile/medianest.prom")).unwrap();
     let sha = r["secrets"][0]["sha256"].as_str().unwrap();
     assert!(
@@ -1500,4 +1500,267 @@ fn a_deleted_branch_or_an_emptied_remote_fails_the_fetch_and_the_commit_age_is_e
     // Back: the host carries on.
     git(&sim.work(), &["push", "-q", "-f", "origin", "HEAD:main"]);
     assert_eq!(sim.pull().status.code(), Some(0));
+}
+
+/// A run inside a private mount namespace, after `setup` (shell, e.g. a read-only bind
+/// mount over part of the root).
+fn pull_in_namespace(sim: &Sim, setup: &str, env: &[(&str, &str)]) -> Output {
+    let path = format!("{}:{}", sim.path().join("stubs").display(), std::env::var("PATH").unwrap());
+    let script = format!(
+        "{setup} && exec '{bin}' pull --once --format json --host web1 --repo 'file://{repo}' --root '{root}' --state-dir '{state}' --textfile-dir /nonexistent --allowed-signers '{signers}'",
+        bin = env!("CARGO_BIN_EXE_medianest"),
+        repo = sim.path().join("remote.git").display(),
+        root = sim.root().display(),
+        state = sim.path().join("state").display(),
+        signers = sim.path().join("allowed_signers").display()
+    );
+    Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env("PATH", path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// Four files, the last in `/etc/ro/` (made read-only by some tests).
+fn four(tag: &'static str) -> Vec<HostFile<'static>> {
+    let b = |s: String| -> &'static [u8] { Box::leak(s.into_bytes().into_boxed_slice()) };
+    vec![
+        ("/etc/a.conf", b(format!("a {tag}\n")), None, Some("a.service")),
+        ("/etc/b.conf", b(format!("b {tag}\n")), None, Some("a.service")),
+        ("/etc/c.conf", b(format!("c {tag}\n")), None, Some("a.service")),
+        ("/etc/ro/d.conf", b(format!("d {tag}\n")), None, Some("a.service")),
+    ]
+}
+
+#[test]
+fn a_rollback_restores_only_what_was_swapped_and_names_what_it_could_not() {
+    // #13 item 1: the fourth file is unwritable (a read-only bind mount). The undo must
+    // not retry it, must restore the three others and must not stop at an error.
+    let sim = Sim::new();
+    sim.render(&four("v1"), &[]);
+    sim.commit("v1", Some("key"));
+    assert_eq!(sim.pull().status.code(), Some(0));
+    let before = snapshot(&sim.root());
+    sim.render(&four("v2"), &[]);
+    let c2 = sim.commit("v2", Some("key"));
+    let ro = sim.root().join("etc/ro");
+    let o = pull_in_namespace(
+        &sim,
+        &format!("mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'", ro.display()),
+        &[],
+    );
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(3), "{r}\n{}", stderr(&o));
+    assert_eq!(r["result"], "rolled-back");
+    assert!(r["reason"].as_str().unwrap().contains("/etc/ro/d.conf"), "{r}");
+    assert_eq!(snapshot(&sim.root()), before, "the three swapped files are back");
+    assert!(!sim.path().join("state/journal.json").exists());
+    // Without the mount the same commit applies.
+    assert_eq!(sim.pull().status.code(), Some(0));
+    assert!(sim.state().contains(&c2));
+
+    // A recovery that cannot restore everything says exactly what, keeps the journal,
+    // and a later run finishes the job.
+    let sim = Sim::new();
+    sim.render(&four("v1"), &[]);
+    sim.commit("v1", Some("key"));
+    assert_eq!(sim.pull().status.code(), Some(0));
+    let before = snapshot(&sim.root());
+    sim.render(&four("v2"), &[]);
+    sim.commit("v2", Some("key"));
+    let o = sim.pull_with(&[], &[("MEDIANEST_CRASH_AT", "swapped#2")]);
+    assert_ne!(o.status.code(), Some(0));
+    let etc = sim.root().join("etc");
+    let o = pull_in_namespace(
+        &sim,
+        &format!("mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'", etc.display()),
+        &[],
+    );
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(2), "{r}");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(reason.contains("could not restore `/etc/b.conf`") && reason.contains("`/etc/a.conf`"), "{reason}");
+    assert!(!reason.contains("/etc/c.conf") && !reason.contains("/etc/ro/d.conf"), "only what was swapped: {reason}");
+    assert!(sim.path().join("state/journal.json").exists(), "kept for the next run");
+    let o = sim.pull_with(&["--dry-run"], &[]);
+    assert_ne!(o.status.code(), Some(0));
+    std::fs::write(sim.path().join("systemctl.rc"), "reload-or-restart").unwrap();
+    let o = sim.pull();
+    sim.heal("systemctl");
+    assert_eq!(report(&o)["recovered"], true, "{}", report(&o));
+    assert_eq!(snapshot(&sim.root()), before, "recovered, then v2 rolled back again");
+}
+
+#[test]
+fn a_restore_whose_reload_fails_too_says_so() {
+    // #13 item 7.
+    let (sim, c1) = applied_v1();
+    let before = snapshot(&sim.root());
+    sim.render(&v2(), &[]);
+    sim.commit("v2", Some("key"));
+    sim.fail("systemctl", Some("reload-or-restart"));
+    let o = sim.pull();
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(3), "{r}");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(!reason.contains("restored and reloaded"), "{reason}");
+    assert!(reason.contains("the previous files were restored, and reloading failed too: `nginx.service`"), "{reason}");
+    assert_eq!(snapshot(&sim.root()), before);
+    assert!(sim.state().contains(&c1));
+}
+
+#[test]
+fn files_dropped_from_the_plan_are_removed_through_the_journal() {
+    // #13 item 2: a revoked vhost must not stay live.
+    let old: &[u8] = b"server { listen 81; }\n";
+    let with = || {
+        let mut f = v1();
+        f.push(("/etc/nginx/revoked.conf", old, None, Some("nginx.service")));
+        f
+    };
+    let sim = Sim::new();
+    sim.render(&with(), &[]);
+    let c1 = sim.commit("with the vhost", Some("key"));
+    assert_eq!(sim.pull().status.code(), Some(0));
+    let before = snapshot(&sim.root());
+    sim.render(&v1(), &[]);
+    sim.commit("revoke", Some("key"));
+    // A failed reload puts it back byte for byte.
+    sim.fail("systemctl", Some("reload-or-restart"));
+    assert_eq!(sim.pull().status.code(), Some(3));
+    sim.heal("systemctl");
+    assert_eq!(snapshot(&sim.root()), before);
+    let calls = sim.calls().matches("reload-or-restart -- nginx.service").count();
+    let o = sim.pull();
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r}");
+    assert!(
+        r["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["target"] == "/etc/nginx/revoked.conf" && f["action"] == "remove"),
+        "{r}"
+    );
+    assert!(!sim.root().join("etc/nginx/revoked.conf").exists());
+    assert!(!sim.state().contains("revoked.conf"));
+    assert!(
+        sim.calls().matches("reload-or-restart -- nginx.service").count() > calls,
+        "nginx reloaded: {}",
+        sim.calls()
+    );
+    // Under `report`, one edited by hand is kept and reported.
+    sim.force_main(&c1);
+    assert_eq!(sim.pull_with(&["--allow-rollback"], &[]).status.code(), Some(0));
+    std::fs::write(sim.root().join("etc/nginx/revoked.conf"), "edited\n").unwrap();
+    git(&sim.work(), &["reset", "-q", "--soft", &c1]);
+    sim.render(&v1(), &[]);
+    sim.commit("revoke again", Some("key"));
+    let o = sim.pull_with(&["--drift", "report"], &[]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r}");
+    assert!(r["drift"].as_array().unwrap().iter().any(|f| f == "/etc/nginx/revoked.conf"), "{r}");
+    assert_eq!(std::fs::read_to_string(sim.root().join("etc/nginx/revoked.conf")).unwrap(), "edited\n");
+}
+
+#[test]
+fn directories_created_by_a_failed_apply_are_removed() {
+    // #13 item 3.
+    let (sim, _) = applied_v1();
+    let before = snapshot(&sim.root());
+    let mut files = v1();
+    files.push(("/etc/newsvc/sub/x.conf", b"x\n", None, Some("newsvc.service")));
+    sim.render(&files, &[]);
+    sim.commit("a new service", Some("key"));
+    sim.fail("systemctl", Some("reload-or-restart"));
+    assert_eq!(sim.pull().status.code(), Some(3));
+    assert_eq!(snapshot(&sim.root()), before, "`/etc/newsvc/sub` is gone");
+    // And after a crash mid-apply, the recovery removes them too.
+    sim.heal("systemctl");
+    let o = sim.pull_with(&[], &[("MEDIANEST_CRASH_AT", "swapped#1")]);
+    assert_ne!(o.status.code(), Some(0));
+    sim.fail("systemctl", Some("reload-or-restart"));
+    let o = sim.pull();
+    assert_eq!(report(&o)["recovered"], true);
+    assert_eq!(snapshot(&sim.root()), before);
+}
+
+#[test]
+fn a_fifo_at_a_managed_path_is_refused_without_blocking() {
+    // #13 item 4: `open()` of a FIFO blocks forever, with the lock held.
+    let (sim, _) = applied_v1();
+    sim.render(&v2(), &[]);
+    sim.commit("v2", Some("key"));
+    std::fs::remove_file(sim.root().join("etc/hosts")).unwrap();
+    assert!(Command::new("mkfifo").arg(sim.root().join("etc/hosts")).status().unwrap().success());
+    let before = snapshot(&sim.root());
+    let state = sim.state();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medianest"))
+        .args(["pull", "--once", "--format", "json", "--host", "web1", "--repo"])
+        .arg(format!("file://{}", sim.path().join("remote.git").display()))
+        .arg("--root")
+        .arg(sim.root())
+        .arg("--state-dir")
+        .arg(sim.path().join("state"))
+        .arg("--allowed-signers")
+        .arg(sim.path().join("allowed_signers"))
+        .env("PATH", format!("{}:{}", sim.path().join("stubs").display(), std::env::var("PATH").unwrap()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the agent blocked on the FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_refused(&sim, &o, &before, &state, "is not a regular file");
+}
+
+/// Leftovers of killed runs: temporary files under the root, staging copies, temporary
+/// files and stray backups in the state directory.
+fn leftovers(sim: &Sim) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(sim.root()).into_iter().flatten() {
+        let n = e.file_name().to_string_lossy();
+        if n.contains(".medianest-") && n.ends_with(".tmp") {
+            out.push(e.path().display().to_string());
+        }
+    }
+    let state = sim.path().join("state");
+    for e in std::fs::read_dir(&state).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n == "staging" || n.starts_with(".tmp") {
+            out.push(e.path().display().to_string());
+        }
+    }
+    if !state.join("journal.json").exists() {
+        for e in std::fs::read_dir(state.join("backup")).into_iter().flatten().flatten() {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_killed_run_leaves_nothing_behind_after_the_next_one() {
+    // #13 item 6: a temporary file already with its final mode beside the target, and a
+    // staging copy in the state directory.
+    for step in ["before-rename#2", "staged", "journaled"] {
+        let (sim, _) = applied_v1();
+        sim.render(&v2(), &[]);
+        sim.commit("v2", Some("key"));
+        let o = sim.pull_with(&[], &[("MEDIANEST_CRASH_AT", step)]);
+        assert_ne!(o.status.code(), Some(0));
+        assert!(!leftovers(&sim).is_empty(), "{step}: the crash left nothing to clean?");
+        let o = sim.pull();
+        assert_eq!(o.status.code(), Some(0), "{step}: {}", stderr(&o));
+        assert_eq!(leftovers(&sim), Vec::<String>::new(), "{step}");
+    }
 }

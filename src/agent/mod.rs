@@ -235,6 +235,18 @@ pub fn pull(opts: &PullOptions) -> Report {
         }
         Err(e) => (exit::ERROR, "error", Some(format!("{e:#}"))),
     };
+    // Whoever can push without a key must not fill the state directory: the objects of
+    // a refused fetch are not kept (the mirror is a cache; the next run fetches again,
+    // within --max-bytes).
+    if code == exit::REFUSED && !opts.dry_run {
+        let mirror = state_dir.path.join("mirror.git");
+        if mirror.exists() {
+            match remove_path(&mirror) {
+                Ok(()) => log("mirror-discarded", serde_json::json!({ "why": "the fetched commits were refused" })),
+                Err(e) => log("mirror-discard-failed", serde_json::json!({ "reason": format!("{e:#}") })),
+            }
+        }
+    }
     if !opts.dry_run {
         let st = load_state(&state_dir);
         let success = if code == exit::OK { now() } else { state_dir.previous_success() };
@@ -607,6 +619,71 @@ fn check_verification(opts: &PullOptions, report: &mut Report) -> Result<()> {
     }
 }
 
+/// What the history checks compare against.
+struct Trust<'a> {
+    state: &'a State,
+    floor: Option<git2::Oid>,
+    floor_target: &'a str,
+}
+
+/// Fetches the branch and proves the tip: fast-forward from the applied commit and the
+/// floor, every unapplied commit signed, then the host's tree read and checked. `fresh`:
+/// the mirror was just built, so a missing object is the remote's doing, not damage.
+fn fetch_verified(
+    opts: &PullOptions,
+    dir: &StateDir,
+    ctx: &Trust,
+    fresh: bool,
+    report: &mut Report,
+) -> Result<(git2::Repository, git2::Oid, source::Generation)> {
+    let floor = ctx.floor;
+    let floor_target = ctx.floor_target;
+    let (repo, commit) = source::fetch(&dir.path.join("mirror.git"), &opts.repo, &opts.branch, opts.limits)
+        .map_err(|e| anyhow::Error::new(FetchFailed(format!("{e:#}"))))?;
+    report.commit = Some(commit.to_string());
+    crash_point("fetched");
+    check_verification(opts, report)?;
+    let last = ctx.state.applied_commit.as_deref().and_then(|c| git2::Oid::from_str(c).ok());
+    source::check_fast_forward(&repo, last, commit, opts.allow_rollback, fresh)?;
+    // The floor outlives a lost state directory: anything older is a rollback.
+    if let Some(f) = floor
+        && last != Some(f)
+        && !opts.allow_rollback
+    {
+        if last.is_none() {
+            log("state-lost", serde_json::json!({ "floor": f.to_string(), "file": floor_target }));
+        }
+        if !fresh && repo.find_commit(f).is_err() {
+            return Err(anyhow::Error::new(source::MirrorDamaged(format!("the floor {f} cannot be read"))));
+        }
+        let descends = f == commit || repo.graph_descendant_of(commit, f).map_err(source::damaged)?;
+        if !descends {
+            return error::refuse(format!(
+                "{commit} does not descend from the pinned floor {f} (`{floor_target}`, kept outside the state directory): a rollback, or history rewritten after the agent's state was lost; an operator can pass --allow-rollback"
+            ));
+        }
+    }
+    let last = last.or(floor);
+    // Every commit the host has not applied yet is verified, oldest first, before any
+    // tree or blob is read: a signed tip on an unsigned parent would otherwise apply the
+    // parent's change.
+    if let (Some(signers), false) = (&opts.allowed_signers, opts.insecure_no_verify) {
+        let range = source::unapplied(&repo, last, commit)?;
+        for oid in &range {
+            let who = source::verify_signature(&repo, *oid, signers).map_err(|e| match e.downcast_ref::<Refusal>() {
+                Some(r) if *oid != commit => error::refusal(format!(
+                    "{r}; it lies between the applied commit {} and the tip {commit}, and every commit in between must be signed",
+                    last.map(|l| l.to_string()).unwrap_or_default()
+                )),
+                _ => e,
+            })?;
+            log("verified", serde_json::json!({ "commit": oid.to_string(), "signer": who }));
+        }
+    }
+    let generation = source::read_generation(&repo, commit, &opts.host, &opts.branch, opts.limits)?;
+    Ok((repo, commit, generation))
+}
+
 fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     let root = Root::open(&opts.root)?;
     // An apply that was interrupted (crash, kill, power loss) is undone first, so the
@@ -641,46 +718,19 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     }
     let floor_target = opts.floor.display().to_string();
     let floor = read_floor(&root, &floor_target)?;
-    let (repo, commit) = source::fetch(&dir.path.join("mirror.git"), &opts.repo, &opts.branch, opts.limits)
-        .map_err(|e| anyhow::Error::new(FetchFailed(format!("{e:#}"))))?;
-    report.commit = Some(commit.to_string());
-    crash_point("fetched");
-    check_verification(opts, report)?;
-    let last = state.applied_commit.as_deref().and_then(|c| git2::Oid::from_str(c).ok());
-    source::check_fast_forward(&repo, last, commit, opts.allow_rollback)?;
-    // The floor outlives a lost state directory: anything older is a rollback.
-    if let Some(f) = floor
-        && last != Some(f)
-        && !opts.allow_rollback
-    {
-        if last.is_none() {
-            log("state-lost", serde_json::json!({ "floor": f.to_string(), "file": floor_target }));
+    let mirror = dir.path.join("mirror.git");
+    let fresh = !mirror.exists();
+    let ctx = Trust { state: &state, floor, floor_target: &floor_target };
+    let (repo, commit, generation) = match fetch_verified(opts, dir, &ctx, fresh, report) {
+        // A mirror whose objects cannot be read is rebuilt from the remote, once, and the
+        // whole check starts again: corruption is never reported as an attack.
+        Err(e) if e.downcast_ref::<source::MirrorDamaged>().is_some() && !fresh => {
+            log("mirror-rebuilt", serde_json::json!({ "message": format!("mirror damaged, rebuilt: {e:#}") }));
+            remove_path(&mirror)?;
+            fetch_verified(opts, dir, &ctx, true, report)?
         }
-        let descends = f == commit || repo.graph_descendant_of(commit, f).unwrap_or(false);
-        if !descends {
-            return error::refuse(format!(
-                "{commit} does not descend from the pinned floor {f} (`{floor_target}`, kept outside the state directory): a rollback, or history rewritten after the agent's state was lost; an operator can pass --allow-rollback"
-            ));
-        }
-    }
-    let last = last.or(floor);
-    // Every commit the host has not applied yet is verified, oldest first, before any
-    // tree or blob is read: a signed tip on an unsigned parent would otherwise apply the
-    // parent's change.
-    if let (Some(signers), false) = (&opts.allowed_signers, opts.insecure_no_verify) {
-        let range = source::unapplied(&repo, last, commit)?;
-        for oid in &range {
-            let who = source::verify_signature(&repo, *oid, signers).map_err(|e| match e.downcast_ref::<Refusal>() {
-                Some(r) if *oid != commit => error::refusal(format!(
-                    "{r}; it lies between the applied commit {} and the tip {commit}, and every commit in between must be signed",
-                    last.map(|l| l.to_string()).unwrap_or_default()
-                )),
-                _ => e,
-            })?;
-            log("verified", serde_json::json!({ "commit": oid.to_string(), "signer": who }));
-        }
-    }
-    let generation = source::read_generation(&repo, commit, &opts.host, &opts.branch, opts.limits)?;
+        r => r?,
+    };
     check_keeps_signers(opts, &generation)?;
     if generation.files.contains_key(&floor_target) {
         return error::refuse(format!("the plan writes the agent's own floor `{floor_target}`"));

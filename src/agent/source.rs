@@ -43,6 +43,28 @@ impl Default for Limits {
 #[error("{0}")]
 pub struct BranchGone(pub String);
 
+/// The mirror's objects cannot be read (corrupt, truncated, deleted): the mirror is a
+/// cache, so the caller rebuilds it from the remote and starts again, instead of
+/// reporting corruption as an attack ("not signed", "rewritten") forever.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MirrorDamaged(pub String);
+
+/// A git error while reading objects the fetch brought: the mirror is damaged.
+pub fn damaged(e: git2::Error) -> anyhow::Error {
+    anyhow::Error::new(MirrorDamaged(format!("the mirror cannot be read: {e}")))
+}
+
+/// Removes the mirror, whatever it is now (a directory, or a plain file in its place).
+fn remove_mirror(mirror: &Path) -> Result<()> {
+    let r = if mirror.is_dir() && !mirror.is_symlink() {
+        std::fs::remove_dir_all(mirror)
+    } else {
+        std::fs::remove_file(mirror)
+    };
+    r.with_context(|| format!("failed to reset the mirror `{}`", mirror.display()))
+}
+
 /// Fetches `branch` of `url` into the bare mirror at `mirror`, onto [`INCOMING`]. A run
 /// killed mid-fetch can leave git lock files or a damaged mirror behind: stale locks are
 /// removed (the caller holds the agent's run lock, so nothing else uses the mirror), and a
@@ -52,9 +74,12 @@ pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(
     remove_stale_locks(mirror);
     match fetch_once(mirror, url, branch, limits) {
         Ok(x) => Ok(x),
-        Err(first) if mirror.exists() && first.downcast_ref::<BranchGone>().is_none() => {
-            std::fs::remove_dir_all(mirror)
-                .with_context(|| format!("failed to reset the mirror `{}`", mirror.display()))?;
+        Err(first) if mirror.symlink_metadata().is_ok() && first.downcast_ref::<BranchGone>().is_none() => {
+            eprintln!(
+                "{}",
+                serde_json::json!({ "event": "mirror-rebuilt", "message": format!("mirror damaged, rebuilt: {first:#}") })
+            );
+            remove_mirror(mirror)?;
             fetch_once(mirror, url, branch, limits).map_err(|e| e.context(format!("after a first failure: {first:#}")))
         }
         Err(e) => Err(e),
@@ -142,17 +167,28 @@ fn fetch_once(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<
 }
 
 /// Refuses `new` unless it is `last` or a descendant of it (no rollback, no force-push).
-pub fn check_fast_forward(repo: &Repository, last: Option<Oid>, new: Oid, allow_rollback: bool) -> Result<()> {
+/// `fresh`: the mirror was built by this fetch, so the applied commit missing from it is
+/// a rewritten branch; in an older mirror it may be damage, which a rebuild settles.
+pub fn check_fast_forward(
+    repo: &Repository,
+    last: Option<Oid>,
+    new: Oid,
+    allow_rollback: bool,
+    fresh: bool,
+) -> Result<()> {
     let Some(last) = last else { return Ok(()) };
     if last == new || allow_rollback {
         return Ok(());
     }
-    if repo.find_commit(last).is_err() {
+    if let Err(e) = repo.find_commit(last) {
+        if !fresh {
+            return Err(damaged(e));
+        }
         return refuse(format!(
             "the last applied commit {last} is not in the fetched history: the branch was rewritten"
         ));
     }
-    if !repo.graph_descendant_of(new, last).context("failed to compare history")? {
+    if !repo.graph_descendant_of(new, last).map_err(damaged)? {
         return refuse(format!(
             "{new} does not descend from the last applied commit {last}: a force-push or rollback; an operator can pass --allow-rollback"
         ));
@@ -172,16 +208,16 @@ pub fn unapplied(repo: &Repository, last: Option<Oid>, tip: Oid) -> Result<Vec<O
     if last == tip {
         return Ok(Vec::new());
     }
-    if !repo.graph_descendant_of(tip, last).unwrap_or(false) {
+    if !repo.graph_descendant_of(tip, last).map_err(damaged)? {
         return Ok(vec![tip]);
     }
-    let mut walk = repo.revwalk().context("failed to walk the history")?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE).context("failed to walk the history")?;
-    walk.push(tip).context("failed to walk the history")?;
-    walk.hide(last).context("failed to walk the history")?;
+    let mut walk = repo.revwalk().map_err(damaged)?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE).map_err(damaged)?;
+    walk.push(tip).map_err(damaged)?;
+    walk.hide(last).map_err(damaged)?;
     let mut out = Vec::new();
     for oid in walk {
-        out.push(oid.context("failed to walk the history")?);
+        out.push(oid.map_err(damaged)?);
         if out.len() > MAX_UNAPPLIED {
             return refuse(format!(
                 "more than {MAX_UNAPPLIED} commits between the applied {last} and the tip {tip}; an operator must pin a newer commit"
@@ -196,7 +232,11 @@ pub fn unapplied(repo: &Repository, last: Option<Oid>, tip: Oid) -> Result<Vec<O
 pub fn verify_signature(repo: &Repository, oid: Oid, allowed_signers: &Path) -> Result<String> {
     let (sig, payload) = match repo.extract_signature(&oid, None) {
         Ok(x) => x,
-        Err(_) => return refuse(format!("commit {oid} is not signed")),
+        // libgit2's "this commit is not signed"; anything else is an unreadable object.
+        Err(e) if e.code() == git2::ErrorCode::NotFound && e.class() == git2::ErrorClass::Object => {
+            return refuse(format!("commit {oid} is not signed"));
+        }
+        Err(e) => return Err(damaged(e)),
     };
     let sig = sig.as_str().context("signature is not text")?.to_string();
     if !sig.starts_with("-----BEGIN SSH SIGNATURE-----") {
@@ -273,14 +313,16 @@ fn is_unit_name(a: &str) -> bool {
 
 /// Reads `generated/hosts/<host>/` of `commit` and checks it completely.
 pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str, limits: Limits) -> Result<Generation> {
-    let c = repo.find_commit(commit)?;
-    let tree = c.tree()?;
+    let c = repo.find_commit(commit).map_err(damaged)?;
+    let tree = c.tree().map_err(damaged)?;
     let base = format!("generated/hosts/{host}");
     let entry = match tree.get_path(Path::new(&base)) {
         Ok(e) if e.kind() == Some(ObjectType::Tree) => e,
+        Err(e) if e.code() != git2::ErrorCode::NotFound => return Err(damaged(e)),
         _ => return refuse(format!("commit {commit} has no `{base}/`")),
     };
-    let sub = entry.to_object(repo)?.peel_to_tree()?;
+    let sub = entry.to_object(repo).and_then(|o| o.peel_to_tree()).map_err(damaged)?;
+    let mut unreadable: Option<git2::Error> = None;
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut problem: Option<String> = None;
     let mut total = 0usize;
@@ -318,6 +360,7 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str,
                     }
                     Err(err) => {
                         problem = Some(format!("`{base}/{path}` cannot be read: {err}"));
+                        unreadable = Some(err);
                         TreeWalkResult::Abort
                     }
                 }
@@ -336,14 +379,19 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str,
             }
         }
     })
-    .or_else(|e| if problem.is_some() { Ok(()) } else { Err(e) })?;
+    .or_else(|e| if problem.is_some() { Ok(()) } else { Err(e) })
+    .map_err(damaged)?;
+    if let Some(e) = unreadable {
+        return Err(damaged(e));
+    }
     if let Some(p) = problem {
         return refuse(p);
     }
 
     // Every file must be exactly what the manifest (read from the same commit) says.
     let manifest_blob = match tree.get_path(Path::new("generated/manifest.json")) {
-        Ok(e) => repo.find_blob(e.id())?,
+        Ok(e) => repo.find_blob(e.id()).map_err(damaged)?,
+        Err(e) if e.code() != git2::ErrorCode::NotFound => return Err(damaged(e)),
         Err(_) => return refuse(format!("commit {commit} has no `generated/manifest.json`")),
     };
     let manifest: Manifest = match serde_json::from_slice(manifest_blob.content()) {

@@ -1764,3 +1764,85 @@ fn a_killed_run_leaves_nothing_behind_after_the_next_one() {
         assert_eq!(leftovers(&sim), Vec::<String>::new(), "{step}");
     }
 }
+
+/// Overwrites the middle of every object file of the mirror (packs and loose objects).
+fn corrupt_mirror(sim: &Sim) -> usize {
+    let mut n = 0;
+    for e in walkdir::WalkDir::new(sim.path().join("state/mirror.git/objects")).into_iter().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.file_type().is_file() || name.ends_with(".idx") || name.ends_with(".rev") {
+            continue;
+        }
+        let mut bytes = std::fs::read(e.path()).unwrap();
+        let len = bytes.len();
+        // Past a pack's 12-byte header, short of its 20-byte trailer: every object.
+        for b in &mut bytes[12.min(len)..len.saturating_sub(20).max(12.min(len))] {
+            *b ^= 0x5a;
+        }
+        let mut perms = std::fs::metadata(e.path()).unwrap().permissions();
+        perms.set_mode(0o644);
+        std::fs::set_permissions(e.path(), perms).unwrap();
+        std::fs::write(e.path(), bytes).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_damaged_mirror_is_rebuilt_not_reported_as_an_attack() {
+    // #13 item 5: corrupted objects, then a plain file where the mirror was.
+    let (sim, _) = applied_v1();
+    sim.render(&v2(), &[]);
+    let c2 = sim.commit("v2", Some("key"));
+    assert!(corrupt_mirror(&sim) > 0);
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("mirror damaged, rebuilt"), "{}", stderr(&o));
+    assert!(sim.state().contains(&c2));
+    let mirror = sim.path().join("state/mirror.git");
+    std::fs::remove_dir_all(&mirror).unwrap();
+    std::fs::write(&mirror, "not a repository\n").unwrap();
+    sim.render(&v1(), &[]);
+    let c3 = sim.commit("v3", Some("key"));
+    let o = sim.pull();
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("mirror damaged, rebuilt"), "{}", stderr(&o));
+    assert!(sim.state().contains(&c3));
+}
+
+/// Bytes used under `dir`.
+fn du(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn refused_pushes_do_not_accumulate_in_the_mirror() {
+    // #13 item 15: four junk force-pushes of 2 MB of noise each, unsigned.
+    let (sim, c1) = applied_v1();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut peak = 0;
+    for i in 0..4 {
+        let mut noise = vec![0u8; 2 << 20];
+        for b in noise.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        git(&sim.work(), &["reset", "-q", "--hard", &c1]);
+        std::fs::write(sim.work().join(format!("junk{i}.bin")), &noise).unwrap();
+        sim.commit("junk", None);
+        let o = sim.pull();
+        assert_eq!(o.status.code(), Some(1), "{}", report(&o));
+        peak = peak.max(du(&sim.path().join("state")));
+    }
+    assert!(peak < 3 << 20, "the state directory grew to {peak} bytes with refused objects");
+    sim.force_main(&c1);
+    assert_eq!(sim.pull().status.code(), Some(0));
+}

@@ -98,6 +98,69 @@ impl std::fmt::Display for Validator {
     }
 }
 
+/// Where each family's host files may go, shared by the compiler (a test holds every
+/// family's rendered targets to it) and the agent, which refuses a plan target outside
+/// its family's list whatever the signature: a compiler bug or a signed malicious commit
+/// cannot write `/etc/shadow`, `/etc/sudoers.d/`, `/etc/ld.so.preload` or `/etc/cron.d/`.
+/// An entry ending in `/`, `-` or `@` is a prefix; any other is one exact file.
+pub const FAMILY_TARGETS: &[(&str, &[&str])] = &[
+    ("alertmanager", &["/etc/default/prometheus-alertmanager", "/etc/prometheus/"]),
+    (
+        "backups",
+        &[
+            "/etc/medianest/backup/",
+            "/etc/medianest/minio/",
+            "/etc/pgbackrest/",
+            "/etc/sanoid/",
+            "/etc/systemd/system/medianest-backup-",
+            "/etc/systemd/system/medianest-restore-test-",
+            "/etc/systemd/system/medianest-minio-buckets.service",
+        ],
+    ),
+    ("base", &["/etc/hosts"]),
+    ("containers", &["/etc/exports.d/", "/etc/medianest/compose/", "/etc/medianest/stacks/"]),
+    (
+        "delivery",
+        &[
+            "/etc/medianest/agent.toml",
+            "/etc/medianest/allowed_signers",
+            "/etc/sysctl.d/90-medianest.conf",
+            "/etc/systemd/system/medianest-pull.service",
+            "/etc/systemd/system/medianest-pull.timer",
+        ],
+    ),
+    ("dns", &["/etc/powerdns/", "/etc/systemd/system/pdns.service.d/"]),
+    ("grafana", &["/etc/medianest/grafana/"]),
+    ("haproxy", &["/etc/haproxy/"]),
+    ("keepalived", &["/etc/keepalived/"]),
+    ("logship", &["/etc/medianest/elasticsearch/", "/etc/rsyslog.d/"]),
+    ("nftables", &["/etc/nftables.conf"]),
+    ("nginx", &["/etc/nginx/"]),
+    ("pgbouncer", &["/etc/medianest/pgbouncer/", "/etc/pgbouncer/", "/etc/systemd/system/pgbouncer.service.d/"]),
+    (
+        "postgres",
+        &[
+            "/etc/medianest/postgres-replica-init",
+            "/etc/medianest/postgres/",
+            "/etc/postgresql/",
+            "/etc/systemd/system/medianest-postgres-setup.service",
+            "/etc/systemd/system/postgresql@",
+        ],
+    ),
+    ("prometheus", &["/etc/default/prometheus", "/etc/prometheus/"]),
+    ("proxmox", &["/etc/network/"]),
+    ("redis", &["/etc/medianest/redis/", "/etc/redis/", "/etc/systemd/system/redis-server.service.d/"]),
+];
+
+/// Whether family `family` may write `target` ([`FAMILY_TARGETS`]).
+pub fn family_may_write(family: &str, target: &str) -> bool {
+    FAMILY_TARGETS
+        .iter()
+        .filter(|(f, _)| *f == family)
+        .flat_map(|(_, t)| t.iter())
+        .any(|e| target == *e || (e.ends_with(['/', '-', '@']) && target.starts_with(e) && target.len() > e.len()))
+}
+
 /// A check the agent makes after a reload, on top of the unit being active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

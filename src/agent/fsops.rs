@@ -31,7 +31,7 @@ pub struct Root {
 pub fn components(target: &str) -> Result<Vec<&str>> {
     let rel = target.strip_prefix('/').with_context(|| format!("`{target}` is not absolute"))?;
     let parts: Vec<&str> = rel.split('/').collect();
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0')) {
+    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.chars().any(char::is_control)) {
         bail!("`{target}` has an unsafe path component");
     }
     Ok(parts)

@@ -656,7 +656,9 @@ fn fetch_verified(
         if !fresh && repo.find_commit(f).is_err() {
             return Err(anyhow::Error::new(source::MirrorDamaged(format!("the floor {f} cannot be read"))));
         }
-        let descends = f == commit || repo.graph_descendant_of(commit, f).map_err(source::damaged)?;
+        // Not in a fresh mirror's history at all: the branch no longer contains it.
+        let descends = f == commit
+            || (repo.find_commit(f).is_ok() && repo.graph_descendant_of(commit, f).map_err(source::damaged)?);
         if !descends {
             return error::refuse(format!(
                 "{commit} does not descend from the pinned floor {f} (`{floor_target}`, kept outside the state directory): a rollback, or history rewritten after the agent's state was lost; an operator can pass --allow-rollback"

@@ -208,7 +208,9 @@ pub fn unapplied(repo: &Repository, last: Option<Oid>, tip: Oid) -> Result<Vec<O
     if last == tip {
         return Ok(Vec::new());
     }
-    if !repo.graph_descendant_of(tip, last).map_err(damaged)? {
+    // `last` outside the fetched history (an operator's rollback; damage was ruled out
+    // by the fast-forward check): only the tip is new to verify.
+    if repo.find_commit(last).is_err() || !repo.graph_descendant_of(tip, last).map_err(damaged)? {
         return Ok(vec![tip]);
     }
     let mut walk = repo.revwalk().map_err(damaged)?;
@@ -296,6 +298,11 @@ fn check_name(name: &[u8]) -> std::result::Result<&str, String> {
     if name.eq_ignore_ascii_case(".git") {
         return Err(format!("the name `{name}`"));
     }
+    // A newline (or any control character) in a name is written as is by every tool
+    // and breaks every line-based one that reads it back.
+    if name.chars().any(char::is_control) {
+        return Err(format!("the name `{}` (a control character)", name.escape_debug()));
+    }
     if name.len() > 255 {
         return Err("a name longer than 255 bytes".into());
     }
@@ -308,7 +315,7 @@ pub const ALLOWED_ROOTS: &[&str] = &["/etc/"];
 /// Whether a plan's reload or restart action is a plain unit name (it reaches
 /// `systemctl` as an argument: no option, no path).
 fn is_unit_name(a: &str) -> bool {
-    a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    !a.is_empty() && !a.starts_with('-') && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
 /// Reads `generated/hosts/<host>/` of `commit` and checks it completely.
@@ -416,6 +423,8 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str,
     let prefix = format!("hosts/{host}/");
     let listed: BTreeMap<&str, &str> =
         manifest.files.iter().filter_map(|e| Some((e.path.strip_prefix(&prefix)?, e.sha256.as_str()))).collect();
+    let entries: BTreeMap<&str, &crate::artifact::ManifestEntry> =
+        manifest.files.iter().filter_map(|e| Some((e.path.strip_prefix(&prefix)?, e))).collect();
     for (path, bytes) in &files {
         match listed.get(path.as_str()) {
             Some(hash) if *hash == sha256_hex(bytes) => {}
@@ -458,8 +467,32 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str,
         if sha256_hex(&bytes) != f.sha256 {
             return refuse(format!("`{base}/{}` does not match its sha256 in the plan", f.source));
         }
-        if u32::from_str_radix(&f.mode, 8).map_or(true, |m| m > 0o7777) {
+        let Some(mode) = u32::from_str_radix(&f.mode, 8).ok().filter(|m| *m <= 0o7777) else {
             return refuse(format!("plan entry `{}` has the bad mode `{}`", f.target, f.mode));
+        };
+        if mode & 0o6000 != 0 {
+            return refuse(format!("plan entry `{}` has the setuid/setgid mode {:04o}", f.target, mode));
+        }
+        if mode & 0o002 != 0 {
+            return refuse(format!("plan entry `{}` has the world-writable mode {:04o}", f.target, mode));
+        }
+        // The plan and the manifest are written from the same artifact: they agree on
+        // mode and owner, and the file's family may write the target.
+        let Some(m) = entries.get(f.source.as_str()) else {
+            return refuse(format!("`{base}/{}` is not in the manifest", f.source));
+        };
+        if u32::from_str_radix(&m.mode, 8).ok() != Some(mode) || m.owner != f.owner {
+            return refuse(format!(
+                "plan entry `{}` says {:04o} {} but the manifest says {} {}",
+                f.target, mode, f.owner, m.mode, m.owner
+            ));
+        }
+        if !crate::artifact::family_may_write(&m.family, &f.target) {
+            return refuse(format!(
+                "plan target `{}` is outside what the family `{}` may write",
+                f.target,
+                m.family.escape_debug()
+            ));
         }
         for a in [&f.actions.reload, &f.actions.restart].into_iter().flatten() {
             if !is_unit_name(a) {

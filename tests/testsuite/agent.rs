@@ -60,6 +60,15 @@ fn keygen(path: &Path) {
     assert!(o.status.success());
 }
 
+/// The family that may write `target` (as the compiler's would be), else `base`.
+fn family_for(target: &str) -> &'static str {
+    medianest::artifact::FAMILY_TARGETS
+        .iter()
+        .map(|(f, _)| *f)
+        .find(|f| medianest::artifact::family_may_write(f, target))
+        .unwrap_or("base")
+}
+
 /// A snapshot of a tree: path → (sha256 or link target, mode, uid, gid).
 type Snapshot = BTreeMap<String, (String, u32, u32, u32)>;
 
@@ -146,7 +155,7 @@ impl Sim {
         let mut set = ArtifactSet::new();
         for (host, list) in [("web1", files), ("other", other)] {
             for (target, content, validate, reload) in list {
-                let mut meta = ArtifactMeta::host_file("test", host, target, 0o644, "root:root");
+                let mut meta = ArtifactMeta::host_file(family_for(target), host, target, 0o644, "root:root");
                 meta.branch = Some(branch.to_string());
                 if let Some(a) = meta.apply.as_mut() {
                     a.validate =
@@ -524,7 +533,7 @@ fn crafted(sim: &Sim, entry: &str) -> (Snapshot, String) {
     let mktree = |input: String| -> String {
         let mut child = Command::new("git")
             .current_dir(&w)
-            .args(["mktree", "--missing"])
+            .args(["mktree", "-z", "--missing"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -533,11 +542,12 @@ fn crafted(sim: &Sim, entry: &str) -> (Snapshot, String) {
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
     };
-    let host = mktree(format!("100644 blob {}\tplan.json\n{entry}\n", blob.trim()));
-    let hosts = mktree(format!("040000 tree {host}\tweb1\n"));
+    // NUL-terminated entries (`mktree -z`): a crafted name may hold a newline.
+    let host = mktree(format!("100644 blob {}\tplan.json\0{entry}\0", blob.trim()));
+    let hosts = mktree(format!("040000 tree {host}\tweb1\0"));
     let manifest = String::from_utf8(git(&w, &["hash-object", "-w", "generated/manifest.json"]).stdout).unwrap();
-    let generated = mktree(format!("040000 tree {hosts}\thosts\n100644 blob {}\tmanifest.json\n", manifest.trim()));
-    let top = mktree(format!("040000 tree {generated}\tgenerated\n"));
+    let generated = mktree(format!("040000 tree {hosts}\thosts\0100644 blob {}\tmanifest.json\0", manifest.trim()));
+    let top = mktree(format!("040000 tree {generated}\tgenerated\0"));
     let commit = String::from_utf8(
         git(
             &w,
@@ -714,6 +724,9 @@ fn modes_and_owners_come_from_the_plan_whatever_the_umask() {
     for f in manifest["files"].as_array_mut().unwrap() {
         if f["path"] == "hosts/web1/plan.json" {
             f["sha256"] = medianest::artifact::sha256_hex(plan.as_bytes()).into();
+        } else if f["path"].as_str().unwrap().starts_with("hosts/web1/root/") {
+            f["mode"] = "0640".into();
+            f["owner"] = "root:haproxy".into();
         }
     }
     std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
@@ -816,8 +829,8 @@ fn random_sigkills_during_apply_leave_no_torn_file() {
     // large enough that a naive writer would be caught mid-write.
     let big1 = vec![b'a'; 1 << 20];
     let big2 = vec![b'b'; 1 << 20];
-    let gen1: Vec<HostFile> = vec![("/etc/big.conf", &big1, None, None), ("/etc/hosts", b"v1\n", None, None)];
-    let gen2: Vec<HostFile> = vec![("/etc/big.conf", &big2, None, None), ("/etc/hosts", b"v2\n", None, None)];
+    let gen1: Vec<HostFile> = vec![("/etc/nginx/big.conf", &big1, None, None), ("/etc/hosts", b"v1\n", None, None)];
+    let gen2: Vec<HostFile> = vec![("/etc/nginx/big.conf", &big2, None, None), ("/etc/hosts", b"v2\n", None, None)];
     let sim = Sim::new();
     sim.render(&gen1, &[]);
     let c1 = sim.commit("gen1", Some("key"));
@@ -898,7 +911,7 @@ fn a_full_disk_while_staging_changes_nothing() {
     let (sim, c1) = applied_v1();
     let before = snapshot(&sim.root());
     let mut files = v2();
-    files.push(("/etc/big.conf", &big, None, None));
+    files.push(("/etc/nginx/big.conf", &big, None, None));
     sim.render(&files, &[]);
     sim.commit("too big", Some("key"));
     let small = sim.path().join("small-state");
@@ -1522,14 +1535,14 @@ fn pull_in_namespace(sim: &Sim, setup: &str, env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-/// Four files, the last in `/etc/ro/` (made read-only by some tests).
+/// Four files, the last in `/etc/nginx/ro/` (made read-only by some tests).
 fn four(tag: &'static str) -> Vec<HostFile<'static>> {
     let b = |s: String| -> &'static [u8] { Box::leak(s.into_bytes().into_boxed_slice()) };
     vec![
-        ("/etc/a.conf", b(format!("a {tag}\n")), None, Some("a.service")),
-        ("/etc/b.conf", b(format!("b {tag}\n")), None, Some("a.service")),
-        ("/etc/c.conf", b(format!("c {tag}\n")), None, Some("a.service")),
-        ("/etc/ro/d.conf", b(format!("d {tag}\n")), None, Some("a.service")),
+        ("/etc/nginx/a.conf", b(format!("a {tag}\n")), None, Some("a.service")),
+        ("/etc/nginx/b.conf", b(format!("b {tag}\n")), None, Some("a.service")),
+        ("/etc/nginx/c.conf", b(format!("c {tag}\n")), None, Some("a.service")),
+        ("/etc/nginx/ro/d.conf", b(format!("d {tag}\n")), None, Some("a.service")),
     ]
 }
 
@@ -1544,7 +1557,7 @@ fn a_rollback_restores_only_what_was_swapped_and_names_what_it_could_not() {
     let before = snapshot(&sim.root());
     sim.render(&four("v2"), &[]);
     let c2 = sim.commit("v2", Some("key"));
-    let ro = sim.root().join("etc/ro");
+    let ro = sim.root().join("etc/nginx/ro");
     let o = pull_in_namespace(
         &sim,
         &format!("mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'", ro.display()),
@@ -1553,7 +1566,7 @@ fn a_rollback_restores_only_what_was_swapped_and_names_what_it_could_not() {
     let r = report(&o);
     assert_eq!(o.status.code(), Some(3), "{r}\n{}", stderr(&o));
     assert_eq!(r["result"], "rolled-back");
-    assert!(r["reason"].as_str().unwrap().contains("/etc/ro/d.conf"), "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("/etc/nginx/ro/d.conf"), "{r}");
     assert_eq!(snapshot(&sim.root()), before, "the three swapped files are back");
     assert!(!sim.path().join("state/journal.json").exists());
     // Without the mount the same commit applies.
@@ -1580,8 +1593,14 @@ fn a_rollback_restores_only_what_was_swapped_and_names_what_it_could_not() {
     let r = report(&o);
     assert_eq!(o.status.code(), Some(2), "{r}");
     let reason = r["reason"].as_str().unwrap();
-    assert!(reason.contains("could not restore `/etc/b.conf`") && reason.contains("`/etc/a.conf`"), "{reason}");
-    assert!(!reason.contains("/etc/c.conf") && !reason.contains("/etc/ro/d.conf"), "only what was swapped: {reason}");
+    assert!(
+        reason.contains("could not restore `/etc/nginx/b.conf`") && reason.contains("`/etc/nginx/a.conf`"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("/etc/nginx/c.conf") && !reason.contains("/etc/nginx/ro/d.conf"),
+        "only what was swapped: {reason}"
+    );
     assert!(sim.path().join("state/journal.json").exists(), "kept for the next run");
     let o = sim.pull_with(&["--dry-run"], &[]);
     assert_ne!(o.status.code(), Some(0));
@@ -1670,7 +1689,7 @@ fn directories_created_by_a_failed_apply_are_removed() {
     let (sim, _) = applied_v1();
     let before = snapshot(&sim.root());
     let mut files = v1();
-    files.push(("/etc/newsvc/sub/x.conf", b"x\n", None, Some("newsvc.service")));
+    files.push(("/etc/nginx/newsvc/sub/x.conf", b"x\n", None, Some("newsvc.service")));
     sim.render(&files, &[]);
     sim.commit("a new service", Some("key"));
     sim.fail("systemctl", Some("reload-or-restart"));
@@ -1845,4 +1864,95 @@ fn refused_pushes_do_not_accumulate_in_the_mirror() {
     assert!(peak < 3 << 20, "the state directory grew to {peak} bytes with refused objects");
     sim.force_main(&c1);
     assert_eq!(sim.pull().status.code(), Some(0));
+}
+
+/// Sets the mode and owner of `target` in web1's plan, and in the manifest when
+/// `manifest` (else only the plan's hash there), as a hand-crafted commit would.
+fn patch_mode(sim: &Sim, target: &str, mode: &str, owner: &str, manifest: bool) {
+    let plan_path = sim.work().join("generated/hosts/web1/plan.json");
+    let mut plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan_path).unwrap()).unwrap();
+    for f in plan["files"].as_array_mut().unwrap() {
+        if f["target"] == target {
+            f["mode"] = mode.into();
+            f["owner"] = owner.into();
+        }
+    }
+    let bytes = serde_json::to_vec_pretty(&plan).unwrap();
+    std::fs::write(&plan_path, &bytes).unwrap();
+    let manifest_path = sim.work().join("generated/manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["path"] == "hosts/web1/plan.json" {
+            f["sha256"] = medianest::artifact::sha256_hex(&bytes).into();
+        } else if manifest && f["path"] == format!("hosts/web1/root{target}") {
+            f["mode"] = mode.into();
+            f["owner"] = owner.into();
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn refuses_targets_outside_the_family_and_dangerous_or_mismatched_modes() {
+    // #13 item 17: signed, well-formed, inside /etc, and still refused.
+    let (sim, _) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    for target in ["/etc/passwd", "/etc/shadow", "/etc/sudoers.d/medianest", "/etc/ld.so.preload", "/etc/cron.d/x"] {
+        let mut files = v1();
+        files.push((target, b"evil\n", None, None));
+        sim.render(&files, &[]);
+        sim.commit(target, Some("key"));
+        assert_refused(&sim, &sim.pull(), &before, &state, "outside what the family `base` may write");
+    }
+    for (mode, owner, in_manifest, why) in [
+        ("4755", "root:root", true, "setuid/setgid mode 4755"),
+        ("2755", "root:root", true, "setuid/setgid mode 2755"),
+        ("0777", "root:root", true, "world-writable mode 0777"),
+        ("0755", "root:root", false, "but the manifest says 0644 root:root"),
+        ("0644", "haproxy:haproxy", false, "but the manifest says 0644 root:root"),
+    ] {
+        sim.render(&v2(), &[]);
+        patch_mode(&sim, "/etc/nginx/nginx.conf", mode, owner, in_manifest);
+        sim.commit(&format!("mode {mode}"), Some("key"));
+        assert_refused(&sim, &sim.pull(), &before, &state, why);
+    }
+}
+
+#[test]
+fn every_rendered_target_is_inside_its_family_s_directories() {
+    // #13 item 17, compiler side: the reference site and every fixture site.
+    let mut sites = vec![repo_root()];
+    for e in std::fs::read_dir(repo_root().join("tests/testsuite/fixtures")).unwrap().flatten() {
+        if e.path().join("site").is_dir() {
+            sites.push(e.path());
+        }
+    }
+    let (mut seen, mut outside) = (0, std::collections::BTreeSet::new());
+    for site in sites {
+        let compiled = medianest::ops::compile(&medianest::ops::Paths::under(&site));
+        for a in compiled.artifacts.values() {
+            if let Some(apply) = &a.meta.apply {
+                seen += 1;
+                if !medianest::artifact::family_may_write(a.meta.family, &apply.target) {
+                    outside.insert(format!("{} writes {}", a.meta.family, apply.target));
+                }
+            }
+        }
+    }
+    assert!(outside.is_empty(), "{outside:#?}");
+    assert!(seen > 100, "{seen}");
+}
+
+#[test]
+fn refuses_newlines_in_names_and_options_as_units() {
+    // #13 item 18.
+    let (sim, _) = applied_v1();
+    git(&sim.work(), &["hash-object", "-w", "--stdin"]);
+    let (before, state) = crafted(&sim, "100644 blob e69de29bb2d1d6434b8b29ae775ad8c2e48c5391\tevil\nname");
+    assert_refused(&sim, &sim.pull(), &before, &state, "(a control character)");
+    let (sim, _) = applied_v1();
+    let (before, state) = (snapshot(&sim.root()), sim.state());
+    sim.render(&[("/etc/hosts", b"x\n", None, Some("-H.service"))], &[]);
+    sim.commit("an option as a unit", Some("key"));
+    assert_refused(&sim, &sim.pull(), &before, &state, "names the action `-H.service`");
 }

@@ -70,7 +70,7 @@ fn remove_mirror(mirror: &Path) -> Result<()> {
 /// removed (the caller holds the agent's run lock, so nothing else uses the mirror), and a
 /// mirror that still fails is rebuilt once from scratch.
 pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(Repository, Oid)> {
-    network_timeouts();
+    network_timeouts(limits.deadline);
     remove_stale_locks(mirror);
     match fetch_once(mirror, url, branch, limits) {
         Ok(x) => Ok(x),
@@ -88,15 +88,15 @@ pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(
 
 /// Bounds how long a network transport waits: a remote that never answers (a firewall
 /// dropping the packets, a hung server) fails the run instead of holding the lock.
-fn network_timeouts() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: libgit2 global options, set once before any transport is used.
-        unsafe {
-            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(15_000);
-            let _ = git2::opts::set_server_timeout_in_milliseconds(60_000);
-        }
-    });
+/// `--deadline` bounds them too: the progress callback that enforces it only runs when
+/// data arrives, so a remote that accepts and never answers is cut by these timeouts.
+fn network_timeouts(deadline: Duration) {
+    let ms = |cap: u64| i32::try_from(deadline.as_millis().clamp(1, u128::from(cap))).unwrap_or(i32::MAX);
+    // SAFETY: libgit2 global options; the agent runs one fetch at a time, on one thread.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(15_000));
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(60_000));
+    }
 }
 
 /// Whether the repository still answers with `branch`: its refs are listed over the
@@ -104,7 +104,7 @@ fn network_timeouts() {
 /// that could cut the host off (its firewall); the caller restores the previous files
 /// when it cannot.
 pub fn reachable(url: &str, branch: &str) -> Result<()> {
-    network_timeouts();
+    network_timeouts(Limits::default().deadline);
     let mut remote = git2::Remote::create_detached(url).with_context(|| format!("bad repository URL `{url}`"))?;
     remote.connect(git2::Direction::Fetch).with_context(|| format!("`{url}` does not answer"))?;
     let want = format!("refs/heads/{branch}");
@@ -196,6 +196,13 @@ pub fn check_fast_forward(
     Ok(())
 }
 
+/// Largest manifest the agent reads.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
+
+/// Largest commit object whose signature the agent checks (a commit is headers and a
+/// message; a huge one is an attack on memory before any key was shown).
+pub const MAX_COMMIT_BYTES: usize = 1 << 20;
+
 /// Most commits one run verifies: a longer unapplied history is refused rather than
 /// checked for hours while the lock is held.
 pub const MAX_UNAPPLIED: usize = 10_000;
@@ -232,6 +239,10 @@ pub fn unapplied(repo: &Repository, last: Option<Oid>, tip: Oid) -> Result<Vec<O
 /// Verifies the SSH signature of commit `oid` against `allowed_signers` with
 /// `ssh-keygen -Y verify` in the `git` namespace.
 pub fn verify_signature(repo: &Repository, oid: Oid, allowed_signers: &Path) -> Result<String> {
+    let (size, _) = repo.odb().and_then(|o| o.read_header(oid)).map_err(damaged)?;
+    if size > MAX_COMMIT_BYTES {
+        return refuse(format!("commit {oid} is {size} bytes, more than a commit needs ({MAX_COMMIT_BYTES})"));
+    }
     let (sig, payload) = match repo.extract_signature(&oid, None) {
         Ok(x) => x,
         // libgit2's "this commit is not signed"; anything else is an unreadable object.
@@ -330,10 +341,18 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str,
     };
     let sub = entry.to_object(repo).and_then(|o| o.peel_to_tree()).map_err(damaged)?;
     let mut unreadable: Option<git2::Error> = None;
+    let odb = repo.odb().map_err(damaged)?;
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut problem: Option<String> = None;
     let mut total = 0usize;
     sub.walk(TreeWalkMode::PreOrder, |parent, e| {
+        // Every entry counts, trees included: nine objects of empty trees with a 40-way
+        // fan-out 8 deep are billions of entries and not one blob.
+        total += 1;
+        if total > limits.max_files {
+            problem = Some(format!("`{base}/` has more than {} entries", limits.max_files));
+            return TreeWalkResult::Abort;
+        }
         let name = match check_name(e.name_bytes()) {
             Ok(n) => n,
             Err(what) => {
@@ -351,10 +370,19 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str,
                 TreeWalkResult::Ok
             }
             (Some(ObjectType::Blob), 0o100644) | (Some(ObjectType::Blob), 0o100755) => {
-                total += 1;
-                if total > limits.max_files {
-                    problem = Some(format!("`{base}/` has more than {} files", limits.max_files));
-                    return TreeWalkResult::Abort;
+                // The size from the object's header, before anything is inflated: a
+                // 1 GiB blob of zeros is 4.7 MB on the wire.
+                match odb.read_header(e.id()) {
+                    Ok((size, _)) if size > limits.max_file_bytes => {
+                        problem = Some(format!("`{base}/{path}` is larger than {} bytes", limits.max_file_bytes));
+                        return TreeWalkResult::Abort;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        problem = Some(format!("`{base}/{path}` cannot be read: {err}"));
+                        unreadable = Some(err);
+                        return TreeWalkResult::Abort;
+                    }
                 }
                 match repo.find_blob(e.id()) {
                     Ok(b) if b.content().len() <= limits.max_file_bytes => {
@@ -397,7 +425,13 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str,
 
     // Every file must be exactly what the manifest (read from the same commit) says.
     let manifest_blob = match tree.get_path(Path::new("generated/manifest.json")) {
-        Ok(e) => repo.find_blob(e.id()).map_err(damaged)?,
+        Ok(e) => {
+            let (size, _) = odb.read_header(e.id()).map_err(damaged)?;
+            if size > MAX_MANIFEST_BYTES {
+                return refuse(format!("`generated/manifest.json` is larger than {MAX_MANIFEST_BYTES} bytes"));
+            }
+            repo.find_blob(e.id()).map_err(damaged)?
+        }
         Err(e) if e.code() != git2::ErrorCode::NotFound => return Err(damaged(e)),
         Err(_) => return refuse(format!("commit {commit} has no `generated/manifest.json`")),
     };

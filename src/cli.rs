@@ -244,12 +244,15 @@ fn parse_duration(s: &str) -> Result<u64, String> {
 const PULL_EXIT_CODES: &str = "\
 Exit codes:
   0    applied, or nothing to do
-  1    refused: the repository did not prove itself (nothing was written)
-  2    usage or I/O error
+  1    refused: the repository did not prove itself, or there is nothing to verify
+       it with (no allowed_signers); nothing was written
+  2    usage or I/O error, or a rollback that could not restore every file (the
+       reason names them; the next run retries)
   3    the new files did not validate (nothing changed), or the apply failed and
        the previous files were restored and reloaded
   4    another run holds the lock
-  5    the fetch failed (the host keeps its last applied commit)
+  5    the fetch failed, or the branch is gone from the remote (the host keeps its
+       last applied commit)
   101  a bug in medianest (please report it)";
 
 /// Output format of `diff`.

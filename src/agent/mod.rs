@@ -2,18 +2,21 @@
 //! repository as untrusted input that must prove itself, and it never depends on the
 //! renderer (only on [`crate::artifact`] for the plan and manifest formats).
 //!
-//! One run: take the lock → finish or undo an interrupted apply (journal) → fetch into a
-//! staging ref ([`source::fetch`], byte cap and deadline) → accept only fast-forward
-//! history → verify the tip's SSH signature → read and check the host's tree from that
-//! one commit → detect drift → stage and validate with the native tools → journal and
-//! back up → swap every file atomically, never through a symlink ([`fsops`]) → reload →
+//! One run: take the lock → finish or undo an interrupted apply (journal) → remove a
+//! killed run's leftovers → fetch into a staging ref ([`source::fetch`], byte cap and
+//! deadline; a damaged mirror rebuilt) → accept only fast-forward history from the
+//! applied commit and the floor → verify every unapplied commit's SSH signature → read
+//! and check the host's tree from that one commit → detect drift → stage and validate
+//! with the native tools → journal and back up → swap every file atomically, never
+//! through a symlink ([`fsops`]), and remove the files the plan dropped → reload →
 //! health (units active; the repository still reachable after a firewall change) → deploy
 //! containers (Compose or a Swarm stack) and wait until they converge → record the state,
 //! or restore the previous files byte for byte, reload and redeploy them again. A run with nothing to do writes nothing and reloads nothing.
 //!
 //! Exit codes: 0 applied or nothing to do, 1 refused (the repository did not prove
-//! itself; nothing was written), 2 usage or I/O error, 3 the apply failed and was rolled
-//! back, 4 another run holds the lock, 5 the fetch failed.
+//! itself; nothing was written), 2 usage or I/O error (or a rollback that could not
+//! restore every file), 3 the apply failed and was rolled back, 4 another run holds the
+//! lock, 5 the fetch failed or the branch is gone.
 
 pub mod actions;
 pub mod error;
@@ -489,12 +492,21 @@ fn remove_path(p: &std::path::Path) -> Result<()> {
     r.with_context(|| format!("failed to remove `{}`", p.display()))
 }
 
+/// One target per directory: a directory is listed once, however many files it holds.
+fn one_per_directory<'a>(targets: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for t in targets {
+        seen.entry(t.rsplit_once('/').map_or("", |(d, _)| d)).or_insert(t);
+    }
+    seen.into_values().collect()
+}
+
 /// Removes what a killed run leaves: temporary files beside the managed files (already
 /// with their final mode), the staging copy and temporary files in the state directory,
 /// and backups no journal refers to. Runs under the lock, after any recovery.
 fn clean_leftovers<'a>(root: &Root, dir: &StateDir, targets: impl Iterator<Item = &'a String>) -> Result<()> {
     let mut removed = 0usize;
-    for t in targets {
+    for t in one_per_directory(targets.map(String::as_str)) {
         removed += root.clean_temp_beside(t)?;
     }
     remove_path(&dir.path.join("staging"))?;
@@ -690,7 +702,11 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     let root = Root::open(&opts.root)?;
     // An apply that was interrupted (crash, kill, power loss) is undone first, so the
     // host is back on exactly the last applied generation before anything else happens.
+    // Every place a killed run may have left a temporary file: the files it journaled,
+    // the files of the applied generation, and the floor.
+    let mut written: BTreeSet<String> = BTreeSet::new();
     if let Some(j) = dir.journal()? {
+        written.extend(j.entries.iter().map(|e| e.target.clone()));
         if load_state(dir).applied_commit.as_deref() == Some(j.commit.as_str()) {
             // The crash came after the new state was recorded: the apply finished.
             dir.clear_journal()?;
@@ -713,12 +729,14 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         }
     }
     let state = load_state(dir);
+    let floor_target = opts.floor.display().to_string();
     // What a killed run left behind (its temporary files beside the targets, staging
     // copies and backups in the state directory), removed under the lock.
     if !opts.dry_run {
-        clean_leftovers(&root, dir, state.files.keys())?;
+        written.extend(state.files.keys().cloned());
+        written.insert(floor_target.clone());
+        clean_leftovers(&root, dir, written.iter())?;
     }
-    let floor_target = opts.floor.display().to_string();
     let floor = read_floor(&root, &floor_target)?;
     let mirror = dir.path.join("mirror.git");
     let fresh = !mirror.exists();
@@ -907,7 +925,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
         }
     }
     journal.dirs.sort_by_key(|d| d.matches('/').count());
-    for (target, ..) in &changes {
+    for target in one_per_directory(changes.iter().map(|c| c.0)) {
         root.clean_temp_beside(target)?;
     }
     if !secret_dirs.is_empty() {
@@ -957,16 +975,16 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     let applied = (|| -> Result<()> {
         for (i, (target, bytes, mode, uid, gid, _)) in changes.iter().enumerate() {
             root.write(target, bytes, *mode, *uid, *gid)?;
-            // Which files were actually swapped: an undo restores those (and any whose
-            // content changed before this was recorded), never one whose swap failed.
+            // Which files were actually swapped: the rollback restores those, never one
+            // whose swap failed. Kept in memory only (rewriting the journal per file is
+            // quadratic); after a crash the recovery restores every file that is no
+            // longer its backup, which is the same set.
             journal.entries[i].swapped = true;
-            dir.save_journal(&journal)?;
             crash_point("swapped");
         }
         for i in changes.len()..journal.entries.len() {
             root.remove(&journal.entries[i].target)?;
             journal.entries[i].swapped = true;
-            dir.save_journal(&journal)?;
             crash_point("removed");
         }
         for u in &reload {

@@ -42,9 +42,9 @@ pub struct JournalEntry {
     /// The apply removes the file (the new plan no longer lists it).
     #[serde(default)]
     pub remove: bool,
-    /// Set once the swap (or removal) of this file has happened: what an undo restores.
-    /// An undo also restores a file whose content is no longer the backup's, which covers
-    /// a crash between the rename and this flag.
+    /// Set (in memory) once the swap or removal of this file has happened: what a
+    /// rollback restores. A recovery after a crash restores every file whose content,
+    /// mode or owner is no longer its backup's, which is the same set.
     #[serde(default)]
     pub swapped: bool,
 }

@@ -107,7 +107,8 @@ pub struct PullOptions {
 pub struct FileReport {
     /// Target path.
     pub target: String,
-    /// `create`, `update`, `unchanged`, `drift-kept` or `drift-overwritten`.
+    /// `create`, `update`, `unchanged`, `drift-kept`, `drift-overwritten`, or `remove` (a file
+    /// the previous generation wrote that the new plan no longer lists).
     pub action: &'static str,
 }
 

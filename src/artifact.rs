@@ -98,6 +98,70 @@ impl std::fmt::Display for Validator {
     }
 }
 
+/// Where each family's host files may go, shared by the compiler (a test holds every
+/// family's rendered targets to it) and the agent, which refuses a plan target outside
+/// its family's list whatever the signature: a compiler bug or a signed malicious commit
+/// cannot write `/etc/shadow`, `/etc/sudoers.d/`, `/etc/ld.so.preload` or `/etc/cron.d/`.
+/// An entry ending in `/`, `-` or `@` is a prefix; any other is one exact file.
+pub const FAMILY_TARGETS: &[(&str, &[&str])] = &[
+    ("alertmanager", &["/etc/default/prometheus-alertmanager", "/etc/prometheus/"]),
+    (
+        "backups",
+        &[
+            "/etc/medianest/backup/",
+            "/etc/medianest/minio/",
+            "/etc/pgbackrest/",
+            "/etc/sanoid/",
+            "/etc/systemd/system/medianest-backup-",
+            "/etc/systemd/system/medianest-restore-test-",
+            "/etc/systemd/system/medianest-minio-buckets.service",
+        ],
+    ),
+    ("base", &["/etc/hosts"]),
+    ("containers", &["/etc/exports.d/", "/etc/medianest/compose/", "/etc/medianest/stacks/"]),
+    (
+        "delivery",
+        &[
+            "/etc/medianest/agent.toml",
+            "/etc/medianest/allowed_signers",
+            "/etc/sysctl.d/90-medianest.conf",
+            "/etc/systemd/system/medianest-pull.service",
+            "/etc/systemd/system/medianest-pull.timer",
+            "/etc/systemd/system/medianest-secrets.service",
+        ],
+    ),
+    ("dns", &["/etc/powerdns/", "/etc/medianest/powerdns/", "/etc/systemd/system/pdns.service.d/"]),
+    ("grafana", &["/etc/medianest/grafana/"]),
+    ("haproxy", &["/etc/haproxy/"]),
+    ("keepalived", &["/etc/keepalived/"]),
+    ("logship", &["/etc/medianest/elasticsearch/", "/etc/rsyslog.d/"]),
+    ("nftables", &["/etc/nftables.conf"]),
+    ("nginx", &["/etc/nginx/"]),
+    ("pgbouncer", &["/etc/medianest/pgbouncer/", "/etc/pgbouncer/", "/etc/systemd/system/pgbouncer.service.d/"]),
+    (
+        "postgres",
+        &[
+            "/etc/medianest/postgres-replica-init",
+            "/etc/medianest/postgres/",
+            "/etc/postgresql/",
+            "/etc/systemd/system/medianest-postgres-setup.service",
+            "/etc/systemd/system/postgresql@",
+        ],
+    ),
+    ("prometheus", &["/etc/default/prometheus", "/etc/prometheus/"]),
+    ("proxmox", &["/etc/network/"]),
+    ("redis", &["/etc/medianest/redis/", "/etc/redis/", "/etc/systemd/system/redis-server.service.d/"]),
+];
+
+/// Whether family `family` may write `target` ([`FAMILY_TARGETS`]).
+pub fn family_may_write(family: &str, target: &str) -> bool {
+    FAMILY_TARGETS
+        .iter()
+        .filter(|(f, _)| *f == family)
+        .flat_map(|(_, t)| t.iter())
+        .any(|e| target == *e || (e.ends_with(['/', '-', '@']) && target.starts_with(e) && target.len() > e.len()))
+}
+
 /// A check the agent makes after a reload, on top of the unit being active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -164,6 +228,9 @@ pub struct ArtifactMeta {
     /// For a secret's ciphertext (`hosts/<host>/secrets/<name>.age`): where the agent
     /// delivers its plaintext.
     pub secret: Option<SecretMeta>,
+    /// The branch hosts follow (the site's `[agent] branch`), on the files that carry
+    /// it: the manifest records it, and the agent refuses a tree made for another.
+    pub branch: Option<String>,
     /// The site values its template context held (recorded by the builder, see
     /// `families::provenance`), for `explain` and `sources`. In chunks, some shared:
     /// many files hold the same values (every `/etc/hosts` names every host), and one
@@ -202,6 +269,7 @@ impl ArtifactMeta {
             apply: None,
             template: String::new(),
             secret: None,
+            branch: None,
             traces: Vec::new(),
         }
     }
@@ -226,6 +294,7 @@ impl ArtifactMeta {
             }),
             template: String::new(),
             secret: None,
+            branch: None,
             traces: Vec::new(),
         }
     }
@@ -332,6 +401,10 @@ pub struct Manifest {
     pub format: u32,
     /// What the hashes mean.
     pub note: String,
+    /// The branch the hosts follow (the site's `[agent] branch`, when it has one): a
+    /// signed commit moved from another branch carries another, and the agent refuses it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub branch: Option<String>,
     /// Every generated file except the manifest itself, sorted by path.
     pub files: Vec<ManifestEntry>,
 }
@@ -342,6 +415,7 @@ impl Manifest {
         Manifest {
             format: FORMAT,
             note: "written by `medianest build`; do not edit. sha256 values catch drift and corruption; authenticity comes from signed commits".into(),
+            branch: set.values().find_map(|a| a.meta.branch.clone()),
             files: set
                 .values()
                 .map(|a| ManifestEntry {

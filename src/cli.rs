@@ -191,9 +191,14 @@ pub struct PullArgs {
     /// [default: /var/lib/medianest].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// `allowed_signers` file: require the tip commit to be SSH-signed by a listed key.
+    /// `allowed_signers` file: every commit from the applied one to the tip must be
+    /// SSH-signed by a listed key. Mandatory (a run without it is refused).
     #[arg(long)]
     pub allowed_signers: Option<PathBuf>,
+    /// Apply without verifying signatures. Never in agent.toml: an operator's explicit
+    /// choice on the command line, logged as a warning on every run.
+    #[arg(long)]
+    pub insecure_no_verify: bool,
     /// Node exporter's textfile directory, where the metrics are also written when it
     /// exists [default: /var/lib/prometheus/node-exporter, Debian's].
     #[arg(long)]
@@ -221,6 +226,10 @@ pub struct PullArgs {
     /// What to do with managed files changed on the host [default: enforce].
     #[arg(long, value_enum)]
     pub drift: Option<crate::agent::DriftPolicy>,
+    /// Where the applied commit is recorded a second time, outside the state directory
+    /// (a path on the host, under --root): with the state lost, anything older is refused.
+    #[arg(long, default_value = "/etc/medianest/floor")]
+    pub floor: PathBuf,
     /// Most bytes a fetch may transfer.
     #[arg(long, default_value_t = 256 << 20)]
     pub max_bytes: usize,
@@ -239,12 +248,15 @@ fn parse_duration(s: &str) -> Result<u64, String> {
 const PULL_EXIT_CODES: &str = "\
 Exit codes:
   0    applied, or nothing to do
-  1    refused: the repository did not prove itself (nothing was written)
-  2    usage or I/O error
+  1    refused: the repository did not prove itself, or there is nothing to verify
+       it with (no allowed_signers); nothing was written
+  2    usage or I/O error, or a rollback that could not restore every file (the
+       reason names them; the next run retries)
   3    the new files did not validate (nothing changed), or the apply failed and
        the previous files were restored and reloaded
   4    another run holds the lock
-  5    the fetch failed (the host keeps its last applied commit)
+  5    the fetch failed, or the branch is gone from the remote (the host keeps its
+       last applied commit)
   101  a bug in medianest (please report it)";
 
 /// Output format of `diff`.
@@ -524,6 +536,8 @@ fn pull(a: &PullArgs) -> i32 {
         root: a.root.clone(),
         state_dir: a.state_dir.clone().or(file.state_dir).unwrap_or_else(|| PathBuf::from("/var/lib/medianest")),
         allowed_signers: a.allowed_signers.clone().or(file.allowed_signers),
+        insecure_no_verify: a.insecure_no_verify,
+        floor: a.floor.clone(),
         textfile_dir: a
             .textfile_dir
             .clone()

@@ -299,7 +299,9 @@ pub fn systemctl(verb: &str, unit: &str) -> Result<()> {
         return run(c, "systemctl daemon-reload");
     }
     let timer = unit.ends_with(".timer");
-    if !(unit.ends_with(".service") || timer) || !unit.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    if !(unit.ends_with(".service") || timer)
+        || unit.starts_with('-')
+        || !unit.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
     {
         bail!("`{unit}` is not a unit the agent manages");
     }
@@ -308,10 +310,11 @@ pub fn systemctl(verb: &str, unit: &str) -> Result<()> {
         // stops at the next boot is a silent gap): enable it, then restart it, which
         // also reschedules a changed one.
         let mut c = Command::new("systemctl");
-        c.arg("enable").arg(unit);
+        c.args(["enable", "--"]).arg(unit);
         run(c, &format!("systemctl enable {unit}"))?;
     }
+    // `--`: a unit name never reaches systemctl as an option, whatever the checks above.
     let mut c = Command::new("systemctl");
-    c.arg(verb).arg(unit);
+    c.arg(verb).arg("--").arg(unit);
     run(c, &format!("systemctl {verb} {unit}"))
 }

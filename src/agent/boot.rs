@@ -26,7 +26,7 @@ pub fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()
         .with_context(|| format!("failed to open the mirror `{}`", mirror.display()))?;
     let commit = git2::Oid::from_str(&applied).with_context(|| format!("the state names a bad commit `{applied}`"))?;
     report.commit = Some(applied.clone());
-    let generation = source::read_generation(&repo, commit, &opts.host, opts.limits)
+    let generation = source::read_generation(&repo, commit, &opts.host, &opts.branch, opts.limits)
         .with_context(|| format!("failed to read the applied commit {applied} from the mirror"))?;
     let plain = decrypt_secrets(&root, &opts.host_key, &generation.secrets)?;
     let mut wrote = false;

@@ -31,7 +31,7 @@ pub struct Root {
 pub fn components(target: &str) -> Result<Vec<&str>> {
     let rel = target.strip_prefix('/').with_context(|| format!("`{target}` is not absolute"))?;
     let parts: Vec<&str> = rel.split('/').collect();
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0')) {
+    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.chars().any(char::is_control)) {
         bail!("`{target}` has an unsafe path component");
     }
     Ok(parts)
@@ -84,13 +84,20 @@ impl Root {
     }
 
     /// The current content, mode, uid and gid of `target`; `None` when it does not exist.
-    /// A symlink at the target is an error.
+    /// A symlink at the target is an error; so is anything but a regular file (a FIFO
+    /// would block `open` forever while the run holds the lock), checked before opening,
+    /// and the open itself never blocks (`O_NONBLOCK`) in case it is swapped in between.
     pub fn read(&self, target: &str) -> Result<Option<HostFile>> {
         let Some((dir, name)) = self.parent(target, false)? else { return Ok(None) };
+        match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => refuse_special(target, FileType::from_raw_mode(st.st_mode))?,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("failed to stat `{target}`")),
+        }
         let fd = match rustix::fs::openat(
             &dir,
             name.as_str(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
@@ -101,8 +108,10 @@ impl Root {
             Err(e) => return Err(e).with_context(|| format!("failed to open `{target}`")),
         };
         let st = rustix::fs::fstat(&fd).with_context(|| format!("failed to stat `{target}`"))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            bail!("`{target}` on the host is not a regular file");
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Directory => bail!("`{target}` on the host is a directory"),
+            other => refuse_special(target, other)?,
         }
         let mut bytes = Vec::new();
         std::fs::File::from(fd).read_to_end(&mut bytes).with_context(|| format!("failed to read `{target}`"))?;
@@ -121,6 +130,7 @@ impl Root {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                 bail!("`{target}` on the host is a directory")
             }
+            Ok(st) => refuse_special(target, FileType::from_raw_mode(st.st_mode))?,
             _ => {}
         }
         let tmp = format!(".{name}.medianest-{}.tmp", std::process::id());
@@ -162,6 +172,66 @@ impl Root {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).with_context(|| format!("failed to set the mode of `{dir}`"))
     }
 
+    /// The directories a write of `target` would create, outermost first.
+    pub fn missing_dirs(&self, target: &str) -> Result<Vec<String>> {
+        let parts = components(target)?;
+        let (_, dirs) = parts.split_last().context("empty path")?;
+        let mut cur = rustix::io::dup(&self.fd).context("dup")?;
+        let mut walked = String::new();
+        let mut missing = Vec::new();
+        for d in dirs {
+            walked.push('/');
+            walked.push_str(d);
+            if !missing.is_empty() {
+                missing.push(walked.clone());
+                continue;
+            }
+            match open_dir_at(&cur, d) {
+                Ok(fd) => cur = fd,
+                Err(rustix::io::Errno::NOENT) => missing.push(walked.clone()),
+                // The write refuses these itself, with its reason.
+                Err(_) => return Ok(Vec::new()),
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Removes the empty directory `dir`, if it exists (an undo of one the apply made).
+    pub fn remove_dir(&self, dir: &str) -> Result<()> {
+        let Some((parent, name)) = self.parent(dir, false)? else { return Ok(()) };
+        match rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::REMOVEDIR) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e).with_context(|| format!("failed to remove the directory `{dir}`")),
+        }
+        rustix::fs::fsync(&parent).with_context(|| format!("failed to sync the directory above `{dir}`"))
+    }
+
+    /// Removes the temporary files a killed writer left beside `target`
+    /// (`.<name>.medianest-<pid>.tmp`, possibly already with the final mode); returns how
+    /// many. The caller holds the run lock, so no writer is alive.
+    pub fn clean_temp_beside(&self, target: &str) -> Result<usize> {
+        let Some((dir, _)) = self.parent(target, false)? else { return Ok(0) };
+        let mut names = Vec::new();
+        let listing =
+            rustix::fs::Dir::read_from(&dir).with_context(|| format!("failed to list the directory of `{target}`"))?;
+        for e in listing {
+            let e = e.with_context(|| format!("failed to list the directory of `{target}`"))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if is_temp_name(&name) {
+                names.push(name);
+            }
+        }
+        for n in &names {
+            match rustix::fs::unlinkat(&dir, n.as_str(), AtFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("failed to remove the leftover `{n}` beside `{target}`"));
+                }
+            }
+        }
+        Ok(names.len())
+    }
+
     /// Removes `target` (a file the new generation added), if it exists.
     pub fn remove(&self, target: &str) -> Result<()> {
         let Some((dir, name)) = self.parent(target, false)? else { return Ok(()) };
@@ -171,6 +241,25 @@ impl Root {
         }
         rustix::fs::fsync(&dir).with_context(|| format!("failed to sync the directory of `{target}`"))?;
         Ok(())
+    }
+}
+
+/// Whether `name` is one of [`Root::write`]'s temporary files.
+fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .and_then(|n| n.rsplit_once(".medianest-"))
+        .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Refuses anything at a managed path that is not a regular file (a FIFO, a socket, a
+/// device): the agent never opens one.
+fn refuse_special(target: &str, kind: FileType) -> Result<()> {
+    match kind {
+        FileType::RegularFile | FileType::Symlink | FileType::Directory => Ok(()),
+        other => Err(refusal(format!(
+            "`{target}` on the host is not a regular file ({other:?}); refusing to open or replace it"
+        ))),
     }
 }
 

@@ -36,18 +36,50 @@ impl Default for Limits {
     }
 }
 
+/// The remote answered but has no such branch (deleted, or the remote emptied). Not a
+/// damaged mirror, so nothing is rebuilt, and never a reason to reuse the tip fetched
+/// last time: that would report `unchanged` forever while no commit can arrive.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BranchGone(pub String);
+
+/// The mirror's objects cannot be read (corrupt, truncated, deleted): the mirror is a
+/// cache, so the caller rebuilds it from the remote and starts again, instead of
+/// reporting corruption as an attack ("not signed", "rewritten") forever.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MirrorDamaged(pub String);
+
+/// A git error while reading objects the fetch brought: the mirror is damaged.
+pub fn damaged(e: git2::Error) -> anyhow::Error {
+    anyhow::Error::new(MirrorDamaged(format!("the mirror cannot be read: {e}")))
+}
+
+/// Removes the mirror, whatever it is now (a directory, or a plain file in its place).
+fn remove_mirror(mirror: &Path) -> Result<()> {
+    let r = if mirror.is_dir() && !mirror.is_symlink() {
+        std::fs::remove_dir_all(mirror)
+    } else {
+        std::fs::remove_file(mirror)
+    };
+    r.with_context(|| format!("failed to reset the mirror `{}`", mirror.display()))
+}
+
 /// Fetches `branch` of `url` into the bare mirror at `mirror`, onto [`INCOMING`]. A run
 /// killed mid-fetch can leave git lock files or a damaged mirror behind: stale locks are
 /// removed (the caller holds the agent's run lock, so nothing else uses the mirror), and a
 /// mirror that still fails is rebuilt once from scratch.
 pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(Repository, Oid)> {
-    network_timeouts();
+    network_timeouts(limits.deadline);
     remove_stale_locks(mirror);
     match fetch_once(mirror, url, branch, limits) {
         Ok(x) => Ok(x),
-        Err(first) if mirror.exists() => {
-            std::fs::remove_dir_all(mirror)
-                .with_context(|| format!("failed to reset the mirror `{}`", mirror.display()))?;
+        Err(first) if mirror.symlink_metadata().is_ok() && first.downcast_ref::<BranchGone>().is_none() => {
+            eprintln!(
+                "{}",
+                serde_json::json!({ "event": "mirror-rebuilt", "message": format!("mirror damaged, rebuilt: {first:#}") })
+            );
+            remove_mirror(mirror)?;
             fetch_once(mirror, url, branch, limits).map_err(|e| e.context(format!("after a first failure: {first:#}")))
         }
         Err(e) => Err(e),
@@ -56,15 +88,15 @@ pub fn fetch(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<(
 
 /// Bounds how long a network transport waits: a remote that never answers (a firewall
 /// dropping the packets, a hung server) fails the run instead of holding the lock.
-fn network_timeouts() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: libgit2 global options, set once before any transport is used.
-        unsafe {
-            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(15_000);
-            let _ = git2::opts::set_server_timeout_in_milliseconds(60_000);
-        }
-    });
+/// `--deadline` bounds them too: the progress callback that enforces it only runs when
+/// data arrives, so a remote that accepts and never answers is cut by these timeouts.
+fn network_timeouts(deadline: Duration) {
+    let ms = |cap: u64| i32::try_from(deadline.as_millis().clamp(1, u128::from(cap))).unwrap_or(i32::MAX);
+    // SAFETY: libgit2 global options; the agent runs one fetch at a time, on one thread.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(15_000));
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(60_000));
+    }
 }
 
 /// Whether the repository still answers with `branch`: its refs are listed over the
@@ -72,7 +104,7 @@ fn network_timeouts() {
 /// that could cut the host off (its firewall); the caller restores the previous files
 /// when it cannot.
 pub fn reachable(url: &str, branch: &str) -> Result<()> {
-    network_timeouts();
+    network_timeouts(Limits::default().deadline);
     let mut remote = git2::Remote::create_detached(url).with_context(|| format!("bad repository URL `{url}`"))?;
     remote.connect(git2::Direction::Fetch).with_context(|| format!("`{url}` does not answer"))?;
     let want = format!("refs/heads/{branch}");
@@ -100,7 +132,7 @@ fn fetch_once(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<
     if !branch.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) || branch.contains("..") {
         bail!("`{branch}` is not a branch name medianest accepts");
     }
-    {
+    let oid = {
         let start = Instant::now();
         let mut cb = RemoteCallbacks::new();
         let (max, deadline) = (limits.max_bytes, limits.deadline);
@@ -112,23 +144,51 @@ fn fetch_once(mirror: &Path, url: &str, branch: &str, limits: Limits) -> Result<
         remote.fetch(&[format!("+refs/heads/{branch}:{INCOMING}")], Some(&mut fo), None).with_context(|| {
             format!("failed to fetch `{branch}` from `{url}` (limits: {max} bytes, {}s)", deadline.as_secs())
         })?;
-    }
-    let oid = repo.refname_to_id(INCOMING).with_context(|| format!("`{branch}` does not exist in `{url}`"))?;
+        // What the remote advertised in this very fetch, not what the incoming ref still
+        // holds from an earlier one: a missing branch leaves that ref untouched.
+        let want = format!("refs/heads/{branch}");
+        let advertised = remote
+            .list()
+            .with_context(|| format!("failed to list `{url}`"))?
+            .iter()
+            .find(|h| h.name() == want)
+            .map(|h| h.oid());
+        let Some(oid) = advertised else {
+            return Err(anyhow::Error::new(BranchGone(format!(
+                "`{url}` has no branch `{branch}` (deleted, or the remote emptied): the host stays on its applied commit, and no new commit can arrive"
+            ))));
+        };
+        if repo.refname_to_id(INCOMING).ok() != Some(oid) {
+            bail!("the fetch of `{branch}` from `{url}` did not bring its tip {oid}");
+        }
+        oid
+    };
     Ok((repo, oid))
 }
 
 /// Refuses `new` unless it is `last` or a descendant of it (no rollback, no force-push).
-pub fn check_fast_forward(repo: &Repository, last: Option<Oid>, new: Oid, allow_rollback: bool) -> Result<()> {
+/// `fresh`: the mirror was built by this fetch, so the applied commit missing from it is
+/// a rewritten branch; in an older mirror it may be damage, which a rebuild settles.
+pub fn check_fast_forward(
+    repo: &Repository,
+    last: Option<Oid>,
+    new: Oid,
+    allow_rollback: bool,
+    fresh: bool,
+) -> Result<()> {
     let Some(last) = last else { return Ok(()) };
     if last == new || allow_rollback {
         return Ok(());
     }
-    if repo.find_commit(last).is_err() {
+    if let Err(e) = repo.find_commit(last) {
+        if !fresh {
+            return Err(damaged(e));
+        }
         return refuse(format!(
             "the last applied commit {last} is not in the fetched history: the branch was rewritten"
         ));
     }
-    if !repo.graph_descendant_of(new, last).context("failed to compare history")? {
+    if !repo.graph_descendant_of(new, last).map_err(damaged)? {
         return refuse(format!(
             "{new} does not descend from the last applied commit {last}: a force-push or rollback; an operator can pass --allow-rollback"
         ));
@@ -136,12 +196,60 @@ pub fn check_fast_forward(repo: &Repository, last: Option<Oid>, new: Oid, allow_
     Ok(())
 }
 
+/// Largest manifest the agent reads.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
+
+/// Largest commit object whose signature the agent checks (a commit is headers and a
+/// message; a huge one is an attack on memory before any key was shown).
+pub const MAX_COMMIT_BYTES: usize = 1 << 20;
+
+/// Most commits one run verifies: a longer unapplied history is refused rather than
+/// checked for hours while the lock is held.
+pub const MAX_UNAPPLIED: usize = 10_000;
+
+/// The commits from `last` (excluded) to `tip`, oldest first: what this run would apply
+/// and therefore must verify. Only `tip` on the first run, or when `tip` does not descend
+/// from `last` (an operator's `--allow-rollback`).
+pub fn unapplied(repo: &Repository, last: Option<Oid>, tip: Oid) -> Result<Vec<Oid>> {
+    let Some(last) = last else { return Ok(vec![tip]) };
+    if last == tip {
+        return Ok(Vec::new());
+    }
+    // `last` outside the fetched history (an operator's rollback; damage was ruled out
+    // by the fast-forward check): only the tip is new to verify.
+    if repo.find_commit(last).is_err() || !repo.graph_descendant_of(tip, last).map_err(damaged)? {
+        return Ok(vec![tip]);
+    }
+    let mut walk = repo.revwalk().map_err(damaged)?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE).map_err(damaged)?;
+    walk.push(tip).map_err(damaged)?;
+    walk.hide(last).map_err(damaged)?;
+    let mut out = Vec::new();
+    for oid in walk {
+        out.push(oid.map_err(damaged)?);
+        if out.len() > MAX_UNAPPLIED {
+            return refuse(format!(
+                "more than {MAX_UNAPPLIED} commits between the applied {last} and the tip {tip}; an operator must pin a newer commit"
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Verifies the SSH signature of commit `oid` against `allowed_signers` with
 /// `ssh-keygen -Y verify` in the `git` namespace.
 pub fn verify_signature(repo: &Repository, oid: Oid, allowed_signers: &Path) -> Result<String> {
+    let (size, _) = repo.odb().and_then(|o| o.read_header(oid)).map_err(damaged)?;
+    if size > MAX_COMMIT_BYTES {
+        return refuse(format!("commit {oid} is {size} bytes, more than a commit needs ({MAX_COMMIT_BYTES})"));
+    }
     let (sig, payload) = match repo.extract_signature(&oid, None) {
         Ok(x) => x,
-        Err(_) => return refuse(format!("commit {oid} is not signed")),
+        // libgit2's "this commit is not signed"; anything else is an unreadable object.
+        Err(e) if e.code() == git2::ErrorCode::NotFound && e.class() == git2::ErrorClass::Object => {
+            return refuse(format!("commit {oid} is not signed"));
+        }
+        Err(e) => return Err(damaged(e)),
     };
     let sig = sig.as_str().context("signature is not text")?.to_string();
     if !sig.starts_with("-----BEGIN SSH SIGNATURE-----") {
@@ -201,6 +309,11 @@ fn check_name(name: &[u8]) -> std::result::Result<&str, String> {
     if name.eq_ignore_ascii_case(".git") {
         return Err(format!("the name `{name}`"));
     }
+    // A newline (or any control character) in a name is written as is by every tool
+    // and breaks every line-based one that reads it back.
+    if name.chars().any(char::is_control) {
+        return Err(format!("the name `{}` (a control character)", name.escape_debug()));
+    }
     if name.len() > 255 {
         return Err("a name longer than 255 bytes".into());
     }
@@ -213,23 +326,33 @@ pub const ALLOWED_ROOTS: &[&str] = &["/etc/"];
 /// Whether a plan's reload or restart action is a plain unit name (it reaches
 /// `systemctl` as an argument: no option, no path).
 fn is_unit_name(a: &str) -> bool {
-    a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    !a.is_empty() && !a.starts_with('-') && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
 /// Reads `generated/hosts/<host>/` of `commit` and checks it completely.
-pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limits) -> Result<Generation> {
-    let c = repo.find_commit(commit)?;
-    let tree = c.tree()?;
+pub fn read_generation(repo: &Repository, commit: Oid, host: &str, branch: &str, limits: Limits) -> Result<Generation> {
+    let c = repo.find_commit(commit).map_err(damaged)?;
+    let tree = c.tree().map_err(damaged)?;
     let base = format!("generated/hosts/{host}");
     let entry = match tree.get_path(Path::new(&base)) {
         Ok(e) if e.kind() == Some(ObjectType::Tree) => e,
+        Err(e) if e.code() != git2::ErrorCode::NotFound => return Err(damaged(e)),
         _ => return refuse(format!("commit {commit} has no `{base}/`")),
     };
-    let sub = entry.to_object(repo)?.peel_to_tree()?;
+    let sub = entry.to_object(repo).and_then(|o| o.peel_to_tree()).map_err(damaged)?;
+    let mut unreadable: Option<git2::Error> = None;
+    let odb = repo.odb().map_err(damaged)?;
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut problem: Option<String> = None;
     let mut total = 0usize;
     sub.walk(TreeWalkMode::PreOrder, |parent, e| {
+        // Every entry counts, trees included: nine objects of empty trees with a 40-way
+        // fan-out 8 deep are billions of entries and not one blob.
+        total += 1;
+        if total > limits.max_files {
+            problem = Some(format!("`{base}/` has more than {} entries", limits.max_files));
+            return TreeWalkResult::Abort;
+        }
         let name = match check_name(e.name_bytes()) {
             Ok(n) => n,
             Err(what) => {
@@ -247,10 +370,19 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limit
                 TreeWalkResult::Ok
             }
             (Some(ObjectType::Blob), 0o100644) | (Some(ObjectType::Blob), 0o100755) => {
-                total += 1;
-                if total > limits.max_files {
-                    problem = Some(format!("`{base}/` has more than {} files", limits.max_files));
-                    return TreeWalkResult::Abort;
+                // The size from the object's header, before anything is inflated: a
+                // 1 GiB blob of zeros is 4.7 MB on the wire.
+                match odb.read_header(e.id()) {
+                    Ok((size, _)) if size > limits.max_file_bytes => {
+                        problem = Some(format!("`{base}/{path}` is larger than {} bytes", limits.max_file_bytes));
+                        return TreeWalkResult::Abort;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        problem = Some(format!("`{base}/{path}` cannot be read: {err}"));
+                        unreadable = Some(err);
+                        return TreeWalkResult::Abort;
+                    }
                 }
                 match repo.find_blob(e.id()) {
                     Ok(b) if b.content().len() <= limits.max_file_bytes => {
@@ -263,6 +395,7 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limit
                     }
                     Err(err) => {
                         problem = Some(format!("`{base}/{path}` cannot be read: {err}"));
+                        unreadable = Some(err);
                         TreeWalkResult::Abort
                     }
                 }
@@ -281,23 +414,51 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limit
             }
         }
     })
-    .or_else(|e| if problem.is_some() { Ok(()) } else { Err(e) })?;
+    .or_else(|e| if problem.is_some() { Ok(()) } else { Err(e) })
+    .map_err(damaged)?;
+    if let Some(e) = unreadable {
+        return Err(damaged(e));
+    }
     if let Some(p) = problem {
         return refuse(p);
     }
 
     // Every file must be exactly what the manifest (read from the same commit) says.
     let manifest_blob = match tree.get_path(Path::new("generated/manifest.json")) {
-        Ok(e) => repo.find_blob(e.id())?,
+        Ok(e) => {
+            let (size, _) = odb.read_header(e.id()).map_err(damaged)?;
+            if size > MAX_MANIFEST_BYTES {
+                return refuse(format!("`generated/manifest.json` is larger than {MAX_MANIFEST_BYTES} bytes"));
+            }
+            repo.find_blob(e.id()).map_err(damaged)?
+        }
+        Err(e) if e.code() != git2::ErrorCode::NotFound => return Err(damaged(e)),
         Err(_) => return refuse(format!("commit {commit} has no `generated/manifest.json`")),
     };
     let manifest: Manifest = match serde_json::from_slice(manifest_blob.content()) {
         Ok(m) => m,
         Err(e) => return refuse(format!("`generated/manifest.json` is unreadable: {e}")),
     };
+    // The tree is bound to the branch it was built for: a signed commit made for
+    // `testing` and moved onto `main` (a branch teleport) is refused.
+    match manifest.branch.as_deref() {
+        Some(b) if b == branch => {}
+        Some(b) => {
+            return refuse(format!(
+                "commit {commit} was built for the branch `{b}`, not `{branch}`: a commit moved from another branch"
+            ));
+        }
+        None => {
+            return refuse(format!(
+                "the manifest of commit {commit} records no branch (built by an older medianest, or without `[agent]`); rebuild it"
+            ));
+        }
+    }
     let prefix = format!("hosts/{host}/");
     let listed: BTreeMap<&str, &str> =
         manifest.files.iter().filter_map(|e| Some((e.path.strip_prefix(&prefix)?, e.sha256.as_str()))).collect();
+    let entries: BTreeMap<&str, &crate::artifact::ManifestEntry> =
+        manifest.files.iter().filter_map(|e| Some((e.path.strip_prefix(&prefix)?, e))).collect();
     for (path, bytes) in &files {
         match listed.get(path.as_str()) {
             Some(hash) if *hash == sha256_hex(bytes) => {}
@@ -340,8 +501,32 @@ pub fn read_generation(repo: &Repository, commit: Oid, host: &str, limits: Limit
         if sha256_hex(&bytes) != f.sha256 {
             return refuse(format!("`{base}/{}` does not match its sha256 in the plan", f.source));
         }
-        if u32::from_str_radix(&f.mode, 8).map_or(true, |m| m > 0o7777) {
+        let Some(mode) = u32::from_str_radix(&f.mode, 8).ok().filter(|m| *m <= 0o7777) else {
             return refuse(format!("plan entry `{}` has the bad mode `{}`", f.target, f.mode));
+        };
+        if mode & 0o6000 != 0 {
+            return refuse(format!("plan entry `{}` has the setuid/setgid mode {:04o}", f.target, mode));
+        }
+        if mode & 0o002 != 0 {
+            return refuse(format!("plan entry `{}` has the world-writable mode {:04o}", f.target, mode));
+        }
+        // The plan and the manifest are written from the same artifact: they agree on
+        // mode and owner, and the file's family may write the target.
+        let Some(m) = entries.get(f.source.as_str()) else {
+            return refuse(format!("`{base}/{}` is not in the manifest", f.source));
+        };
+        if u32::from_str_radix(&m.mode, 8).ok() != Some(mode) || m.owner != f.owner {
+            return refuse(format!(
+                "plan entry `{}` says {:04o} {} but the manifest says {} {}",
+                f.target, mode, f.owner, m.mode, m.owner
+            ));
+        }
+        if !crate::artifact::family_may_write(&m.family, &f.target) {
+            return refuse(format!(
+                "plan target `{}` is outside what the family `{}` may write",
+                f.target,
+                m.family.escape_debug()
+            ));
         }
         for a in [&f.actions.reload, &f.actions.restart].into_iter().flatten() {
             if !is_unit_name(a) {

@@ -18,6 +18,14 @@ pub struct State {
     pub applied_commit: Option<String>,
     /// sha256 of every file that commit wrote, by target path.
     pub files: BTreeMap<String, String>,
+    /// The unit each managed file's change reloads (from its plan entry): what reloads
+    /// when a later plan drops the file.
+    #[serde(default)]
+    pub units: BTreeMap<String, String>,
+    /// The applied commit's committer time (Unix seconds): exported so an alert fires
+    /// when no new signed commit arrives (a freeze, or a branch that vanished).
+    #[serde(default)]
+    pub applied_time: Option<i64>,
 }
 
 /// One file of an apply in progress, with what to restore.
@@ -31,6 +39,14 @@ pub struct JournalEntry {
     /// A delivered secret: its backup is in the secrets tmpfs, not the state directory.
     #[serde(default)]
     pub secret: bool,
+    /// The apply removes the file (the new plan no longer lists it).
+    #[serde(default)]
+    pub remove: bool,
+    /// Set (in memory) once the swap or removal of this file has happened: what a
+    /// rollback restores. A recovery after a crash restores every file whose content,
+    /// mode or owner is no longer its backup's, which is the same set.
+    #[serde(default)]
+    pub swapped: bool,
 }
 
 /// `journal.json`: present only while an apply is in progress.
@@ -46,6 +62,9 @@ pub struct Journal {
     /// deployed again (or, when there was none, the new one torn down first).
     #[serde(default)]
     pub deploy: Vec<(String, crate::artifact::Deploy)>,
+    /// Directories the apply creates, outermost first: an undo removes them.
+    #[serde(default)]
+    pub dirs: Vec<String>,
 }
 
 /// The state directory.
@@ -167,12 +186,16 @@ impl StateDir {
         s.push_str(&format!("medianest_pull_last_success_timestamp_seconds {}\n", m.last_success));
         s.push_str("# HELP medianest_pull_applied_commit_info The commit the host runs.\n# TYPE medianest_pull_applied_commit_info gauge\n");
         s.push_str(&format!("medianest_pull_applied_commit_info{{commit=\"{}\"}} 1\n", m.commit));
+        s.push_str("# HELP medianest_pull_applied_commit_timestamp_seconds Committer time of the applied commit: alert when it grows older than CI's signed heartbeat interval.\n# TYPE medianest_pull_applied_commit_timestamp_seconds gauge\n");
+        s.push_str(&format!("medianest_pull_applied_commit_timestamp_seconds {}\n", m.applied_time));
         s.push_str("# HELP medianest_pull_drift_files Managed files changed on the host since the last apply.\n# TYPE medianest_pull_drift_files gauge\n");
         s.push_str(&format!("medianest_pull_drift_files {}\n", m.drift));
         s.push_str("# HELP medianest_pull_duration_seconds How long the last run took.\n# TYPE medianest_pull_duration_seconds gauge\n");
         s.push_str(&format!("medianest_pull_duration_seconds {:.3}\n", m.seconds));
         s.push_str("# HELP medianest_pull_result Result of the last run (0 ok, 1 refused, 3 rolled back, 5 fetch failed).\n# TYPE medianest_pull_result gauge\n");
         s.push_str(&format!("medianest_pull_result {}\n", m.result));
+        s.push_str("# HELP medianest_pull_verification_disabled 1 when the last run applied without checking signatures (--insecure-no-verify).\n# TYPE medianest_pull_verification_disabled gauge\n");
+        s.push_str(&format!("medianest_pull_verification_disabled {}\n", u8::from(m.insecure_no_verify)));
         if !m.secrets.is_empty() {
             s.push_str("# HELP medianest_pull_secret_info A secret of the host's plan: name, service and the sha256 of its ciphertext (never a value).\n# TYPE medianest_pull_secret_info gauge\n");
             for (name, service, sha) in &m.secrets {
@@ -210,6 +233,8 @@ pub struct Metrics {
     pub last_success: u64,
     /// Commit the host runs.
     pub commit: String,
+    /// Its committer time (Unix seconds; 0 when unknown).
+    pub applied_time: i64,
     /// Drifted files.
     pub drift: usize,
     /// Exit code of this run.
@@ -218,4 +243,6 @@ pub struct Metrics {
     pub seconds: f64,
     /// The plan's secrets: `(name, service, ciphertext sha256)`.
     pub secrets: Vec<(String, String, String)>,
+    /// Whether signatures went unchecked (`--insecure-no-verify`).
+    pub insecure_no_verify: bool,
 }

@@ -62,11 +62,5 @@ fn delivery(site: &Site, id: ServiceId, name: &str) -> SecretDelivery {
         }
         _ => owner.to_string(),
     };
-    SecretDelivery {
-        service: svc.name.clone(),
-        target: secret_file(&svc.name, name),
-        owner,
-        reload,
-        restart,
-    }
+    SecretDelivery { service: svc.name.clone(), target: secret_file(&svc.name, name), owner, reload, restart }
 }

@@ -537,6 +537,7 @@ fn the_agent_fetches_https_and_ssh_out_of_the_box() {
             .arg(dir.path().join("state"))
             .arg("--textfile-dir")
             .arg(dir.path())
+            .arg("--insecure-no-verify")
             .output()
             .unwrap();
         (o.status.code(), String::from_utf8_lossy(&o.stdout).to_lowercase())

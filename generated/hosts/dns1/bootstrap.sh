@@ -187,6 +187,9 @@ StateDirectory=medianest
 StateDirectoryMode=0700
 UMask=0077
 TimeoutStartSec=15min
+# A bound on what a hostile repository can make the agent (and the validators it runs)
+# hold in memory, whatever the checks before it.
+MemoryMax=512M
 # Sandboxed as far as it goes while it still writes /etc (ProtectSystem=yes keeps /etc
 # writable), runs the native validators and talks to systemd over its socket.
 NoNewPrivileges=yes

@@ -390,7 +390,10 @@ impl Family for Delivery {
                 m
             };
             let origin = Some(h.loc.clone());
-            out.add("delivery/agent.toml.j2", &ctx, file("/etc/medianest/agent.toml", None, None), origin.clone());
+            // agent.toml carries the branch into the manifest, which binds the tree to it.
+            let mut conf = file("/etc/medianest/agent.toml", None, None);
+            conf.branch = Some(agent.branch.clone());
+            out.add("delivery/agent.toml.j2", &ctx, conf, origin.clone());
             out.add(
                 "delivery/allowed_signers.j2",
                 &ctx,

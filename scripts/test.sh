@@ -102,7 +102,7 @@ cargo fmt --all -- --check
 echo "== shell scripts"
 shellcheck scripts/*.sh scripts/ci/*.sh scripts/bench/*.sh scripts/bench/ansible/*.sh .ci/run
 
-echo "== the agent's optional fetch transports (https, ssh) compile"
+echo "== the agent compiles without its default fetch transports (https, ssh)"
 cargo check --locked --quiet --no-default-features --bin medianest
 
 echo "== medianest check --committed on the reference site (release build)"

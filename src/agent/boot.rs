@@ -9,9 +9,9 @@
 
 use anyhow::{Context, Result};
 
-use super::fsops::{Root, lookup_id};
+use super::fsops::Root;
 use super::state::StateDir;
-use super::{PullOptions, Report, SecretReport, decrypt_secrets, source};
+use super::{PullOptions, Report, SecretReport, decrypt_secrets, secret_action, source};
 
 /// Delivers the applied commit's secrets into the secrets directory; `report.result`
 /// says `applied` when a file was written, `unchanged` otherwise.
@@ -32,13 +32,8 @@ pub fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()
     let mut wrote = false;
     for ((x, _), value) in generation.secrets.iter().zip(&plain) {
         for d in &x.deliveries {
-            let (user, group) = d.owner.split_once(':').unwrap_or((d.owner.as_str(), d.owner.as_str()));
-            let (uid, gid) = (lookup_id(&root, "/etc/passwd", user)?, lookup_id(&root, "/etc/group", group)?);
-            let current = root.read(&d.target)?.map(|(b, m, u, g)| (zeroize::Zeroizing::new(b), m, u, g));
-            let same = current
-                .as_ref()
-                .is_some_and(|(b, m, u, g)| b.as_slice() == value.as_slice() && *m == 0o400 && *u == uid && *g == gid);
-            if !same {
+            let (uid, gid, action) = secret_action(&root, d, value)?;
+            if action != "unchanged" {
                 root.ensure_dir(crate::secrets::RUN_DIR, 0o711, 0, 0)?;
                 root.ensure_dir(&format!("{}/{}", crate::secrets::RUN_DIR, d.service), 0o500, uid, gid)?;
                 root.write(&d.target, value, 0o400, uid, gid)?;
@@ -48,7 +43,7 @@ pub fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()
                 name: x.name.clone(),
                 service: d.service.clone(),
                 sha256: x.sha256.clone(),
-                action: if same { "unchanged" } else { "create" },
+                action,
             });
         }
     }

@@ -440,6 +440,23 @@ fn remove_secret_backups(root: &Root, j: &Journal) -> Result<()> {
 /// Decrypts every secret of the plan with the host key, before anything is compared or
 /// written: one that does not decrypt (encrypted to another host, swapped with another
 /// name, corrupt) refuses the whole apply, so a host is never half-rotated.
+/// What delivering `value` to `d` does: the owner's ids, and `unchanged` (same bytes,
+/// 0400, same owner), `create` (no file yet) or `rotate`. Compared by content: a hash of
+/// a plaintext is never kept.
+fn secret_action(root: &Root, d: &crate::artifact::SecretDelivery, value: &[u8]) -> Result<(u32, u32, &'static str)> {
+    let (user, group) = d.owner.split_once(':').unwrap_or((d.owner.as_str(), d.owner.as_str()));
+    let (uid, gid) = (lookup_id(root, "/etc/passwd", user)?, lookup_id(root, "/etc/group", group)?);
+    let current = root.read(&d.target)?.map(|(b, m, u, g)| (zeroize::Zeroizing::new(b), m, u, g));
+    let same =
+        current.as_ref().is_some_and(|(b, m, u, g)| b.as_slice() == value && *m == 0o400 && *u == uid && *g == gid);
+    let action = match (&current, same) {
+        (_, true) => "unchanged",
+        (None, _) => "create",
+        (Some(_), _) => "rotate",
+    };
+    Ok((uid, gid, action))
+}
+
 pub(crate) fn decrypt_secrets(
     root: &Root,
     key: &std::path::Path,
@@ -811,17 +828,8 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
     let mut secret_restart: BTreeSet<String> = BTreeSet::new();
     for ((x, _), value) in generation.secrets.iter().zip(&plain) {
         for d in &x.deliveries {
-            let (user, group) = d.owner.split_once(':').unwrap_or((d.owner.as_str(), d.owner.as_str()));
-            let (uid, gid) = (lookup_id(&root, "/etc/passwd", user)?, lookup_id(&root, "/etc/group", group)?);
-            let current = root.read(&d.target)?.map(|(b, m, u, g)| (zeroize::Zeroizing::new(b), m, u, g));
-            let same = current
-                .as_ref()
-                .is_some_and(|(b, m, u, g)| b.as_slice() == value.as_slice() && *m == 0o400 && *u == uid && *g == gid);
-            let action = match (&current, same) {
-                (_, true) => "unchanged",
-                (None, _) => "create",
-                (Some(_), _) => "rotate",
-            };
+            let (uid, gid, action) = secret_action(&root, d, value)?;
+            let same = action == "unchanged";
             report.secrets.push(SecretReport {
                 name: x.name.clone(),
                 service: d.service.clone(),
@@ -829,7 +837,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
                 action,
             });
             if !same {
-                changes.push((d.target.as_str(), value.as_slice(), 0o400, uid, gid, current.is_some()));
+                changes.push((d.target.as_str(), value.as_slice(), 0o400, uid, gid, action == "rotate"));
                 secret_targets.insert(d.target.as_str());
                 secret_dirs.insert(format!("{}/{}", crate::secrets::RUN_DIR, d.service), (uid, gid));
                 secret_reload.extend(d.reload.clone());

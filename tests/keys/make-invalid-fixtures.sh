@@ -64,6 +64,12 @@ hosts_with "$K1" > "$D"/hosts.toml; cp "$T2"/site/secrets/orphan.age "$D"/secret
 D=$(case_dir secret-plaintext--a-value-beside-the-ciphertexts); echo "$ZZ" > "$D"/zz-case.toml; backup_secrets "$D"
 hosts_with "$K1" > "$D"/hosts.toml; cp "$T"/site/secrets/db_password.age "$D"/secrets/; printf 'correct horse battery staple\n' > "$D"/secrets/db_password.txt
 
+# bad-value: a container that reads delivered secrets runs as a user named, not numbered.
+D=$(case_dir bad-value--secrets-container-user-by-name); backup_secrets "$D"
+hosts_with "$K1" > "$D"/hosts.toml; cp "$T"/site/secrets/db_password.age "$D"/secrets/
+sed 's/^user = "1001:1001"$/user = "www-data"/' "$BASE"/services.toml > "$D"/services.toml
+echo "$ZZ" > "$D"/zz-case.toml
+
 # bad-value: an RSA host key; a recovery key that is not one.
 D=$(case_dir bad-value--ssh-host-key-rsa); echo "$ZZ" > "$D"/zz-case.toml; backup_secrets "$D"
 hosts_with "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 app1" > "$D"/hosts.toml

@@ -40,6 +40,26 @@ pub fn verify(site: &Site, diags: &mut Diagnostics) {
             );
             continue;
         }
+        // Compose bind-mounts a delivered secret as it is (0400): its owner must be the
+        // container's user, which the host can only know as numbers.
+        if let Some(u) = &s.user
+            && !swarm
+            && !s.secrets.is_empty()
+            && site.delivers_secrets()
+            && !u.value.split(':').all(|x| x.parse::<u32>().is_ok())
+        {
+            diags.push(
+                Diagnostic::error(
+                    "bad-value",
+                    format!(
+                        "`{}` runs as `{}` and reads delivered secrets, but the host cannot give a file to a user it knows only by name",
+                        s.name, u.value
+                    ),
+                    u.loc.clone(),
+                )
+                .help("write the user as numbers (`user = \"1000:1000\"`): its copy of each secret is then owned by them"),
+            );
+        }
         if swarm && let Some(loc) = m.host_network.get(&id) {
             diags.push(
                 Diagnostic::error(

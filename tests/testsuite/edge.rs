@@ -328,6 +328,15 @@ fn end_to_end_on_loopback() {
     wait_for("app2 back in rotation", Duration::from_secs(20), || {
         (0..6).any(|_| https("/", &[]) == "hello from app2\n")
     });
+    // An app host that stops answering (its Nginx killed) before any health check
+    // notices: every request is retried on the other one, none gets a 503.
+    let master = std::fs::read_to_string(run.join("nginx-app2.pid")).unwrap();
+    // The whole process group (the daemon's setsid): workers would keep serving
+    // without their master.
+    let o = Command::new("/bin/kill").args(["-KILL", "--", &format!("-{}", master.trim())]).output().unwrap();
+    assert!(o.status.success(), "{}", ok(&o));
+    let codes: Vec<String> = (0..10).map(|_| https("/", &["-o", "/dev/null", "-w", "%{http_code}"])).collect();
+    assert!(codes.iter().all(|c| c == "200"), "an app host down shows: {codes:?}");
     drop(running);
 }
 

@@ -28,7 +28,7 @@ use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::Fact;
 use crate::model::values::{PortSpec, Proto};
-use crate::model::{HostId, ServiceKind, Site, ZoneId};
+use crate::model::{At, HostId, ServiceKind, Site, ZoneId};
 
 /// The keepalived model of a site (empty when the family resolved nothing).
 pub fn model(site: &Site) -> &keys::Model {
@@ -168,13 +168,37 @@ impl Family for Keepalived {
             Some(n) => Src::at(n.value.clone(), "interface name", &n.loc),
             None => Src::at(String::new(), "interface name", &i.zone.loc),
         };
+        // What every instance derives alike: the priority by the host's place (150, 140,
+        // …), its own address, its peers' in the zone, the address with the zone's prefix.
+        let shared = |i: usize,
+                      h: &At<HostId>,
+                      me: &crate::model::Interface,
+                      all: &[At<HostId>],
+                      zone: ZoneId,
+                      vip: &At<std::net::IpAddr>,
+                      why: &'static str| {
+            let cidr = site.zone(zone).cidr.as_ref();
+            let prefix = cidr.map(|c| c.value.prefix_len()).unwrap_or(32);
+            (
+                Src::at(150u16.saturating_sub(10 * i as u16).max(1), why, &h.loc),
+                Src::at(me.address.value.to_string(), "host address", &me.address.loc),
+                all.iter()
+                    .filter(|o| o.value != h.value)
+                    .filter_map(|o| iface(o.value, zone))
+                    .map(|x| Src::at(x.address.value.to_string(), "peer address", &x.address.loc))
+                    .collect::<Vec<_>>(),
+                Src::of(
+                    format!("{}/{prefix}", vip.value),
+                    "floating address",
+                    std::iter::once(&vip.loc).chain(cidr.map(|c| &c.loc)),
+                ),
+            )
+        };
         let haproxy: Vec<_> = edge::services_of(site, ServiceKind::Haproxy).map(|(_, s)| s).collect();
         for (id, svc) in edge::services_of(site, ServiceKind::Keepalived) {
             let vrrp = model(site).of(site, id);
             let Some(vip) = &vrrp.vip else { continue };
             let Some(zone) = vip_zone(site, vip.value) else { continue };
-            let cidr = site.zone(zone).cidr.as_ref();
-            let prefix = cidr.map(|c| c.value.prefix_len()).unwrap_or(32);
             for (i, h) in svc.hosts.iter().enumerate() {
                 let Some(me) = iface(h.value, zone) else { continue };
                 let on_host: Vec<_> = haproxy.iter().filter(|s| s.hosts.iter().any(|x| x.value == h.value)).collect();
@@ -196,29 +220,17 @@ impl Family for Keepalived {
                     }
                     name
                 });
+                let (priority, source, peers, vip) =
+                    shared(i, h, me, &svc.hosts, zone, vip, "priority (the host's place in the service's hosts)");
                 entry.1.push(InstanceView {
                     instance: Src::at(svc.name.replace('-', "_"), "service", &svc.loc),
                     what: Src::at(format!("the floating address of `{}`", svc.name), "service", &svc.loc),
                     interface: name_of(me),
                     vrid: Src::at(vrrp.vrid.value, "VRRP router id", &vrrp.vrid.loc),
-                    priority: Src::at(
-                        150u16.saturating_sub(10 * i as u16).max(1),
-                        "priority (the host's place in the service's hosts)",
-                        &h.loc,
-                    ),
-                    source: Src::at(me.address.value.to_string(), "host address", &me.address.loc),
-                    peers: svc
-                        .hosts
-                        .iter()
-                        .filter(|o| o.value != h.value)
-                        .filter_map(|o| iface(o.value, zone))
-                        .map(|x| Src::at(x.address.value.to_string(), "peer address", &x.address.loc))
-                        .collect(),
-                    vip: Src::of(
-                        format!("{}/{prefix}", vip.value),
-                        "floating address",
-                        std::iter::once(&vip.loc).chain(cidr.map(|c| &c.loc)),
-                    ),
+                    priority,
+                    source,
+                    peers,
+                    vip,
                     track,
                     nopreempt: false,
                     notify: None,
@@ -229,8 +241,6 @@ impl Family for Keepalived {
         // renders the script keepalived runs).
         for (id, plan) in postgres::failover::plans(site) {
             let svc = site.service(id);
-            let cidr = site.zone(plan.zone).cidr.as_ref();
-            let prefix = cidr.map(|c| c.value.prefix_len()).unwrap_or(32);
             let f = plan.failover;
             let script = postgres::failover::SCRIPT;
             let run = |verb: &str| Src::at(format!("/bin/sh {script} {verb}"), "the failover script", &f.loc);
@@ -248,29 +258,24 @@ impl Family for Keepalived {
                     rise: 1,
                     init_fail: true,
                 });
+                let (priority, source, peers, vip) = shared(
+                    i,
+                    h,
+                    me,
+                    &plan.candidates,
+                    plan.zone,
+                    &f.vip,
+                    "priority (the primary, then `promote` in the service's order)",
+                );
                 entry.1.push(InstanceView {
                     instance: Src::at(svc.name.replace('-', "_"), "service", &svc.loc),
                     what: Src::at(format!("the failover address of PostgreSQL `{}`", svc.name), "service", &svc.loc),
                     interface: name_of(me),
                     vrid: Src::at(f.vrid.value, "VRRP router id", &f.vrid.loc),
-                    priority: Src::at(
-                        150u16.saturating_sub(10 * i as u16).max(1),
-                        "priority (the primary, then `promote` in the service's order)",
-                        &h.loc,
-                    ),
-                    source: Src::at(me.address.value.to_string(), "host address", &me.address.loc),
-                    peers: plan
-                        .candidates
-                        .iter()
-                        .filter(|o| o.value != h.value)
-                        .filter_map(|o| iface(o.value, plan.zone))
-                        .map(|x| Src::at(x.address.value.to_string(), "peer address", &x.address.loc))
-                        .collect(),
-                    vip: Src::of(
-                        format!("{}/{prefix}", f.vip.value),
-                        "floating address",
-                        std::iter::once(&f.vip.loc).chain(cidr.map(|c| &c.loc)),
-                    ),
+                    priority,
+                    source,
+                    peers,
+                    vip,
                     track: Some(name),
                     nopreempt: true,
                     notify: Some(NotifyView { master: run("master"), backup: run("backup"), fault: run("fault") }),

@@ -102,7 +102,7 @@ fi
 
 # 2. Packages for the roles and services of edge2.
 missing=
-for pkg in ca-certificates haproxy keepalived nftables openssh-client prometheus-node-exporter rsyslog; do
+for pkg in ca-certificates curl haproxy keepalived nftables openssh-client prometheus-node-exporter rsyslog; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"

@@ -223,6 +223,10 @@ fn packages(site: &Site, host: crate::model::HostId) -> Packages {
         if let Some(pkg) = svc.kind.value.info().package {
             p.entry(pkg.into()).or_default().push(&svc.loc);
         }
+        if svc.kind.value == ServiceKind::Keepalived {
+            // The edge's track script asks HAProxy over HTTPS (family keepalived).
+            p.entry("curl".into()).or_default().push(&svc.loc);
+        }
         if svc.kind.value == ServiceKind::Powerdns {
             p.entry("pdns-backend-bind".into()).or_default().push(&svc.loc); // family dns: zones from files
         }

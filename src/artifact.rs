@@ -104,6 +104,7 @@ impl std::fmt::Display for Validator {
 /// cannot write `/etc/shadow`, `/etc/sudoers.d/`, `/etc/ld.so.preload` or `/etc/cron.d/`.
 /// An entry ending in `/`, `-` or `@` is a prefix; any other is one exact file.
 pub const FAMILY_TARGETS: &[(&str, &[&str])] = &[
+    ("acme", &["/etc/medianest/acme/", "/etc/systemd/system/medianest-acme-"]),
     ("alertmanager", &["/etc/default/prometheus-alertmanager", "/etc/prometheus/"]),
     (
         "backups",

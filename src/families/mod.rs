@@ -8,6 +8,7 @@
 //! apply actions. Adding a family means adding a folder and a line to [`FAMILIES`]; no
 //! other family and no core module changes (ARCHITECTURE.md, "Adding a family").
 
+pub mod acme;
 pub mod alertmanager;
 pub mod backups;
 pub mod base;
@@ -305,6 +306,7 @@ pub const FAMILIES: &[&dyn Family] = &[
     &base::Base,
     &edge::EdgeFamily,
     &haproxy::Haproxy,
+    &acme::Acme,
     &keepalived::Keepalived,
     &nginx::Nginx,
     &nftables::Nftables,

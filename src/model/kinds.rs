@@ -140,7 +140,7 @@ pub const KINDS: &[KindInfo] = &[
         kind: ServiceKind::Haproxy,
         container: false,
         stateful: false,
-        ports: &[("http", Tcp, 80), ("https", Tcp, 443), ("stats", Tcp, 8404)],
+        ports: &[("http", Tcp, 80), ("https", Tcp, 443), ("stats", Tcp, 8404), ("acme", Tcp, 8888)],
         package: Some("haproxy"),
         summary: "HAProxy: TLS termination and load balancing at the edge",
     },

@@ -258,6 +258,17 @@ fn generated_systemd_units_pass_systemd_analyze_verify() {
     let o = Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(stderr(&o).trim(), "", "systemd-analyze warned");
+    // The edge's ACME units (family acme), on their own: their script is not on this
+    // machine, systemd-analyze only checks the interpreter.
+    let edge = repo_root().join("generated/hosts/edge1/root/etc/systemd/system");
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(edge.join("medianest-acme-media.service"))
+        .arg(edge.join("medianest-acme-media.timer"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stderr(&o).trim(), "", "systemd-analyze warned");
     // And it does catch a bad unit.
     let bad = dir.path().join("medianest-pull.service");
     std::fs::write(
@@ -553,4 +564,49 @@ fn the_agent_fetches_https_and_ssh_out_of_the_box() {
     assert_eq!(code, Some(5), "{out}");
     assert!(!out.contains("unsupported url protocol"), "the ssh transport is missing: {out}");
     println!("https: refused at certificate verification; ssh: connection refused");
+}
+
+#[test]
+fn an_edge_bootstrap_makes_a_placeholder_haproxy_accepts_and_never_replaces_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_host(dir.path(), "debian");
+    let o = bootstrap(dir.path(), "edge1", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let root = dir.path().join("root");
+    let pem = root.join("etc/haproxy/certs/media.example.org.pem");
+    let md = std::fs::metadata(&pem).expect("the placeholder is made");
+    assert_eq!(md.mode() & 0o777, 0o600, "the key is readable by root only");
+    let subject = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-ext", "subjectAltName", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    let text = stdout(&subject);
+    assert!(text.contains("CN = media.example.org") && text.contains("O = medianest placeholder"), "{text}");
+    assert!(text.contains("DNS:media.example.org"), "{text}");
+    // HAProxy's own check accepts the generated config with it (the first apply's
+    // validation), where a missing file is refused.
+    let generated = repo_root().join("generated/hosts/edge1/root/etc/haproxy");
+    let crt_list = std::fs::read_to_string(generated.join("crt-list.txt"))
+        .unwrap()
+        .replace("/etc/haproxy/certs/", &format!("{}/", pem.parent().unwrap().display()));
+    std::fs::write(dir.path().join("crt-list.txt"), crt_list).unwrap();
+    let cfg = std::fs::read_to_string(generated.join("haproxy.cfg"))
+        .unwrap()
+        .replace("/etc/haproxy/crt-list.txt", &dir.path().join("crt-list.txt").display().to_string())
+        .replace("/run/haproxy/admin.sock", &dir.path().join("admin.sock").display().to_string());
+    std::fs::write(dir.path().join("haproxy.cfg"), cfg).unwrap();
+    let check =
+        || Command::new("haproxy").args(["-dW", "-c", "-f"]).arg(dir.path().join("haproxy.cfg")).output().unwrap();
+    let o = check();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    std::fs::rename(&pem, dir.path().join("moved.pem")).unwrap();
+    assert!(!check().status.success(), "haproxy -c accepted a missing certificate");
+    // A certificate that exists (the ACME client's, the operator's) is never replaced.
+    let real = std::fs::read(dir.path().join("moved.pem")).unwrap().into_iter().rev().collect::<Vec<u8>>();
+    std::fs::write(&pem, &real).unwrap();
+    let o = bootstrap(dir.path(), "edge1", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(std::fs::read(&pem).unwrap(), real, "the bootstrap replaced an existing certificate");
+    assert!(stdout(&o).contains("(changed: no)"), "{}", stdout(&o));
 }

@@ -12,7 +12,7 @@ mod determinism;
 mod dns;
 mod docs_site;
 mod edge;
-mod edge_failover;
+mod edge_pair;
 mod failover;
 mod fingerprint;
 mod golden;

@@ -6,7 +6,7 @@
 #   bootstrap.sh --binary PATH | --binary-url URL [--dry-run]
 #
 # Test hooks: MEDIANEST_ROOT is a root prefix; MEDIANEST_APT_GET, MEDIANEST_DPKG_QUERY,
-# MEDIANEST_SYSTEMCTL, MEDIANEST_SYSCTL, MEDIANEST_CURL name the
+# MEDIANEST_SYSTEMCTL, MEDIANEST_SYSCTL, MEDIANEST_CURL, MEDIANEST_OPENSSL name the
 # commands to run instead.
 set -eu
 
@@ -16,6 +16,7 @@ DPKG_QUERY=${MEDIANEST_DPKG_QUERY:-dpkg-query}
 SYSTEMCTL=${MEDIANEST_SYSTEMCTL:-systemctl}
 SYSCTL=${MEDIANEST_SYSCTL:-sysctl}
 CURL=${MEDIANEST_CURL:-curl}
+OPENSSL=${MEDIANEST_OPENSSL:-openssl}
 DRY_RUN=
 BINARY=
 BINARY_URL=
@@ -102,7 +103,7 @@ fi
 
 # 2. Packages for the roles and services of edge1.
 missing=
-for pkg in ca-certificates curl haproxy keepalived nftables openssh-client prometheus-node-exporter rsyslog; do
+for pkg in ca-certificates curl haproxy keepalived lego nftables openssh-client openssl prometheus-node-exporter rsyslog; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"
@@ -118,6 +119,28 @@ fi
 #    containers on this host (owned by the user each container runs as).
 ensure_dir /var/lib/medianest 700 0:0
 ensure_dir /etc/medianest 755 0:0
+
+# 3b. Certificates HAProxy serves that do not exist yet: a self-signed placeholder, valid
+#     30 days, so HAProxy's check (which refuses a missing file) passes on the first
+#     apply. An existing file is never touched: the placeholder never replaces a real
+#     certificate, and the ACME client (or the operator) replaces the placeholder.
+if [ ! -e "$ROOT/etc/haproxy/certs/media.example.org.pem" ]; then
+    if [ -n "$DRY_RUN" ]; then
+        echo "would make a placeholder certificate at /etc/haproxy/certs/media.example.org.pem"
+        CHANGED=yes
+    else
+        act mkdir -p "$(dirname "$ROOT/etc/haproxy/certs/media.example.org.pem")"
+        key=$(mktemp) || fail "mktemp for the placeholder key of /etc/haproxy/certs/media.example.org.pem"
+        crt=$(mktemp) || fail "mktemp for the placeholder of /etc/haproxy/certs/media.example.org.pem"
+        act "$OPENSSL" req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+            -subj "/CN=media.example.org/O=medianest placeholder" -addext "subjectAltName=DNS:media.example.org" \
+            -keyout "$key" -out "$crt"
+        act install -m 0600 /dev/null "$ROOT/etc/haproxy/certs/media.example.org.pem.new"
+        cat "$crt" "$key" > "$ROOT/etc/haproxy/certs/media.example.org.pem.new" || fail "writing the placeholder of /etc/haproxy/certs/media.example.org.pem"
+        rm -f "$key" "$crt"
+        act mv -f "$ROOT/etc/haproxy/certs/media.example.org.pem.new" "$ROOT/etc/haproxy/certs/media.example.org.pem"
+    fi
+fi
 
 # 4. Kernel and network hardening.
 ensure_file /etc/sysctl.d/90-medianest.conf 644 <<'MEDIANEST_EOF'

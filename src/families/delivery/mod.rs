@@ -78,10 +78,49 @@ pub struct DeliveryContext {
     pub contrib: Vec<Src<String>>,
     /// Directories to create.
     pub directories: Vec<DirView>,
+    /// Certificates HAProxy serves on this host: a self-signed placeholder is made where
+    /// none exists yet, so the first `haproxy -c` passes (family acme replaces it).
+    pub placeholders: Vec<PlaceholderView>,
     /// Whether the host forwards IP (Docker).
     pub forwarding: Src<bool>,
     /// Whether the host binds addresses it may not hold yet (keepalived).
     pub nonlocal_bind: Src<bool>,
+}
+
+/// A certificate file the bootstrap makes a placeholder for.
+#[derive(Serialize, Clone)]
+pub struct PlaceholderView {
+    /// The PEM file (chain and key).
+    pub file: Src<String>,
+    /// Its first domain (the subject).
+    pub subject: Src<String>,
+    /// `DNS:a,DNS:b`, the subject alternative names.
+    pub names: Src<String>,
+}
+
+/// The certificates an edge host serves, as placeholders (none on other hosts).
+fn placeholders(site: &Site, host: HostId) -> Vec<PlaceholderView> {
+    let serves = edge::services_of(site, ServiceKind::Haproxy).any(|(_, s)| s.hosts.iter().any(|h| h.value == host));
+    if !serves {
+        return Vec::new();
+    }
+    edge::edge(site)
+        .certificates
+        .iter()
+        .map(|c| PlaceholderView {
+            file: Src::at(c.file.clone(), "certificate file", &c.loc),
+            subject: Src::of(
+                c.domains.first().map(|d| d.value.clone()).unwrap_or_default(),
+                "certificate domain",
+                c.domains.iter().map(|d| &d.loc).take(1),
+            ),
+            names: Src::of(
+                c.domains.iter().map(|d| format!("DNS:{}", d.value)).collect::<Vec<_>>().join(","),
+                "certificate domains",
+                c.domains.iter().map(|d| &d.loc),
+            ),
+        })
+        .collect()
 }
 
 /// A directory the bootstrap creates.
@@ -222,6 +261,13 @@ fn packages(site: &Site, host: crate::model::HostId) -> Packages {
         }
         if let Some(pkg) = svc.kind.value.info().package {
             p.entry(pkg.into()).or_default().push(&svc.loc);
+        }
+        if svc.kind.value == ServiceKind::Haproxy {
+            // The bootstrap's placeholder certificates (openssl), the ACME client.
+            p.entry("openssl".into()).or_default().push(&svc.loc);
+            if let Some(c) = edge::edge(site).certificates.iter().find(|c| c.acme) {
+                p.entry("lego".into()).or_default().extend([&svc.loc, &c.loc]);
+            }
         }
         if svc.kind.value == ServiceKind::Keepalived {
             // The edge's track script asks HAProxy over HTTPS (family keepalived).
@@ -370,6 +416,7 @@ impl Family for Delivery {
                 contrib,
                 docker,
                 directories,
+                placeholders: placeholders(site, id),
                 forwarding: Src::of(
                     h.has_role(Role::Docker),
                     "IP forwarding (the docker role)",

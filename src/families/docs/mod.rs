@@ -335,6 +335,7 @@ impl Family for Docs {
                 vms: vms[i].clone(),
                 files: files.get(&h.name).unwrap_or(&empty),
                 secrets: &secrets[i],
+                certificates: pages::certificates_of(site, crate::model::HostId(i)),
                 up: "../../",
             };
             emit(l, "docs/host.md.j2", &format!("hosts/{}.md", h.name), &h.name, &p, Some(&h.loc));

@@ -211,8 +211,52 @@ pub struct HostPage<'a> {
     pub files: &'a [FileRow],
     /// The secrets it holds.
     pub secrets: &'a [SecretRow],
+    /// The certificates it serves (an edge host), and how each gets there.
+    pub certificates: Vec<CertificateRow>,
     /// `../` to `generated/`.
     pub up: &'static str,
+}
+
+/// A certificate an edge host serves.
+#[derive(Serialize)]
+pub struct CertificateRow {
+    /// Its name.
+    pub name: Src<String>,
+    /// The PEM file.
+    pub file: Src<String>,
+    /// How it gets there: by ACME (and from which directory), or by the operator.
+    pub how: Src<String>,
+}
+
+/// The certificates host `h` serves: every certificate, on the hosts of a haproxy service.
+pub fn certificates_of(site: &Site, h: HostId) -> Vec<CertificateRow> {
+    use crate::families::edge;
+    let serves =
+        edge::services_of(site, crate::model::ServiceKind::Haproxy).any(|(_, s)| s.hosts.iter().any(|x| x.value == h));
+    if !serves {
+        return Vec::new();
+    }
+    edge::edge(site)
+        .certificates
+        .iter()
+        .map(|c| CertificateRow {
+            name: Src::at(c.name.clone(), "certificate", &c.loc),
+            file: Src::at(c.file.clone(), "certificate file", &c.loc),
+            how: if c.acme {
+                Src::of(
+                    format!(
+                        "ACME from {}, renewed by {}.timer (daily)",
+                        c.acme_directory.value,
+                        crate::families::acme::unit(&c.name)
+                    ),
+                    "ACME",
+                    [&c.loc, &c.acme_directory.loc],
+                )
+            } else {
+                Src::at("provisioned by the operator".to_string(), "no ACME", &c.loc)
+            },
+        })
+        .collect()
 }
 
 /// A hypervisor's share of the site's VMs, traced to every VM's `on`.

@@ -77,8 +77,12 @@ crate::keys! {
         pub domains: Vec<Str>,
         /// Required. PEM file (certificate chain + key) on the edge hosts, provisioned outside git.
         pub file: Option<Str>,
-        /// Renewed by ACME HTTP-01: the edge passes `/.well-known/acme-challenge/` to a local ACME client on 127.0.0.1:8888 instead of redirecting it (default `false`).
+        /// Obtained and renewed by ACME HTTP-01 on every edge host (lego, daily): HAProxy passes `/.well-known/acme-challenge/` to the edges' clients on their `acme` port, whichever edge asked (default `false`). Needs `acme_email`.
         pub acme: Option<Spanned<bool>>,
+        /// The ACME account's contact address (expiry notices), with `acme = true`.
+        pub acme_email: Option<Str>,
+        /// The ACME server's directory URL (`https://`; default Let's Encrypt's production directory).
+        pub acme_directory: Option<Str>,
     }
 }
 
@@ -163,6 +167,53 @@ pub struct Certificate {
     pub file: String,
     /// Renewed by ACME HTTP-01.
     pub acme: bool,
+    /// The ACME account's contact address (required with `acme`: checked in verify).
+    pub acme_email: Option<At<String>>,
+    /// The ACME directory.
+    pub acme_directory: At<String>,
+}
+
+/// Let's Encrypt's production directory: the default ACME server.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// An e-mail address an ACME server accepts as a contact: `local@domain`, plain
+/// characters (it is written into a shell script and a command line).
+fn email(s: &str) -> Result<String, values::ValueError> {
+    let ok = s.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && local.len() <= 64
+            && local.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+            && domain.contains('.')
+            && values::dns_name(domain).is_ok()
+    });
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(values::ValueError {
+            code: "bad-value",
+            message: format!("`{}` is not an e-mail address an ACME server accepts", values::printable(s)),
+            help: "write the address that gets the expiry notices, e.g. `ops@example.org`".into(),
+        })
+    }
+}
+
+/// An ACME directory URL: `https://`, plain URL characters, no user-info.
+fn directory(s: &str) -> Result<String, values::ValueError> {
+    let rest = s.strip_prefix("https://").unwrap_or("");
+    let host = rest.split('/').next().unwrap_or("");
+    let ok = !host.is_empty()
+        && !host.contains('@')
+        && s.len() <= 300
+        && rest.chars().all(|c| c.is_ascii_alphanumeric() || ":/._~+-[]".contains(c));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(values::ValueError {
+            code: "bad-value",
+            message: format!("`{}` is not an ACME directory URL", values::printable(s)),
+            help: format!("write the server's `https://` directory URL, e.g. `{LETS_ENCRYPT}`"),
+        })
+    }
 }
 
 impl Certificate {
@@ -290,12 +341,30 @@ fn certificate(cx: &mut Cx, name: &str, loc: crate::diag::Loc, c: &RawCertificat
         .filter_map(|d| cx.value(d, |x| values::dns_name(x.strip_prefix("*.").unwrap_or(x)).map(|_| x.to_string())))
         .collect();
     let file = cx.required(&c.file, &loc, "file", &t).and_then(|v| cx.value(v, values::abs_path))?;
+    let acme = c.acme.as_ref().is_some_and(|b| *b.get_ref());
+    if acme && c.acme_email.is_none() {
+        cx.diags.push(
+            Diagnostic::error(
+                "missing-key",
+                format!("certificate `{name}` is obtained by ACME but names no contact"),
+                loc.clone(),
+            )
+            .help("add `acme_email = \"ops@example.org\"`: the ACME account's address, which gets the expiry notices"),
+        );
+    }
+    let acme_directory = c
+        .acme_directory
+        .as_ref()
+        .and_then(|v| cx.value(v, directory))
+        .unwrap_or_else(|| At { value: LETS_ENCRYPT.to_string(), loc: loc.clone() });
     Some(Certificate {
         name: name.to_string(),
         loc,
         domains,
         file: file.value,
-        acme: c.acme.as_ref().is_some_and(|b| *b.get_ref()),
+        acme,
+        acme_email: c.acme_email.as_ref().and_then(|v| cx.value(v, email)),
+        acme_directory,
     })
 }
 

@@ -46,8 +46,11 @@ pub struct HaproxyContext {
     pub stats_allow: Vec<Src<String>>,
     /// Path of the crt-list.
     pub crt_list: String,
-    /// Whether ACME challenges are passed to a local client.
+    /// Whether a certificate is obtained by ACME (traced to every certificate: turning it
+    /// off changes this file too).
     pub acme: Src<bool>,
+    /// Where ACME challenges go: `address:port` of every edge host's ACME client.
+    pub acme_servers: Vec<Src<String>>,
     /// Routes ([`RouteView`]s), most specific first. Routes and backends are the same on
     /// every edge host: converted, and their provenance recorded, once for all.
     pub routes: minijinja::Value,
@@ -247,7 +250,6 @@ impl Family for Haproxy {
 
     fn lower(&self, site: &Site, out: &mut Lowering) {
         let routes = edge::routes(site);
-        let certs = &edge::edge(site).certificates;
         // The same on every edge host: converted, and recorded, once.
         let route_list = out.share(&route_views(site, &routes));
         let backend_list = out.share(&backends(site, &routes));
@@ -272,7 +274,11 @@ impl Family for Haproxy {
                         svc.port("stats").map_or(PortSpec { proto: Proto::Tcp, port: 8404 }, |p| p.spec),
                     ),
                     crt_list: CRT_LIST.into(),
-                    acme: Src::of(certs.iter().any(|c| c.acme), "ACME renewal", certs.iter().map(|c| &c.loc)),
+                    acme: {
+                        let certs = &edge::edge(site).certificates;
+                        Src::of(certs.iter().any(|c| c.acme), "ACME", certs.iter().map(|c| &c.loc))
+                    },
+                    acme_servers: acme_servers(site, svc),
                     routes: route_list.value.clone(),
                     backends: backend_list.value.clone(),
                 };
@@ -396,6 +402,27 @@ impl Family for Haproxy {
             }
         }
     }
+}
+
+/// The ACME clients behind the `acme` backend: every host of the edge service, on its
+/// address and the service's `acme` port (none when no certificate uses ACME).
+fn acme_servers(site: &Site, svc: &crate::model::Service) -> Vec<Src<String>> {
+    let acme: Vec<&Loc> = edge::edge(site).certificates.iter().filter(|c| c.acme).map(|c| &c.loc).collect();
+    if acme.is_empty() {
+        return Vec::new();
+    }
+    let port = edge::port_src(svc, "acme", 8888);
+    svc.hosts
+        .iter()
+        .filter_map(|h| edge::host_address(site, h.value))
+        .map(|a| {
+            Src::of(
+                format!("{}:{}", a.value, port.value),
+                "ACME client (edge address and `acme` port)",
+                [&a.loc].into_iter().chain(acme.iter().copied()),
+            )
+        })
+        .collect()
 }
 
 fn stats_loc(s: &crate::model::Service) -> &Loc {

@@ -1,12 +1,13 @@
-//! The edge pair's floating address against the real tools, from the reference site's
-//! generated files: edge1 and edge2 (10.0.6.10 and .11 on `ens18`, in 10.0.6.0/24) and
-//! the address 10.0.6.5.
+//! The edge pair against the real tools, from generated files: edge1 and edge2 (10.0.6.10
+//! and .11 on `ens18`, in 10.0.6.0/24) and their floating address 10.0.6.5.
 //!
-//! In namespaces the test creates: a switch (a bridge, which also holds a client on the
-//! internet, 203.0.113.10, where pfSense would forward from) and one network and mount namespace per edge, each loading its generated
-//! nftables ruleset (so VRRP and HTTPS pass only by the site's flows), with HAProxy and
-//! keepalived started from the generated `/etc/haproxy` and `/etc/keepalived`. Then:
+//! In namespaces the tests create: a switch (a bridge, which also holds a client on the
+//! internet, 203.0.113.10, where pfSense would forward from) and one network and mount
+//! namespace per edge, each loading its generated nftables ruleset (so VRRP, HTTPS and
+//! the ACME challenges pass only by the site's flows), with HAProxy and keepalived
+//! started from the generated `/etc/haproxy` and `/etc/keepalived`.
 //!
+//! Failover (the reference site's files):
 //! - the address settles on edge1 (the first host) and the client gets an HTTP answer
 //!   from HAProxy through it;
 //! - edge1's HAProxy is frozen (SIGSTOP: the process lives, `pgrep` still finds it, but
@@ -19,10 +20,23 @@
 //! The edge's check runs as `nobody` (seen in the process table while HAProxy hangs),
 //! and keepalived refuses no script (it logs a SECURITY VIOLATION for one it refuses).
 //!
+//! ACME (the reference site with its `acme_directory` pointed at the test's server, the
+//! only change): Pebble, the ACME test server, on the internet side, resolving
+//! `media.example.org` to the floating address and validating HTTP-01 on port 80 as Let's
+//! Encrypt does. The generated ACME script runs on edge2, which does not hold the
+//! address: the challenge reaches edge1's HAProxy, whose `acme` backend passes it on to
+//! edge2's lego; the certificate is installed and HAProxy reloaded (the test's
+//! `systemctl` reloads HAProxy in the namespace), and edge2 serves Pebble's certificate,
+//! not the placeholder. Then on edge1 (which holds it). A second run on edge2 renews
+//! nothing and reloads nothing.
+//!
 //! Test-only, none in the generated files: a self-signed certificate at the path the
-//! crt-list names; the route between the edges and the client (pfSense's job); `/etc` is an overlay per host, `/run` a scratch bind mount.
+//! crt-list names (the bootstrap's placeholder; `delivery.rs` tests the bootstrap's); the
+//! route between the edges and the client (pfSense's job); `/etc` and `/var/lib` are
+//! overlays per host, `/run` a scratch bind mount; lego trusts Pebble's own TLS
+//! certificate (`LEGO_CA_CERTIFICATES`).
 //! Needs root, `unshare`, `nsenter`, `ip`, `nft`, `haproxy`, `keepalived`, `curl`,
-//! `openssl` (scripts/test.sh).
+//! `openssl`, `lego`, `pebble` (scripts/test.sh).
 
 use std::process::Command;
 use std::time::Duration;
@@ -34,9 +48,10 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// How long a recovered edge1 must leave the address on edge2.
 const HOLD: Duration = Duration::from_secs(10);
 
-/// The run (`$1` generated/, `$2` scratch, `$3` the deadline, `$4` the hold, in
-/// seconds). Prints `key=value` lines.
-const RUN: &str = r#"
+/// What both runs share (`$1` generated/, `$2` scratch, `$3` a deadline, `$4` a hold,
+/// in seconds): the switch with its internet client, and `boot <edge> <address>`, which
+/// starts an edge's HAProxy and keepalived from its generated files.
+const PRELUDE: &str = r#"
 G=$1 T=$2 DEADLINE=$3 HOLD=$4
 VIP=10.0.6.5
 K=$$
@@ -81,9 +96,10 @@ nsenter -t "$SW" -n sh -c 'ip link set lo up && ip link add br0 type bridge && i
 
 boot() {
   h=$1 addr=$2 H=$T/$1
-  mkdir -p "$H/up" "$H/work" "$H/run"
+  mkdir -p "$H/up" "$H/work" "$H/vup" "$H/vwork" "$H/run"
   unshare --net --mount --propagation private sh -c "
     mount -t overlay overlay -o lowerdir=/etc,upperdir=$H/up,workdir=$H/work /etc
+    mount -t overlay overlay -o lowerdir=/var/lib,upperdir=$H/vup,workdir=$H/vwork /var/lib
     mount --bind $H/run /run
     echo \$\$ > $H.pid
     exec sleep 300" &
@@ -101,8 +117,8 @@ boot() {
     ip link set ens18 up
     ip route add 203.0.113.0/24 dev ens18
     nft -f $G/hosts/$h/root/etc/nftables.conf
-    rm -rf /etc/haproxy /etc/keepalived
-    cp -R $G/hosts/$h/root/etc/haproxy $G/hosts/$h/root/etc/keepalived /etc/
+    rm -rf /etc/haproxy /etc/keepalived /etc/medianest
+    cp -R $G/hosts/$h/root/etc/haproxy $G/hosts/$h/root/etc/keepalived $G/hosts/$h/root/etc/medianest /etc/
     for pem in \$(awk '/^\\// { print \$1 }' /etc/haproxy/crt-list.txt); do
       install -D -m 600 $T/site.pem \$pem
     done
@@ -127,6 +143,10 @@ wait_s() {
 }
 only_on() { holds_vip "$1" && ! holds_vip "$2"; }
 
+"#;
+
+/// The failover run.
+const FAILOVER: &str = r#"
 boot edge1 10.0.6.10
 boot edge2 10.0.6.11
 
@@ -172,7 +192,7 @@ fn the_edge_address_moves_when_haproxy_stops_answering_and_never_fails_back() {
     let generated = repo_root().join("generated");
     let tmp = tempfile::tempdir().unwrap();
     let o = Command::new("timeout")
-        .args(["120", "sh", "-c", RUN, "run"])
+        .args(["120", "sh", "-c", &format!("{PRELUDE}{FAILOVER}"), "run"])
         .arg(&generated)
         .arg(tmp.path())
         .arg(DEADLINE.as_secs().to_string())
@@ -199,5 +219,114 @@ fn the_edge_address_moves_when_haproxy_stops_answering_and_never_fails_back() {
     assert_eq!(value("edge1_state"), "Entering BACKUP STATE", "{report}");
     assert!(seconds("back_to_edge1_s") <= DEADLINE.as_secs_f64(), "{report}");
     assert_eq!(value("violations"), "0", "{report}");
+    assert!(o.status.success(), "{report}");
+}
+
+/// The ACME run (after [`PRELUDE`]; `$1` is the generated/ of the site pointed at Pebble).
+const ACME: &str = r#"
+# Pebble: its own TLS certificate, its config, and a resolver that knows the public name.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pebble \
+  -addext subjectAltName=IP:203.0.113.10 -keyout "$T/pebble-key.pem" -out "$T/pebble-cert.pem" 2>/dev/null
+cat > "$T/pebble.json" <<JSON
+{"pebble": {"listenAddress": "203.0.113.10:14000", "managementListenAddress": "203.0.113.10:15000",
+  "certificate": "$T/pebble-cert.pem", "privateKey": "$T/pebble-key.pem",
+  "httpPort": 80, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+printf '127.0.0.1 localhost\n10.0.6.5 media.example.org\n' > "$T/hosts"
+nsenter -t "$SW" -n unshare --mount --propagation private sh -c \
+  "mount --bind $T/hosts /etc/hosts && exec env PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config $T/pebble.json" \
+  > "$T/pebble.log" 2>&1 &
+# systemctl, as the ACME script calls it: reload HAProxy in the edge's namespaces.
+cat > "$T/systemctl" <<'SH'
+#!/bin/sh
+[ "$1 $2" = "reload haproxy.service" ] || exit 1
+echo reload >> /run/reloads
+haproxy -D -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid -sf "$(cat /run/haproxy.pid)"
+SH
+chmod +x "$T/systemctl"
+
+boot edge1 10.0.6.10
+boot edge2 10.0.6.11
+i=0; until holds_vip edge1; do i=$((i+1)); [ $i -lt 100 ] || { echo "edge1 never took $VIP" >&2; exit 1; }; sleep 0.2; done
+i=0; until nsenter -t "$SW" -n curl -sk -o /dev/null https://203.0.113.10:14000/dir; do
+  i=$((i+1)); [ $i -lt 100 ] || { echo "pebble never answered" >&2; cat "$T/pebble.log" >&2; exit 1; }; sleep 0.2; done
+
+acme() {
+  in_h "$1" env LEGO_CA_CERTIFICATES="$T/pebble-cert.pem" MEDIANEST_SYSTEMCTL="$T/systemctl" \
+    timeout 120 sh /etc/medianest/acme/media.sh > "$T/$1/acme.log" 2>&1
+}
+# The issuer of the certificate an edge serves for the public name, as a client sees it.
+issuer() {
+  nsenter -t "$SW" -n sh -c "openssl s_client -connect $1:443 -servername media.example.org < /dev/null 2>/dev/null | openssl x509 -noout -issuer"
+}
+reloads() { wc -l < "$T/$1/run/reloads" 2>/dev/null || echo 0; }
+
+echo "edge2_before=$(issuer 10.0.6.11)"
+rc=0; acme edge2 || rc=$?
+echo "edge2_run=$rc"
+echo "edge2_reloads=$(reloads edge2)"
+sleep 1
+echo "edge2_after=$(issuer 10.0.6.11)"
+echo "pem_mode=$(stat -c %a "$T/edge2/up/haproxy/certs/media.example.org.pem")"
+rc=0; acme edge1 || rc=$?
+echo "edge1_run=$rc"
+sleep 1
+echo "vip_after=$(issuer 10.0.6.5)"
+rc=0; acme edge2 || rc=$?
+echo "edge2_again=$rc"
+echo "edge2_reloads_again=$(reloads edge2)"
+echo "edge2_installed_again=$(grep -c 'installed a new certificate' "$T/edge2/acme.log")"
+"#;
+
+#[test]
+fn each_edge_obtains_its_certificate_by_acme_whichever_holds_the_address() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(stdout(&uid).trim(), "0", "the ACME test needs root (namespaces)");
+    // The reference site, its ACME server the test's Pebble.
+    let repo = tempfile::tempdir().unwrap();
+    copy_tree(&repo_root().join("site"), &repo.path().join("site"));
+    let certs = repo.path().join("site/certificates.toml");
+    let text = std::fs::read_to_string(&certs).unwrap();
+    std::fs::write(
+        &certs,
+        text.replace("acme = true\n", "acme = true\nacme_directory = \"https://203.0.113.10:14000/dir\"\n"),
+    )
+    .unwrap();
+    let out = medianest(repo.path(), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new("timeout")
+        .args(["300", "sh", "-c", &format!("{PRELUDE}{ACME}"), "run"])
+        .arg(repo.path().join("generated"))
+        .arg(tmp.path())
+        .args(["20", "0"])
+        .output()
+        .expect("sh runs");
+    let out = stdout(&o);
+    let log = |f: &str| std::fs::read_to_string(tmp.path().join(f)).unwrap_or_default();
+    let report = format!(
+        "{out}\nstderr:\n{}\nedge2 acme:\n{}\nedge1 acme:\n{}\npebble:\n{}",
+        stderr(&o),
+        log("edge2/acme.log"),
+        log("edge1/acme.log"),
+        log("pebble.log")
+    );
+    println!("{out}");
+    let value = |key: &str| {
+        out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_string).unwrap_or_default()
+    };
+    assert!(
+        value("edge2_before").contains("medianest placeholder") || value("edge2_before").contains("media.example.org"),
+        "{report}"
+    );
+    assert_eq!(value("edge2_run"), "0", "{report}");
+    assert_eq!(value("edge2_reloads"), "1", "{report}");
+    assert!(value("edge2_after").contains("Pebble"), "edge2 does not serve the ACME certificate:\n{report}");
+    assert_eq!(value("pem_mode"), "600", "{report}");
+    assert_eq!(value("edge1_run"), "0", "{report}");
+    assert!(value("vip_after").contains("Pebble"), "{report}");
+    assert_eq!(value("edge2_again"), "0", "{report}");
+    assert_eq!(value("edge2_reloads_again"), "1", "a renewal that was not due reloaded HAProxy:\n{report}");
+    assert_eq!(value("edge2_installed_again"), "0", "{report}");
     assert!(o.status.success(), "{report}");
 }

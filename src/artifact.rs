@@ -59,7 +59,8 @@ pub enum Validator {
     Promtool,
     /// `amtool check-config` on `etc/prometheus/alertmanager.yml`.
     Amtool,
-    /// `rsyslogd -N1` on `etc/rsyslog.d/60-medianest.conf` (rsyslog's own parser).
+    /// `rsyslogd -N1` on the medianest files of `etc/rsyslog.d` (`*-medianest*.conf`, in
+    /// the order rsyslog includes them; rsyslog's own parser).
     Rsyslog,
     /// `prometheus-blackbox-exporter --config.check` on `etc/prometheus/blackbox.yml`.
     Blackbox,

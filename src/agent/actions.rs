@@ -69,11 +69,12 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             c.arg("check-config").arg(p("etc/prometheus/alertmanager.yml"));
         }
         Validator::Rsyslog => {
-            // Level 1 parses the file with its modules loaded and starts nothing. The file
-            // is an include of Debian's rsyslog.conf, which sets the work directory the
+            // Level 1 parses the files with their modules loaded and starts nothing. They
+            // are includes of Debian's rsyslog.conf (checked together: HAProxy's file calls
+            // the forwarding ruleset of 60-medianest.conf), which sets the work directory the
             // queues and imfile's state need: a scratch one stands in for it.
             c = Command::new("sh");
-            c.args(["-ec", RSYSLOG_CHECK, "sh"]).arg(p("etc/rsyslog.d/60-medianest.conf"));
+            c.args(["-ec", RSYSLOG_CHECK, "sh"]).arg(p("etc/rsyslog.d"));
         }
         Validator::Blackbox => {
             c = Command::new("prometheus-blackbox-exporter");
@@ -255,7 +256,7 @@ done
 /// The script of [`Validator::Rsyslog`] (`$1`: the staged file).
 const RSYSLOG_CHECK: &str = "t=$(mktemp -d)
 trap 'rm -rf \"$t\"' EXIT
-printf 'global(workDirectory=\"%s\")\\ninclude(file=\"%s\")\\n' \"$t\" \"$1\" > \"$t/check.conf\"
+printf 'global(workDirectory=\"%s\")\\ninclude(file=\"%s/*-medianest*.conf\")\\n' \"$t\" \"$1\" > \"$t/check.conf\"
 rsyslogd -N1 -f \"$t/check.conf\"";
 
 /// The script of [`Validator::Pdns`] (`$1`: the staged `etc/powerdns`).

@@ -20,6 +20,10 @@
 //! The edge's check runs as `nobody` (seen in the process table while HAProxy hangs),
 //! and keepalived refuses no script (it logs a SECURITY VIOLATION for one it refuses).
 //!
+//! Shared rate limits (the reference site's files): a client's requests to a rate-limited
+//! route through edge1 are counted in edge2's stick table too (HAProxy `peers` over the
+//! site's flow), and after a failover edge2 goes on counting from there.
+//!
 //! ACME (the reference site with its `acme_directory` pointed at the test's server, the
 //! only change): Pebble, the ACME test server, on the internet side, resolving
 //! `media.example.org` to the floating address and validating HTTP-01 on port 80 as Let's
@@ -328,5 +332,69 @@ fn each_edge_obtains_its_certificate_by_acme_whichever_holds_the_address() {
     assert_eq!(value("edge2_again"), "0", "{report}");
     assert_eq!(value("edge2_reloads_again"), "1", "a renewal that was not due reloaded HAProxy:\n{report}");
     assert_eq!(value("edge2_installed_again"), "0", "{report}");
+    assert!(o.status.success(), "{report}");
+}
+
+/// The peers run (after [`PRELUDE`]).
+const PEERS: &str = r##"
+boot edge1 10.0.6.10
+boot edge2 10.0.6.11
+i=0; until holds_vip edge1; do i=$((i+1)); [ $i -lt 100 ] || { echo "edge1 never took $VIP" >&2; exit 1; }; sleep 0.2; done
+# A rate-limited route, through the address, as the client on the internet.
+hit() { nsenter -t "$SW" -n curl -sk -o /dev/null --max-time 3 --resolve "media.example.org:443:$VIP" https://media.example.org/api/auth/login; }
+# The client's entry in any stick table of edge $1, from its stats socket.
+entry() {
+  in_h "$1" python3 - <<'PY'
+import socket
+def ask(cmd):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/haproxy/admin.sock")
+    s.sendall(cmd.encode() + b"\n")
+    return s.makefile().read()
+for line in ask("show table").splitlines():
+    if line.startswith("# table: "):
+        name = line.split()[2].rstrip(",")
+        for e in ask("show table " + name).splitlines():
+            if "key=203.0.113.10" in e and "http_req_rate" in e:
+                print(name, e.split("http_req_rate(60000)=")[1].split()[0])
+PY
+}
+sleep 2
+for i in 1 2 3; do hit; done
+i=0; until [ -n "$(entry edge2)" ]; do i=$((i+1)); [ $i -lt 50 ] || break; sleep 0.1; done
+echo "edge1_counts=$(entry edge1)"
+echo "edge2_counts=$(entry edge2)"
+# edge1's HAProxy stops: edge2 takes the address and goes on from the shared count.
+kill "$(haproxy_pid edge1)"
+i=0; until only_on edge2 edge1; do i=$((i+1)); [ $i -lt 100 ] || { echo "edge2 never took $VIP" >&2; exit 1; }; sleep 0.2; done
+hit
+echo "edge2_after_failover=$(entry edge2)"
+"##;
+
+#[test]
+fn the_edges_share_their_rate_limit_counts() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(stdout(&uid).trim(), "0", "the peers test needs root (namespaces)");
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new("timeout")
+        .args(["120", "sh", "-c", &format!("{PRELUDE}{PEERS}"), "run"])
+        .arg(repo_root().join("generated"))
+        .arg(tmp.path())
+        .args(["20", "0"])
+        .output()
+        .expect("sh runs");
+    let out = stdout(&o);
+    let report = format!("{out}\nstderr:\n{}", stderr(&o));
+    println!("{out}");
+    let value = |key: &str| {
+        out.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_string).unwrap_or_default()
+    };
+    let count = |key: &str| -> u32 {
+        value(key).split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{key}:\n{report}"))
+    };
+    assert_eq!(count("edge1_counts"), 3, "{report}");
+    assert_eq!(count("edge2_counts"), 3, "edge2 did not learn edge1's counts:\n{report}");
+    assert_eq!(value("edge1_counts"), value("edge2_counts"), "{report}");
+    assert_eq!(count("edge2_after_failover"), 4, "{report}");
     assert!(o.status.success(), "{report}");
 }

@@ -148,3 +148,70 @@ fn rsyslog_ships_classified_messages_and_keeps_them_while_the_receiver_is_down()
         start.elapsed().as_secs_f64()
     );
 }
+
+/// HAProxy's logs on the reference site's edge1 (`$1` generated/, `$2` scratch): rsyslog
+/// runs the generated files around Debian's own `49-haproxy.conf` (from the haproxy
+/// package, in the order rsyslog includes them), in a private network and mount
+/// namespace with scratch `/var/lib/haproxy` and `/var/log`; the receiver's address is
+/// on loopback.
+const HAPROXY: &str = r##"
+G=$1 T=$2
+ip link set lo up
+ip addr add 10.0.5.11/32 dev lo
+mount -t tmpfs scratch /var/lib/haproxy
+mount -t tmpfs scratch /var/log
+mkdir -p /var/lib/haproxy/dev "$T/work"
+cat > "$T/rsyslog.conf" <<CONF
+global(workDirectory="$T/work")
+module(load="imuxsock" SysSock.Use="off")
+include(file="$G/hosts/edge1/root/etc/rsyslog.d/48-medianest-haproxy.conf")
+include(file="/etc/rsyslog.d/49-haproxy.conf")
+include(file="$G/hosts/edge1/root/etc/rsyslog.d/60-medianest.conf")
+CONF
+python3 - "$T/got" <<'PY' &
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('10.0.5.11', 5044)); s.listen(4)
+out = open(sys.argv[1], 'ab', buffering=0)
+while True:
+    c, _ = s.accept()
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        out.write(b)
+PY
+L=$!
+R=
+trap 'kill $L $R 2>/dev/null || true' EXIT
+sleep 0.5
+rsyslogd -n -f "$T/rsyslog.conf" -i "$T/rsyslog.pid" > "$T/rsyslog.out" 2>&1 &
+R=$!
+i=0; until [ -S /var/lib/haproxy/dev/log ]; do i=$((i+1)); [ $i -lt 100 ] || { cat "$T/rsyslog.out" >&2; exit 1; }; sleep 0.1; done
+logger -u /var/lib/haproxy/dev/log -t haproxy -p local0.info '203.0.113.10:40000 [29/Nov/2026:06:00:00.000] https~ be_medianest-backend/app1 0/0/1/2/3 200 512 - - ---- 1/1/0/0/0 0/0 "GET /api/health HTTP/1.1"'
+i=0; until grep -q 'GET /api/health' "$T/got" 2>/dev/null && grep -q 'GET /api/health' /var/log/haproxy.log 2>/dev/null; do
+  i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done
+echo "shipped=$(grep -c 'GET /api/health' "$T/got" 2>/dev/null)"
+echo "class=$(grep -o 'class="[a-z]*"' "$T/got" | head -1)"
+echo "local=$(grep -c 'GET /api/health' /var/log/haproxy.log 2>/dev/null)"
+"##;
+
+#[test]
+fn haproxy_logs_land_in_their_file_and_are_shipped() {
+    let scratch = tempfile::tempdir().unwrap();
+    assert!(
+        std::path::Path::new("/etc/rsyslog.d/49-haproxy.conf").exists(),
+        "Debian's haproxy package's rsyslog file is missing (scripts/test.sh installs haproxy and rsyslog)"
+    );
+    let o = Command::new("timeout")
+        .args(["60", "unshare", "--net", "--mount", "--propagation", "private", "sh", "-eu", "-c", HAPROXY, "sh"])
+        .arg(repo_root().join("generated"))
+        .arg(scratch.path())
+        .output()
+        .expect("unshare runs");
+    let out = stdout(&o);
+    let report = format!("exit {:?}\n{out}\n{}", o.status.code(), stderr(&o));
+    assert!(o.status.success(), "{report}");
+    assert!(out.contains("shipped=1\n"), "HAProxy's log line was not shipped (once):\n{report}");
+    assert!(out.contains("class=class=\"operational\""), "{report}");
+    assert!(out.contains("local=1\n"), "HAProxy's log line is not in /var/log/haproxy.log (once):\n{report}");
+}

@@ -143,14 +143,7 @@ impl Family for Acme {
                     .port("acme")
                     .map(|p| p.spec)
                     .unwrap_or(crate::model::values::PortSpec { proto: crate::model::values::Proto::Tcp, port: 8888 });
-                // One error per service: one flow (the service to itself) opens every pair.
-                let missing = svc.hosts.iter().find_map(|from| {
-                    svc.hosts
-                        .iter()
-                        .find(|to| to.value != from.value && !edge::flow_allows(site, Some(from.value), to.value, port))
-                        .map(|to| (from, to))
-                });
-                if let Some((from, to)) = missing {
+                if let Some((from, to)) = edge::unconnected_pair(site, svc, port) {
                     edge::missing_flow(
                         diags,
                         &c.loc,
@@ -162,8 +155,8 @@ impl Family for Acme {
                             "certificate `{}` is obtained by ACME on every host of `{}` (`{}` passes challenges to `{}`)",
                             c.name,
                             svc.name,
-                            site.host(from.value).name,
-                            site.host(to.value).name
+                            site.host(from).name,
+                            site.host(to).name
                         ),
                     );
                 }

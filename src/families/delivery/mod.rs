@@ -263,7 +263,10 @@ fn packages(site: &Site, host: crate::model::HostId) -> Packages {
             p.entry(pkg.into()).or_default().push(&svc.loc);
         }
         if svc.kind.value == ServiceKind::Haproxy {
-            // The bootstrap's placeholder certificates (openssl), the ACME client.
+            // HAProxy logs to /dev/log in its chroot, a socket rsyslog makes (Debian's
+            // 49-haproxy.conf); the bootstrap's placeholder certificates (openssl); the
+            // ACME client.
+            p.entry("rsyslog".into()).or_default().push(&svc.loc);
             p.entry("openssl".into()).or_default().push(&svc.loc);
             if let Some(c) = edge::edge(site).certificates.iter().find(|c| c.acme) {
                 p.entry("lego".into()).or_default().extend([&svc.loc, &c.loc]);

@@ -213,6 +213,18 @@ pub fn flow_allows(site: &Site, from: Option<HostId>, to: HostId, port: PortSpec
     site.flow_plan().allows(site, from, Some(to), port)
 }
 
+/// Two hosts of `svc` that no flow lets talk on `port` (the first pair found), for the
+/// edges' traffic among themselves: ACME challenges, stick-table peers. One flow from
+/// the service to itself opens every pair, so one pair is enough to report.
+pub fn unconnected_pair(site: &Site, svc: &Service, port: PortSpec) -> Option<(HostId, HostId)> {
+    svc.hosts.iter().find_map(|from| {
+        svc.hosts
+            .iter()
+            .find(|to| to.value != from.value && !flow_allows(site, Some(from.value), to.value, port))
+            .map(|to| (from.value, to.value))
+    })
+}
+
 /// Reports a missing flow with the TOML that would add it.
 pub fn missing_flow(diags: &mut Diagnostics, loc: &Loc, from: &str, to: &str, port: PortSpec, why: &str, what: &str) {
     diags.push(

@@ -51,11 +51,23 @@ pub struct HaproxyContext {
     pub acme: Src<bool>,
     /// Where ACME challenges go: `address:port` of every edge host's ACME client.
     pub acme_servers: Vec<Src<String>>,
+    /// The edge hosts sharing the stick tables (the rate limits), this one included;
+    /// empty when no route has a rate limit.
+    pub peers: Vec<PeerView>,
     /// Routes ([`RouteView`]s), most specific first. Routes and backends are the same on
     /// every edge host: converted, and their provenance recorded, once for all.
     pub routes: minijinja::Value,
     /// Backends ([`BackendView`]s), by name.
     pub backends: minijinja::Value,
+}
+
+/// A `peer` of the `peers` section.
+#[derive(Serialize)]
+pub struct PeerView {
+    /// The host's name (the local one is `localpeer`).
+    pub name: Src<String>,
+    /// `address:port`.
+    pub address: Src<String>,
 }
 
 /// A route in the HTTPS frontend.
@@ -279,6 +291,7 @@ impl Family for Haproxy {
                         Src::of(certs.iter().any(|c| c.acme), "ACME", certs.iter().map(|c| &c.loc))
                     },
                     acme_servers: acme_servers(site, svc),
+                    peers: peers(site, svc, &routes),
                     routes: route_list.value.clone(),
                     backends: backend_list.value.clone(),
                 };
@@ -367,6 +380,27 @@ impl Family for Haproxy {
             }
         }
         for (eid, esvc) in &edges {
+            if let Some(limit) = routes.iter().find(|r| r.edge.rate_limit.is_some())
+                && let Some(peers) = site.service(*eid).port("peers").map(|p| p.spec)
+                && let Some((from, to)) = edge::unconnected_pair(site, esvc, peers)
+            {
+                edge::missing_flow(
+                    diags,
+                    &limit.expose.loc,
+                    &format!("service:{}", esvc.name),
+                    &format!("service:{}", esvc.name),
+                    peers,
+                    "the edges share their stick tables (rate limits) as HAProxy peers",
+                    &format!(
+                        "`{}{}` is rate-limited on every host of `{}` with shared counts (`{}` sends them to `{}`)",
+                        limit.expose.hostname.value,
+                        limit.expose.path.value,
+                        esvc.name,
+                        site.host(from).name,
+                        site.host(to).name
+                    ),
+                );
+            }
             let https = site.service(*eid).port("https").map(|p| p.spec);
             for eh in &esvc.hosts {
                 if let Some(p) = https
@@ -421,6 +455,32 @@ fn acme_servers(site: &Site, svc: &crate::model::Service) -> Vec<Src<String>> {
                 "ACME client (edge address and `acme` port)",
                 [&a.loc].into_iter().chain(acme.iter().copied()),
             )
+        })
+        .collect()
+}
+
+/// The `peers` of an edge service: every host on its address and `peers` port, when a
+/// route has a rate limit. One host alone still lists itself: its tables then survive a
+/// reload (the new process learns them from the old one).
+fn peers(site: &Site, svc: &crate::model::Service, routes: &[edge::Route]) -> Vec<PeerView> {
+    let limits: Vec<&Loc> = routes.iter().filter(|r| r.edge.rate_limit.is_some()).map(|r| &r.expose.loc).collect();
+    if limits.is_empty() {
+        return Vec::new();
+    }
+    let port = edge::port_src(svc, "peers", 10000);
+    svc.hosts
+        .iter()
+        .filter_map(|h| {
+            let a = edge::host_address(site, h.value)?;
+            let host = site.host(h.value);
+            Some(PeerView {
+                name: Src::at(host.name.clone(), "host", &host.loc),
+                address: Src::of(
+                    format!("{}:{}", a.value, port.value),
+                    "peer (edge address and `peers` port)",
+                    [&a.loc].into_iter().chain(limits.iter().copied()),
+                ),
+            })
         })
         .collect()
 }

@@ -36,6 +36,9 @@ use crate::model::{HostId, ServiceId, Site};
 
 /// The forwarding configuration.
 pub const CONF: &str = "/etc/rsyslog.d/60-medianest.conf";
+/// HAProxy's logs, on an edge host: before Debian's `49-haproxy.conf`, which writes them
+/// to `/var/log/haproxy.log` and then stops them, so they would never reach [`CONF`].
+pub const HAPROXY_CONF: &str = "/etc/rsyslog.d/48-medianest-haproxy.conf";
 /// The unit.
 pub const UNIT: &str = "rsyslog.service";
 /// Where the lifecycle policies go on the receiving host.
@@ -113,6 +116,15 @@ fn shippers(site: &Site) -> impl Iterator<Item = HostId> + '_ {
     })
 }
 
+/// Context of `logship/haproxy.conf.j2`.
+#[derive(Serialize)]
+pub struct HaproxyLogContext {
+    /// The host.
+    pub host: Src<String>,
+    /// The haproxy service on it.
+    pub haproxy: Src<String>,
+}
+
 impl Family for Logship {
     fn name(&self) -> &'static str {
         "logship"
@@ -150,6 +162,20 @@ impl Family for Logship {
                 a.restart = Some(UNIT.into());
             }
             out.add("logship/rsyslog.conf.j2", &ctx, meta, Some(r.port.loc.clone()));
+            if let Some((_, edge)) = super::edge::services_of(site, crate::model::ServiceKind::Haproxy)
+                .find(|(_, s)| s.hosts.iter().any(|x| x.value == h))
+            {
+                let mut meta = ArtifactMeta::host_file("logship", &host.name, HAPROXY_CONF, 0o644, "root:root");
+                if let Some(a) = meta.apply.as_mut() {
+                    a.validate = Some(Validator::Rsyslog);
+                    a.restart = Some(UNIT.into());
+                }
+                let ctx = HaproxyLogContext {
+                    host: Src::at(host.name.clone(), "host", &host.loc),
+                    haproxy: Src::at(edge.name.clone(), "service", &edge.loc),
+                };
+                out.add("logship/haproxy.conf.j2", &ctx, meta, Some(r.port.loc.clone()));
+            }
         }
         for rh in &svc.hosts {
             let host = site.host(rh.value);

@@ -100,7 +100,10 @@ impl Cx<'_, '_> {
         let method = self
             .required(&b.method, &loc, "method", &t)
             .and_then(|v| self.vocabulary(v, "backup method", BackupMethod::ALL));
-        let every = self.required(&b.every, &loc, "every", &t).and_then(|v| self.value(v, Duration::parse));
+        // `every` is the job timer's `OnUnitActiveSec=` when no calendar fits it.
+        let every = self
+            .required(&b.every, &loc, "every", &t)
+            .and_then(|v| self.value(v, Duration::within(&values::SYSTEMD_TIMESPAN)));
         let target = self.required(&b.target, &loc, "target", &t).and_then(|v| self.endpoint(v, &["service", "host"]));
         let retention = b
             .retention

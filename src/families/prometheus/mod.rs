@@ -573,7 +573,11 @@ impl Family for Prometheus {
                 .backups
                 .iter()
                 .map(|b| {
-                    let w = if b.continuous { b.every.value.0 + rpo.value.0 } else { rpo.value.0.max(b.every.value.0) };
+                    let w = if b.continuous {
+                        b.every.value.0.saturating_add(rpo.value.0)
+                    } else {
+                        rpo.value.0.max(b.every.value.0)
+                    };
                     (w, &b.every.loc)
                 })
                 .chain([(rpo.value.0, &rpo.loc)])

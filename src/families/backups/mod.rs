@@ -339,7 +339,8 @@ fn job_hosts(site: &Site, b: &Backup) -> BTreeMap<HostId, Vec<At<String>>> {
 fn address(site: &Site, to: HostId, from: HostId) -> Option<(String, &Loc)> {
     let t = site.host(to);
     let i = crate::model::flows::arrival(site, to, Peer::Host(from)).min(t.interfaces.len().saturating_sub(1));
-    t.interfaces.get(i).map(|x| (x.address.value.to_string(), &x.address.loc))
+    // Always the host part of a URL or of `root@host:path` (IPv6 in brackets).
+    t.interfaces.get(i).map(|x| (super::host_text(x.address.value), &x.address.loc))
 }
 
 /// The pgBackRest wrapper of a policy: `archive_command` and the jobs run pgBackRest

@@ -726,7 +726,7 @@ impl<'a> Builder<'a> {
                         if let Some(l) = &p.loc {
                             locs.push(l);
                         }
-                        servers.push(Src::of(format!("{}:{}", i.address.value, p.spec.port), "syslog server", locs));
+                        servers.push(Src::of(super::socket_text(i.address.value, p.spec.port), "syslog server", locs));
                     }
                     syslog = Some(SyslogView { servers, sourceip });
                 }

@@ -218,7 +218,7 @@ fn job_view(site: &Site, j: &Job) -> JobView {
             let roles: Vec<&str> = h.roles.iter().map(|r| r.value.name()).collect();
             TargetView {
                 address: Src::of(
-                    format!("{}:{}", iface.address.value, j.port.port),
+                    super::socket_text(iface.address.value, j.port.port),
                     "scrape target (a flow)",
                     j.locs(site).chain([&iface.address.loc]),
                 ),
@@ -252,7 +252,7 @@ fn probe_view(site: &Site, p: &probe::Probe) -> JobView {
             let s = site.service(svc);
             TargetView {
                 address: Src::of(
-                    format!("https://{}/", i.address.value),
+                    format!("https://{}/", super::host_text(i.address.value)),
                     "probe target (a flow)",
                     flows().chain([&i.address.loc]),
                 ),

@@ -299,19 +299,28 @@ fn beyond<T>(s: &str, limit: &Limit<T>, at_most: String) -> ValueError {
     }
 }
 
+/// pgBackRest's `repo1-retention-full` (type `time`), which a `pg-basebackup` policy's
+/// retention becomes in whole days: at most 9999999 (`10000000` is out of range).
+pub const PGBACKREST_RETENTION: Limit<Duration> =
+    Limit { max: Duration(9_999_999 * 86400), target: "pgBackRest's repo1-retention-full", limit: "9999999 days" };
+
+impl Limit<Duration> {
+    /// `d`, written `s`, when it is within the limit.
+    pub fn check(&self, d: Duration, s: &str) -> Result<Duration, ValueError> {
+        if d > self.max {
+            // The limit rounded down to whole days: a value one can write.
+            let days = self.max.0 / 86400;
+            let at_most = if days > 0 { format!("{days}d") } else { self.max.to_string() };
+            return Err(beyond(s, self, at_most));
+        }
+        Ok(d)
+    }
+}
+
 impl Duration {
     /// A parser of durations no longer than `limit`.
     pub fn within(limit: &'static Limit<Duration>) -> impl Fn(&str) -> Result<Duration, ValueError> {
-        move |s| {
-            let d = Duration::parse(s)?;
-            if d > limit.max {
-                // The limit rounded down to whole days: a value one can write.
-                let days = limit.max.0 / 86400;
-                let at_most = if days > 0 { format!("{days}d") } else { limit.max.to_string() };
-                return Err(beyond(s, limit, at_most));
-            }
-            Ok(d)
-        }
+        move |s| limit.check(Duration::parse(s)?, s)
     }
 }
 

@@ -549,3 +549,18 @@ pub fn sources_of<'a>(site: &Site, locs: impl IntoIterator<Item = &'a Loc>) -> V
     let set: BTreeSet<&str> = locs.into_iter().filter_map(|l| site.files.get(l.file).map(String::as_str)).collect();
     set.into_iter().map(str::to_string).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_socket_addresses_are_bracketed() {
+        let v4: std::net::IpAddr = "10.0.2.10".parse().unwrap();
+        let v6: std::net::IpAddr = "fd00:20::10".parse().unwrap();
+        assert_eq!(socket_text(v4, 8080), "10.0.2.10:8080");
+        assert_eq!(socket_text(v6, 8086), "[fd00:20::10]:8086");
+        assert_eq!(host_text(v4), "10.0.2.10");
+        assert_eq!(host_text(v6), "[fd00:20::10]");
+    }
+}

@@ -232,6 +232,8 @@ pub struct SyslogView {
     pub servers: Vec<Src<String>>,
     /// Interface key the log leaves from.
     pub sourceip: String,
+    /// `ipv4` or `ipv6`: the family of that interface's address, which pfSense sends from.
+    pub ipproto: &'static str,
 }
 
 /// `<unbound>`.
@@ -701,6 +703,7 @@ impl<'a> Builder<'a> {
                 Some(p) if p.spec.proto == Proto::Udp => {
                     let mut servers = Vec::new();
                     let mut sourceip = String::new();
+                    let mut ipproto = "ipv4";
                     for h in target.hosts.iter().take(3) {
                         let th = site.host(h.value);
                         if !plan.allows(site, Some(me), Some(h.value), p.spec) {
@@ -724,6 +727,7 @@ impl<'a> Builder<'a> {
                             && let Some(k) = iface_of(i.zone.value)
                         {
                             sourceip = k;
+                            ipproto = if i.address.value.is_ipv6() { "ipv6" } else { "ipv4" };
                         }
                         let mut locs = vec![&i.address.loc, &h.loc, &s.loc];
                         if let Some(l) = &p.loc {
@@ -731,7 +735,7 @@ impl<'a> Builder<'a> {
                         }
                         servers.push(Src::of(super::socket_text(i.address.value, p.spec.port), "syslog server", locs));
                     }
-                    syslog = Some(SyslogView { servers, sourceip });
+                    syslog = Some(SyslogView { servers, sourceip, ipproto });
                 }
                 _ => self.err(
                     Diagnostic::error(

@@ -412,12 +412,16 @@ fn job(site: &Site, b: &Backup, host: HostId, paths: &[At<String>]) -> Option<Jo
             [&b.target.loc],
         )),
         (None, Endpoint::Host(t)) if b.method != BackupMethod::ZfsSnapshot => {
-            let (addr, addr_loc) = address(site, *t, host)?;
-            Some(Src::of(
-                format!("sftp:root@{addr}:{SFTP_DIR}/{}/{}", h.name, b.name),
-                "restic repository (SFTP to the target host)",
-                [addr_loc, &b.target.loc],
-            ))
+            let a = reached(site, *t, host)?;
+            let path = format!("{SFTP_DIR}/{}/{}", h.name, b.name);
+            // restic's `sftp:user@host:path` splits at the first colon, so an IPv6 host
+            // (even bracketed) needs the URL form, `sftp://user@[host]/path`.
+            let repository = match a.value {
+                std::net::IpAddr::V4(v4) => format!("sftp:root@{v4}:{path}"),
+                v6 => format!("sftp://root@{}/{path}", super::host_text(v6)),
+            };
+            let addr_loc = &a.loc;
+            Some(Src::of(repository, "restic repository (SFTP to the target host)", [addr_loc, &b.target.loc]))
         }
         _ => None,
     };

@@ -327,12 +327,31 @@ impl Duration {
 impl fmt::Display for Duration {
     /// The largest unit that divides the value exactly: 7200 → `2h`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, secs) in [("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)] {
-            if self.0.is_multiple_of(secs) {
-                return write!(f, "{}{unit}", self.0 / secs);
-            }
+        f.write_str(&self.in_units(&[("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)]))
+    }
+}
+
+impl Duration {
+    /// In the largest of `units` (`(suffix, seconds)`, largest first) that divides the
+    /// value exactly, else in seconds.
+    fn in_units(&self, units: &[(&str, u64)]) -> String {
+        match units.iter().find(|(_, secs)| self.0.is_multiple_of(*secs)) {
+            Some((unit, secs)) => format!("{}{unit}", self.0 / secs),
+            None => format!("{}s", self.0),
         }
-        write!(f, "{}s", self.0)
+    }
+
+    /// As Go's `time.ParseDuration` reads it (Compose and Swarm health checks): hours at
+    /// most, no `d` or `w` (`docker stack config`: `interval: 1d` does not match format
+    /// 'duration').
+    pub fn go(&self) -> String {
+        self.in_units(&[("h", 3600), ("m", 60)])
+    }
+
+    /// As Elasticsearch reads a time value (an ILM phase's `min_age`): days at most, no
+    /// `w`.
+    pub fn elasticsearch(&self) -> String {
+        self.in_units(&[("d", 86400), ("h", 3600), ("m", 60)])
     }
 }
 
@@ -762,6 +781,16 @@ mod tests {
         assert_eq!(Size::parse("1t").unwrap().nginx(), "1024g");
         assert_eq!(Size::parse("8m").unwrap().nginx(), "8m");
         assert_eq!(Size::parse("1536k").unwrap().nginx(), "1536k");
+    }
+
+    #[test]
+    fn go_and_elasticsearch_durations_have_no_weeks() {
+        let two_weeks = Duration::parse("2w").unwrap();
+        assert_eq!(two_weeks.to_string(), "2w");
+        assert_eq!(two_weeks.go(), "336h");
+        assert_eq!(two_weeks.elasticsearch(), "14d");
+        assert_eq!(Duration::parse("90s").unwrap().go(), "90s");
+        assert_eq!(Duration::parse("36h").unwrap().elasticsearch(), "36h");
     }
 
     #[test]

@@ -87,6 +87,23 @@ pub fn net_text(net: ipnet::IpNet) -> String {
     if net.prefix_len() == net.max_prefix_len() { net.addr().to_string() } else { net.to_string() }
 }
 
+/// An address as the host part of `address:port` and of a URL: an IPv6 address in
+/// brackets (`[fd00:20::10]`), since its own colons would otherwise read as a port
+/// (nginx: `invalid port in upstream`, HAProxy: `invalid address`). Every family writes a
+/// socket address or URL through this or [`socket_text`], never `format!("{a}:{p}")`.
+pub fn host_text(a: std::net::IpAddr) -> String {
+    match a {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// `address:port` as nginx, HAProxy, Prometheus and rsyslog read it: `10.0.2.10:8080`,
+/// `[fd00:20::10]:8080`.
+pub fn socket_text(a: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(a, port).to_string()
+}
+
 /// The sources the flow plan lets open `port` on `host`, for an allow-list (HAProxy's
 /// stats ACL, Nginx `allow`, `pg_hba`): each address or network once, sorted, with the
 /// flows and addresses it comes from; the internet is `0.0.0.0/0` and `::/0`. Reading
@@ -120,6 +137,15 @@ pub fn listen_addresses(
     host: crate::model::HostId,
     ports: &[crate::model::values::PortSpec],
 ) -> Vec<provenance::Src<String>> {
+    listen_ips(site, host, ports).into_iter().map(|a| a.map(|ip| ip.to_string())).collect()
+}
+
+/// [`listen_addresses`] as addresses.
+fn listen_ips(
+    site: &Site,
+    host: crate::model::HostId,
+    ports: &[crate::model::values::PortSpec],
+) -> Vec<provenance::Src<std::net::IpAddr>> {
     let h = site.host(host);
     let mut hit: std::collections::BTreeMap<usize, Vec<&Loc>> = Default::default();
     for g in site.flow_plan().into_host(host).filter(|g| ports.contains(&g.port)) {
@@ -140,11 +166,7 @@ pub fn listen_addresses(
     hit.into_iter()
         .map(|(i, locs)| {
             let a = &h.interfaces[i].address;
-            provenance::Src::of(
-                a.value.to_string(),
-                "listen address (reached by a flow)",
-                std::iter::once(&a.loc).chain(locs),
-            )
+            provenance::Src::of(a.value, "listen address (reached by a flow)", std::iter::once(&a.loc).chain(locs))
         })
         .collect()
 }
@@ -168,11 +190,15 @@ pub fn listen_one(
     port: crate::model::values::PortSpec,
     loc: &Loc,
 ) -> provenance::Src<String> {
-    let found = listen_addresses(site, host, &[port]);
+    let found = listen_ips(site, host, &[port]);
     let n = port.port;
+    let v6 = site.host(host).interfaces.iter().any(|i| i.address.value.is_ipv6());
     match found.len() {
         0 => provenance::Src::at(format!("127.0.0.1:{n}"), "listen address (no flow reaches it)", loc),
-        1 => found.into_iter().next().expect("one").map(|a| format!("{a}:{n}")),
+        1 => found.into_iter().next().expect("one").map(|a| socket_text(a, n)),
+        // `[::]` takes both families on Linux (net.ipv6.bindv6only is 0); `0.0.0.0`
+        // would miss an IPv6 interface.
+        _ if v6 => provenance::Src::at(format!("[::]:{n}"), "listen address (flows reach several)", loc),
         _ => provenance::Src::at(format!("0.0.0.0:{n}"), "listen address (flows reach several)", loc),
     }
 }
@@ -524,4 +550,19 @@ pub fn lower(site: &Site, depth: Depth) -> Vec<RenderJob> {
 pub fn sources_of<'a>(site: &Site, locs: impl IntoIterator<Item = &'a Loc>) -> Vec<String> {
     let set: BTreeSet<&str> = locs.into_iter().filter_map(|l| site.files.get(l.file).map(String::as_str)).collect();
     set.into_iter().map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_socket_addresses_are_bracketed() {
+        let v4: std::net::IpAddr = "10.0.2.10".parse().unwrap();
+        let v6: std::net::IpAddr = "fd00:20::10".parse().unwrap();
+        assert_eq!(socket_text(v4, 8080), "10.0.2.10:8080");
+        assert_eq!(socket_text(v6, 8086), "[fd00:20::10]:8086");
+        assert_eq!(host_text(v4), "10.0.2.10");
+        assert_eq!(host_text(v6), "[fd00:20::10]");
+    }
 }

@@ -261,15 +261,97 @@ impl Duration {
     }
 }
 
+/// The most a target accepts of a value it renders: `max`, and how the message names the
+/// target and the limit. The site's types are wider than some targets (a `u64` of
+/// seconds, of bytes), so a value each target would refuse is refused at load time, with
+/// the limit, instead of reaching a config the tool rejects on the host.
+pub struct Limit<T> {
+    /// The largest value accepted.
+    pub max: T,
+    /// What holds the value, e.g. `HAProxy's timers`.
+    pub target: &'static str,
+    /// The limit as the target states it, e.g. `2147483647 ms, about 24.8 days`.
+    pub limit: &'static str,
+}
+
+/// HAProxy's timers (`inter`, `timeout`): 2^31 - 1 milliseconds.
+pub const HAPROXY_TIMER: Limit<Duration> =
+    Limit { max: Duration(2_147_483), target: "HAProxy's timers", limit: "2147483647 ms, about 24.8 days" };
+
+/// systemd's time spans (`OnUnitActiveSec=`, `RandomizedDelaySec=`): microseconds in a
+/// `u64`, all ones meaning infinity (`systemd-analyze timespan` refuses one second more).
+pub const SYSTEMD_TIMESPAN: Limit<Duration> = Limit {
+    max: Duration(18_446_744_073_708),
+    target: "systemd's time spans",
+    limit: "2^64 - 2 µs, about 584,542 years",
+};
+
+/// nginx's sizes (`client_max_body_size`): an `off_t`, 2^63 - 1 bytes (`nginx -t`
+/// refuses `8589934592g`).
+pub const NGINX_SIZE: Limit<Size> =
+    Limit { max: Size(i64::MAX as u64), target: "nginx's client_max_body_size", limit: "2^63 - 1 bytes" };
+
+fn beyond<T>(s: &str, limit: &Limit<T>, at_most: String) -> ValueError {
+    ValueError {
+        code: "bad-value",
+        message: format!("`{}` is more than {} can hold: at most {}", printable(s), limit.target, limit.limit),
+        help: format!("use at most `{at_most}`"),
+    }
+}
+
+/// pgBackRest's `repo1-retention-full` (type `time`), which a `pg-basebackup` policy's
+/// retention becomes in whole days: at most 9999999 (`10000000` is out of range).
+pub const PGBACKREST_RETENTION: Limit<Duration> =
+    Limit { max: Duration(9_999_999 * 86400), target: "pgBackRest's repo1-retention-full", limit: "9999999 days" };
+
+impl Limit<Duration> {
+    /// `d`, written `s`, when it is within the limit.
+    pub fn check(&self, d: Duration, s: &str) -> Result<Duration, ValueError> {
+        if d > self.max {
+            // The limit rounded down to whole days: a value one can write.
+            let days = self.max.0 / 86400;
+            let at_most = if days > 0 { format!("{days}d") } else { self.max.to_string() };
+            return Err(beyond(s, self, at_most));
+        }
+        Ok(d)
+    }
+}
+
+impl Duration {
+    /// A parser of durations no longer than `limit`.
+    pub fn within(limit: &'static Limit<Duration>) -> impl Fn(&str) -> Result<Duration, ValueError> {
+        move |s| limit.check(Duration::parse(s)?, s)
+    }
+}
+
 impl fmt::Display for Duration {
     /// The largest unit that divides the value exactly: 7200 → `2h`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, secs) in [("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)] {
-            if self.0.is_multiple_of(secs) {
-                return write!(f, "{}{unit}", self.0 / secs);
-            }
+        f.write_str(&self.in_units(&[("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)]))
+    }
+}
+
+impl Duration {
+    /// In the largest of `units` (`(suffix, seconds)`, largest first) that divides the
+    /// value exactly, else in seconds.
+    fn in_units(&self, units: &[(&str, u64)]) -> String {
+        match units.iter().find(|(_, secs)| self.0.is_multiple_of(*secs)) {
+            Some((unit, secs)) => format!("{}{unit}", self.0 / secs),
+            None => format!("{}s", self.0),
         }
-        write!(f, "{}s", self.0)
+    }
+
+    /// As Go's `time.ParseDuration` reads it (Compose and Swarm health checks): hours at
+    /// most, no `d` or `w` (`docker stack config`: `interval: 1d` does not match format
+    /// 'duration').
+    pub fn go(&self) -> String {
+        self.in_units(&[("h", 3600), ("m", 60)])
+    }
+
+    /// As Elasticsearch reads a time value (an ILM phase's `min_age`): days at most, no
+    /// `w`.
+    pub fn elasticsearch(&self) -> String {
+        self.in_units(&[("d", 86400), ("h", 3600), ("m", 60)])
     }
 }
 
@@ -337,6 +419,24 @@ impl Size {
             }
         }
         self.0.to_string()
+    }
+}
+
+impl Size {
+    /// A parser of sizes no larger than `limit`.
+    pub fn within(limit: &'static Limit<Size>) -> impl Fn(&str) -> Result<Size, ValueError> {
+        move |s| {
+            let v = Size::parse(s)?;
+            if v > limit.max {
+                // The limit rounded down to its largest unit: a value one can write.
+                let (unit, shift) = [("t", 40), ("g", 30), ("m", 20), ("k", 10)]
+                    .into_iter()
+                    .find(|(_, b)| limit.max.0 >> b > 0)
+                    .unwrap_or(("k", 10));
+                return Err(beyond(s, limit, format!("{}{unit}", limit.max.0 >> shift)));
+            }
+            Ok(v)
+        }
     }
 }
 
@@ -681,6 +781,29 @@ mod tests {
         assert_eq!(Size::parse("1t").unwrap().nginx(), "1024g");
         assert_eq!(Size::parse("8m").unwrap().nginx(), "8m");
         assert_eq!(Size::parse("1536k").unwrap().nginx(), "1536k");
+    }
+
+    #[test]
+    fn go_and_elasticsearch_durations_have_no_weeks() {
+        let two_weeks = Duration::parse("2w").unwrap();
+        assert_eq!(two_weeks.to_string(), "2w");
+        assert_eq!(two_weeks.go(), "336h");
+        assert_eq!(two_weeks.elasticsearch(), "14d");
+        assert_eq!(Duration::parse("90s").unwrap().go(), "90s");
+        assert_eq!(Duration::parse("36h").unwrap().elasticsearch(), "36h");
+    }
+
+    #[test]
+    fn limits_name_the_target_and_the_largest_value() {
+        let inter = Duration::within(&HAPROXY_TIMER);
+        assert_eq!(inter("2147483s").unwrap(), Duration(2_147_483));
+        let e = inter("2147484s").unwrap_err();
+        assert!(e.message.contains("2147483647 ms"), "{}", e.message);
+        assert_eq!(e.help, "use at most `24d`");
+        assert!(Duration::within(&SYSTEMD_TIMESPAN)("999999999999w").is_err());
+        let body = Size::within(&NGINX_SIZE);
+        assert_eq!(body("8388607t").unwrap().nginx(), "8589933568g");
+        assert_eq!(body("8388608t").unwrap_err().help, "use at most `8388607t`");
     }
 
     #[test]

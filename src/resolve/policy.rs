@@ -100,14 +100,23 @@ impl Cx<'_, '_> {
         let method = self
             .required(&b.method, &loc, "method", &t)
             .and_then(|v| self.vocabulary(v, "backup method", BackupMethod::ALL));
-        let every = self.required(&b.every, &loc, "every", &t).and_then(|v| self.value(v, Duration::parse));
+        // `every` is the job timer's `OnUnitActiveSec=` when no calendar fits it.
+        let every = self
+            .required(&b.every, &loc, "every", &t)
+            .and_then(|v| self.value(v, Duration::within(&values::SYSTEMD_TIMESPAN)));
         let target = self.required(&b.target, &loc, "target", &t).and_then(|v| self.endpoint(v, &["service", "host"]));
         let retention = b
             .retention
             .as_ref()
             .and_then(|v| self.value(v, Duration::parse))
-            .map(|a| a.value)
-            .unwrap_or(defaults.backup_retention);
+            .unwrap_or(At { value: defaults.backup_retention, loc: loc.clone() });
+        // pgBackRest keeps a pg-basebackup policy's full backups this long, in days.
+        if method.as_ref().is_some_and(|m| m.value == BackupMethod::PgBasebackup)
+            && let Err(e) = values::PGBACKREST_RETENTION.check(retention.value, &retention.value.to_string())
+        {
+            self.bad(retention.loc.clone(), e);
+        }
+        let retention = retention.value;
         Some(Backup {
             name: name.to_string(),
             service: service.map(|a| At { value: ServiceId(a.value), loc: a.loc })?,

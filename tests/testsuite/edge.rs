@@ -87,6 +87,30 @@ fn haproxy_config(host_root: &Path, dir: &Path, pem: &Path, run: &Path) -> PathB
     path
 }
 
+/// `nginx -t` on a generated `nginx.conf`, in a private network namespace holding the
+/// address its `listen` binds (IPv4 or, bracketed, IPv6).
+fn nginx_check(conf_path: &Path) -> Output {
+    let conf = std::fs::read_to_string(conf_path).unwrap();
+    let listen = conf.lines().find_map(|l| l.trim().strip_prefix("listen ")).unwrap();
+    let socket = listen.split([' ', ';']).next().unwrap();
+    let addr = socket.rsplit_once(':').unwrap().0.trim_start_matches('[').trim_end_matches(']');
+    let prefix = if addr.contains(':') { 128 } else { 32 };
+    sh(&format!(
+        "unshare -n sh -c 'ip link set lo up && ip addr add {addr}/{prefix} dev lo && nginx -t -c {}'",
+        conf_path.display()
+    ))
+}
+
+/// `keepalived -t` on a keepalived.conf, in a private network namespace holding every
+/// interface it names (keepalived checks that they exist).
+fn keepalived_check(conf_path: &Path) -> Output {
+    let conf = std::fs::read_to_string(conf_path).unwrap();
+    let ifaces: std::collections::BTreeSet<&str> =
+        conf.lines().filter_map(|l| l.trim().strip_prefix("interface ")).map(str::trim).collect();
+    let links: String = ifaces.iter().map(|i| format!("ip link add {i} type veth peer name {i}p && ")).collect();
+    sh(&format!("unshare -n sh -c '{links}keepalived -t -f {}'", conf_path.display()))
+}
+
 #[test]
 fn reference_site_edge_configs_pass_their_native_checks() {
     require_tools();
@@ -106,26 +130,13 @@ fn reference_site_edge_configs_pass_their_native_checks() {
             checked += 1;
         }
         if root.join("etc/nginx/nginx.conf").exists() {
-            // The config binds to the host's address: give it one in a private namespace.
-            let conf = std::fs::read_to_string(root.join("etc/nginx/nginx.conf")).unwrap();
-            let listen = conf.lines().find_map(|l| l.trim().strip_prefix("listen ")).unwrap();
-            let addr = listen.split(':').next().unwrap();
-            let o = sh(&format!(
-                "unshare -n sh -c 'ip link set lo up && ip addr add {addr}/32 dev lo && nginx -t -c {}'",
-                root.join("etc/nginx/nginx.conf").display()
-            ));
+            let o = nginx_check(&root.join("etc/nginx/nginx.conf"));
             assert!(o.status.success(), "nginx -t for {name}: {}", ok(&o));
             assert!(stderr(&o).contains("test is successful"), "{}", ok(&o));
             checked += 1;
         }
         if root.join("etc/keepalived/keepalived.conf").exists() {
-            // keepalived checks that the interface exists: create it in a private namespace.
-            let conf = std::fs::read_to_string(root.join("etc/keepalived/keepalived.conf")).unwrap();
-            let iface = conf.lines().find_map(|l| l.trim().strip_prefix("interface ")).unwrap().to_string();
-            let o = sh(&format!(
-                "unshare -n sh -c 'ip link add {iface} type veth peer name {iface}p && keepalived -t -f {}'",
-                root.join("etc/keepalived/keepalived.conf").display()
-            ));
+            let o = keepalived_check(&root.join("etc/keepalived/keepalived.conf"));
             assert!(o.status.success(), "keepalived -t for {name}: {}", ok(&o));
             checked += 1;
         }
@@ -144,10 +155,7 @@ fn keepalived_check_rejects_a_broken_config() {
         std::fs::read_to_string(repo_root().join("generated/hosts/edge1/root/etc/keepalived/keepalived.conf")).unwrap();
     let broken = tmp.path().join("k.conf");
     std::fs::write(&broken, conf.replace("virtual_router_id 60", "virtual_router_id 600")).unwrap();
-    let o = sh(&format!(
-        "unshare -n sh -c 'ip link add ens18 type veth peer name ens18p && keepalived -t -f {}'",
-        broken.display()
-    ));
+    let o = keepalived_check(&broken);
     assert!(!o.status.success(), "{}", ok(&o));
 }
 
@@ -340,6 +348,66 @@ fn end_to_end_on_loopback() {
     drop(running);
 }
 
+/// An IPv6 app tier behind a dual-stack edge, end to end: HAProxy on `[::]` reaches
+/// Nginx on an IPv6-only host from its own IPv6 address (`source`), Nginx its upstream
+/// at a bracketed address, and a request over either family gets 200. All of it runs in
+/// private network and PID namespaces (the addresses exist only there, and every process
+/// ends with the namespace).
+#[test]
+fn ipv6_backend_through_the_edge_on_loopback() {
+    require_tools();
+    let repo = tempfile::tempdir().unwrap();
+    copy_tree(&suite("fixtures/edge-site-v6"), &repo.path().join("site"));
+    let out = medianest(repo.path(), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hosts = repo.path().join("generated/hosts");
+    let run = repo.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let (pem, cert) = certificate(repo.path(), &["media.test"]);
+    let nginx = hosts.join("app1/root/etc/nginx/nginx.conf");
+    let conf = std::fs::read_to_string(&nginx)
+        .unwrap()
+        .replace("pid /run/nginx.pid;", &format!("pid {};", run.join("nginx.pid").display()));
+    std::fs::write(&nginx, conf).unwrap();
+    let cfg = haproxy_config(&hosts.join("edge1/root"), repo.path(), &pem, &run);
+    let get = |to: &str, extra: &str| {
+        format!(
+            "curl -s --max-time 5 {extra} --resolve 'media.test:18443:{to}' --cacert {} https://media.test:18443/",
+            cert.display()
+        )
+    };
+    let v6 = get("[fd00:10::10]", "");
+    let script = format!(
+        "set -e
+ip link set lo up
+ip addr add fd00:10::10/128 dev lo nodad
+ip addr add fd00:20::11/128 dev lo nodad
+python3 {backend} app1 fd00:20::11 18090 {flag} >/dev/null 2>&1 &
+nginx -c {nginx}
+haproxy -f {cfg} -D -p {run}/haproxy.pid
+for i in $(seq 1 100); do
+  [ \"$({code})\" = 200 ] && break
+  sleep 0.2
+done
+echo \"code $({code})\"
+echo \"v6 $({v6})\"
+echo \"v4 $({v4})\"
+",
+        backend = suite("fixtures/edge-backend.py").display(),
+        flag = run.join("app1.unhealthy").display(),
+        nginx = nginx.display(),
+        cfg = cfg.display(),
+        run = run.display(),
+        code = get("[fd00:10::10]", "-o /dev/null -w '%{http_code}'"),
+        v4 = get("127.0.10.10", ""),
+    );
+    let o = Command::new("unshare").args(["-n", "-p", "-f", "sh", "-c", &script]).output().unwrap();
+    let text = stdout(&o);
+    assert!(text.contains("code 200\n"), "{}", ok(&o));
+    assert!(text.contains("v6 hello from app1\n"), "{}", ok(&o));
+    assert!(text.contains("v4 hello from app1\n"), "{}", ok(&o));
+}
+
 // --- Random valid sites pass the native checks ----------------------------------------
 
 /// One exposed container of a random site.
@@ -385,9 +453,80 @@ fn random_service() -> impl proptest::strategy::Strategy<Value = RandomService> 
         })
 }
 
-/// The overlay on the base fixture: the services on app1, their flows from the edge,
-/// and (when `proxy`) an app-tier Nginx on app1 that the edge goes through.
-fn random_overlay(services: &[RandomService], proxy: bool) -> String {
+/// The address families of a random site's app tier: the services on the base
+/// fixture's IPv4 host app1, on an IPv6-only host app6 (in an IPv6-only zone), or on
+/// both (backends with servers of both families). With IPv6, the edge hosts are
+/// dual-stack: an IPv4 interface in `dmz` and an IPv6 one in `dmz6`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Families {
+    V4,
+    V6,
+    Both,
+}
+
+impl Families {
+    fn app_hosts(self) -> &'static str {
+        match self {
+            Families::V4 => r#"["app1"]"#,
+            Families::V6 => r#"["app6"]"#,
+            Families::Both => r#"["app1", "app6"]"#,
+        }
+    }
+}
+
+/// Writes a random site over the base fixture: [`random_overlay`], and, for IPv6 or an
+/// edge pair, the base hosts and services with the edge hosts it needs (named
+/// interfaces for keepalived, an IPv6 one each, edge2 in the HAProxy service).
+fn write_random_site(repo: &Repo, services: &[RandomService], proxy: bool, families: Families, pair: bool) {
+    let base = suite("fixtures/base-site");
+    let mut overlay = random_overlay(services, proxy, families);
+    if families != Families::V4 || pair {
+        let edge = |n: u8| {
+            let v6 = if families == Families::V4 {
+                String::new()
+            } else {
+                format!(r#", {{ zone = "dmz6", address = "fd00:60::1{n}", name = "ens19" }}"#)
+            };
+            format!(
+                "[hosts.edge{}]\nkind = \"vm\"\non = \"pve1\"\n\
+                 interfaces = [{{ zone = \"dmz\", address = \"10.1.6.1{n}\", name = \"ens18\" }}{v6}]\n",
+                n + 1
+            )
+        };
+        let hosts = std::fs::read_to_string(base.join("hosts.toml")).unwrap();
+        let one =
+            "[hosts.edge1]\nkind = \"vm\"\non = \"pve1\"\ninterfaces = [{ zone = \"dmz\", address = \"10.1.6.10\" }]\n";
+        assert!(hosts.contains(one), "the base fixture's edge1 changed");
+        let edges = if pair { format!("{}\n{}", edge(0), edge(1)) } else { edge(0) };
+        repo.write("site/hosts.toml", &hosts.replace(one, &edges));
+    }
+    if families != Families::V4 {
+        overlay.push_str(
+            "[zones.dmz6]\nvlan = 61\ncidr = \"fd00:60::/64\"\ngateway = \"fd00:60::1\"\n\n\
+             [zones.app6]\nvlan = 21\ncidr = \"fd00:20::/64\"\ngateway = \"fd00:20::1\"\n\n\
+             [hosts.app6]\nkind = \"vm\"\non = \"pve1\"\nroles = [\"docker\"]\n\
+             interfaces = [{ zone = \"app6\", address = \"fd00:20::10\" }]\n\n",
+        );
+    }
+    if pair {
+        let services = std::fs::read_to_string(base.join("services.toml")).unwrap();
+        let one = "kind = \"haproxy\"\nhosts = [\"edge1\"]";
+        assert!(services.contains(one), "the base fixture's proxy changed");
+        repo.write("site/services.toml", &services.replace(one, "kind = \"haproxy\"\nhosts = [\"edge1\", \"edge2\"]"));
+        // The floating address in the edge pair's IPv6 zone when it has one.
+        let vip = if families == Families::V4 { "10.1.6.5" } else { "fd00:60::5" };
+        overlay.push_str(&format!(
+            "[services.keepalived]\nkind = \"keepalived\"\nhosts = [\"edge1\", \"edge2\"]\nvip = \"{vip}\"\nvrid = 60\n\n\
+             [[flows]]\nfrom = \"service:keepalived\"\nto = \"service:keepalived\"\nports = [\"vrrp\"]\nwhy = \"VRRP\"\n\n"
+        ));
+    }
+    repo.write("site/zz-random.toml", &overlay);
+}
+
+/// The overlay on the base fixture: the services on the app hosts of `families`, their
+/// flows from the edge, and (when `proxy`) an app-tier Nginx on those hosts that the
+/// edge goes through.
+fn random_overlay(services: &[RandomService], proxy: bool, families: Families) -> String {
     let mut seen = std::collections::BTreeSet::new();
     // The base site already publishes lab.example.org/.
     seen.insert(("lab.example.org".to_string(), "/".to_string()));
@@ -414,18 +553,20 @@ fn random_overlay(services: &[RandomService], proxy: bool) -> String {
             None => "{ tcp = true }".to_string(),
         };
         s.push_str(&format!(
-            "[services.svc{i}]\nimage = \"ghcr.io/lab/svc{i}:1.0.0\"\nhosts = [\"app1\"]\nuser = \"1001:1001\"\n\
+            "[services.svc{i}]\nimage = \"ghcr.io/lab/svc{i}:1.0.0\"\nhosts = {}\nuser = \"1001:1001\"\n\
              ports = {{ http = {port} }}\nhealth = {health}\nbalance = \"{}\"\nexpose = [{}]\n\n\
              [[flows]]\nfrom = \"service:proxy\"\nto = \"service:svc{i}\"\nports = [\"http\"]\nwhy = \"edge\"\n\n",
+            families.app_hosts(),
             svc.balance,
             exposes.join(", ")
         ));
     }
     if proxy {
-        s.push_str(
-            "[services.appproxy]\nkind = \"nginx\"\nhosts = [\"app1\"]\n\n\
-             [[flows]]\nfrom = \"service:proxy\"\nto = \"service:appproxy\"\nports = [\"http\"]\nwhy = \"edge to the app tier\"\n",
-        );
+        s.push_str(&format!(
+            "[services.appproxy]\nkind = \"nginx\"\nhosts = {}\n\n\
+             [[flows]]\nfrom = \"service:proxy\"\nto = \"service:appproxy\"\nports = [\"http\"]\nwhy = \"edge to the app tier\"\n\n",
+            families.app_hosts()
+        ));
     }
     s
 }
@@ -447,15 +588,16 @@ fn native_checks(generated: &Path, tmp: &Path, pem: &Path) -> Result<usize, Stri
             checked += 1;
         }
         if root.join("etc/nginx/nginx.conf").exists() {
-            let conf = std::fs::read_to_string(root.join("etc/nginx/nginx.conf")).unwrap();
-            let listen = conf.lines().find_map(|l| l.trim().strip_prefix("listen ")).unwrap();
-            let addr = listen.split(':').next().unwrap();
-            let o = sh(&format!(
-                "unshare -n sh -c 'ip link set lo up && ip addr add {addr}/32 dev lo && nginx -t -q -c {}'",
-                root.join("etc/nginx/nginx.conf").display()
-            ));
+            let o = nginx_check(&root.join("etc/nginx/nginx.conf"));
             if !o.status.success() {
                 return Err(format!("nginx -t for {name}: {}", ok(&o)));
+            }
+            checked += 1;
+        }
+        if root.join("etc/keepalived/keepalived.conf").exists() {
+            let o = keepalived_check(&root.join("etc/keepalived/keepalived.conf"));
+            if !o.status.success() {
+                return Err(format!("keepalived -t for {name}: {}", ok(&o)));
             }
             checked += 1;
         }
@@ -472,22 +614,32 @@ proptest::proptest! {
 
     /// Random valid edge sites (1 to 4 exposed services with random routes, WAF modes,
     /// rate limits, body sizes, balance algorithms and health checks, with or without an
-    /// app-tier Nginx) build, and every HAProxy and Nginx config they produce passes the
+    /// app-tier Nginx, on IPv4, IPv6 or both, with one edge host or a keepalived pair)
+    /// build, and every HAProxy, Nginx and keepalived config they produce passes the
     /// tool's own check.
     #[test]
     fn random_valid_edge_sites_pass_the_native_checks(
         services in proptest::collection::vec(random_service(), 1..5),
         proxy in proptest::prelude::any::<bool>(),
+        families in proptest::prop_oneof![
+            proptest::strategy::Just(Families::V4),
+            proptest::strategy::Just(Families::V6),
+            proptest::strategy::Just(Families::Both),
+        ],
+        pair in proptest::prelude::any::<bool>(),
     ) {
         require_tools();
         let repo = Repo::base();
-        repo.write("site/zz-random.toml", &random_overlay(&services, proxy));
+        write_random_site(&repo, &services, proxy, families, pair);
         let out = repo.run(&["build"]);
         proptest::prop_assert!(out.status.success(), "a random valid site does not build:\n{}", stderr(&out));
         let tmp = tempfile::tempdir().unwrap();
         let (pem, _) = certificate(tmp.path(), &["lab.example.org", "*.lab.example.org"]);
         let checked = native_checks(&repo.path().join("generated"), tmp.path(), &pem);
         proptest::prop_assert!(checked.is_ok(), "{}", checked.unwrap_err());
-        proptest::prop_assert!(checked.unwrap() >= 1 + usize::from(proxy));
+        // HAProxy and keepalived on each edge host, Nginx on each app host it runs on.
+        let edges = if pair { 4 } else { 1 };
+        let nginx = if !proxy { 0 } else if families == Families::Both { 2 } else { 1 };
+        proptest::prop_assert_eq!(checked.unwrap(), edges + nginx);
     }
 }

@@ -132,6 +132,8 @@ struct End {
 struct Rule {
     pass: bool,
     interface: String,
+    /// `inet`, `inet6` or `inet46`: the address families the rule matches.
+    ipprotocol: String,
     protocol: Option<String>,
     source: End,
     destination: End,
@@ -182,14 +184,15 @@ impl Pf {
         let mut ifaces = BTreeMap::new();
         for i in section("interfaces").children().filter(|c| c.is_element()) {
             let key = i.tag_name().name().to_string();
-            let addr = text_of(i, "ipaddr").unwrap();
+            // An IPv6 zone's interface has `ipaddrv6` and `subnetv6` instead.
+            let addr = text_of(i, "ipaddr").or_else(|| text_of(i, "ipaddrv6")).unwrap();
             if key == "wan" {
                 assert_eq!(addr, "dhcp", "the reference WAN takes its address by DHCP");
                 ifaces.insert(key, (WAN_ADDRESS, IpNet::new(WAN_ADDRESS, 24).unwrap().trunc()));
                 continue;
             }
             let a: IpAddr = addr.parse().unwrap();
-            let p: u8 = text_of(i, "subnet").unwrap().parse().unwrap();
+            let p: u8 = text_of(i, "subnet").or_else(|| text_of(i, "subnetv6")).unwrap().parse().unwrap();
             ifaces.insert(key, (a, IpNet::new(a, p).unwrap().trunc()));
         }
         let mut aliases = BTreeMap::new();
@@ -207,6 +210,7 @@ impl Pf {
                     other => panic!("rule type {other}"),
                 },
                 interface: text_of(r, "interface").unwrap(),
+                ipprotocol: text_of(r, "ipprotocol").unwrap(),
                 protocol: text_of(r, "protocol"),
                 source: end_of(r.children().find(|c| c.has_tag_name("source")).unwrap()),
                 destination: end_of(r.children().find(|c| c.has_tag_name("destination")).unwrap()),
@@ -305,7 +309,14 @@ impl Pf {
             return (true, None);
         }
         for r in self.rules.iter().filter(|r| r.interface == iface) {
-            if Self::proto_matches(&r.protocol, port.proto)
+            let family = match r.ipprotocol.as_str() {
+                "inet" => src.is_ipv4(),
+                "inet6" => src.is_ipv6(),
+                "inet46" => true,
+                other => panic!("ipprotocol {other}"),
+            };
+            if family
+                && Self::proto_matches(&r.protocol, port.proto)
                 && self.end_matches(&r.source, src, PortSpec { proto: port.proto, port: 0 })
                 && self.end_matches(&r.destination, dst, port)
             {
@@ -537,6 +548,45 @@ fn a_second_site_also_passes_exactly_what_its_flows_allow() {
     );
     assert!(n.internet_passed > 0 && n.passed > 0, "{n:?}");
     assert!(n.mismatches.is_empty(), "{}", n.mismatches.join("\n"));
+}
+
+#[test]
+fn ipv6_zones_pass_exactly_what_their_flows_allow() {
+    // Two IPv6-only zones behind the firewall (the base site's four stay IPv4): their
+    // interfaces carry `ipaddrv6`, and a flow between them is an `inet6` rule, which is
+    // what pfSense matches an IPv6 packet with.
+    let repo = Repo::base();
+    let services = std::fs::read_to_string(repo.path().join("site/services.toml")).unwrap();
+    let fw = "hosts = [\"fw1\"]\nports = { dns = \"udp/53\", dns-tcp = 53, webgui = 443 }\nwan = \"igb9\"\nadmin_zone = \"mgmt\"\n";
+    repo.write("site/services.toml", &services.replacen("hosts = [\"fw1\"]\n", fw, 1));
+    let hosts = std::fs::read_to_string(repo.path().join("site/hosts.toml")).unwrap();
+    let last = "  { zone = \"dmz\", address = \"10.1.6.1\", name = \"igb3\" },\n";
+    let v6 = "  { zone = \"app6\", address = \"fd00:20::1\", name = \"igb4\" },\n  { zone = \"db6\", address = \"fd00:30::1\", name = \"igb5\" },\n";
+    assert!(hosts.contains(last));
+    repo.write("site/hosts.toml", &hosts.replacen(last, &format!("{last}{v6}"), 1));
+    repo.write(
+        "site/zz-ipv6.toml",
+        "[zones.app6]\nvlan = 21\ncidr = \"fd00:20::/64\"\ngateway = \"fd00:20::1\"\n\n\
+         [zones.db6]\nvlan = 31\ncidr = \"fd00:30::/64\"\ngateway = \"fd00:30::1\"\n\n\
+         [hosts.app6]\nkind = \"physical\"\ninterfaces = [{ zone = \"app6\", address = \"fd00:20::10\" }]\n\n\
+         [hosts.db6]\nkind = \"physical\"\ninterfaces = [{ zone = \"db6\", address = \"fd00:30::10\" }]\n\n\
+         [[flows]]\nfrom = \"zone:mgmt\"\nto = \"service:firewall\"\nports = [\"tcp/443\"]\nwhy = \"operators administer the firewall\"\n\n\
+         [[flows]]\nfrom = \"host:app6\"\nto = \"host:db6\"\nports = [\"tcp/5432\"]\nwhy = \"the app reaches its database\"\n\n\
+         [[flows]]\nfrom = \"zone:db6\"\nto = \"host:app6\"\nports = [\"tcp/8080\"]\nwhy = \"callbacks\"\n",
+    );
+    let c = compile(&Paths::under(repo.path()));
+    assert!(!c.failed(), "{}", c.diags.render_plain(&c.sources));
+    let xml = String::from_utf8(c.artifacts["firewall/fw1/config.xml"].bytes.clone()).unwrap();
+    let (code, out) = xmllint(&xml);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(xml.contains("<ipaddrv6>fd00:20::1</ipaddrv6>"), "{xml}");
+    assert!(xml.contains("<ipprotocol>inet6</ipprotocol>"), "{xml}");
+    let n = check_semantics(&c.site, &xml);
+    assert!(n.passed > 0, "{n:?}");
+    assert!(n.mismatches.is_empty(), "{}", n.mismatches.join("\n"));
+    // As pfSense would, the semantics miss an IPv6 flow passed by an `inet` rule.
+    let v4_only = xml.replace("<ipprotocol>inet6</ipprotocol>", "<ipprotocol>inet</ipprotocol>");
+    assert!(!check_semantics(&c.site, &v4_only).mismatches.is_empty(), "an inet rule for IPv6 went unnoticed");
 }
 
 /// A random flow over the base site's endpoints: sources and destinations of every kind,

@@ -107,7 +107,7 @@ impl Family for Acme {
                             .to_string(),
                         email: Src::at(email.value.clone(), "ACME contact", &email.loc),
                         directory: Src::at(c.acme_directory.value.clone(), "ACME directory", &c.acme_directory.loc),
-                        listen: port.clone().map(|p| format!("{}:{p}", addr.value)),
+                        listen: port.clone().map(|p| super::socket_text(addr.value, p)),
                         script: format!("{DIR}/{}.sh", c.name),
                         unit: unit(&c.name),
                         state: STATE,

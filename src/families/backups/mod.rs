@@ -337,9 +337,15 @@ fn job_hosts(site: &Site, b: &Backup) -> BTreeMap<HostId, Vec<At<String>>> {
 
 /// The first address of `to` that `from` reaches.
 fn address(site: &Site, to: HostId, from: HostId) -> Option<(String, &Loc)> {
+    // Always the host part of a URL or of `root@host:path` (IPv6 in brackets).
+    reached(site, to, from).map(|a| (super::host_text(a.value), &a.loc))
+}
+
+/// The address of `to` that `from` reaches (see [`address`]).
+fn reached(site: &Site, to: HostId, from: HostId) -> Option<&At<std::net::IpAddr>> {
     let t = site.host(to);
     let i = crate::model::flows::arrival(site, to, Peer::Host(from)).min(t.interfaces.len().saturating_sub(1));
-    t.interfaces.get(i).map(|x| (x.address.value.to_string(), &x.address.loc))
+    t.interfaces.get(i).map(|x| &x.address)
 }
 
 /// The pgBackRest wrapper of a policy: `archive_command` and the jobs run pgBackRest
@@ -406,12 +412,16 @@ fn job(site: &Site, b: &Backup, host: HostId, paths: &[At<String>]) -> Option<Jo
             [&b.target.loc],
         )),
         (None, Endpoint::Host(t)) if b.method != BackupMethod::ZfsSnapshot => {
-            let (addr, addr_loc) = address(site, *t, host)?;
-            Some(Src::of(
-                format!("sftp:root@{addr}:{SFTP_DIR}/{}/{}", h.name, b.name),
-                "restic repository (SFTP to the target host)",
-                [addr_loc, &b.target.loc],
-            ))
+            let a = reached(site, *t, host)?;
+            let path = format!("{SFTP_DIR}/{}/{}", h.name, b.name);
+            // restic's `sftp:user@host:path` splits at the first colon, so an IPv6 host
+            // (even bracketed) needs the URL form, `sftp://user@[host]/path`.
+            let repository = match a.value {
+                std::net::IpAddr::V4(v4) => format!("sftp:root@{v4}:{path}"),
+                v6 => format!("sftp://root@{}/{path}", super::host_text(v6)),
+            };
+            let addr_loc = &a.loc;
+            Some(Src::of(repository, "restic repository (SFTP to the target host)", [addr_loc, &b.target.loc]))
         }
         _ => None,
     };
@@ -738,6 +748,23 @@ fn verify_policy(site: &Site, b: &Backup, diags: &mut Diagnostics) {
                         b.target.loc.clone(),
                     )
                     .help("send them to a host with a ZFS pool (role `zfs`)"),
+                );
+            }
+            // syncoid reads its target as `user@host:dataset`, a host without a colon.
+            if let Some(a) = svc.hosts.iter().filter_map(|h| reached(site, *t, h.value)).find(|a| a.value.is_ipv6()) {
+                diags.push(
+                    Diagnostic::error(
+                        "bad-endpoint",
+                        format!(
+                            "backup `{}` sends ZFS snapshots to `{}` at {}, and syncoid cannot name an IPv6 address",
+                            b.name,
+                            site.host(*t).name,
+                            a.value
+                        ),
+                        b.target.loc.clone(),
+                    )
+                    .also(a.loc.clone(), "the address the job host reaches")
+                    .help("send them to a host the job hosts reach over IPv4"),
                 );
             }
             if !m.dataset_written.contains(&b.name) {

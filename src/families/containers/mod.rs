@@ -401,10 +401,11 @@ fn health(site: &Site, id: ServiceId) -> Option<HealthView> {
     let d = site.defaults.loc.iter().chain([loc]);
     Some(HealthView {
         test: test.into_iter().map(|t| Src::at(t, "health check", loc)).collect(),
-        interval: Src::of(h.interval.to_string(), "health interval", d.clone()),
-        timeout: Src::of(h.timeout.to_string(), "health timeout", d.clone()),
+        // Compose and Swarm read Go durations: `24h`, never `1d`.
+        interval: Src::of(h.interval.go(), "health interval", d.clone()),
+        timeout: Src::of(h.timeout.go(), "health timeout", d.clone()),
         retries: Src::of(h.retries, "health retries", d.clone()),
-        start_period: Src::of(h.start_period.to_string(), "health start period", d),
+        start_period: Src::of(h.start_period.go(), "health start period", d),
     })
 }
 

@@ -88,15 +88,16 @@ fn agent(cx: &mut Cx, a: &Spanned<RawAgent>) -> Option<AgentSettings> {
         Some(b) => cx.value(b, values::branch),
         None => Some(At { value: "main".to_string(), loc: loc.clone() }),
     };
+    // Both are time spans of the agent's systemd timer.
     let interval = a
         .interval
         .as_ref()
-        .map(|v| cx.value(v, Duration::parse))
+        .map(|v| cx.value(v, Duration::within(&values::SYSTEMD_TIMESPAN)))
         .unwrap_or(Some(At { value: Duration(300), loc: loc.clone() }));
     let splay = a
         .splay
         .as_ref()
-        .map(|v| cx.value(v, Duration::parse))
+        .map(|v| cx.value(v, Duration::within(&values::SYSTEMD_TIMESPAN)))
         .unwrap_or(Some(At { value: Duration(60), loc: loc.clone() }));
     let drift = match &a.drift {
         Some(v) => cx

@@ -49,7 +49,7 @@ crate::keys! {
         pub tls: Option<Str>,
         /// Requests per client address: `{ rate = "100r/m", burst = 20 }`.
         pub rate_limit: Option<Spanned<RawRateLimit>>,
-        /// Largest request body (default `1m`).
+        /// Largest request body (default `1m`; at most `8388607t`, what nginx's `client_max_body_size` holds).
         pub max_body: Option<Str>,
         /// OWASP CRS rule ids switched off for this path (false positives), e.g. `[942100]`.
         #[serde(default)]
@@ -405,7 +405,8 @@ fn expose(cx: &mut Cx, e: &EdgeExpose, certs: &BTreeMap<String, crate::diag::Loc
         Some(RateLimit { rate: rate.value, burst })
     });
     let max_body = match &e.max_body {
-        Some(v) => cx.value(v, Size::parse)?.value,
+        // Rendered as nginx's `client_max_body_size`, an `off_t`.
+        Some(v) => cx.value(v, Size::within(&values::NGINX_SIZE))?.value,
         None => Size(1 << 20),
     };
     let waf_exclusions: Vec<u32> =

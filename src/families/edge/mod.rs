@@ -138,6 +138,14 @@ pub fn host_address(site: &Site, host: HostId) -> Option<&At<IpAddr>> {
     site.host(host).interfaces.first().map(|i| &i.address)
 }
 
+/// The address `host` connects from to an address of one family (`v6`): its first
+/// address of that family. HAProxy sets it as each server's `source` (never the floating
+/// address), and the app-tier Nginx trusts exactly these, so an edge host that reaches
+/// app hosts over both families is trusted at both of its addresses.
+pub fn source_address(site: &Site, host: HostId, v6: bool) -> Option<&At<IpAddr>> {
+    site.host(host).interfaces.iter().map(|i| &i.address).find(|a| a.value.is_ipv6() == v6)
+}
+
 /// Where the instance of `service` on `host` listens: its address on the first
 /// non-internal docker network it is attached to (then any network), else the host's.
 /// Also where the choice comes from: the network's definition (its `internal` flag), if

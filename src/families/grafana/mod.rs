@@ -167,7 +167,11 @@ fn datasources(site: &Site, grafana: ServiceId, host: HostId) -> Vec<Datasource>
             out.push(Datasource {
                 name: Src::of(format!("Prometheus ({})", h.name), "prometheus host (a flow)", locs),
                 uid: Src::of(format!("prometheus-{}", h.name), "prometheus host (a flow)", locs),
-                url: Src::of(format!("http://{}:{}", i.address.value, port.port), "prometheus address (a flow)", locs),
+                url: Src::of(
+                    format!("http://{}", super::socket_text(i.address.value, port.port)),
+                    "prometheus address (a flow)",
+                    locs,
+                ),
                 interval: Src::at(interval.value.to_string(), "scrape_interval", &interval.loc),
             });
         }

@@ -40,8 +40,13 @@ pub struct HaproxyContext {
     pub https_port: Src<u16>,
     /// Stats / Prometheus listener `address:port`.
     pub stats_bind: Src<String>,
-    /// Source address of connections to the servers (the host's own).
-    pub source: Src<String>,
+    /// Source address of connections to IPv4 servers (the host's own IPv4 address).
+    pub source4: Option<Src<String>>,
+    /// Source address of connections to IPv6 servers (the host's own IPv6 address).
+    pub source6: Option<Src<String>>,
+    /// Whether the host has an IPv6 address: the public frontends then bind `[::]:<port>
+    /// v4v6` (both families), not `:<port>` (IPv4 only).
+    pub dual: Src<bool>,
     /// Sources allowed to read the stats endpoint: those of the flows to its port.
     pub stats_allow: Vec<Src<String>>,
     /// Path of the crt-list.
@@ -135,8 +140,10 @@ pub struct HttpCheckView {
 pub struct ServerView {
     /// Name (the host).
     pub name: Src<String>,
-    /// Address.
+    /// Address, as the host part of `address:port` (IPv6 in brackets).
     pub address: Src<String>,
+    /// Whether the address is IPv6: the server's `source` is the host's of that family.
+    pub ipv6: bool,
     /// Port.
     pub port: Src<u16>,
 }
@@ -196,8 +203,9 @@ fn backends(site: &Site, routes: &[Route]) -> Vec<BackendView> {
                         tsvc.ports.iter().find(|x| x.spec == p).and_then(|x| x.loc.as_ref()).unwrap_or(&tsvc.loc);
                     Some(ServerView {
                         name: Src::of(host.name.clone(), "host", [&host.loc, &h.loc]),
+                        ipv6: address.value.is_ipv6(),
                         address: Src::of(
-                            address.value.to_string(),
+                            super::host_text(address.value),
                             "address",
                             std::iter::once(&address.loc).chain(network),
                         ),
@@ -275,11 +283,19 @@ impl Family for Haproxy {
                     http_port: edge::port_src(svc, "http", 80),
                     https_port: edge::port_src(svc, "https", 443),
                     stats_bind: Src::of(
-                        format!("{}:{}", addr.value, stats.value),
+                        super::socket_text(addr.value, stats.value),
                         "stats listener (host address and port)",
                         [&addr.loc, stats_loc(svc)],
                     ),
-                    source: Src::at(addr.value.to_string(), "host address", &addr.loc),
+                    source4: edge::source_address(site, h.value, false)
+                        .map(|a| Src::at(super::host_text(a.value), "host address", &a.loc)),
+                    source6: edge::source_address(site, h.value, true)
+                        .map(|a| Src::at(super::host_text(a.value), "host address", &a.loc)),
+                    dual: Src::at(
+                        host.interfaces.iter().any(|i| i.address.value.is_ipv6()),
+                        "host addresses (an IPv6 one makes the listeners dual-stack)",
+                        &host.loc,
+                    ),
                     stats_allow: super::allowed_sources(
                         site,
                         h.value,
@@ -320,6 +336,8 @@ impl Family for Haproxy {
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
         let edges: Vec<_> = edge::services_of(site, ServiceKind::Haproxy).collect();
         let routes = edge::routes(site);
+        // (edge host, server host, family) already reported.
+        let mut no_family = std::collections::BTreeSet::new();
         for r in &routes {
             let e = r.expose;
             match edge::certificate_for(site, r) {
@@ -358,6 +376,33 @@ impl Family for Haproxy {
                 for eh in &esvc.hosts {
                     for h in &site.service(r.service).hosts {
                         let Some((target, p)) = edge::edge_target(site, r, h.value) else { continue };
+                        // A server is reached over its address's family: the edge host
+                        // needs an address of that family to connect from.
+                        if let Some((a, _)) = edge::instance_address(site, target, h.value)
+                            && edge::source_address(site, eh.value, a.value.is_ipv6()).is_none()
+                            && no_family.insert((eh.value, h.value, a.value.is_ipv6()))
+                        {
+                            let (edge_host, host) = (site.host(eh.value), site.host(h.value));
+                            let family = if a.value.is_ipv6() { "IPv6" } else { "IPv4" };
+                            diags.push(
+                                Diagnostic::error(
+                                    "bad-placement",
+                                    format!(
+                                        "edge host `{}` has no {family} address, so HAProxy cannot reach `{}` on `{}` at {}",
+                                        edge_host.name,
+                                        site.service(target).name,
+                                        host.name,
+                                        a.value
+                                    ),
+                                    a.loc.clone(),
+                                )
+                                .also(edge_host.loc.clone(), "this edge host connects from its own address")
+                                .help(format!(
+                                    "give `{}` an interface in a zone whose `cidr` is {family}, or reach `{}` at an address of the other family",
+                                    edge_host.name, host.name
+                                )),
+                            );
+                        }
                         if !edge::flow_allows(site, Some(eh.value), h.value, p) {
                             edge::missing_flow(
                                 diags,
@@ -451,7 +496,7 @@ fn acme_servers(site: &Site, svc: &crate::model::Service) -> Vec<Src<String>> {
         .filter_map(|h| edge::host_address(site, h.value))
         .map(|a| {
             Src::of(
-                format!("{}:{}", a.value, port.value),
+                super::socket_text(a.value, port.value),
                 "ACME client (edge address and `acme` port)",
                 [&a.loc].into_iter().chain(acme.iter().copied()),
             )
@@ -476,7 +521,7 @@ fn peers(site: &Site, svc: &crate::model::Service, routes: &[edge::Route]) -> Ve
             Some(PeerView {
                 name: Src::at(host.name.clone(), "host", &host.loc),
                 address: Src::of(
-                    format!("{}:{}", a.value, port.value),
+                    super::socket_text(a.value, port.value),
                     "peer (edge address and `peers` port)",
                     [&a.loc].into_iter().chain(limits.iter().copied()),
                 ),

@@ -39,7 +39,8 @@ pub struct Nginx;
 pub struct NginxContext {
     /// Host name.
     pub host: Src<String>,
-    /// Edge host addresses trusted for `X-Forwarded-For`.
+    /// Edge host addresses trusted for `X-Forwarded-For`: those HAProxy connects from, of
+    /// both families.
     pub real_ip_from: Vec<Src<String>>,
     /// `limit_req_zone`s.
     pub rate_zones: Vec<ZoneView>,
@@ -181,8 +182,9 @@ impl Family for Nginx {
         let routes = edge::routes(site);
         let mut edge_addrs: BTreeMap<String, Vec<&Loc>> = BTreeMap::new();
         for (_, s) in edge::services_of(site, ServiceKind::Haproxy) {
+            // The addresses HAProxy connects from: one per family the host has.
             for h in &s.hosts {
-                if let Some(a) = edge::host_address(site, h.value) {
+                for a in [false, true].into_iter().filter_map(|v6| edge::source_address(site, h.value, v6)) {
                     edge_addrs.entry(a.value.to_string()).or_default().extend([&a.loc, &h.loc]);
                 }
             }
@@ -196,7 +198,7 @@ impl Family for Nginx {
                 let host = site.host(h.value);
                 let Some(addr) = edge::host_address(site, h.value) else { continue };
                 let listen = Src::of(
-                    format!("{}:{}", addr.value, port.value),
+                    super::socket_text(addr.value, port.value),
                     "listen address (host address and port)",
                     [&addr.loc, svc.port("http").and_then(|p| p.loc.as_ref()).unwrap_or(&svc.loc)],
                 );
@@ -211,7 +213,7 @@ impl Family for Nginx {
                             UpstreamView {
                                 name: Src::at(s.name.clone(), "service", &s.loc),
                                 server: Src::of(
-                                    format!("{}:{}", a.value, r.port.port),
+                                    super::socket_text(a.value, r.port.port),
                                     "service address and port",
                                     [&a.loc, port_loc].into_iter().chain(network),
                                 ),

@@ -119,6 +119,8 @@ pub struct IfaceView {
     pub ipaddr: Src<String>,
     /// The zone's prefix length.
     pub subnet: Src<String>,
+    /// Whether the zone is IPv6: pfSense then reads `ipaddrv6` and `subnetv6`.
+    pub ipv6: bool,
     /// The zone.
     #[serde(skip)]
     pub zone: ZoneId,
@@ -230,6 +232,8 @@ pub struct SyslogView {
     pub servers: Vec<Src<String>>,
     /// Interface key the log leaves from.
     pub sourceip: String,
+    /// `ipv4` or `ipv6`: the family of that interface's address, which pfSense sends from.
+    pub ipproto: &'static str,
 }
 
 /// `<unbound>`.
@@ -628,6 +632,7 @@ impl<'a> Builder<'a> {
                 ifname: Src::at(name.value.clone(), "interface name", &name.loc),
                 ipaddr: Src::at(i.address.value.to_string(), "firewall address", &i.address.loc),
                 subnet: Src::at(cidr.value.prefix_len().to_string(), "zone prefix length", &cidr.loc),
+                ipv6: matches!(cidr.value, ipnet::IpNet::V6(_)),
                 zone: z,
             });
         }
@@ -698,6 +703,7 @@ impl<'a> Builder<'a> {
                 Some(p) if p.spec.proto == Proto::Udp => {
                     let mut servers = Vec::new();
                     let mut sourceip = String::new();
+                    let mut ipproto = "ipv4";
                     for h in target.hosts.iter().take(3) {
                         let th = site.host(h.value);
                         if !plan.allows(site, Some(me), Some(h.value), p.spec) {
@@ -721,14 +727,15 @@ impl<'a> Builder<'a> {
                             && let Some(k) = iface_of(i.zone.value)
                         {
                             sourceip = k;
+                            ipproto = if i.address.value.is_ipv6() { "ipv6" } else { "ipv4" };
                         }
                         let mut locs = vec![&i.address.loc, &h.loc, &s.loc];
                         if let Some(l) = &p.loc {
                             locs.push(l);
                         }
-                        servers.push(Src::of(format!("{}:{}", i.address.value, p.spec.port), "syslog server", locs));
+                        servers.push(Src::of(super::socket_text(i.address.value, p.spec.port), "syslog server", locs));
                     }
-                    syslog = Some(SyslogView { servers, sourceip });
+                    syslog = Some(SyslogView { servers, sourceip, ipproto });
                 }
                 _ => self.err(
                     Diagnostic::error(
@@ -823,6 +830,9 @@ impl<'a> Builder<'a> {
             let iface = &ifaces[*idx];
             let key = iface.key.clone();
             let zone = iface.zone;
+            // A zone is one family, so is everything its interface passes: an `inet` rule
+            // would never match an IPv6 packet.
+            let ipprotocol = if iface.ipv6 { "inet6" } else { "inet" };
             // Flow order first: the order the site reads in (all are passes, so the order
             // changes nothing of what passes, only what a reader sees first).
             for ((flow, from), by_proto) in groups {
@@ -875,7 +885,7 @@ impl<'a> Builder<'a> {
                     rules.push(RuleView {
                         kind: "pass",
                         interface: key.clone(),
-                        ipprotocol: "inet",
+                        ipprotocol,
                         protocol: Some(proto),
                         source: source.clone(),
                         destination: d,
@@ -932,11 +942,43 @@ impl<'a> Builder<'a> {
                         );
                         continue;
                     }
+                    // The WAN is IPv4: a port forward translates to an IPv4 address.
+                    if a.value.is_ipv6() {
+                        self.err(
+                            Diagnostic::error(
+                                "bad-forward",
+                                format!(
+                                    "pfSense would forward {port} from its IPv4 WAN to `{}`, an IPv6 address",
+                                    a.value
+                                ),
+                                a.loc.clone(),
+                            )
+                            .help("give the edge pair a keepalived service with an IPv4 `vip` for the port forward"),
+                        );
+                        continue;
+                    }
                     Src::of(a.value.to_string(), "floating address", [&a.loc, &f.loc])
                 }
                 (None, 1) => {
                     let d = *dests.iter().next().expect("one host");
-                    let Some(i) = site.host(d).interfaces.first() else { continue };
+                    if site.host(d).interfaces.is_empty() {
+                        continue;
+                    }
+                    // The WAN is IPv4: the forward goes to the host's IPv4 address.
+                    let Some(i) = site.host(d).interfaces.iter().find(|i| i.address.value.is_ipv4()) else {
+                        self.err(
+                            Diagnostic::error(
+                                "bad-forward",
+                                format!(
+                                    "pfSense would forward {port} from its IPv4 WAN to `{}`, which has no IPv4 address",
+                                    site.host(d).name
+                                ),
+                                f.to.loc.clone(),
+                            )
+                            .help("give the host an interface in an IPv4 zone"),
+                        );
+                        continue;
+                    };
                     if d == me {
                         self.err(
                             Diagnostic::error(

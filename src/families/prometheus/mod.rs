@@ -218,7 +218,7 @@ fn job_view(site: &Site, j: &Job) -> JobView {
             let roles: Vec<&str> = h.roles.iter().map(|r| r.value.name()).collect();
             TargetView {
                 address: Src::of(
-                    format!("{}:{}", iface.address.value, j.port.port),
+                    super::socket_text(iface.address.value, j.port.port),
                     "scrape target (a flow)",
                     j.locs(site).chain([&iface.address.loc]),
                 ),
@@ -252,7 +252,7 @@ fn probe_view(site: &Site, p: &probe::Probe) -> JobView {
             let s = site.service(svc);
             TargetView {
                 address: Src::of(
-                    format!("https://{}/", i.address.value),
+                    format!("https://{}/", super::host_text(i.address.value)),
                     "probe target (a flow)",
                     flows().chain([&i.address.loc]),
                 ),
@@ -573,7 +573,11 @@ impl Family for Prometheus {
                 .backups
                 .iter()
                 .map(|b| {
-                    let w = if b.continuous { b.every.value.0 + rpo.value.0 } else { rpo.value.0.max(b.every.value.0) };
+                    let w = if b.continuous {
+                        b.every.value.0.saturating_add(rpo.value.0)
+                    } else {
+                        rpo.value.0.max(b.every.value.0)
+                    };
                     (w, &b.every.loc)
                 })
                 .chain([(rpo.value.0, &rpo.loc)])

@@ -58,7 +58,7 @@ pub fn probes(site: &Site, jobs: &[Job]) -> Vec<Probe> {
     for j in jobs.iter().filter(|j| j.exporter == Exporter::Blackbox) {
         let Some(t) = j.targets.first() else { continue };
         let bb_host = t.host;
-        let addr = format!("{}:{}", site.host(t.host).interfaces[t.interface].address.value, j.port.port);
+        let addr = crate::families::socket_text(site.host(t.host).interfaces[t.interface].address.value, j.port.port);
         let mut targets = Vec::new();
         let mut flows: BTreeSet<usize> = j.flows.iter().copied().collect();
         for (id, s) in super::super::edge::services_of(site, ServiceKind::Haproxy) {

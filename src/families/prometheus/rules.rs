@@ -395,7 +395,11 @@ fn backup_rules(site: &Site, jobs: &[Job]) -> Vec<Rule> {
         // A continuous policy (WAL archiving) keeps the RPO with its archive, so its base
         // backup may be one interval old plus the RPO; any other policy's last copy is
         // all there is, so it may not be older than the RPO, nor than its interval.
-        let limit = if b.continuous { Duration(b.every.value.0 + rpo.0) } else { Duration(rpo.0.max(b.every.value.0)) };
+        let limit = if b.continuous {
+            Duration(b.every.value.0.saturating_add(rpo.0))
+        } else {
+            Duration(rpo.0.max(b.every.value.0))
+        };
         let locs = [&b.loc, &b.every.loc, &site.recovery.rpo.loc];
         let metric = format!("medianest_backup_last_success_timestamp_seconds{{policy=\"{}\"}}", b.name);
         let mut old = Alert { services: &services, expr: Src::of(format!("time() - max by (policy) ({metric}) > {}", limit.0), "backup policy", locs) }.rule(

@@ -517,7 +517,8 @@ fn write_random_site(repo: &Repo, services: &[RandomService], proxy: bool, famil
         let vip = if families == Families::V4 { "10.1.6.5" } else { "fd00:60::5" };
         overlay.push_str(&format!(
             "[services.keepalived]\nkind = \"keepalived\"\nhosts = [\"edge1\", \"edge2\"]\nvip = \"{vip}\"\nvrid = 60\n\n\
-             [[flows]]\nfrom = \"service:keepalived\"\nto = \"service:keepalived\"\nports = [\"vrrp\"]\nwhy = \"VRRP\"\n\n"
+             [[flows]]\nfrom = \"service:keepalived\"\nto = \"service:keepalived\"\nports = [\"vrrp\"]\nwhy = \"VRRP\"\n\n\
+             [[flows]]\nfrom = \"service:proxy\"\nto = \"service:proxy\"\nports = [\"peers\"]\nwhy = \"shared stick tables\"\n\n"
         ));
     }
     repo.write("site/zz-random.toml", &overlay);

@@ -345,7 +345,29 @@ fn end_to_end_on_loopback() {
     assert!(o.status.success(), "{}", ok(&o));
     let codes: Vec<String> = (0..10).map(|_| https("/", &["-o", "/dev/null", "-w", "%{http_code}"])).collect();
     assert!(codes.iter().all(|c| c == "200"), "an app host down shows: {codes:?}");
+    // And the live traffic took it out (`observe layer4`): its "health analyze" failures
+    // count, and it is down, without waiting for `fall` failed checks.
+    let stat = stats(&run.join("haproxy.sock"), "show stat");
+    let header: Vec<&str> = stat.lines().next().unwrap().trim_start_matches("# ").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let app2 = stat
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f[0] == "be_web" && f[1] == "app2")
+        .unwrap_or_else(|| panic!("no be_web/app2 in\n{stat}"));
+    assert!(app2[col("hanafail")].parse::<u32>().unwrap_or(0) >= 1, "no health-analyze failure:\n{stat}");
+    assert!(app2[col("status")].starts_with("DOWN"), "app2 is {}:\n{stat}", app2[col("status")]);
     drop(running);
+}
+
+/// One command on HAProxy's stats socket, its answer.
+fn stats(socket: &Path, command: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 /// An IPv6 app tier behind a dual-stack edge, end to end: HAProxy on `[::]` reaches

@@ -118,6 +118,9 @@ pub struct BackendView {
     pub websocket: bool,
     /// Health-check interval in seconds (the service's `health.interval`).
     pub inter: Src<u64>,
+    /// How often a server that is down is checked: the interval, at most 5 s (so a
+    /// recovered host is back within seconds even with a long interval).
+    pub downinter: Src<u64>,
     /// Failed checks before a server is taken out (`health.retries`).
     pub fall: Src<u32>,
     /// Servers.
@@ -190,6 +193,11 @@ fn backends(site: &Site, routes: &[Route]) -> Vec<BackendView> {
             },
             websocket: false,
             inter: Src::of(s.health.as_ref().map(|h| h.interval.0).unwrap_or(5), "health interval", timing.clone()),
+            downinter: Src::of(
+                s.health.as_ref().map(|h| h.interval.0).unwrap_or(5).min(5),
+                "health interval (at most 5 s while down)",
+                timing.clone(),
+            ),
             fall: Src::of(s.health.as_ref().map(|h| h.retries).unwrap_or(3), "health retries", timing),
             servers: s
                 .hosts

@@ -109,10 +109,12 @@ pub fn bucket_name(s: &str) -> Result<String, ValueError> {
 /// refused as a secret: its place is `site/secrets/`.
 pub fn ca_pem(s: &str) -> Result<String, ValueError> {
     use base64::Engine;
-    let bad = |why: &str| ValueError {
+    let bad = |why: &str| {
+        ValueError {
         code: "bad-value",
         message: format!("`[minio_tls] ca` is not a PEM certificate: {why}"),
         help: "paste the CA certificate (`ca.crt` of README's recipe) between triple quotes, from `-----BEGIN CERTIFICATE-----` to `-----END CERTIFICATE-----`".into(),
+    }
     };
     if s.contains("PRIVATE KEY-----") {
         return Err(ValueError {
@@ -136,7 +138,9 @@ pub fn ca_pem(s: &str) -> Result<String, ValueError> {
                 None => return Err(bad("no `-----END CERTIFICATE-----`")),
             }
         }
-        let der = base64::engine::general_purpose::STANDARD.decode(&b64).map_err(|e| bad(&format!("its base64 does not decode ({e})")))?;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&b64)
+            .map_err(|e| bad(&format!("its base64 does not decode ({e})")))?;
         // A DER certificate is a SEQUENCE: 0x30.
         if der.first() != Some(&0x30) || der.len() < 64 {
             return Err(bad("its content is not a DER certificate"));
@@ -224,8 +228,14 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
         let mut cx = Cx::new(*file, site, diags);
         let at = cx.loc(t.span());
         out.ca_written = Some(at.clone());
-        if let Some(v) = cx.required(&t.get_ref().ca, &at, "ca", "[minio_tls]").and_then(|v| cx.value(v, ca_pem)) {
-            out.ca = Some(v);
+        if let Some(v) = cx.required(&t.get_ref().ca, &at, "ca", "[minio_tls]") {
+            match ca_pem(v.get_ref()) {
+                Ok(pem) => out.ca = Some(At { value: pem, loc: cx.loc(v.span()) }),
+                // A pasted private key: the diagnostic points at the opening quote only,
+                // so it never prints the key.
+                Err(e) if e.code == "secret-value" => cx.bad(cx.loc(v.span().start..v.span().start + 1), e),
+                Err(e) => cx.bad(cx.loc(v.span()), e),
+            }
         }
     }
     let services: Vec<_> = files.iter().map(|(f, x)| (*f, &x.services)).collect();

@@ -692,13 +692,18 @@ fn tls_owner(site: &Site, id: ServiceId) -> Src<String> {
 /// Lowers MinIO's CA on every host that speaks to MinIO.
 fn lower_ca(site: &Site, out: &mut Lowering) {
     let Some(ca) = &model(site).ca else { return };
-    let minio_hosts: std::collections::BTreeSet<HostId> =
-        super::configured(site, ServiceKind::Minio).flat_map(|id| site.service(id).hosts.iter().map(|h| h.value)).collect();
+    let minio_hosts: std::collections::BTreeSet<HostId> = super::configured(site, ServiceKind::Minio)
+        .flat_map(|id| site.service(id).hosts.iter().map(|h| h.value))
+        .collect();
     for (h, locs) in ca_hosts(site) {
         let host = site.host(h);
         let cx = CaContext {
             host: Src::at(host.name.clone(), "host", &host.loc),
-            ca: Src::of(ca.value.trim_end().to_string(), "MinIO CA ([minio_tls] ca)", [&ca.loc].into_iter().chain(locs)),
+            ca: Src::of(
+                ca.value.trim_end().to_string(),
+                "MinIO CA ([minio_tls] ca)",
+                [&ca.loc].into_iter().chain(locs),
+            ),
             fingerprints: keys::fingerprints(&ca.value),
         };
         let mut meta = ArtifactMeta::host_file("backups", &host.name, MINIO_CA, 0o644, "root:root");
@@ -753,7 +758,12 @@ fn lower_tls(site: &Site, id: ServiceId, out: &mut Lowering) {
             unit_file(&host.name, &format!("{TLS_UNIT}-renew.service"), false),
             origin.clone(),
         );
-        out.add("backups/tls-renew.timer.j2", &cx, unit_file(&host.name, &format!("{TLS_UNIT}-renew.timer"), true), origin);
+        out.add(
+            "backups/tls-renew.timer.j2",
+            &cx,
+            unit_file(&host.name, &format!("{TLS_UNIT}-renew.timer"), true),
+            origin,
+        );
     }
 }
 

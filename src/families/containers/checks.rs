@@ -60,7 +60,7 @@ pub fn verify(site: &Site, diags: &mut Diagnostics) {
                     ),
                     u.loc.clone(),
                 )
-                .help("write the user as numbers (`user = \"1000:1000\"`): its copy of each secret is then owned by them"),
+                .help(format!("write the user as numbers (`user = \"1000:1000\"`): {} then owned by them", if reads == "its TLS key" { "its key is" } else { "its copy of each secret is" })),
             );
         }
         if s.kind.value == ServiceKind::Minio

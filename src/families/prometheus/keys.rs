@@ -150,7 +150,10 @@ impl Model {
     }
     /// How a port of a service is scraped.
     pub fn scrape(&self, site: &Site, id: ServiceId, port: &str) -> Scrape {
-        self.metrics.get(&(id, port.to_string())).cloned().unwrap_or_else(|| out_default(site, id, &site.service(id).loc))
+        self.metrics
+            .get(&(id, port.to_string()))
+            .cloned()
+            .unwrap_or_else(|| out_default(site, id, &site.service(id).loc))
     }
 }
 

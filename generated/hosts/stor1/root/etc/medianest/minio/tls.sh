@@ -21,7 +21,10 @@ owner=1000:1000
 # setup); its names.
 ips='10.0.4.10 127.0.0.1'
 names='stor1 stor1.medianest.lan localhost'
-san='IP:10.0.4.10,IP:127.0.0.1,DNS:stor1,DNS:stor1.medianest.lan,DNS:localhost'
+# Each address is also written as a DNS name: pgBackRest (2.45) matches the address it
+# connects to against the DNS names of a certificate only; Go clients (restic, mc,
+# Prometheus) against its IP addresses only.
+san='IP:10.0.4.10,DNS:10.0.4.10,IP:127.0.0.1,DNS:127.0.0.1,DNS:stor1,DNS:stor1.medianest.lan,DNS:localhost'
 
 fail() {
     echo "MinIO TLS on stor1: $*" >&2
@@ -43,7 +46,7 @@ current() {
     for ip in $ips; do
         openssl x509 -in "$dir/public.crt" -noout -checkip "$ip" | grep -q 'does match' || return 1
     done
-    for name in $names; do
+    for name in $ips $names; do
         openssl x509 -in "$dir/public.crt" -noout -checkhost "$name" | grep -q 'does match' || return 1
     done
 }

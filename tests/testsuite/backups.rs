@@ -506,3 +506,87 @@ fn a_site_with_minio_and_no_ca_is_refused() {
     assert!(err.contains("error[missing-key]: `minio` is a MinIO service and the site has no `[minio_tls]`"), "{err}");
     assert!(!dir.path().join("generated").exists(), "nothing is written");
 }
+
+/// The reference site's MinIO files agree with each other: the container mounts the
+/// directory the issuing script writes, where MinIO's `--certs-dir` and the health
+/// check look; the CA every client names (pgBackRest, restic, Prometheus, mc) is a file
+/// its host receives, the same CA everywhere; and the script names the address each
+/// client reaches MinIO at.
+#[test]
+fn the_generated_minio_files_agree() {
+    use serde_json::Value;
+    let g = repo_root().join("generated/hosts");
+    let read = |host: &str, path: &str| {
+        std::fs::read_to_string(g.join(host).join("root").join(path.trim_start_matches('/')))
+            .unwrap_or_else(|e| panic!("{host}:{path}: {e}"))
+    };
+    let script = read("stor1", "/etc/medianest/minio/tls.sh");
+    let var = |name: &str| -> String {
+        script
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in tls.sh"))
+            .trim_matches('\'')
+            .to_string()
+    };
+    let (dir, ca) = (var("dir"), var("ca"));
+    let compose: Value = serde_saphyr::from_str(&read("stor1", "/etc/medianest/compose/compose.yaml")).unwrap();
+    let minio = &compose["services"]["minio"];
+    let mount =
+        minio["volumes"].as_array().unwrap().iter().find(|v| v["source"] == dir.as_str()).expect("TLS dir mounted");
+    assert_eq!(mount["read_only"], true);
+    let target = mount["target"].as_str().unwrap();
+    let command: Vec<&str> = minio["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let at = command.iter().position(|a| *a == "--certs-dir").expect("--certs-dir");
+    assert_eq!(command[at + 1], target, "{command:?}");
+    assert_eq!(command[..2], ["server", "/data"]);
+    // The health check trusts the CA copy the script keeps in the mounted directory.
+    let health = minio["healthcheck"]["test"][1].as_str().unwrap();
+    assert!(health.contains(&format!("SSL_CERT_FILE={target}/CAs/minio-ca.crt")), "{health}");
+    assert!(script.contains("\"$dir/CAs/minio-ca.crt\""), "the script keeps the CA copy there");
+    assert!(health.contains("https://127.0.0.1:9000") && var("ips").split(' ').any(|a| a == "127.0.0.1"), "{health}");
+    let pem = |text: String| text[text.find("-----BEGIN").expect("a PEM block")..].to_string();
+    let the_ca = pem(read("stor1", &ca));
+    // Each client's CA path, on its host.
+    let mut clients = vec![
+        (
+            "db1",
+            read("db1", "/etc/pgbackrest/pgbackrest.conf")
+                .lines()
+                .find_map(|l| l.strip_prefix("repo1-storage-ca-file="))
+                .unwrap()
+                .to_string(),
+        ),
+        (
+            "mon1",
+            read("mon1", "/etc/prometheus/prometheus.yml")
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("ca_file: "))
+                .unwrap()
+                .trim_matches('"')
+                .to_string(),
+        ),
+    ];
+    for (host, job) in [("cache1", "redis-rdb.sh"), ("stor1", "medianest-media.sh"), ("dns1", "powerdns-zones.sh")] {
+        let text = read(host, &format!("/etc/medianest/backup/{job}"));
+        clients.push((
+            host,
+            text.lines()
+                .find_map(|l| l.strip_prefix("RESTIC_CACERT="))
+                .unwrap_or_else(|| panic!("{host} {job}"))
+                .to_string(),
+        ));
+    }
+    for (host, path) in &clients {
+        assert_eq!(path, &ca, "{host}");
+        assert_eq!(pem(read(host, path)), the_ca, "{host} has the same CA");
+    }
+    // The certificate names the address each client reaches stor1 at.
+    let ips = var("ips");
+    assert!(read("mon1", "/etc/prometheus/prometheus.yml").contains("targets: [\"10.0.4.10:9000\"]"));
+    assert!(read("db1", "/etc/pgbackrest/pgbackrest.conf").contains("repo1-s3-endpoint=10.0.4.10\n"));
+    assert!(ips.split(' ').any(|a| a == "10.0.4.10"), "{ips}");
+    // mc trusts the CA instead of skipping verification.
+    let buckets = read("stor1", "/etc/medianest/minio/buckets.sh");
+    assert!(!buckets.contains("--insecure") && buckets.contains(&format!("-v {ca}:")), "{buckets}");
+}

@@ -632,26 +632,30 @@ fn lower_policy(site: &Site, b: &Backup, out: &mut Lowering) {
     }
 }
 
-/// The hosts that get [`MINIO_CA`]: each MinIO host, each host a flow lets reach a
-/// MinIO API port (Prometheus, Logstash, the backup jobs), and each host that runs a job
-/// writing to MinIO; Linux hosts only. With where each is decided.
+/// The hosts that get [`MINIO_CA`]: the MinIO clients medianest configures. Each MinIO
+/// host (its health check, bucket setup, `mc mirror`), each host that runs a job writing
+/// to MinIO (pgBackRest, restic), and each Prometheus host that scrapes a MinIO; with
+/// where each is decided. A flow alone is not a client: a container that speaks to
+/// MinIO mounts the CA itself.
 pub fn ca_hosts(site: &Site) -> BTreeMap<HostId, Vec<&Loc>> {
     let mut out: BTreeMap<HostId, Vec<&Loc>> = BTreeMap::new();
     for id in super::configured(site, ServiceKind::Minio) {
-        let svc = site.service(id);
-        let api = super::service_port(site, id, "api").map(|p| p.0);
-        for h in &svc.hosts {
+        for h in &site.service(id).hosts {
             out.entry(h.value).or_default().push(&h.loc);
-            for g in site.flow_plan().into_host(h.value).filter(|g| Some(g.port) == api) {
-                if let Peer::Host(from) = g.from {
-                    out.entry(from).or_default().push(&site.flows[g.flow].loc);
-                }
-            }
         }
     }
     for b in site.backups.iter().filter(|b| minio_target(site, b).is_some()) {
         for h in job_hosts(site, b).into_keys() {
             out.entry(h).or_default().push(&b.loc);
+        }
+    }
+    for prom in super::configured(site, ServiceKind::Prometheus) {
+        for h in &site.service(prom).hosts {
+            for j in super::prometheus::scrape::jobs(site, prom, h.value) {
+                if site.service(j.service).kind.value == ServiceKind::Minio {
+                    out.entry(h.value).or_default().extend(j.locs(site));
+                }
+            }
         }
     }
     out.retain(|h, _| site.host(*h).kind.value.is_linux());

@@ -69,6 +69,11 @@ pub enum Validator {
     /// `docker stack config -c` on each staged `etc/medianest/stacks/*.yml`: the Swarm
     /// v3 schema (works without an engine).
     Stack,
+    /// `redis-server` on the staged `etc/redis/redis.conf`, started and stopped in private
+    /// network and mount namespaces: Redis has no config-test mode, and it reads its whole
+    /// configuration before it listens (no TCP port, a scratch socket and directory, the
+    /// files it includes from `/run` empty stand-ins).
+    Redis,
 }
 
 impl Validator {
@@ -88,6 +93,7 @@ impl Validator {
             Validator::Blackbox => "blackbox",
             Validator::Compose => "compose",
             Validator::Stack => "stack",
+            Validator::Redis => "redis",
         }
     }
 }

@@ -74,6 +74,12 @@ pub enum Validator {
     /// configuration before it listens (no TCP port, a scratch socket and directory, the
     /// files it includes from `/run` empty stand-ins).
     Redis,
+    /// `pgbouncer` on the staged `etc/pgbouncer/` (its `pgbouncer.ini` and the files it
+    /// includes), started and stopped in private network and mount namespaces: PgBouncer
+    /// has no check mode, and it reads its whole configuration before it listens (its
+    /// listen addresses on a private loopback, scratch `/run` and log directory, the
+    /// auth file an empty stand-in when it is not staged).
+    Pgbouncer,
 }
 
 impl Validator {
@@ -94,6 +100,7 @@ impl Validator {
             Validator::Compose => "compose",
             Validator::Stack => "stack",
             Validator::Redis => "redis",
+            Validator::Pgbouncer => "pgbouncer",
         }
     }
 }

@@ -95,9 +95,60 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             c.args(["--net", "--mount", "--propagation", "private", "sh", "-ec", REDIS_CHECK, "sh"])
                 .arg(p("etc/redis/redis.conf"));
         }
+        Validator::Pgbouncer => {
+            // As Redis: starting it is the only check; the staged directory covers
+            // /etc/pgbouncer, whose files name each other by absolute path.
+            c = Command::new("unshare");
+            c.args(["--net", "--mount", "--propagation", "private", "sh", "-ec", PGBOUNCER_CHECK, "sh"])
+                .arg(p("etc/pgbouncer"));
+        }
     }
     c
 }
+
+/// The script of [`Validator::Pgbouncer`] (`$1`: the staged `etc/pgbouncer`). The files
+/// are the staged ones, unchanged, at their real paths; around them: the listen
+/// addresses on the private namespace's loopback, a private `/run` (the socket and pid
+/// file; the auth file the unit renders from the delivered secrets, an empty stand-in)
+/// and log directory, an empty auth file when none is staged. It runs as `postgres`
+/// (it refuses root). Up means its unix socket exists: the configuration was read whole.
+const PGBOUNCER_CHECK: &str = "t=$(mktemp -d)
+trap 'rm -rf \"$t\"' EXIT
+mount --bind \"$1\" /etc/pgbouncer
+conf=/etc/pgbouncer/pgbouncer.ini
+mount -t tmpfs medianest-check /run
+mkdir -p /run/postgresql /var/log/postgresql
+mount -t tmpfs medianest-check /var/log/postgresql
+chown postgres:postgres /run/postgresql /var/log/postgresql
+f=$(sed -n 's/^auth_file *= *//p' \"$conf\")
+case $f in
+  /run/*|/etc/pgbouncer/*) [ -e \"$f\" ] || { mkdir -p \"${f%/*}\"; : > \"$f\"; chown postgres \"$f\"; } ;;
+esac
+ip link set lo up
+for a in $(sed -n 's/^listen_addr *= *//p' \"$conf\" | tr ',' ' '); do
+  case $a in
+    '*'|127.0.0.1|::1|localhost) ;;
+    *:*) ip addr add \"$a/128\" dev lo ;;
+    *) ip addr add \"$a/32\" dev lo ;;
+  esac
+done
+port=$(sed -n 's/^listen_port *= *//p' \"$conf\")
+pgbouncer -u postgres \"$conf\" > \"$t/out\" 2>&1 &
+pid=$!
+i=0
+until [ -S \"/run/postgresql/.s.PGSQL.${port:-6432}\" ]; do
+  if ! kill -0 \"$pid\" 2>/dev/null; then
+    rc=0; wait \"$pid\" || rc=$?
+    cat \"$t/out\" /var/log/postgresql/*.log >&2 2>/dev/null || true
+    echo \"pgbouncer stopped at once (exit $rc) on the staged pgbouncer.ini\" >&2
+    exit 1
+  fi
+  i=$((i+1))
+  if [ \"$i\" -ge 200 ]; then kill \"$pid\"; cat \"$t/out\" >&2; echo 'pgbouncer did not start in 10 s' >&2; exit 1; fi
+  sleep 0.05
+done
+kill -INT \"$pid\"
+wait \"$pid\" || true";
 
 /// The script of [`Validator::Redis`] (`$1`: the staged `redis.conf`). The command line
 /// overrides only where it runs (no TCP port, a scratch socket, directory and pid file,

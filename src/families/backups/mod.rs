@@ -683,8 +683,8 @@ pub fn tls_names(site: &Site, id: ServiceId, host: HostId) -> (Vec<Src<String>>,
     (ips, names)
 }
 
-/// The owner of MinIO's key on its hosts: the container's numeric user (a name is an
-/// error, [`verify_minio`]), else root.
+/// The owner of MinIO's key on its hosts: the container's numeric user (a name is the
+/// containers family's error), else root.
 fn tls_owner(site: &Site, id: ServiceId) -> Src<String> {
     let svc = site.service(id);
     match &svc.user {
@@ -693,7 +693,7 @@ fn tls_owner(site: &Site, id: ServiceId) -> Src<String> {
     }
 }
 
-/// Lowers MinIO's CA on every host that speaks to MinIO.
+/// Lowers MinIO's CA on every host of [`ca_hosts`].
 fn lower_ca(site: &Site, out: &mut Lowering) {
     let Some(ca) = &model(site).ca else { return };
     let minio_hosts: std::collections::BTreeSet<HostId> = super::configured(site, ServiceKind::Minio)

@@ -18,8 +18,8 @@
 //!   restores the newest snapshot.
 //!
 //! - MinIO's TLS: stor1's generated script issues MinIO's certificate with a CA the test
-//!   makes (kept while current, issued again for a new address, refused with a key that
-//!   is not the CA's), and it verifies against the CA as db1 receives it for the address
+//!   makes (kept while current, issued again for a new address and for a rotated CA,
+//!   refused with a key that is not the CA's), and it verifies against the CA as db1 receives it for the address
 //!   db1 reaches; moto's S3 server (the venv of scripts/test.sh, or
 //!   `$MEDIANEST_MOTO_SERVER`) serves HTTPS with it, and db1's generated pgBackRest
 //!   (refusing another CA) and cache1's generated restic job and restore test work
@@ -360,6 +360,15 @@ echo "verify_new=$(openssl verify -CAfile "$DB1CA" -verify_ip 127.0.0.9 "$C" >/d
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/other.key" 2>/dev/null
 sed "s|^ca_key=.*|ca_key=$T/other.key|" "$T/tls.sh" > "$T/tls3.sh"
 if e=$(sh "$T/tls3.sh" 2>&1 >/dev/null); then echo "wrong_key=accepted"; else echo "wrong_key=$e (refused)"; fi
+# A rotation: the new CA first, the old one after it, the new key. The certificate is
+# issued again from the new CA, which alone verifies it; then it is kept.
+mkdir -p "$T/ca2"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=new -keyout "$T/ca2/ca.key" \
+    -out "$T/ca2/ca.crt" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+cat "$T/ca2/ca.crt" "$H/medianest/tls/minio-ca.crt" > "$T/ca2/bundle.crt"
+sed -e "s|^ca=.*|ca=$T/ca2/bundle.crt|" -e "s|^ca_key=.*|ca_key=$T/ca2/ca.key|" "$T/tls.sh" > "$T/tls4.sh"
+echo "rotation=$(sh "$T/tls4.sh" | sed 's/ for .*//') $(openssl verify -CAfile "$T/ca2/ca.crt" "$C" | sed 's/.*: //') $(sh "$T/tls4.sh" | sed 's/ (.*//; s/.*: //')"
+sh "$T/tls.sh" >/dev/null
 
 # HTTPS S3 with the issued certificate, at stor1's address.
 "$MOTO" -H 127.0.0.3 -p 9000 -c "$C" -k "$T/tls/minio/private.key" > "$T/moto.log" 2>&1 &
@@ -479,6 +488,7 @@ fn minio_tls_is_issued_on_the_host_and_trusted_by_pgbackrest_and_restic_over_htt
         get("wrong_key"),
         "MinIO TLS on stor1: the secret minio_tls_ca_key is not the key of [minio_tls] ca (refused)"
     );
+    assert_eq!(get("rotation"), "MinIO TLS on stor1: issued a certificate OK the certificate is current");
     assert_eq!(get("ca_named"), "/etc/medianest/tls/minio-ca.crt distributed=yes");
     // pgBackRest lists the repository over HTTPS (empty: no stanza yet), verifying the
     // certificate against the CA and its name against the endpoint.

@@ -33,14 +33,24 @@ fail() {
 
 [ -r "$ca" ] || fail "the CA $ca is missing (the agent writes it from [minio_tls] ca)"
 [ -r "$ca_key" ] || fail "the CA key $ca_key is missing: set the secret with \`medianest secrets set minio_tls_ca_key < ca.key\`"
+# Scratch files go beside the directory (same filesystem: each move is atomic), never
+# in it: MinIO reads every directory under its certificate directory.
+scratch=$(dirname "$dir")
+mkdir -p "$dir/CAs"
+# The CA that signs is the first certificate of the file: a rotation lists the new CA
+# first and the old one after it, which the clients still trust meanwhile.
+signer=$(mktemp "$scratch/.minio-signer.XXXXXX")
+tmp=
+trap 'rm -rf "$signer" ${tmp:+"$tmp"}' EXIT
+openssl x509 -in "$ca" -out "$signer"
 # A key that is not the CA's would sign certificates no client trusts.
-[ "$(openssl pkey -in "$ca_key" -pubout)" = "$(openssl x509 -in "$ca" -noout -pubkey)" ] ||
+[ "$(openssl pkey -in "$ca_key" -pubout)" = "$(openssl x509 -in "$signer" -noout -pubkey)" ] ||
     fail "the secret minio_tls_ca_key is not the key of [minio_tls] ca"
 
 # Whether the certificate in place can stay.
 current() {
     [ -s "$dir/public.crt" ] && [ -s "$dir/private.key" ] || return 1
-    openssl verify -CAfile "$ca" "$dir/public.crt" >/dev/null 2>&1 || return 1
+    openssl verify -CAfile "$signer" "$dir/public.crt" >/dev/null 2>&1 || return 1
     openssl x509 -in "$dir/public.crt" -noout -checkend 2592000 >/dev/null || return 1
     [ "$(openssl pkey -in "$dir/private.key" -pubout)" = "$(openssl x509 -in "$dir/public.crt" -noout -pubkey)" ] || return 1
     for ip in $ips; do
@@ -51,14 +61,10 @@ current() {
     done
 }
 
-mkdir -p "$dir/CAs"
 # MinIO runs as $owner and reads the directory through a read-only bind mount.
 chown "$owner" "$dir" "$dir/CAs"
 chmod 0550 "$dir" "$dir/CAs"
 # The CA as the container sees it: its health check trusts it.
-# Scratch files go beside the directory (same filesystem: each move is atomic), never
-# in it: MinIO reads every directory under its certificate directory.
-scratch=$(dirname "$dir")
 if ! cmp -s "$ca" "$dir/CAs/minio-ca.crt"; then
     cp "$ca" "$scratch/.minio-ca.crt.tmp"
     chmod 0444 "$scratch/.minio-ca.crt.tmp"
@@ -72,7 +78,6 @@ fi
 
 umask 077
 tmp=$(mktemp -d "$scratch/.minio-tls.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp/private.key" 2>/dev/null
 openssl req -new -key "$tmp/private.key" -subj "/CN=app1" -out "$tmp/req.csr"
 cat > "$tmp/ext.cnf" <<EOF
@@ -81,9 +86,9 @@ keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
 subjectAltName = $san
 EOF
-openssl x509 -req -in "$tmp/req.csr" -CA "$ca" -CAkey "$ca_key" -set_serial "0x$(openssl rand -hex 16)" \
+openssl x509 -req -in "$tmp/req.csr" -CA "$signer" -CAkey "$ca_key" -set_serial "0x$(openssl rand -hex 16)" \
     -days 90 -sha256 -extfile "$tmp/ext.cnf" -out "$tmp/public.crt" 2>/dev/null
-openssl verify -CAfile "$ca" "$tmp/public.crt" >/dev/null || fail "the new certificate does not verify against the CA"
+openssl verify -CAfile "$signer" "$tmp/public.crt" >/dev/null || fail "the new certificate does not verify against the CA"
 chown "$owner" "$tmp/private.key" "$tmp/public.crt"
 chmod 0400 "$tmp/private.key"
 chmod 0444 "$tmp/public.crt"

@@ -240,7 +240,10 @@ pub fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, St
          description = \"Firewall rules from the flows, and the Unbound resolver\"\n\n".into(),
     );
 
-    // MinIO on every storage host; backups are spread over them.
+    // MinIO on every storage host; backups are spread over them. MinIO serves TLS with
+    // a certificate signed by the site's MinIO CA (a throwaway one: its key was
+    // discarded; only the certificate is needed to build).
+    s.service("services/storage.toml", format!("[minio_tls]\nca = \"\"\"\n{SYNTH_MINIO_CA}\n\"\"\"\n\n"));
     let mut minios = Vec::new();
     for (j, h) in s.storage.clone().into_iter().enumerate() {
         let name = format!("minio-{:04}", j + 1);
@@ -662,3 +665,6 @@ fn main() -> ExitCode {
     );
     ExitCode::SUCCESS
 }
+
+/// The synthetic sites' MinIO CA (public; a throwaway whose key was discarded).
+const SYNTH_MINIO_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBvzCCAWSgAwIBAgIUDIad9Vzh6OxSAT3314AcHKFGcFEwCgYIKoZIzj0EAwIw\nKzEpMCcGA1UEAwwgbWVkaWFuZXN0IHRlc3QgZml4dHVyZXMgTWluSU8gQ0EwHhcN\nMjYxMTI5MDUyODU4WhcNMzYxMTI2MDUyODU4WjArMSkwJwYDVQQDDCBtZWRpYW5l\nc3QgdGVzdCBmaXh0dXJlcyBNaW5JTyBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEH\nA0IABLYXak5mMrb87U0IW3V/7/eBRRY/Ghdqi+ho+nzT1eHyUbIBxxDqNAvyIPLC\nGRBUJ92IOJrozt6RIX+g7iMPU3WjZjBkMB0GA1UdDgQWBBQb6NJg8BdcKvL6Svls\n/gQEKVnmjzAfBgNVHSMEGDAWgBQb6NJg8BdcKvL6Svls/gQEKVnmjzASBgNVHRMB\nAf8ECDAGAQH/AgEAMA4GA1UdDwEB/wQEAwIBBjAKBggqhkjOPQQDAgNJADBGAiEA\nzxKl2JwJdHnzchaL80YHd9O1Fnl30QOE05XFKri/yR0CIQC7wpjFk2FWqTfqCUNd\nzOZ3yawUzuHuHYq0yK8wzbGS4A==\n-----END CERTIFICATE-----";

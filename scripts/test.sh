@@ -97,6 +97,14 @@ if [ ! -x "$VENV/bin/check-jsonschema" ]; then
     $SUDO python3 -m venv "$VENV"
     $SUDO "$VENV/bin/pip" install --quiet check-jsonschema
 fi
+# moto's S3 server for the backups family: MinIO is not packaged in Debian, so the jobs'
+# HTTPS (pgBackRest and restic trusting the MinIO CA, against the certificate the
+# generated script issues) is tested against moto serving that certificate.
+if [ ! -x "$VENV/bin/moto_server" ]; then
+    echo "== installing moto's S3 server into $VENV"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO "$VENV/bin/pip" install --quiet 'moto[server]==5.2.5'
+fi
 
 echo "== formatting"
 cargo fmt --all -- --check

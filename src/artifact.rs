@@ -70,6 +70,17 @@ pub enum Validator {
     /// `docker stack config -c` on each staged `etc/medianest/stacks/*.yml`: the Swarm
     /// v3 schema (works without an engine).
     Stack,
+    /// `redis-server` on the staged `etc/redis/redis.conf`, started and stopped in private
+    /// network and mount namespaces: Redis has no config-test mode, and it reads its whole
+    /// configuration before it listens (no TCP port, a scratch socket and directory, the
+    /// files it includes from `/run` empty stand-ins).
+    Redis,
+    /// `pgbouncer` on the staged `etc/pgbouncer/` (its `pgbouncer.ini` and the files it
+    /// includes), started and stopped in private network and mount namespaces: PgBouncer
+    /// has no check mode, and it reads its whole configuration before it listens (its
+    /// listen addresses on a private loopback, scratch `/run` and log directory, the
+    /// auth file an empty stand-in when it is not staged).
+    Pgbouncer,
 }
 
 impl Validator {
@@ -89,6 +100,8 @@ impl Validator {
             Validator::Blackbox => "blackbox",
             Validator::Compose => "compose",
             Validator::Stack => "stack",
+            Validator::Redis => "redis",
+            Validator::Pgbouncer => "pgbouncer",
         }
     }
 }
@@ -117,6 +130,9 @@ pub const FAMILY_TARGETS: &[(&str, &[&str])] = &[
             "/etc/systemd/system/medianest-backup-",
             "/etc/systemd/system/medianest-restore-test-",
             "/etc/systemd/system/medianest-minio-buckets.service",
+            "/etc/medianest/tls/minio-ca.crt",
+            "/etc/systemd/system/medianest-minio-tls.service",
+            "/etc/systemd/system/medianest-minio-tls-",
         ],
     ),
     ("base", &["/etc/hosts"]),

@@ -89,9 +89,97 @@ pub fn validator(v: Validator, staged: &Path) -> Command {
             c = Command::new("sh");
             c.args(["-ec", STACK_CHECK, "sh"]).arg(p("etc/medianest/stacks"));
         }
+        Validator::Redis => {
+            // Starting it is the only check Redis has; in its own network namespace it
+            // can take no port, and a private /run hides the live password file.
+            c = Command::new("unshare");
+            c.args(["--net", "--mount", "--propagation", "private", "sh", "-ec", REDIS_CHECK, "sh"])
+                .arg(p("etc/redis/redis.conf"));
+        }
+        Validator::Pgbouncer => {
+            // As Redis: starting it is the only check; the staged directory covers
+            // /etc/pgbouncer, whose files name each other by absolute path.
+            c = Command::new("unshare");
+            c.args(["--net", "--mount", "--propagation", "private", "sh", "-ec", PGBOUNCER_CHECK, "sh"])
+                .arg(p("etc/pgbouncer"));
+        }
     }
     c
 }
+
+/// The script of [`Validator::Pgbouncer`] (`$1`: the staged `etc/pgbouncer`). The files
+/// are the staged ones, unchanged, at their real paths; around them: the listen
+/// addresses on the private namespace's loopback, a private `/run` (the socket and pid
+/// file; the auth file the unit renders from the delivered secrets, an empty stand-in)
+/// and log directory, an empty auth file when none is staged. It runs as `postgres`
+/// (it refuses root). Up means its unix socket exists: the configuration was read whole.
+const PGBOUNCER_CHECK: &str = "t=$(mktemp -d)
+trap 'rm -rf \"$t\"' EXIT
+mount --bind \"$1\" /etc/pgbouncer
+conf=/etc/pgbouncer/pgbouncer.ini
+mount -t tmpfs medianest-check /run
+mkdir -p /run/postgresql /var/log/postgresql
+mount -t tmpfs medianest-check /var/log/postgresql
+chown postgres:postgres /run/postgresql /var/log/postgresql
+f=$(sed -n 's/^auth_file *= *//p' \"$conf\")
+case $f in
+  /run/*|/etc/pgbouncer/*) [ -e \"$f\" ] || { mkdir -p \"${f%/*}\"; : > \"$f\"; chown postgres \"$f\"; } ;;
+esac
+ip link set lo up
+for a in $(sed -n 's/^listen_addr *= *//p' \"$conf\" | tr ',' ' '); do
+  case $a in
+    '*'|127.0.0.1|::1|localhost) ;;
+    *:*) ip addr add \"$a/128\" dev lo ;;
+    *) ip addr add \"$a/32\" dev lo ;;
+  esac
+done
+port=$(sed -n 's/^listen_port *= *//p' \"$conf\")
+pgbouncer -u postgres \"$conf\" > \"$t/out\" 2>&1 &
+pid=$!
+i=0
+until [ -S \"/run/postgresql/.s.PGSQL.${port:-6432}\" ]; do
+  if ! kill -0 \"$pid\" 2>/dev/null; then
+    rc=0; wait \"$pid\" || rc=$?
+    cat \"$t/out\" /var/log/postgresql/*.log >&2 2>/dev/null || true
+    echo \"pgbouncer stopped at once (exit $rc) on the staged pgbouncer.ini\" >&2
+    exit 1
+  fi
+  i=$((i+1))
+  if [ \"$i\" -ge 200 ]; then kill \"$pid\"; cat \"$t/out\" >&2; echo 'pgbouncer did not start in 10 s' >&2; exit 1; fi
+  sleep 0.05
+done
+kill -INT \"$pid\"
+wait \"$pid\" || true";
+
+/// The script of [`Validator::Redis`] (`$1`: the staged `redis.conf`). The command line
+/// overrides only where it runs (no TCP port, a scratch socket, directory and pid file,
+/// no log file, no persistence, not supervised); every other directive is the staged
+/// file's. The files it includes under `/run` (the password file the unit renders from
+/// the delivered secret before each start, which may not exist yet) are empty: the
+/// check reads no secret. Up means its socket exists: the configuration was read whole.
+const REDIS_CHECK: &str = "t=$(mktemp -d)
+trap 'rm -rf \"$t\"' EXIT
+mount -t tmpfs medianest-check /run
+for f in $(sed -n 's/^include //p' \"$1\"); do
+  case $f in /run/*) mkdir -p \"${f%/*}\"; : > \"$f\" ;; esac
+done
+redis-server \"$1\" --port 0 --unixsocket \"$t/redis.sock\" --pidfile \"$t/redis.pid\" --dir \"$t\" \\
+  --logfile '' --daemonize no --supervised no --appendonly no --save '' > \"$t/out\" 2>&1 &
+pid=$!
+i=0
+until [ -S \"$t/redis.sock\" ]; do
+  if ! kill -0 \"$pid\" 2>/dev/null; then
+    rc=0; wait \"$pid\" || rc=$?
+    cat \"$t/out\" >&2
+    echo \"redis-server stopped at once (exit $rc) on the staged redis.conf\" >&2
+    exit 1
+  fi
+  i=$((i+1))
+  if [ \"$i\" -ge 200 ]; then kill \"$pid\"; cat \"$t/out\" >&2; echo 'redis-server did not start in 10 s' >&2; exit 1; fi
+  sleep 0.05
+done
+kill \"$pid\"
+wait \"$pid\" || true";
 
 /// The script of [`Validator::Stack`] (`$1`: the staged `etc/medianest/stacks`).
 const STACK_CHECK: &str = "found=

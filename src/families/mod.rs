@@ -21,6 +21,7 @@ pub mod grafana;
 pub mod haproxy;
 pub mod keepalived;
 pub mod logship;
+pub mod minio;
 pub mod nftables;
 pub mod nginx;
 pub mod pfsense;

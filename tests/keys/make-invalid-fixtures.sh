@@ -14,10 +14,11 @@ age-keygen -o "$K"/rec 2>/dev/null
 R=$(age-keygen -y "$K"/rec)
 K1=$(cut -d' ' -f1-2 "$K"/app1.pub); K2=$(cut -d' ' -f1-2 "$K"/app1b.pub)
 KD1=$(cut -d' ' -f1-2 "$K"/db1.pub); KD2=$(cut -d' ' -f1-2 "$K"/db2.pub)
-# db1 and db2 always have their keys: their backup job reads the backup secrets.
+# db1 and db2 always have their keys: their backup job reads the backup secrets (and
+# app1, the MinIO host, reads minio_tls_ca_key).
 db_keys() { sed -e "s|^\[hosts.db1\]$|[hosts.db1]\nssh_host_key = \"$KD1\"|" -e "s|^\[hosts.db2\]$|[hosts.db2]\nssh_host_key = \"$KD2\"|"; }
 hosts_with() { sed "s|^\[hosts.app1\]$|[hosts.app1]\nssh_host_key = \"$1\"|" "$BASE"/hosts.toml | db_keys; }
-BACKUP="backup_repository_password backup_s3_access_key backup_s3_secret_key"
+BACKUP="backup_repository_password backup_s3_access_key backup_s3_secret_key minio_tls_ca_key"
 backup_secrets() { for n in $BACKUP; do cp "$T"/site/secrets/$n.age "$1"/secrets/; done; }
 mk() { # mk <case>: a temp repo = base + [secrets] + app1 key K1
   T=$(mktemp -d); mkdir -p "$T"/site; cp "$BASE"/*.toml "$T"/site/

@@ -17,6 +17,14 @@
 //!   retention and reports; the generated restore test checks the repository and
 //!   restores the newest snapshot.
 //!
+//! - MinIO's TLS: stor1's generated script issues MinIO's certificate with a CA the test
+//!   makes (kept while current, issued again for a new address and for a rotated CA,
+//!   refused with a key that is not the CA's), and it verifies against the CA as db1 receives it for the address
+//!   db1 reaches; moto's S3 server (the venv of scripts/test.sh, or
+//!   `$MEDIANEST_MOTO_SERVER`) serves HTTPS with it, and db1's generated pgBackRest
+//!   (refusing another CA) and cache1's generated restic job and restore test work
+//!   against it. A site with MinIO and no `[minio_tls]` is refused.
+//!
 //! Test-only overrides, none in the generated files (made with `sed` on copies):
 //! paths under `/etc/medianest/backup`, `/etc/pgbackrest`, `/run/medianest/secrets` and
 //! node exporter's textfile directory point into the scratch directory; pgBackRest's
@@ -315,4 +323,280 @@ fn restic_backs_up_forgets_and_passes_its_restore_test() {
     }
     let o = Command::new("sh").arg(&test).output().unwrap();
     assert!(!o.status.success(), "a corrupt repository passed: {}", stdout(&o));
+}
+
+/// MinIO's TLS on loopback, in a private network namespace (`$1`: generated/ of the
+/// loopback site whose `[minio_tls] ca` is the test's CA, `$2`: scratch holding the CA
+/// key in `ca/ca.key`, `$3`: moto_server). stor1's generated issuing script (paths into
+/// the scratch directory) issues the certificate, keeps it, issues again for a new
+/// address, refuses a key that is not the CA's; moto's S3 server then serves HTTPS with
+/// that certificate (no MinIO here) and db1's generated pgBackRest (its conf and wrapper,
+/// the CA at the path its conf names, as db1 receives it) and cache1's generated restic
+/// job and restore test (its CA copy) work against it, and pgBackRest refuses another
+/// CA. Prints
+/// `key=value` lines.
+const MINIO_TLS: &str = r#"
+G=$1 T=$2 MOTO=$3
+ip link set lo up
+mkdir -p "$T/tls" "$T/secrets" "$T/lock" "$T/log" "$T/textfile" "$T/cache" "$T/data"
+H=$G/hosts/stor1/root/etc
+sed -e "s|^dir=.*|dir=$T/tls/minio|" -e "s|^ca=.*|ca=$H/medianest/tls/minio-ca.crt|" \
+    -e "s|^ca_key=.*|ca_key=$T/ca/ca.key|" "$H/medianest/minio/tls.sh" > "$T/tls.sh"
+C=$T/tls/minio/public.crt
+echo "first=$(sh "$T/tls.sh" | sed 's/ (notAfter.*//')"
+before=$(sha256sum < "$C")
+echo "second=$(sh "$T/tls.sh" | sed 's/ (.*//')"
+[ "$(sha256sum < "$C")" = "$before" ] && echo "kept=yes"
+echo "key=$(stat -c '%a %u:%g' "$T/tls/minio/private.key") cert=$(stat -c '%a' "$C") ca_copy=$(cmp -s "$T/tls/minio/CAs/minio-ca.crt" "$H/medianest/tls/minio-ca.crt" && echo same)"
+# Verified against the CA as db1 receives it, for the address db1 reaches stor1 at.
+DB1CA=$G/hosts/db1/root/etc/medianest/tls/minio-ca.crt
+echo "verify_db1=$(openssl verify -CAfile "$DB1CA" -verify_ip 127.0.0.3 "$C" 2>&1)"
+echo "verify_other_ip=$(openssl verify -CAfile "$DB1CA" -verify_ip 127.0.0.9 "$C" >/dev/null 2>&1 && echo ok || echo refused)"
+# A flow that adds an address: the certificate is issued again.
+sed -e "s|^ips='|ips='127.0.0.9 |" -e "s|^san='|san='IP:127.0.0.9,DNS:127.0.0.9,|" "$T/tls.sh" > "$T/tls2.sh"
+echo "new_address=$(sh "$T/tls2.sh" | sed 's/ for .*//')"
+echo "verify_new=$(openssl verify -CAfile "$DB1CA" -verify_ip 127.0.0.9 "$C" >/dev/null 2>&1 && echo ok || echo refused)"
+# A CA key that is not the CA's signs nothing.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/other.key" 2>/dev/null
+sed "s|^ca_key=.*|ca_key=$T/other.key|" "$T/tls.sh" > "$T/tls3.sh"
+if e=$(sh "$T/tls3.sh" 2>&1 >/dev/null); then echo "wrong_key=accepted"; else echo "wrong_key=$e (refused)"; fi
+# A rotation: the new CA first, the old one after it, the new key. The certificate is
+# issued again from the new CA, which alone verifies it; then it is kept.
+mkdir -p "$T/ca2"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=new -keyout "$T/ca2/ca.key" \
+    -out "$T/ca2/ca.crt" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+cat "$T/ca2/ca.crt" "$H/medianest/tls/minio-ca.crt" > "$T/ca2/bundle.crt"
+sed -e "s|^ca=.*|ca=$T/ca2/bundle.crt|" -e "s|^ca_key=.*|ca_key=$T/ca2/ca.key|" "$T/tls.sh" > "$T/tls4.sh"
+echo "rotation=$(sh "$T/tls4.sh" | sed 's/ for .*//') $(openssl verify -CAfile "$T/ca2/ca.crt" "$C" | sed 's/.*: //') $(sh "$T/tls4.sh" | sed 's/ (.*//; s/.*: //')"
+sh "$T/tls.sh" >/dev/null
+
+# HTTPS S3 with the issued certificate, at stor1's address.
+"$MOTO" -H 127.0.0.3 -p 9000 -c "$C" -k "$T/tls/minio/private.key" > "$T/moto.log" 2>&1 &
+echo $! > "$T/moto.pid"
+trap 'kill "$(cat "$T/moto.pid")" 2>/dev/null || true' EXIT
+i=0; until curl -fsS --cacert "$DB1CA" -o /dev/null https://127.0.0.3:9000/ 2>/dev/null; do
+  i=$((i+1)); [ $i -lt 300 ] || { cat "$T/moto.log" >&2; exit 1; }; sleep 0.1; done
+curl -fsS --cacert "$DB1CA" -X PUT -o /dev/null https://127.0.0.3:9000/backups
+
+# pgBackRest as db1 runs it: the CA is the file its conf names, where db1 receives it.
+P=$G/hosts/db1/root/etc/pgbackrest/pgbackrest.conf
+named=$(sed -n 's/^repo1-storage-ca-file=//p' "$P")
+echo "ca_named=$named distributed=$([ -f "$G/hosts/db1/root$named" ] && echo yes)"
+cp "$G/hosts/db1/root$named" "$T/db1-ca.crt"
+printf 'AKIAMEDIANESTTEST\n' > "$T/secrets/backup_s3_access_key"
+printf 'test secret key\n' > "$T/secrets/backup_s3_secret_key"
+printf 'correct horse battery staple\n' > "$T/secrets/backup_repository_password"
+conf() {
+  sed "s|^repo1-storage-ca-file=.*|repo1-storage-ca-file=$1|" "$P" |
+    awk -v lp="$T/lock" -v lg="$T/log" '/^\[global\]/{print; print "lock-path=" lp; print "log-path=" lg; next} {print}' > "$T/pgbackrest.conf"
+}
+conf "$T/db1-ca.crt"
+sed -e "s|/run/medianest/secrets/pg/|$T/secrets/|g" -e "s|--config=/etc/pgbackrest/pgbackrest.conf|--config=$T/pgbackrest.conf|" \
+    "$G/hosts/db1/root/etc/medianest/backup/pg-pitr-pgbackrest.sh" > "$T/pgbackrest.sh"
+chown -R postgres "$T/pgbackrest.conf" "$T/pgbackrest.sh" "$T/secrets" "$T/lock" "$T/log" "$T/db1-ca.crt"
+if e=$(runuser -u postgres -- sh "$T/pgbackrest.sh" repo-ls 2>&1); then echo "pgbackrest=ok"; else echo "pgbackrest=$e" | tr '\n' ' '; echo; fi
+echo "pgbackrest_info=$(runuser -u postgres -- sh "$T/pgbackrest.sh" info 2>&1 | grep -o 'status: .*')"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=other -keyout "$T/o.key" -out "$T/other-ca.crt" 2>/dev/null
+chown postgres "$T/other-ca.crt"; conf "$T/other-ca.crt"
+echo "pgbackrest_other_ca=$(runuser -u postgres -- sh "$T/pgbackrest.sh" --io-timeout=1 repo-ls 2>&1 | grep -o 'unable to verify certificate[^:]*')"
+
+# restic as cache1 runs it: its generated job, its copy of the CA.
+printf 'the cache data\n' > "$T/data/dump.rdb"
+sed -e "s|/run/medianest/secrets/cache/|$T/secrets/|g" -e "s|/var/lib/prometheus/node-exporter|$T/textfile|g" \
+    -e "s|/var/lib/redis|$T/data|g" -e "s|/var/cache/restic|$T/cache|g" \
+    -e "s|^RESTIC_CACERT=.*|RESTIC_CACERT=$G/hosts/cache1/root/etc/medianest/tls/minio-ca.crt|" \
+    "$G/hosts/cache1/root/etc/medianest/backup/cache-files.sh" > "$T/restic-job.sh"
+echo "restic_job=$(sh "$T/restic-job.sh" > "$T/restic.log" 2>&1 && echo ok || cat "$T/restic.log")"
+echo "restic_metric=$(grep -c '^medianest_backup_last_success_timestamp_seconds{policy="cache-files"} ' "$T/textfile/medianest_backup_cache-files.prom")"
+mkdir -p "$T/vartmp"
+sed -e "s|/run/medianest/secrets/cache/|$T/secrets/|g" -e "s|/var/lib/prometheus/node-exporter|$T/textfile|g" \
+    -e "s|/var/tmp/|$T/vartmp/|g" -e "s|/var/cache/restic|$T/cache|g" \
+    -e "s|^RESTIC_CACERT=.*|RESTIC_CACERT=$G/hosts/cache1/root/etc/medianest/tls/minio-ca.crt|" \
+    "$G/hosts/cache1/root/etc/medianest/backup/cache-files-restore-test.sh" > "$T/restic-test.sh"
+echo "restic_restore_test=$(sh "$T/restic-test.sh" 2>&1 | tail -1)"
+"#;
+
+/// The loopback site with a CA of the test's own (its key in `ca/ca.key` of the returned
+/// scratch directory), built.
+fn loopback_with_ca() -> (tempfile::TempDir, tempfile::TempDir) {
+    let scratch = tempfile::tempdir().unwrap();
+    let ca = scratch.path().join("ca");
+    std::fs::create_dir_all(&ca).unwrap();
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=backuptest MinIO CA", "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout"])
+        .arg(ca.join("ca.key"))
+        .arg("-out")
+        .arg(ca.join("ca.crt"))
+        .output()
+        .expect("openssl runs");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&suite("fixtures/backups-loopback/site"), &dir.path().join("site"));
+    let toml = dir.path().join("site/site.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let start = text.find("ca = \"\"\"").expect("the fixture has a CA");
+    let end = start + 8 + text[start + 8..].find("\"\"\"").unwrap() + 3;
+    let pem = std::fs::read_to_string(ca.join("ca.crt")).unwrap();
+    std::fs::write(&toml, format!("{}ca = \"\"\"\n{pem}\"\"\"{}", &text[..start], &text[end..])).unwrap();
+    let o = medianest(dir.path(), &["build"]);
+    assert!(o.status.success(), "the loopback site builds: {}", stderr(&o));
+    (dir, scratch)
+}
+
+/// moto's S3 server: `$MEDIANEST_MOTO_SERVER`, else the venv of scripts/test.sh.
+fn moto_server() -> PathBuf {
+    std::env::var_os("MEDIANEST_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/medianest-test/venv/bin/moto_server"))
+}
+
+#[test]
+fn minio_tls_is_issued_on_the_host_and_trusted_by_pgbackrest_and_restic_over_https() {
+    let moto = moto_server();
+    assert!(moto.exists(), "{} is missing: run scripts/test.sh once (it makes the venv)", moto.display());
+    let (site, scratch) = loopback_with_ca();
+    let o = Command::new("unshare")
+        .args(["--net", "sh", "-eu", "-c", MINIO_TLS, "sh"])
+        .arg(site.path().join("generated"))
+        .arg(scratch.path())
+        .arg(&moto)
+        .output()
+        .expect("unshare runs");
+    let out = stdout(&o);
+    assert!(o.status.success(), "exit {:?}\n{out}\n{}", o.status.code(), stderr(&o));
+    let get = |k: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in\n{out}"))
+            .to_string()
+    };
+    assert_eq!(
+        get("first"),
+        "MinIO TLS on stor1: issued a certificate for IP:127.0.0.3,DNS:127.0.0.3,IP:127.0.0.1,DNS:127.0.0.1,DNS:stor1,DNS:stor1.backuptest.lan,DNS:localhost"
+    );
+    assert_eq!(get("second"), "MinIO TLS on stor1: the certificate is current");
+    assert_eq!(get("kept"), "yes");
+    // The key is MinIO's user's (`user = "1000:1000"`), readable by it alone.
+    assert_eq!(get("key"), "400 1000:1000 cert=444 ca_copy=same");
+    assert!(get("verify_db1").ends_with(": OK"), "{out}");
+    assert_eq!(get("verify_other_ip"), "refused");
+    assert_eq!(get("new_address"), "MinIO TLS on stor1: issued a certificate");
+    assert_eq!(get("verify_new"), "ok");
+    assert_eq!(
+        get("wrong_key"),
+        "MinIO TLS on stor1: the secret minio_tls_ca_key is not the key of [minio_tls] ca (refused)"
+    );
+    assert_eq!(get("rotation"), "MinIO TLS on stor1: issued a certificate OK the certificate is current");
+    assert_eq!(get("ca_named"), "/etc/medianest/tls/minio-ca.crt distributed=yes");
+    // pgBackRest lists the repository over HTTPS (empty: no stanza yet), verifying the
+    // certificate against the CA and its name against the endpoint.
+    assert_eq!(get("pgbackrest"), "ok", "{out}");
+    assert_eq!(get("pgbackrest_info"), "status: error (missing stanza path)", "{out}");
+    assert_eq!(get("pgbackrest_other_ca"), "unable to verify certificate presented by '127.0.0.3");
+    assert_eq!(get("restic_job"), "ok", "{out}");
+    assert_eq!(get("restic_metric"), "1");
+    assert_eq!(get("restic_restore_test"), "restore test of cache-files: passed", "{out}");
+}
+
+#[test]
+fn a_site_with_minio_and_no_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&suite("fixtures/backups-loopback/site"), &dir.path().join("site"));
+    let toml = dir.path().join("site/site.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let start = text.find("[minio_tls]").unwrap();
+    let end = start + text[start..].find("\"\"\"\n").unwrap();
+    let end = end + 4 + text[end + 4..].find("\"\"\"\n").unwrap() + 4;
+    std::fs::write(&toml, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let o = medianest(dir.path(), &["build"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("error[missing-key]: `minio` is a MinIO service and the site has no `[minio_tls]`"), "{err}");
+    assert!(!dir.path().join("generated").exists(), "nothing is written");
+}
+
+/// The reference site's MinIO files agree with each other: the container mounts the
+/// directory the issuing script writes, where MinIO's `--certs-dir` and the health
+/// check look; the CA every client names (pgBackRest, restic, Prometheus, mc) is a file
+/// its host receives, the same CA everywhere; and the script names the address each
+/// client reaches MinIO at.
+#[test]
+fn the_generated_minio_files_agree() {
+    use serde_json::Value;
+    let g = repo_root().join("generated/hosts");
+    let read = |host: &str, path: &str| {
+        std::fs::read_to_string(g.join(host).join("root").join(path.trim_start_matches('/')))
+            .unwrap_or_else(|e| panic!("{host}:{path}: {e}"))
+    };
+    let script = read("stor1", "/etc/medianest/minio/tls.sh");
+    let var = |name: &str| -> String {
+        script
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in tls.sh"))
+            .trim_matches('\'')
+            .to_string()
+    };
+    let (dir, ca) = (var("dir"), var("ca"));
+    let compose: Value = serde_saphyr::from_str(&read("stor1", "/etc/medianest/compose/compose.yaml")).unwrap();
+    let minio = &compose["services"]["minio"];
+    let mount =
+        minio["volumes"].as_array().unwrap().iter().find(|v| v["source"] == dir.as_str()).expect("TLS dir mounted");
+    assert_eq!(mount["read_only"], true);
+    let target = mount["target"].as_str().unwrap();
+    let command: Vec<&str> = minio["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let at = command.iter().position(|a| *a == "--certs-dir").expect("--certs-dir");
+    assert_eq!(command[at + 1], target, "{command:?}");
+    assert_eq!(command[..2], ["server", "/data"]);
+    // The health check trusts the CA copy the script keeps in the mounted directory.
+    let health = minio["healthcheck"]["test"][1].as_str().unwrap();
+    assert!(health.contains(&format!("SSL_CERT_FILE={target}/CAs/minio-ca.crt")), "{health}");
+    assert!(script.contains("\"$dir/CAs/minio-ca.crt\""), "the script keeps the CA copy there");
+    assert!(health.contains("https://127.0.0.1:9000") && var("ips").split(' ').any(|a| a == "127.0.0.1"), "{health}");
+    let pem = |text: String| text[text.find("-----BEGIN").expect("a PEM block")..].to_string();
+    let the_ca = pem(read("stor1", &ca));
+    // Each client's CA path, on its host.
+    let mut clients = vec![
+        (
+            "db1",
+            read("db1", "/etc/pgbackrest/pgbackrest.conf")
+                .lines()
+                .find_map(|l| l.strip_prefix("repo1-storage-ca-file="))
+                .unwrap()
+                .to_string(),
+        ),
+        (
+            "mon1",
+            read("mon1", "/etc/prometheus/prometheus.yml")
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("ca_file: "))
+                .unwrap()
+                .trim_matches('"')
+                .to_string(),
+        ),
+    ];
+    for (host, job) in [("cache1", "redis-rdb.sh"), ("stor1", "medianest-media.sh"), ("dns1", "powerdns-zones.sh")] {
+        let text = read(host, &format!("/etc/medianest/backup/{job}"));
+        clients.push((
+            host,
+            text.lines()
+                .find_map(|l| l.strip_prefix("RESTIC_CACERT="))
+                .unwrap_or_else(|| panic!("{host} {job}"))
+                .to_string(),
+        ));
+    }
+    for (host, path) in &clients {
+        assert_eq!(path, &ca, "{host}");
+        assert_eq!(pem(read(host, path)), the_ca, "{host} has the same CA");
+    }
+    // The certificate names the address each client reaches stor1 at.
+    let ips = var("ips");
+    assert!(read("mon1", "/etc/prometheus/prometheus.yml").contains("targets: [\"10.0.4.10:9000\"]"));
+    assert!(read("db1", "/etc/pgbackrest/pgbackrest.conf").contains("repo1-s3-endpoint=10.0.4.10\n"));
+    assert!(ips.split(' ').any(|a| a == "10.0.4.10"), "{ips}");
+    // mc trusts the CA instead of skipping verification.
+    let buckets = read("stor1", "/etc/medianest/minio/buckets.sh");
+    assert!(!buckets.contains("--insecure") && buckets.contains(&format!("-v {ca}:")), "{buckets}");
 }

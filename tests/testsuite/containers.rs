@@ -262,9 +262,14 @@ fn swarm_with_secrets() -> Repo {
     let o = Command::new("age-keygen").arg("-y").arg(keys.join("recovery.agekey")).output().expect("age-keygen");
     let recovery = String::from_utf8_lossy(&o.stdout).trim().to_string();
     repo.write("site/zz-secrets.toml", &format!("[secrets]\nrecovery = [\"{recovery}\"]\n"));
-    for name in
-        ["db_password", "api_token", "backup_repository_password", "backup_s3_access_key", "backup_s3_secret_key"]
-    {
+    for name in [
+        "db_password",
+        "api_token",
+        "backup_repository_password",
+        "backup_s3_access_key",
+        "backup_s3_secret_key",
+        "minio_tls_ca_key",
+    ] {
         set_secret(&repo, name, &format!("test-only {name}"));
     }
     repo

@@ -124,3 +124,47 @@ fn redis_runs_from_the_generated_config_with_a_password_and_only_on_its_addresse
     assert_eq!(get("render_exit"), "1 1", "no delivered secret, no password file: {out}");
     eprintln!("redis loopback run: {:.1} s", start.elapsed().as_secs_f64());
 }
+
+/// The agent's check of a staged `redis.conf` ([`Validator::Redis`], the command the
+/// agent runs): every host's generated file passes, and quickly; a misspelt value, an
+/// unknown directive and a missing include each fail with Redis's own message. The
+/// staged file's `/run` includes are stand-ins, so it passes before the first secret
+/// is delivered.
+#[test]
+fn the_agents_redis_check_passes_the_generated_config_and_refuses_a_broken_one() {
+    use medianest::agent::actions;
+    use medianest::artifact::Validator;
+    let hosts = repo_root().join("generated/hosts");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&hosts).unwrap() {
+        let root = e.unwrap().path().join("root");
+        if !root.join("etc/redis/redis.conf").exists() {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        let o = actions::validator(Validator::Redis, &root).output().unwrap();
+        assert!(o.status.success(), "{}: {}{}", root.display(), stdout(&o), stderr(&o));
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+        checked += 1;
+    }
+    assert_eq!(checked, 1, "cache1");
+    let good = std::fs::read_to_string(hosts.join("cache1/root/etc/redis/redis.conf")).unwrap();
+    for (broken, says) in [
+        (good.replace("maxmemory-policy noeviction", "maxmemory-policy noevictio"), "argument(s) must be one of"),
+        (
+            good.replace("tcp-keepalive 300", "tcp-keepalive 300\nbogus-directive yes"),
+            "Bad directive or wrong number of arguments",
+        ),
+        (
+            good.replace("include /run/medianest/redis/secrets.conf", "include /etc/redis/missing.conf"),
+            "redis-server stopped at once (exit 1)",
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc/redis")).unwrap();
+        std::fs::write(d.path().join("etc/redis/redis.conf"), broken).unwrap();
+        let o = actions::validator(Validator::Redis, d.path()).output().unwrap();
+        assert!(!o.status.success(), "a broken config passed: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{says}: {}", stderr(&o));
+    }
+}

@@ -120,7 +120,7 @@ MEDIANEST_EOF
 
 # 2. Packages for the roles and services of stor1.
 missing=
-for pkg in ca-certificates curl gnupg linux-headers-amd64 nfs-kernel-server nftables openssh-client prometheus-node-exporter restic rsyslog sanoid zfs-dkms zfsutils-linux; do
+for pkg in ca-certificates curl gnupg linux-headers-amd64 nfs-kernel-server nftables openssh-client openssl prometheus-node-exporter restic rsyslog sanoid zfs-dkms zfsutils-linux; do
     # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not the shell's
     if ! "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
         missing="$missing $pkg"

@@ -73,8 +73,8 @@ pub const TEXTFILE_DIR: &str = super::TEXTFILE_DIR;
 pub const PGBACKREST_CONF: &str = "/etc/pgbackrest/pgbackrest.conf";
 /// sanoid's configuration.
 pub const SANOID_CONF: &str = "/etc/sanoid/sanoid.conf";
-/// The CA that signed MinIO's certificate, trusted by pgBackRest.
-pub const MINIO_CA: &str = "/etc/medianest/tls/minio-ca.crt";
+/// The CA that signed MinIO's certificate, trusted by the jobs.
+pub const MINIO_CA: &str = super::minio::CA_FILE;
 /// MinIO's bucket setup.
 pub const MINIO_BUCKETS: &str = "/etc/medianest/minio/buckets.sh";
 /// Where restic keeps the repositories of a host target (over SFTP, as root).
@@ -229,6 +229,52 @@ pub struct BucketsContext {
     pub access_key: String,
     /// Backup secret key file.
     pub secret_key: String,
+    /// The MinIO CA, which mc trusts.
+    pub ca: &'static str,
+}
+
+/// Context of `backups/minio-ca.crt.j2`.
+#[derive(Serialize)]
+pub struct CaContext {
+    /// The host.
+    pub host: Src<String>,
+    /// The CA certificate(s), PEM.
+    pub ca: Src<String>,
+    /// Their SHA-256 fingerprints.
+    pub fingerprints: Vec<String>,
+}
+
+/// Context of `backups/tls.sh.j2` and its units: MinIO's certificate on one host.
+#[derive(Serialize)]
+pub struct TlsContext {
+    /// The MinIO host.
+    pub host: Src<String>,
+    /// The service.
+    pub service: Src<String>,
+    /// The certificate directory.
+    pub dir: &'static str,
+    /// The CA file.
+    pub ca: &'static str,
+    /// The CA key file (the secrets delivery's).
+    pub ca_key: String,
+    /// The CA key's secret name.
+    pub ca_key_name: &'static str,
+    /// Who owns the key: the container's user.
+    pub owner: Src<String>,
+    /// The addresses the certificate names.
+    pub ips: Vec<Src<String>>,
+    /// The DNS names it names.
+    pub names: Vec<Src<String>>,
+    /// Days a certificate is issued for.
+    pub days: u64,
+    /// Days before its end that it is issued again.
+    pub renew_days: u64,
+    /// The same, in seconds (`openssl x509 -checkend`).
+    pub renew_seconds: u64,
+    /// The script.
+    pub script: &'static str,
+    /// The unit's name without suffix.
+    pub unit: &'static str,
 }
 
 /// The backups model of a site (empty when the family resolved nothing).
@@ -239,6 +285,8 @@ pub fn model(site: &Site) -> &keys::Model {
         dataset_written: std::collections::BTreeSet::new(),
         bucket: BTreeMap::new(),
         buckets: BTreeMap::new(),
+        ca: None,
+        ca_written: None,
     };
     site.ext.get::<keys::Model>().unwrap_or(&EMPTY)
 }
@@ -594,6 +642,145 @@ fn lower_policy(site: &Site, b: &Backup, out: &mut Lowering) {
     }
 }
 
+/// The hosts that get [`MINIO_CA`]: the MinIO clients medianest configures. Each MinIO
+/// host (its health check, bucket setup, `mc mirror`), each host that runs a job writing
+/// to MinIO (pgBackRest, restic), and each Prometheus host that scrapes a MinIO; with
+/// where each is decided. A flow alone is not a client: a container that speaks to
+/// MinIO mounts the CA itself.
+pub fn ca_hosts(site: &Site) -> BTreeMap<HostId, Vec<&Loc>> {
+    let mut out: BTreeMap<HostId, Vec<&Loc>> = BTreeMap::new();
+    for id in super::configured(site, ServiceKind::Minio) {
+        for h in &site.service(id).hosts {
+            out.entry(h.value).or_default().push(&h.loc);
+        }
+    }
+    for b in site.backups.iter().filter(|b| minio_target(site, b).is_some()) {
+        for h in job_hosts(site, b).into_keys() {
+            out.entry(h).or_default().push(&b.loc);
+        }
+    }
+    for prom in super::configured(site, ServiceKind::Prometheus) {
+        for h in &site.service(prom).hosts {
+            for j in super::prometheus::scrape::jobs(site, prom, h.value) {
+                if site.service(j.service).kind.value == ServiceKind::Minio {
+                    out.entry(h.value).or_default().extend(j.locs(site));
+                }
+            }
+        }
+    }
+    out.retain(|h, _| site.host(*h).kind.value.is_linux());
+    out
+}
+
+/// What MinIO's certificate on `host` names: every address a flow reaches its API or
+/// console at, and loopback; the host's name, its name in the site's domain, and
+/// `localhost`.
+pub fn tls_names(site: &Site, id: ServiceId, host: HostId) -> (Vec<Src<String>>, Vec<Src<String>>) {
+    let svc = site.service(id);
+    let h = site.host(host);
+    let ports: Vec<_> = ["api", "console"].iter().filter_map(|p| svc.port(p)).map(|p| p.spec).collect();
+    let mut ips = super::listen_addresses(site, host, &ports);
+    ips.push(Src::at("127.0.0.1".to_string(), "loopback (health check, bucket setup)", &svc.loc));
+    let mut names = vec![Src::at(h.name.clone(), "host", &h.loc)];
+    if !site.settings.domain.is_empty() {
+        names.push(Src::of(
+            format!("{}.{}", h.name, site.settings.domain),
+            "host in the site's domain",
+            [&h.loc].into_iter().chain(site.settings.loc.iter()),
+        ));
+    }
+    names.push(Src::at("localhost".to_string(), "loopback", &svc.loc));
+    (ips, names)
+}
+
+/// The owner of MinIO's key on its hosts: the container's numeric user (a name is the
+/// containers family's error), else root.
+fn tls_owner(site: &Site, id: ServiceId) -> Src<String> {
+    let svc = site.service(id);
+    match &svc.user {
+        Some(u) => Src::at(u.value.clone(), "container user (reads the key)", &u.loc),
+        None => Src::at("0:0".to_string(), "container user (none: root)", &svc.loc),
+    }
+}
+
+/// Lowers MinIO's CA on every host of [`ca_hosts`].
+fn lower_ca(site: &Site, out: &mut Lowering) {
+    let Some(ca) = &model(site).ca else { return };
+    let minio_hosts: std::collections::BTreeSet<HostId> = super::configured(site, ServiceKind::Minio)
+        .flat_map(|id| site.service(id).hosts.iter().map(|h| h.value))
+        .collect();
+    for (h, locs) in ca_hosts(site) {
+        let host = site.host(h);
+        let cx = CaContext {
+            host: Src::at(host.name.clone(), "host", &host.loc),
+            ca: Src::of(
+                ca.value.trim_end().to_string(),
+                "MinIO CA ([minio_tls] ca)",
+                [&ca.loc].into_iter().chain(locs),
+            ),
+            fingerprints: keys::fingerprints(&ca.value),
+        };
+        let mut meta = ArtifactMeta::host_file("backups", &host.name, MINIO_CA, 0o644, "root:root");
+        if let Some(a) = meta.apply.as_mut() {
+            a.reload = None;
+            // A new CA on a MinIO host: its certificate is issued again.
+            a.restart = minio_hosts.contains(&h).then(|| format!("{}.service", super::minio::TLS_UNIT));
+        }
+        out.add("backups/minio-ca.crt.j2", &cx, meta, Some(ca.loc.clone()));
+    }
+}
+
+/// Lowers the certificate issuing of one MinIO service on each of its hosts.
+fn lower_tls(site: &Site, id: ServiceId, out: &mut Lowering) {
+    use super::minio::{CA_KEY_SECRET, CERT_DAYS, RENEW_DAYS, TLS_DIR, TLS_SCRIPT, TLS_UNIT};
+    let svc = site.service(id);
+    for h in &svc.hosts {
+        let host = site.host(h.value);
+        let (ips, names) = tls_names(site, id, h.value);
+        let cx = TlsContext {
+            host: Src::at(host.name.clone(), "host", &host.loc),
+            service: Src::at(svc.name.clone(), "service", &svc.loc),
+            dir: TLS_DIR,
+            ca: MINIO_CA,
+            ca_key: secret_file(&svc.name, CA_KEY_SECRET),
+            ca_key_name: CA_KEY_SECRET,
+            owner: tls_owner(site, id),
+            ips,
+            names,
+            days: CERT_DAYS,
+            renew_days: RENEW_DAYS,
+            renew_seconds: RENEW_DAYS * 86400,
+            script: TLS_SCRIPT,
+            unit: TLS_UNIT,
+        };
+        let origin = Some(svc.loc.clone());
+        let service = format!("{TLS_UNIT}.service");
+        let mut meta = ArtifactMeta::host_file("backups", &host.name, TLS_SCRIPT, 0o750, "root:root");
+        if let Some(a) = meta.apply.as_mut() {
+            a.reload = None;
+            a.restart = Some(service.clone());
+        }
+        out.add("backups/tls.sh.j2", &cx, meta, origin.clone());
+        let mut meta = unit_file(&host.name, &service, false);
+        if let Some(a) = meta.apply.as_mut() {
+            a.restart = Some(service.clone());
+        }
+        out.add("backups/tls.service.j2", &cx, meta, origin.clone());
+        out.add(
+            "backups/tls-renew.service.j2",
+            &cx,
+            unit_file(&host.name, &format!("{TLS_UNIT}-renew.service"), false),
+            origin.clone(),
+        );
+        out.add(
+            "backups/tls-renew.timer.j2",
+            &cx,
+            unit_file(&host.name, &format!("{TLS_UNIT}-renew.timer"), true),
+            origin,
+        );
+    }
+}
+
 /// Lowers the bucket setup of one MinIO service.
 fn lower_minio(site: &Site, id: ServiceId, out: &mut Lowering) {
     let svc = site.service(id);
@@ -610,6 +797,7 @@ fn lower_minio(site: &Site, id: ServiceId, out: &mut Lowering) {
             root_password: secret_file(&svc.name, "minio_root_password"),
             access_key: secret_file(&svc.name, S3_SECRETS[0]),
             secret_key: secret_file(&svc.name, S3_SECRETS[1]),
+            ca: MINIO_CA,
         };
         let origin = Some(svc.loc.clone());
         out.add(
@@ -656,6 +844,12 @@ pub fn secrets(site: &Site) -> Vec<(HostId, ServiceId, &'static str, &Loc)> {
             }
         }
     }
+    // Each MinIO host issues its own certificate with the CA's key.
+    for id in super::configured(site, ServiceKind::Minio) {
+        for h in &site.service(id).hosts {
+            out.entry((h.value, id, super::minio::CA_KEY_SECRET)).or_insert(&site.service(id).loc);
+        }
+    }
     out.into_iter().map(|((h, s, n), l)| (h, s, n, l)).collect()
 }
 
@@ -674,6 +868,12 @@ pub fn packages(site: &Site, host: HostId) -> Vec<(&'static str, &Loc)> {
             BackupMethod::MinioMirror => &[],
         };
         out.extend(pkgs.iter().map(|p| (*p, &b.loc)));
+    }
+    // A MinIO host issues its certificate with openssl.
+    for id in super::configured(site, ServiceKind::Minio) {
+        if site.service(id).hosts.iter().any(|h| h.value == host) {
+            out.push(("openssl", &site.service(id).loc));
+        }
     }
     out
 }
@@ -697,7 +897,9 @@ impl Family for Backups {
         }
         for id in super::configured(site, ServiceKind::Minio).collect::<Vec<_>>() {
             lower_minio(site, id, out);
+            lower_tls(site, id, out);
         }
+        lower_ca(site, out);
     }
 
     fn facts(&self, site: &Site) -> Vec<Fact> {
@@ -718,6 +920,26 @@ impl Family for Backups {
             };
             v.push(fact("schedule", when));
         }
+        if let Some(ca) = &model(site).ca {
+            v.push(Fact {
+                category: "minio tls",
+                subject: "[minio_tls]".into(),
+                field: "ca_sha256",
+                value: keys::fingerprints(&ca.value).join(", ").into(),
+            });
+        }
+        for id in super::configured(site, ServiceKind::Minio) {
+            for h in &site.service(id).hosts {
+                let (ips, names) = tls_names(site, id, h.value);
+                let all = ips.into_iter().chain(names).map(|x| x.value);
+                v.push(Fact {
+                    category: "minio tls",
+                    subject: format!("{} on {}", site.service(id).name, site.host(h.value).name),
+                    field: "certificate names",
+                    value: crate::model::facts::Val::many(all),
+                });
+            }
+        }
         v
     }
 
@@ -725,6 +947,28 @@ impl Family for Backups {
         for b in &site.backups {
             verify_policy(site, b, diags);
         }
+        verify_minio(site, diags);
+    }
+}
+
+/// MinIO can serve TLS: the site has its CA. (A MinIO user the host cannot give the key
+/// to is the containers family's check, with the secrets'.)
+fn verify_minio(site: &Site, diags: &mut Diagnostics) {
+    let ids: Vec<ServiceId> = super::configured(site, ServiceKind::Minio).collect();
+    if let (Some(first), None) = (ids.first(), &model(site).ca_written) {
+        let svc = site.service(*first);
+        diags.push(
+            Diagnostic::error(
+                "missing-key",
+                format!(
+                    "`{}` is a MinIO service and the site has no `[minio_tls]`: MinIO serves S3 over HTTPS only, with a certificate signed by the site's MinIO CA",
+                    svc.name
+                ),
+                svc.loc.clone(),
+            )
+            .label("`[minio_tls] ca` is required by this service")
+            .help("create the CA (README, \"MinIO's TLS\"), add `[minio_tls]` with `ca = \"\"\"<ca.crt>\"\"\"`, and set the secret `minio_tls_ca_key` to its key"),
+        );
     }
 }
 

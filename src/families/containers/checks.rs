@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use super::{is_swarm, manager, model, nfs_clients, on_swarm, services};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::model::values::{PortSpec, Proto};
-use crate::model::{NetDriver, Role, Site};
+use crate::model::{NetDriver, Role, ServiceKind, Site};
 
 /// NFSv4's one port.
 pub const NFS_PORT: PortSpec = PortSpec { proto: Proto::Tcp, port: 2049 };
@@ -41,23 +41,41 @@ pub fn verify(site: &Site, diags: &mut Diagnostics) {
             continue;
         }
         // Compose bind-mounts a delivered secret as it is (0400): its owner must be the
-        // container's user, which the host can only know as numbers.
-        if let Some(u) = &s.user
-            && !swarm
-            && !s.secrets.is_empty()
-            && site.delivers_secrets()
+        // container's user, which the host can only know as numbers. MinIO's TLS key,
+        // which its host issues, too.
+        let reads = if s.kind.value == ServiceKind::Minio {
+            Some("its TLS key")
+        } else {
+            (!swarm && !s.secrets.is_empty() && site.delivers_secrets()).then_some("delivered secrets")
+        };
+        if let (Some(u), Some(reads)) = (&s.user, reads)
             && !u.value.split(':').all(|x| x.parse::<u32>().is_ok())
         {
             diags.push(
                 Diagnostic::error(
                     "bad-value",
                     format!(
-                        "`{}` runs as `{}` and reads delivered secrets, but the host cannot give a file to a user it knows only by name",
+                        "`{}` runs as `{}` and reads {reads}, but the host cannot give a file to a user it knows only by name",
                         s.name, u.value
                     ),
                     u.loc.clone(),
                 )
-                .help("write the user as numbers (`user = \"1000:1000\"`): its copy of each secret is then owned by them"),
+                .help(format!("write the user as numbers (`user = \"1000:1000\"`): {} then owned by them", if reads == "its TLS key" { "its key is" } else { "its copy of each secret is" })),
+            );
+        }
+        if s.kind.value == ServiceKind::Minio
+            && let Some(c) = m.command.get(&id)
+        {
+            diags.push(
+                Diagnostic::error(
+                    "bad-value",
+                    format!("`{}` is a MinIO service, whose command medianest writes", s.name),
+                    c.loc.clone(),
+                )
+                .help(format!(
+                    "remove `command`: it is `server <first volume's mount point> --address :<api> --console-address :<console> --certs-dir {}`, so MinIO serves HTTPS with the certificate its host issues",
+                    super::super::minio::CERTS_DIR
+                )),
             );
         }
         if swarm && let Some(loc) = m.host_network.get(&id) {

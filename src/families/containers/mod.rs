@@ -90,7 +90,7 @@ use crate::load::keys::KeySet;
 use crate::model::facts::{Fact, Val};
 use crate::model::flows::{Peer, arrival};
 use crate::model::values::Proto;
-use crate::model::{At, ExceptionKind, HealthCheck, HostId, NetDriver, Role, ServiceId, Site};
+use crate::model::{At, ExceptionKind, HealthCheck, HostId, NetDriver, Role, ServiceId, ServiceKind, Site};
 
 /// The Compose file on a Docker host.
 pub const COMPOSE: &str = "/etc/medianest/compose/compose.yaml";
@@ -388,6 +388,19 @@ fn health(site: &Site, id: ServiceId) -> Option<HealthView> {
     let loc = h.loc.as_ref().unwrap_or(&s.loc);
     let port = |name: &str| s.port(name).map(|p| p.spec.port).unwrap_or(0);
     let test: Vec<String> = match &h.check {
+        // MinIO's image has neither wget nor curl (since RELEASE.2023-11-01) and serves
+        // HTTPS: its own `mc ready` asks the cluster health endpoint, trusting the CA;
+        // mc needs a writable config directory (the /tmp tmpfs, [`minio_tmpfs`]).
+        HealthCheck::Http { port: p, .. } if s.kind.value == ServiceKind::Minio => {
+            let url = format!("https://127.0.0.1:{}", port(p));
+            vec![
+                "CMD-SHELL".into(),
+                format!(
+                    "MC_HOST_health={url} SSL_CERT_FILE={} mc --config-dir /tmp/.mc ready health",
+                    super::minio::CA_IN_CERTS
+                ),
+            ]
+        }
         HealthCheck::Http { path, port: p, .. } => {
             let url = format!("http://127.0.0.1:{}{path}", port(p));
             vec!["CMD-SHELL".into(), format!("wget -q -O /dev/null {url} || curl -fsS -o /dev/null {url}")]
@@ -407,6 +420,45 @@ fn health(site: &Site, id: ServiceId) -> Option<HealthView> {
         retries: Src::of(h.retries, "health retries", d.clone()),
         start_period: Src::of(h.start_period.go(), "health start period", d),
     })
+}
+
+/// MinIO's command, when the site writes none (it may not: [`checks`]): the server on
+/// its data directory (its first volume's mount point, else the image's `/data`), its
+/// API and console ports, and the certificate directory, so it serves HTTPS. `None` for
+/// any other kind.
+fn minio_command(site: &Site, id: ServiceId) -> Option<Vec<Src<String>>> {
+    let s = site.service(id);
+    if s.kind.value != ServiceKind::Minio {
+        return None;
+    }
+    let data = s.volumes.first().map_or(Src::at(super::minio::DEFAULT_DATA.to_string(), "MinIO data", &s.loc), |v| {
+        Src::at(v.target.clone(), "MinIO data (its first volume)", &v.loc)
+    });
+    let port = |name: &str| {
+        super::service_port(site, id, name)
+            .map(|(p, l)| Src::at(format!(":{}", p.port), "MinIO port", l))
+            .unwrap_or_else(|| Src::at(String::new(), "MinIO port", &s.loc))
+    };
+    let word = |w: &str| Src::at(w.to_string(), "MinIO command", &s.loc);
+    Some(vec![
+        word("server"),
+        data,
+        word("--address"),
+        port("api"),
+        word("--console-address"),
+        port("console"),
+        word("--certs-dir"),
+        word(super::minio::CERTS_DIR),
+    ])
+}
+
+/// The tmpfs MinIO's health check writes mc's configuration to, when the service has
+/// no `/tmp` of its own (its root is read-only).
+fn minio_tmpfs(site: &Site, id: ServiceId) -> Option<Src<String>> {
+    let s = site.service(id);
+    let health = matches!(s.health.as_ref().map(|h| &h.check), Some(HealthCheck::Http { .. }));
+    (s.kind.value == ServiceKind::Minio && health && s.read_only.value && !s.tmpfs.iter().any(|t| t.value == "/tmp"))
+        .then(|| Src::at("/tmp".to_string(), "tmpfs (mc's configuration, for the health check)", &s.loc))
 }
 
 /// The ports of a service published on `host`: each port a flow reaches, on the
@@ -480,6 +532,14 @@ fn service_view(site: &Site, id: ServiceId, host: Option<HostId>, here: &BTreeSe
             read_only: false,
         });
     }
+    if s.kind.value == ServiceKind::Minio {
+        mounts.push(MountView {
+            kind: "bind",
+            source: Src::at(super::minio::TLS_DIR.to_string(), "MinIO's certificate (issued on the host)", sl),
+            target: Src::at(super::minio::CERTS_DIR.to_string(), "MinIO's --certs-dir", sl),
+            read_only: true,
+        });
+    }
     for b in m.binds.get(&id).into_iter().flatten() {
         mounts.push(MountView {
             kind: "bind",
@@ -526,12 +586,13 @@ fn service_view(site: &Site, id: ServiceId, host: Option<HostId>, here: &BTreeSe
             .command
             .get(&id)
             .map(|c| c.value.iter().map(|a| Src::at(a.clone(), "command", &c.loc)).collect())
+            .or_else(|| minio_command(site, id))
             .unwrap_or_default(),
         user: s.user.as_ref().map(|u| Src::at(u.value.clone(), "user", &u.loc)),
         root_reason: reason(site, id, ExceptionKind::RootUser),
         read_only: s.read_only.value,
         read_only_reason: reason(site, id, ExceptionKind::ReadOnly).filter(|_| !s.read_only.value),
-        tmpfs: s.tmpfs.iter().map(|t| Src::at(t.value.clone(), "tmpfs", &t.loc)).collect(),
+        tmpfs: s.tmpfs.iter().map(|t| Src::at(t.value.clone(), "tmpfs", &t.loc)).chain(minio_tmpfs(site, id)).collect(),
         tmpfs_size: Src::of(d.tmpfs_size.to_string(), "tmpfs_size", dl),
         tmpfs_bytes: Src::of(d.tmpfs_size.0, "tmpfs_size", dl),
         cap_add: s.cap_add.iter().map(|c| Src::at(c.value.clone(), "cap_add", &c.loc)).collect(),

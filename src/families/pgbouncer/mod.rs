@@ -33,8 +33,10 @@
 //! Checks: the service names exactly one postgres service in `depends_on`; each pooler
 //! host (other than the primary itself) has a flow to the primary's postgres port; and
 //! hosts × databases (1 for `*`) × `default_pool_size` fits in that service's
-//! `max_connections` less PostgreSQL's 3 superuser slots. No validator: PgBouncer has no
-//! check mode (starting it is the check, see the loopback test).
+//! `max_connections` less PostgreSQL's 3 superuser slots. Validator
+//! [`Validator::Pgbouncer`]: PgBouncer has no check mode, so the agent starts it on the
+//! staged files in private network and mount namespaces and stops it once it is up; a
+//! bad parameter stops it at once with exit code 1.
 
 pub mod keys;
 
@@ -45,7 +47,7 @@ use serde::Serialize;
 
 use super::provenance::Src;
 use super::{Family, Lowering, Part};
-use crate::artifact::ArtifactMeta;
+use crate::artifact::{ArtifactMeta, Validator};
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::load::keys::KeySet;
 use crate::model::facts::{Fact, Val};
@@ -209,6 +211,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
     let file = |host: &str, target: &str, restart: bool| {
         let mut meta = ArtifactMeta::host_file("pgbouncer", host, target, 0o640, "postgres:postgres");
         if let Some(a) = meta.apply.as_mut() {
+            a.validate = Some(Validator::Pgbouncer);
             if restart {
                 a.restart = Some(UNIT.into());
             } else {

@@ -35,7 +35,7 @@ crate::keys! {
         pub runbooks: Option<Str>,
         /// The site's own alert rules (`kind = "prometheus"` only), added to the generated baseline: `{ alert = "QueueBacklog", expr = "bull_queue_waiting > 100", for = "10m", severity = "warning", summary = "...", service = "medianest-backend" }`. `expr` is PromQL, checked when the site is compiled; `severity` is `critical` (paged) or `warning` (chat); `service` names the runbook page (default: this Prometheus service).
         pub rules: Option<Vec<RawRule>>,
-        /// How Prometheus scrapes this service's ports (any service): `metrics.<port> = { path = "/minio/v2/metrics/cluster", scheme = "https" }`. A port is scraped when a flow from a Prometheus service reaches it; the default path is `/metrics` and the default scheme `http`.
+        /// How Prometheus scrapes this service's ports (any service): `metrics.<port> = { path = "/minio/v2/metrics/cluster", scheme = "https" }`. A port is scraped when a flow from a Prometheus service reaches it; the default path is `/metrics` (MinIO's: `/minio/v2/metrics/cluster`) and the default scheme `http` (MinIO's: `https`, trusting the site's MinIO CA).
         pub metrics: Option<Named<RawMetrics>>,
     }
 }
@@ -150,13 +150,10 @@ impl Model {
     }
     /// How a port of a service is scraped.
     pub fn scrape(&self, site: &Site, id: ServiceId, port: &str) -> Scrape {
-        self.metrics.get(&(id, port.to_string())).cloned().unwrap_or_else(|| {
-            let loc = site.service(id).loc.clone();
-            Scrape {
-                path: At { value: default_path(site.service(id).kind.value).into(), loc: loc.clone() },
-                scheme: At { value: "http", loc },
-            }
-        })
+        self.metrics
+            .get(&(id, port.to_string()))
+            .cloned()
+            .unwrap_or_else(|| out_default(site, id, &site.service(id).loc))
     }
 }
 
@@ -332,7 +329,15 @@ pub fn resolve(parts: &[Part], site: &Site, diags: &mut Diagnostics) -> Model {
 fn out_default(site: &Site, id: ServiceId, loc: &Loc) -> Scrape {
     Scrape {
         path: At { value: default_path(site.service(id).kind.value).into(), loc: loc.clone() },
-        scheme: At { value: "http", loc: loc.clone() },
+        scheme: At { value: default_scheme(site.service(id).kind.value), loc: loc.clone() },
+    }
+}
+
+/// The scheme of a kind that serves its metrics over HTTPS: MinIO serves TLS only.
+fn default_scheme(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Minio => "https",
+        _ => "http",
     }
 }
 

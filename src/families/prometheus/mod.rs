@@ -116,6 +116,8 @@ pub struct JobView {
     pub path: Src<String>,
     /// Scheme.
     pub scheme: Src<String>,
+    /// The CA the scrape trusts over HTTPS (MinIO's: the site's MinIO CA).
+    pub ca_file: Option<&'static str>,
     /// Targets.
     pub targets: Vec<TargetView>,
     /// Set for a blackbox probe job: targets are URLs, scraped through the exporter.
@@ -234,6 +236,8 @@ fn job_view(site: &Site, j: &Job) -> JobView {
         name: Src::of(j.name.clone(), "scrape job (a flow)", j.locs(site)),
         path: Src::at(scrape.path.value, "metrics path", &scrape.path.loc),
         scheme: Src::at(scrape.scheme.value.to_string(), "metrics scheme", &scrape.scheme.loc),
+        ca_file: (svc.kind.value == ServiceKind::Minio && scrape.scheme.value == "https")
+            .then_some(super::minio::CA_FILE),
         targets,
         probe: None,
     }
@@ -272,6 +276,7 @@ fn probe_view(site: &Site, p: &probe::Probe) -> JobView {
         name: Src::of(probe::job_name(p), "probe of an exposed hostname", &p.locs),
         path: Src::of("/probe".into(), "blackbox exporter", &p.locs),
         scheme: Src::of("http".into(), "blackbox exporter", &p.locs),
+        ca_file: None,
         targets,
         probe: Some(ProbeView {
             module: Src::of(probe::module(&p.hostname), "exposed hostname", &p.locs),
@@ -292,6 +297,7 @@ fn lower_host(site: &Site, prom: ServiceId, host: HostId, out: &mut Lowering) {
         name: Src::at(svc.name.clone(), "service", &svc.loc),
         path: Src::at("/metrics".into(), "Prometheus's own metrics", &svc.loc),
         scheme: Src::at("http".into(), "Prometheus's own metrics", &svc.loc),
+        ca_file: None,
         targets: vec![TargetView {
             address: listen.clone(),
             host: Src::at(h.name.clone(), "host", &h.loc),

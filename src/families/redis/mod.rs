@@ -30,8 +30,10 @@
 //!   not `SHUTDOWN`: systemd restarts the server. ACLs (`-@dangerous` per user) are the
 //!   modern way and come with the ACL file.
 //!
-//! No validator: Redis has no config-test mode (starting it is the check, see the
-//! loopback test).
+//! Validator [`Validator::Redis`]: Redis has no config-test mode, so the agent starts
+//! `redis-server` on the staged file in private network and mount namespaces (no port,
+//! scratch socket and directory, the included password file an empty stand-in) and
+//! stops it once it is up; a bad directive stops it at once with exit code 1.
 
 pub mod keys;
 
@@ -42,7 +44,7 @@ use serde::Serialize;
 
 use super::provenance::Src;
 use super::{Family, Lowering, Part};
-use crate::artifact::ArtifactMeta;
+use crate::artifact::{ArtifactMeta, Validator};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::load::keys::KeySet;
 use crate::model::facts::Fact;
@@ -169,6 +171,7 @@ fn lower_service(site: &Site, id: ServiceId, out: &mut Lowering) {
         };
         let mut meta = ArtifactMeta::host_file("redis", &host.name, CONF, 0o640, "redis:redis");
         if let Some(a) = meta.apply.as_mut() {
+            a.validate = Some(Validator::Redis);
             a.restart = Some(UNIT.into());
         }
         out.add("redis/redis.conf.j2", &ctx, meta, Some(svc.loc.clone()));

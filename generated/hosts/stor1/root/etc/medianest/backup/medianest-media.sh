@@ -29,8 +29,9 @@ AWS_SECRET_ACCESS_KEY=$(tr -d '\n' < /run/medianest/secrets/medianest-backend/ba
 export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 RESTIC_REPOSITORY='s3:https://10.0.4.10:9000/backups/medianest-media'
 RESTIC_PASSWORD_FILE=/run/medianest/secrets/medianest-backend/backup_repository_password
+# MinIO's CA. Debian 12's restic (0.14) reads no RESTIC_CACERT: every call names it.
 RESTIC_CACERT=/etc/medianest/tls/minio-ca.crt
-export RESTIC_CACERT
+restic() { command restic --cacert "$RESTIC_CACERT" "$@"; }
 RESTIC_CACHE_DIR=/var/cache/restic
 export RESTIC_REPOSITORY RESTIC_PASSWORD_FILE RESTIC_CACHE_DIR
 

@@ -22,8 +22,11 @@ secret_key=$(secrets /run/medianest/secrets/minio/backup_s3_secret_key)
 MC_HOST_local="https://$(urlencode "$root_user"):$(urlencode "$root_password")@127.0.0.1:9000"
 export MC_HOST_local
 
+# mc trusts the site's MinIO CA (Go reads SSL_CERT_FILE), and MinIO's certificate names
+# 127.0.0.1.
 mc() {
-    docker run --rm --network host -e MC_HOST_local --entrypoint mc "$image" --insecure "$@"
+    docker run --rm --network host -e MC_HOST_local -v /etc/medianest/tls/minio-ca.crt:/etc/minio-ca.crt:ro \
+        -e SSL_CERT_FILE=/etc/minio-ca.crt --entrypoint mc "$image" "$@"
 }
 
 # MinIO may still be starting (a first deploy pulls its image): wait up to 5 minutes.

@@ -337,7 +337,18 @@ pub fn generate(n_hosts: usize, n_services: usize) -> Result<BTreeMap<String, St
             app_hosts_list.join(", ")
         ),
     );
-    s.certificates = "[certificates.wildcard]\ndomains = [\"*.example.org\"]\nfile = \"/etc/haproxy/certs/wildcard.example.org.pem\"\nacme = true\n".into();
+    // The wildcard is the operator's (HTTP-01 cannot validate a wildcard); the apex is
+    // obtained by ACME on both edges.
+    s.certificates = "[certificates.wildcard]\ndomains = [\"*.example.org\"]\nfile = \"/etc/haproxy/certs/wildcard.example.org.pem\"\n\n\
+                      [certificates.apex]\ndomains = [\"example.org\", \"www.example.org\"]\nfile = \"/etc/haproxy/certs/example.org.pem\"\n\
+                      acme = true\nacme_email = \"ops@example.org\"\n"
+        .into();
+    s.flow(
+        "service:haproxy",
+        "service:haproxy",
+        "\"tcp/8888\"",
+        "ACME HTTP-01: the edge holding the address passes challenges to the edge that asked",
+    );
     s.flow(
         "internet",
         "service:haproxy",

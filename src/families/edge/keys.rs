@@ -173,6 +173,9 @@ pub struct Certificate {
     pub acme_directory: At<String>,
 }
 
+/// The most names Let's Encrypt puts in one certificate.
+pub const ACME_MAX_NAMES: usize = 100;
+
 /// Let's Encrypt's production directory: the default ACME server.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
@@ -342,6 +345,31 @@ fn certificate(cx: &mut Cx, name: &str, loc: crate::diag::Loc, c: &RawCertificat
         .collect();
     let file = cx.required(&c.file, &loc, "file", &t).and_then(|v| cx.value(v, values::abs_path))?;
     let acme = c.acme.as_ref().is_some_and(|b| *b.get_ref());
+    if acme && let Some(w) = c.domains.iter().find(|d| d.get_ref().starts_with("*.")) {
+        // HTTP-01 proves control of one name by serving a file on it: a wildcard has no
+        // host to serve it from, so ACME servers only issue it through DNS-01.
+        cx.diags.push(
+            Diagnostic::error(
+                "bad-value",
+                format!("certificate `{name}` is obtained by ACME HTTP-01, which cannot validate the wildcard `{}`", w.get_ref()),
+                cx.loc(w.span()),
+            )
+            .help("list the names the edge serves in `domains`, or provision the wildcard certificate yourself and drop `acme`"),
+        );
+    }
+    if acme && c.domains.len() > ACME_MAX_NAMES {
+        cx.diags.push(
+            Diagnostic::error(
+                "bad-value",
+                format!(
+                    "certificate `{name}` lists {} names; an ACME certificate holds at most {ACME_MAX_NAMES}",
+                    c.domains.len()
+                ),
+                loc.clone(),
+            )
+            .help("split the names over several certificates"),
+        );
+    }
     if acme && c.acme_email.is_none() {
         cx.diags.push(
             Diagnostic::error(

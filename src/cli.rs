@@ -109,7 +109,7 @@ pub enum Command {
     /// The host agent: fetch this host's rendered files from git, verify them, and apply
     /// them atomically, rolling back on failure.
     #[command(after_help = PULL_EXIT_CODES)]
-    Pull(PullArgs),
+    Pull(Box<PullArgs>),
     /// Say where a generated file, or one of its lines, comes from.
     #[command(after_help = EXIT_CODES)]
     Explain {

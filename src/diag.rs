@@ -456,6 +456,18 @@ pub fn shortlist(names: &[&str]) -> String {
     v.join(", ")
 }
 
+/// Characters that show nothing, or reorder or break what is shown, though they are not
+/// control characters: line and paragraph separators, bidirectional overrides and
+/// isolates, zero-width and other format characters. A reviewer reading a diff cannot
+/// see them, so no site value may hold one, and
+/// diagnostics show them as U+FFFD (here, at the ground floor, for both).
+pub fn is_invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,16 +521,4 @@ mod tests {
         assert_eq!(out.matches("warning[x]").count(), 1, "{out}");
         assert!(out.contains("error: the site has 2 errors and 1 warning; nothing was written"), "{out}");
     }
-}
-
-/// Characters that show nothing, or reorder or break what is shown, though they are not
-/// control characters: line and paragraph separators, bidirectional overrides and
-/// isolates, zero-width and other format characters. A reviewer reading a diff cannot
-/// see them, so no site value may hold one, and
-/// diagnostics show them as U+FFFD (here, at the ground floor, for both).
-pub fn is_invisible(c: char) -> bool {
-    matches!(c as u32,
-        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
-        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
-        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
 }

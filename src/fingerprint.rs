@@ -222,11 +222,11 @@ pub fn fresh(paths: &crate::paths::Paths, digest: Option<&str>) -> Option<usize>
         .collect();
     let mut restamped = false;
     for (entry, verified) in fp.files.iter_mut().zip(files) {
-        if let Some(stamp) = verified? {
-            if stamp.settled(checked) {
-                entry.stamp = Some(stamp);
-                restamped = true;
-            }
+        if let Some(stamp) = verified?
+            && stamp.settled(checked)
+        {
+            entry.stamp = Some(stamp);
+            restamped = true;
         }
     }
     for (d, now) in fp.dirs.iter_mut().zip(dirs) {

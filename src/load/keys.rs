@@ -202,13 +202,16 @@ macro_rules! doc_line {
     };
 }
 
+/// Deserializes a file pruned to a family's keys into its typed keys.
+pub type Parse = for<'i> fn(Spanned<DeTable<'i>>) -> Result<Box<dyn Any + Send + Sync>, toml::de::Error>;
+
 /// A family's own keys: the file-level table it claims and how to read it.
 #[derive(Clone, Copy)]
 pub struct KeySet {
     /// The file-level table (top-level keys, and the core tables it extends).
     pub table: &'static Table,
     /// Deserializes a file pruned to these keys.
-    pub parse: for<'i> fn(Spanned<DeTable<'i>>) -> Result<Box<dyn Any + Send + Sync>, toml::de::Error>,
+    pub parse: Parse,
 }
 
 impl KeySet {

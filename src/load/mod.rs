@@ -190,7 +190,8 @@ pub fn load_files(
     }
     // Files parse independently: on every core, each into diagnostics of its own, merged
     // in file order so the result does not depend on the thread count.
-    let parsed: Vec<(Option<(pieces::Pieces, Vec<Owned>)>, Diagnostics)> = ids
+    type Parsed = (Option<(pieces::Pieces, Vec<Owned>)>, Diagnostics);
+    let parsed: Vec<Parsed> = ids
         .par_iter()
         .map(|&file| {
             let mut found = Diagnostics::default();

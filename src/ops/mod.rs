@@ -173,9 +173,12 @@ pub enum Cache {
     Ignore,
 }
 
+/// The site files read: display path and bytes.
+type Inputs = Vec<(String, Vec<u8>)>;
+
 /// Reads the site files and hashes every input; `None` as the digest when some input
 /// could not be read.
-fn read_inputs(paths: &Paths) -> (Vec<(String, Vec<u8>)>, Diagnostics, Option<String>) {
+fn read_inputs(paths: &Paths) -> (Inputs, Diagnostics, Option<String>) {
     let mut diags = Diagnostics::default();
     let files = load::read_site(&paths.site, &paths.display(&paths.site), &mut diags);
     let digest = fingerprint::digest(&files, !diags.has_errors(), &paths.templates);

@@ -96,11 +96,11 @@ fn split_doc(doc: &str) -> (String, String, String) {
         rest = rest[end..].trim().to_string();
     }
     let mut default = "-".to_string();
-    if let Some(i) = rest.find("(default ") {
-        if let Some(j) = rest[i..].find(')') {
-            default = rest[i + "(default ".len()..i + j].to_string();
-            rest = format!("{}{}", rest[..i].trim_end(), &rest[i + j + 1..]);
-        }
+    if let Some(i) = rest.find("(default ")
+        && let Some(j) = rest[i..].find(')')
+    {
+        default = rest[i + "(default ".len()..i + j].to_string();
+        rest = format!("{}{}", rest[..i].trim_end(), &rest[i + j + 1..]);
     }
     (required, default, rest.trim().to_string())
 }

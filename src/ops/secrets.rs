@@ -237,7 +237,7 @@ fn is_tmpfs(dir: &Path) -> bool {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     const RAMFS_MAGIC: i64 = 0x8584_58f6;
     rustix::fs::statfs(dir).is_ok_and(|s| {
-        let t = s.f_type as i64;
+        let t = s.f_type;
         t == TMPFS_MAGIC || t == RAMFS_MAGIC
     })
 }

@@ -110,10 +110,8 @@ fn normalize(p: &Path) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in p.components() {
         match c {
-            std::path::Component::ParentDir => {
-                if parts.pop().is_none() {
-                    parts.push("..".into());
-                }
+            std::path::Component::ParentDir if parts.pop().is_none() => {
+                parts.push("..".into());
             }
             std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
             _ => {}

@@ -177,7 +177,8 @@ fn secrets_commands_set_edit_list_and_rekey_the_reference_site() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(read("redis_password", "cache1.ssh_host_ed25519_key").unwrap(), b"EDITED-redis");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "the editor's directory is removed");
-    for o in [&o] {
+    {
+        let o = &o;
         assert!(!stdout(o).contains("EDITED") && !stderr(o).contains("EDITED"));
     }
 

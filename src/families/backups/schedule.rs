@@ -31,11 +31,11 @@ pub fn schedule(secs: u64, name: &str) -> Schedule {
     let minute = s % 60;
     const HOUR: u64 = 3600;
     const DAY: u64 = 24 * HOUR;
-    if secs >= 60 && secs < HOUR && secs.is_multiple_of(60) && HOUR.is_multiple_of(secs) {
+    if (60..HOUR).contains(&secs) && secs.is_multiple_of(60) && HOUR.is_multiple_of(secs) {
         let m = secs / 60;
         return Schedule::Calendar(format!("*:{:02}/{m}", minute % m));
     }
-    if secs >= HOUR && secs < DAY && secs.is_multiple_of(HOUR) && DAY.is_multiple_of(secs) {
+    if (HOUR..DAY).contains(&secs) && secs.is_multiple_of(HOUR) && DAY.is_multiple_of(secs) {
         let h = secs / HOUR;
         return Schedule::Calendar(if h == 1 {
             format!("*:{minute:02}")

@@ -125,7 +125,8 @@ pub fn flows(site: &Site) -> FlowsContext {
     let plan = site.flow_plan();
     let internet = site.zones.len();
     // (source column, destination column) → ports, with the flows they come from.
-    let mut cells: BTreeMap<(usize, usize), (BTreeSet<PortSpec>, Vec<&Loc>)> = BTreeMap::new();
+    type Cell<'a> = (BTreeSet<PortSpec>, Vec<&'a Loc>);
+    let mut cells: BTreeMap<(usize, usize), Cell> = BTreeMap::new();
     let mut per_host: BTreeMap<HostId, BTreeMap<(usize, PortSpec), BTreeSet<String>>> = BTreeMap::new();
     for g in &plan.grants {
         let dest_host = match g.to {

@@ -73,7 +73,7 @@ pub fn addresses(site: &Site) -> Vec<AddressRow> {
             },
         ));
     }
-    rows.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+    rows.sort_by_key(|a| (a.1, a.0));
     rows.into_iter().map(|r| r.2).collect()
 }
 
@@ -445,10 +445,10 @@ pub fn commands(site: &Site, id: ServiceId, files: &[(String, &FileRow)]) -> Vec
     let mut units: Vec<String> = Vec::new();
     for (_, f) in files {
         for part in f.then.split(", ") {
-            if let Some(u) = part.strip_prefix("reload ").or(part.strip_prefix("restart ")) {
-                if !units.contains(&u.to_string()) {
-                    units.push(u.to_string());
-                }
+            if let Some(u) = part.strip_prefix("reload ").or(part.strip_prefix("restart "))
+                && !units.contains(&u.to_string())
+            {
+                units.push(u.to_string());
             }
         }
     }

@@ -896,6 +896,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             st.files.retain(|t, _| generation.files.contains_key(t) || kept.contains_key(t));
             units_of(&mut st);
             st.applied_time = Some(commit_time(&repo, commit));
+            dir.save_applied_secrets(&commit.to_string(), &generation.secrets)?;
             dir.save_state(&st)?;
             write_floor(&root, &floor_target, commit)?;
             report.result = "applied";
@@ -1060,6 +1061,7 @@ fn run(opts: &PullOptions, dir: &StateDir, report: &mut Report) -> Result<()> {
             st.files.insert(f.target.clone(), h.clone());
         }
     }
+    dir.save_applied_secrets(&commit.to_string(), &generation.secrets)?;
     dir.save_state(&st)?;
     write_floor(&root, &floor_target, commit)?;
     crash_point("recorded");

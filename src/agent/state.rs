@@ -67,6 +67,32 @@ pub struct Journal {
     pub dirs: Vec<String>,
 }
 
+/// The file of [`StateDir::save_applied_secrets`].
+const APPLIED_SECRETS: &str = "applied-secrets.json";
+
+/// The applied commit's secrets, as kept for a boot delivery.
+#[derive(Serialize, Deserialize)]
+struct AppliedSecrets {
+    commit: String,
+    secrets: Vec<KeptSecret>,
+}
+
+/// One kept secret: its plan entry and its ciphertext in hex.
+#[derive(Serialize, Deserialize)]
+struct KeptSecret {
+    plan: crate::artifact::PlanSecret,
+    ciphertext: String,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    anyhow::ensure!(s.len().is_multiple_of(2) && s.is_ascii(), "odd or non-ASCII hex");
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).context("bad hex")).collect()
+}
+
 /// The state directory.
 pub struct StateDir {
     /// Its path.
@@ -135,6 +161,47 @@ impl StateDir {
     /// Saves the state.
     pub fn save_state(&self, s: &State) -> Result<()> {
         write_atomic(&self.path.join("state.json"), &serde_json::to_vec_pretty(s)?)
+    }
+
+    /// Keeps the applied commit's secrets (ciphertext and where each goes) for a boot
+    /// delivery: the mirror they came from is discarded when a later fetch is refused,
+    /// and a reboot before the next good pull must still find them. Ciphertext only,
+    /// in the root-only state directory.
+    pub fn save_applied_secrets(&self, commit: &str, secrets: &[(crate::artifact::PlanSecret, Vec<u8>)]) -> Result<()> {
+        let kept = AppliedSecrets {
+            commit: commit.to_string(),
+            secrets: secrets.iter().map(|(p, c)| KeptSecret { plan: p.clone(), ciphertext: hex(c) }).collect(),
+        };
+        write_atomic_mode(&self.path.join(APPLIED_SECRETS), &serde_json::to_vec_pretty(&kept)?, 0o600)
+    }
+
+    /// The secrets kept for `commit` by [`Self::save_applied_secrets`], or `None` when
+    /// none were kept for it (an agent from before this file, or a crash between the two
+    /// writes: the caller falls back to the mirror).
+    pub fn applied_secrets(&self, commit: &str) -> Result<Option<Vec<(crate::artifact::PlanSecret, Vec<u8>)>>> {
+        let p = self.path.join(APPLIED_SECRETS);
+        let kept: AppliedSecrets = match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).with_context(|| format!("`{}` is corrupt", p.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", p.display())),
+        };
+        if kept.commit != commit {
+            return Ok(None);
+        }
+        kept.secrets
+            .into_iter()
+            .map(|k| {
+                let bytes = unhex(&k.ciphertext).with_context(|| format!("`{}` is corrupt", p.display()))?;
+                // The same check as a fetched ciphertext against its plan.
+                anyhow::ensure!(
+                    crate::artifact::sha256_hex(&bytes) == k.plan.sha256,
+                    "`{}`: the kept ciphertext of `{}` does not match its hash",
+                    p.display(),
+                    k.plan.name
+                );
+                Ok(Some((k.plan, bytes)))
+            })
+            .collect::<Result<Option<Vec<_>>>>()
     }
 
     /// The journal of an interrupted apply, if any.

@@ -1315,7 +1315,7 @@ fn delivers_and_rotates_secrets_with_a_reload_and_no_plaintext_elsewhere() {
 }
 
 #[test]
-fn boot_delivers_the_applied_secrets_again_from_the_mirror_without_the_network() {
+fn boot_delivers_the_applied_secrets_again_without_the_network_even_after_a_refused_fetch() {
     let sim = Sim::new();
     let (web1, _) = host_keys(&sim);
     std::fs::write(sim.root().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\npostgres:x:70:71::/:/bin/false\n")
@@ -1343,6 +1343,25 @@ fn boot_delivers_the_applied_secrets_again_from_the_mirror_without_the_network()
     // Again: nothing to write.
     let o = sim.pull_with(&["--boot"], &[]);
     assert_eq!(report(&o)["result"], "unchanged", "{}", stdout(&o));
+    // An unsigned push is refused, and the refused objects go with the whole mirror;
+    // a reboot before the next good pull still delivers the applied commit's secrets
+    // (kept, as ciphertext, when it was applied).
+    std::fs::rename(sim.path().join("remote.away"), sim.path().join("remote.git")).unwrap();
+    sim.render_with_secrets(&v2(), &[], &spec);
+    sim.commit("unsigned", None);
+    let o = sim.pull();
+    assert_eq!(report(&o)["result"], "refused", "{}", stdout(&o));
+    assert!(!sim.path().join("state/mirror.git").exists(), "the refused fetch's mirror is kept");
+    std::fs::remove_dir_all(sim.root().join("run/medianest")).unwrap();
+    std::fs::rename(sim.path().join("remote.git"), sim.path().join("remote.away")).unwrap();
+    let o = sim.pull_with(&["--boot"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), ALPHA, "no secret after a refused fetch and a reboot");
+    let kept = std::fs::read_to_string(sim.path().join("state/applied-secrets.json")).unwrap();
+    assert_eq!(plaintext_leaks(&sim, &o, &[ALPHA]), Vec::<String>::new());
+    assert!(!kept.contains(ALPHA.trim()), "the kept file holds the plaintext");
+    let md = std::fs::metadata(sim.path().join("state/applied-secrets.json")).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o600);
     // While a pull holds the lock (the agent restarting medianest-secrets.service), it
     // succeeds without waiting: that pull delivers the secrets itself.
     let lock = sim.path().join("state/lock");

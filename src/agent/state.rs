@@ -67,6 +67,9 @@ pub struct Journal {
     pub dirs: Vec<String>,
 }
 
+/// A secret of a plan with its ciphertext.
+pub type Sealed = (crate::artifact::PlanSecret, Vec<u8>);
+
 /// The file of [`StateDir::save_applied_secrets`].
 const APPLIED_SECRETS: &str = "applied-secrets.json";
 
@@ -167,7 +170,7 @@ impl StateDir {
     /// delivery: the mirror they came from is discarded when a later fetch is refused,
     /// and a reboot before the next good pull must still find them. Ciphertext only,
     /// in the root-only state directory.
-    pub fn save_applied_secrets(&self, commit: &str, secrets: &[(crate::artifact::PlanSecret, Vec<u8>)]) -> Result<()> {
+    pub fn save_applied_secrets(&self, commit: &str, secrets: &[Sealed]) -> Result<()> {
         let kept = AppliedSecrets {
             commit: commit.to_string(),
             secrets: secrets.iter().map(|(p, c)| KeptSecret { plan: p.clone(), ciphertext: hex(c) }).collect(),
@@ -178,7 +181,7 @@ impl StateDir {
     /// The secrets kept for `commit` by [`Self::save_applied_secrets`], or `None` when
     /// none were kept for it (an agent from before this file, or a crash between the two
     /// writes: the caller falls back to the mirror).
-    pub fn applied_secrets(&self, commit: &str) -> Result<Option<Vec<(crate::artifact::PlanSecret, Vec<u8>)>>> {
+    pub fn applied_secrets(&self, commit: &str) -> Result<Option<Vec<Sealed>>> {
         let p = self.path.join(APPLIED_SECRETS);
         let kept: AppliedSecrets = match std::fs::read(&p) {
             Ok(b) => serde_json::from_slice(&b).with_context(|| format!("`{}` is corrupt", p.display()))?,

@@ -135,31 +135,24 @@ impl Family for Acme {
     }
 
     fn verify(&self, site: &Site, diags: &mut Diagnostics) {
-        let edges: Vec<_> = edge::services_of(site, ServiceKind::Haproxy).collect();
         for c in edge::edge(site).certificates.iter().filter(|c| c.acme) {
             // The edge holding the address passes each challenge to every edge's client.
-            for (_, svc) in &edges {
-                let port = svc
-                    .port("acme")
-                    .map(|p| p.spec)
-                    .unwrap_or(crate::model::values::PortSpec { proto: crate::model::values::Proto::Tcp, port: 8888 });
-                if let Some((from, to)) = edge::unconnected_pair(site, svc, port) {
-                    edge::missing_flow(
-                        diags,
-                        &c.loc,
-                        &format!("service:{}", svc.name),
-                        &format!("service:{}", svc.name),
-                        port,
-                        "ACME HTTP-01: the edge holding the address passes challenges to the edge that asked",
-                        &format!(
-                            "certificate `{}` is obtained by ACME on every host of `{}` (`{}` passes challenges to `{}`)",
-                            c.name,
-                            svc.name,
-                            site.host(from).name,
-                            site.host(to).name
-                        ),
-                    );
-                }
+            for (_, svc) in edge::services_of(site, ServiceKind::Haproxy) {
+                let Some(port) = svc.port("acme").map(|p| p.spec) else { continue };
+                edge::require_pair_flow(
+                    site,
+                    diags,
+                    svc,
+                    port,
+                    &c.loc,
+                    "ACME HTTP-01: the edge holding the address passes challenges to the edge that asked",
+                    |from, to| {
+                        format!(
+                            "certificate `{}` is obtained by ACME on every host of `{}` (`{from}` passes challenges to `{to}`)",
+                            c.name, svc.name
+                        )
+                    },
+                );
             }
         }
     }

@@ -100,8 +100,7 @@ pub struct PlaceholderView {
 
 /// The certificates an edge host serves, as placeholders (none on other hosts).
 fn placeholders(site: &Site, host: HostId) -> Vec<PlaceholderView> {
-    let serves = edge::services_of(site, ServiceKind::Haproxy).any(|(_, s)| s.hosts.iter().any(|h| h.value == host));
-    if !serves {
+    if !edge::serves_edge(site, host) {
         return Vec::new();
     }
     edge::edge(site)

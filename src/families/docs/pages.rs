@@ -231,9 +231,7 @@ pub struct CertificateRow {
 /// The certificates host `h` serves: every certificate, on the hosts of a haproxy service.
 pub fn certificates_of(site: &Site, h: HostId) -> Vec<CertificateRow> {
     use crate::families::edge;
-    let serves =
-        edge::services_of(site, crate::model::ServiceKind::Haproxy).any(|(_, s)| s.hosts.iter().any(|x| x.value == h));
-    if !serves {
+    if !edge::serves_edge(site, h) {
         return Vec::new();
     }
     edge::edge(site)

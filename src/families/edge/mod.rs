@@ -221,16 +221,34 @@ pub fn flow_allows(site: &Site, from: Option<HostId>, to: HostId, port: PortSpec
     site.flow_plan().allows(site, from, Some(to), port)
 }
 
-/// Two hosts of `svc` that no flow lets talk on `port` (the first pair found), for the
-/// edges' traffic among themselves: ACME challenges, stick-table peers. One flow from
-/// the service to itself opens every pair, so one pair is enough to report.
-pub fn unconnected_pair(site: &Site, svc: &Service, port: PortSpec) -> Option<(HostId, HostId)> {
-    svc.hosts.iter().find_map(|from| {
+/// Reports, once for `svc`, two of its hosts that no flow lets talk on `port`: the edges'
+/// traffic among themselves (ACME challenges, stick-table peers). One flow from the
+/// service to itself opens every pair, so one pair is enough to report. `what` says
+/// what needs the traffic, given the two hosts' names.
+pub fn require_pair_flow(
+    site: &Site,
+    diags: &mut Diagnostics,
+    svc: &Service,
+    port: PortSpec,
+    loc: &Loc,
+    why: &str,
+    what: impl FnOnce(&str, &str) -> String,
+) {
+    let pair = svc.hosts.iter().find_map(|from| {
         svc.hosts
             .iter()
             .find(|to| to.value != from.value && !flow_allows(site, Some(from.value), to.value, port))
             .map(|to| (from.value, to.value))
-    })
+    });
+    if let Some((from, to)) = pair {
+        let endpoint = format!("service:{}", svc.name);
+        missing_flow(diags, loc, &endpoint, &endpoint, port, why, &what(&site.host(from).name, &site.host(to).name));
+    }
+}
+
+/// Whether `host` runs an edge HAProxy (and so serves the site's certificates).
+pub fn serves_edge(site: &Site, host: HostId) -> bool {
+    services_of(site, ServiceKind::Haproxy).any(|(_, s)| s.hosts.iter().any(|h| h.value == host))
 }
 
 /// Reports a missing flow with the TOML that would add it.

@@ -435,23 +435,21 @@ impl Family for Haproxy {
         for (eid, esvc) in &edges {
             if let Some(limit) = routes.iter().find(|r| r.edge.rate_limit.is_some())
                 && let Some(peers) = site.service(*eid).port("peers").map(|p| p.spec)
-                && let Some((from, to)) = edge::unconnected_pair(site, esvc, peers)
             {
-                edge::missing_flow(
+                let e = limit.expose;
+                edge::require_pair_flow(
+                    site,
                     diags,
-                    &limit.expose.loc,
-                    &format!("service:{}", esvc.name),
-                    &format!("service:{}", esvc.name),
+                    esvc,
                     peers,
+                    &e.loc,
                     "the edges share their stick tables (rate limits) as HAProxy peers",
-                    &format!(
-                        "`{}{}` is rate-limited on every host of `{}` with shared counts (`{}` sends them to `{}`)",
-                        limit.expose.hostname.value,
-                        limit.expose.path.value,
-                        esvc.name,
-                        site.host(from).name,
-                        site.host(to).name
-                    ),
+                    |from, to| {
+                        format!(
+                            "`{}{}` is rate-limited on every host of `{}` with shared counts (`{from}` sends them to `{to}`)",
+                            e.hostname.value, e.path.value, esvc.name
+                        )
+                    },
                 );
             }
             let https = site.service(*eid).port("https").map(|p| p.spec);

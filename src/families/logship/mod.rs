@@ -157,25 +157,24 @@ impl Family for Logship {
                 retention: ret.clone(),
                 security_retention: sec.clone(),
             };
-            let mut meta = ArtifactMeta::host_file("logship", &host.name, CONF, 0o644, "root:root");
-            if let Some(a) = meta.apply.as_mut() {
-                a.validate = Some(Validator::Rsyslog);
-                a.restart = Some(UNIT.into());
-            }
-            out.add("logship/rsyslog.conf.j2", &ctx, meta, Some(r.port.loc.clone()));
-            if let Some((_, edge)) = super::edge::services_of(site, crate::model::ServiceKind::Haproxy)
-                .find(|(_, s)| s.hosts.iter().any(|x| x.value == h))
-            {
-                let mut meta = ArtifactMeta::host_file("logship", &host.name, HAPROXY_CONF, 0o644, "root:root");
+            // Checked together by rsyslog's parser, then rsyslog restarts.
+            let rsyslog_file = |target: &str| {
+                let mut meta = ArtifactMeta::host_file("logship", &host.name, target, 0o644, "root:root");
                 if let Some(a) = meta.apply.as_mut() {
                     a.validate = Some(Validator::Rsyslog);
                     a.restart = Some(UNIT.into());
                 }
+                meta
+            };
+            out.add("logship/rsyslog.conf.j2", &ctx, rsyslog_file(CONF), Some(r.port.loc.clone()));
+            if let Some((_, edge)) = super::edge::services_of(site, crate::model::ServiceKind::Haproxy)
+                .find(|(_, s)| s.hosts.iter().any(|x| x.value == h))
+            {
                 let ctx = HaproxyLogContext {
                     host: Src::at(host.name.clone(), "host", &host.loc),
                     haproxy: Src::at(edge.name.clone(), "service", &edge.loc),
                 };
-                out.add("logship/haproxy.conf.j2", &ctx, meta, Some(r.port.loc.clone()));
+                out.add("logship/haproxy.conf.j2", &ctx, rsyslog_file(HAPROXY_CONF), Some(r.port.loc.clone()));
             }
         }
         for rh in &svc.hosts {
